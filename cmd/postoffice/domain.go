@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"postoffice/internal/directory"
+	"postoffice/internal/store"
+)
+
+var domainCommand = &command{
+	name:    "domain",
+	usage:   "add|del|list [DOMAIN]",
+	summary: "manage the mail domains this host receives mail for",
+	sub: []*command{
+		{name: "add", usage: "DOMAIN", summary: "add a mail domain", run: runDomainAdd},
+		{name: "del", usage: "DOMAIN", summary: "delete a domain that has no users, addresses or aliases left", run: runDomainDel},
+		{name: "list", summary: "list the domains", run: runDomainList},
+	},
+}
+
+// domainArg validates a domain by the same rules as an address's domain.
+func domainArg(s string) (string, error) {
+	a, err := directory.NormalizeAddress("postmaster@" + s)
+	if err != nil {
+		return "", fail(exitUsage, "%q is not a valid domain", s)
+	}
+	return a[len("postmaster@"):], nil
+}
+
+func runDomainAdd(e *env, args []string) error {
+	return e.withDomain(args, "domain add", "add a mail domain", func(st store.Store, d string) error {
+		if err := st.AddDomain(context.Background(), d); err != nil {
+			if errors.Is(err, store.ErrExists) {
+				return fail(exitFailure, "domain %s already exists", d)
+			}
+			return err
+		}
+		fmt.Fprintf(e.stdout, "added domain %s\n", d)
+		return nil
+	})
+}
+
+func runDomainDel(e *env, args []string) error {
+	return e.withDomain(args, "domain del", "delete a domain", func(st store.Store, d string) error {
+		if err := st.DeleteDomain(context.Background(), d); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return fail(exitFailure, "no domain %s", d)
+			}
+			return fail(exitFailure, "cannot delete domain %s: %v", d, err)
+		}
+		fmt.Fprintf(e.stdout, "deleted domain %s\n", d)
+		return nil
+	})
+}
+
+func (e *env) withDomain(args []string, name, summary string, f func(store.Store, string) error) error {
+	fs := newFlags(e, name, "DOMAIN", summary)
+	pos, err := e.parseArgs(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	d, err := domainArg(pos[0])
+	if err != nil {
+		return err
+	}
+	return e.withStore(func(st store.Store) error { return f(st, d) })
+}
+
+func runDomainList(e *env, args []string) error {
+	fs := newFlags(e, "domain list", "", "list the domains")
+	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
+		return err
+	}
+	return e.withStore(func(st store.Store) error {
+		ds, err := st.ListDomains(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			fmt.Fprintln(e.stdout, d.Name)
+		}
+		return nil
+	})
+}
+
+// withStore loads the configuration, opens the store, runs f and closes.
+func (e *env) withStore(f func(store.Store) error) error {
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	st, err := openStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return f(st)
+}

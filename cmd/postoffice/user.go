@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"golang.org/x/term"
+
+	"postoffice/internal/directory"
+	"postoffice/internal/store"
+)
+
+var userCommand = &command{
+	name:    "user",
+	usage:   "add|passwd|del|list",
+	summary: "manage users: each user has one mailbox and logs in with its full address",
+	sub: []*command{
+		{name: "add", usage: "ADDRESS [--password-stdin] [--name NAME] [--quota BYTES]", summary: "add a user (and its domain if new)", run: runUserAdd},
+		{name: "passwd", usage: "ADDRESS [--password-stdin]", summary: "change a user's password", run: runUserPasswd},
+		{name: "del", usage: "ADDRESS", summary: "delete a user and its mailbox", run: runUserDel},
+		{name: "list", summary: "list users with their mailbox usage", run: runUserList},
+	},
+}
+
+func addressArg(s string) (string, error) {
+	a, err := directory.NormalizeAddress(s)
+	if err != nil {
+		return "", fail(exitUsage, "%q is not a valid address: %v", s, err)
+	}
+	return a, nil
+}
+
+func runUserAdd(e *env, args []string) error {
+	fs := newFlags(e, "user add", "ADDRESS [--password-stdin] [--name NAME] [--quota BYTES]",
+		"Add a user. The password is read from standard input with --password-stdin,\notherwise prompted for on the terminal. The login name is the full address.")
+	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+	name := fs.String("name", "", "display name")
+	quota := fs.Int64("quota", 0, "mailbox quota in bytes (0: unlimited)")
+	pos, err := e.parseArgs(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	addr, err := addressArg(pos[0])
+	if err != nil {
+		return err
+	}
+	if *quota < 0 {
+		return fail(exitUsage, "--quota must not be negative")
+	}
+	pw, err := e.readPassword(*fromStdin)
+	if err != nil {
+		return err
+	}
+	hash, err := directory.HashPassword(pw)
+	if err != nil {
+		return err
+	}
+	return e.withStore(func(st store.Store) error {
+		_, err := st.AddUser(context.Background(), store.User{
+			Address: addr, DisplayName: *name, PasswordHash: hash, Enabled: true, QuotaBytes: *quota,
+		})
+		if errors.Is(err, store.ErrExists) {
+			return fail(exitFailure, "%s already exists (as a user, address or alias)", addr)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "added user %s\n", addr)
+		return nil
+	})
+}
+
+func runUserPasswd(e *env, args []string) error {
+	fs := newFlags(e, "user passwd", "ADDRESS [--password-stdin]", "Change a user's password.")
+	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+	pos, err := e.parseArgs(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	addr, err := addressArg(pos[0])
+	if err != nil {
+		return err
+	}
+	return e.withStore(func(st store.Store) error {
+		ctx := context.Background()
+		u, err := st.UserByAddress(ctx, addr)
+		if errors.Is(err, store.ErrNotFound) {
+			return fail(exitNoUser, "no user %s", addr)
+		}
+		if err != nil {
+			return err
+		}
+		pw, err := e.readPassword(*fromStdin)
+		if err != nil {
+			return err
+		}
+		if u.PasswordHash, err = directory.HashPassword(pw); err != nil {
+			return err
+		}
+		if err := st.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "changed password of %s\n", u.Address)
+		return nil
+	})
+}
+
+func runUserDel(e *env, args []string) error {
+	fs := newFlags(e, "user del", "ADDRESS", "Delete a user, its extra addresses and its mailbox.")
+	pos, err := e.parseArgs(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	addr, err := addressArg(pos[0])
+	if err != nil {
+		return err
+	}
+	return e.withStore(func(st store.Store) error {
+		ctx := context.Background()
+		u, err := st.UserByAddress(ctx, addr)
+		if errors.Is(err, store.ErrNotFound) {
+			return fail(exitNoUser, "no user %s", addr)
+		}
+		if err != nil {
+			return err
+		}
+		if err := st.DeleteUser(ctx, u.ID); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "deleted user %s\n", u.Address)
+		return nil
+	})
+}
+
+func runUserList(e *env, args []string) error {
+	fs := newFlags(e, "user list", "", "List users with their mailbox usage.")
+	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
+		return err
+	}
+	return e.withStore(func(st store.Store) error {
+		ctx := context.Background()
+		users, err := st.ListUsers(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ADDRESS\tNAME\tENABLED\tMESSAGES\tBYTES\tQUOTA")
+		for _, u := range users {
+			n, size, err := st.Usage(ctx, u.ID)
+			if err != nil {
+				return err
+			}
+			quota := "unlimited"
+			if u.QuotaBytes > 0 {
+				quota = fmt.Sprint(u.QuotaBytes)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%d\t%s\n", u.Address, u.DisplayName, u.Enabled, n, size, quota)
+		}
+		return tw.Flush()
+	})
+}
+
+// readPassword reads a new password from stdin's first line, or prompts
+// twice on the terminal. Passwords never come from arguments (they would
+// show in ps and shell history).
+func (e *env) readPassword(fromStdin bool) (string, error) {
+	var pw string
+	if fromStdin {
+		line, err := bufio.NewReader(e.stdin).ReadString('\n')
+		if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+			return "", fail(exitUsage, "--password-stdin: no password on standard input")
+		}
+		pw = strings.TrimRight(line, "\r\n")
+	} else {
+		f, ok := e.stdin.(*os.File)
+		if !ok || !term.IsTerminal(int(f.Fd())) {
+			return "", fail(exitUsage, "standard input is not a terminal: use --password-stdin")
+		}
+		fmt.Fprint(e.stderr, "Password: ")
+		a, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(e.stderr)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprint(e.stderr, "Again: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(e.stderr)
+		if err != nil {
+			return "", err
+		}
+		if string(a) != string(b) {
+			return "", fail(exitUsage, "the passwords do not match")
+		}
+		pw = string(a)
+	}
+	if pw == "" {
+		return "", fail(exitUsage, "the password must not be empty")
+	}
+	return pw, nil
+}

@@ -1,0 +1,140 @@
+// Package config reads postoffice's one TOML file, fills in defaults and
+// validates it. With no file, Default() is the whole configuration: data in
+// ./data, standard ports.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is the whole configuration. Every listener list may be empty to
+// switch that listener off.
+type Config struct {
+	DataDir  string `toml:"data_dir"`
+	Hostname string `toml:"hostname"`
+	POP3     POP3   `toml:"pop3"`
+	TLS      TLS    `toml:"tls"`
+}
+
+// POP3 configures the POP3 service (RFC 1939) and its implicit-TLS
+// listener (RFC 8314 section 3.3, port 995).
+type POP3 struct {
+	Listen             []string `toml:"listen"`
+	TLSListen          []string `toml:"tls_listen"`
+	InactivityTimeout  int      `toml:"inactivity_timeout"` // seconds
+	AllowPlaintextAuth bool     `toml:"allow_plaintext_auth"`
+}
+
+// TLS names the certificate and key files. When both are empty, serve
+// creates a self-signed pair in the data directory.
+type TLS struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return Config{
+		DataDir:  "data",
+		Hostname: host,
+		POP3: POP3{
+			Listen:    []string{":110"},
+			TLSListen: []string{":995"},
+			// RFC 1939 section 3: the autologout timer must be at least
+			// 10 minutes.
+			InactivityTimeout: 600,
+		},
+	}
+}
+
+// Load reads path over the defaults. An empty path returns the defaults.
+// Errors name the key and the problem in one line.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	if path == "" {
+		return cfg, cfg.Validate()
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %s", path, describe(err))
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// describe turns go-toml's errors into one line naming the key.
+func describe(err error) string {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) && len(strict.Errors) > 0 {
+		e := strict.Errors[0]
+		row, _ := e.Position()
+		return fmt.Sprintf("line %d: unknown key %q", row, strings.Join(e.Key(), "."))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		if k := de.Key(); len(k) > 0 {
+			return fmt.Sprintf("line %d: key %q: %s", row, strings.Join(k, "."), de.Error())
+		}
+		return fmt.Sprintf("line %d: %s", row, de.Error())
+	}
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}
+
+// Validate checks values the TOML types cannot.
+func (c Config) Validate() error {
+	if strings.TrimSpace(c.DataDir) == "" {
+		return errors.New(`key "data_dir": must not be empty`)
+	}
+	if strings.TrimSpace(c.Hostname) == "" || strings.ContainsAny(c.Hostname, " \t\r\n") {
+		return fmt.Errorf(`key "hostname": %q is not a host name`, c.Hostname)
+	}
+	if err := checkAddrs("pop3.listen", c.POP3.Listen); err != nil {
+		return err
+	}
+	if err := checkAddrs("pop3.tls_listen", c.POP3.TLSListen); err != nil {
+		return err
+	}
+	if c.POP3.InactivityTimeout <= 0 {
+		return fmt.Errorf(`key "pop3.inactivity_timeout": must be a positive number of seconds, got %d`, c.POP3.InactivityTimeout)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return errors.New(`keys "tls.cert_file" and "tls.key_file": set both or neither`)
+	}
+	return nil
+}
+
+func checkAddrs(key string, addrs []string) error {
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return fmt.Errorf("key %q: %q is not host:port (%v)", key, a, err)
+		}
+		if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /") {
+			return fmt.Errorf("key %q: %q has a bad host", key, a)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("key %q: %q has a bad port", key, a)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,82 @@
+// Package message holds the small byte-level transforms every door into
+// postoffice shares, so that a message is stored in one canonical form:
+// CRLF line endings and a final CRLF. Sizes are counted in that form, which
+// is exactly what a POP3 RETR sends before byte-stuffing (RFC 1939 section
+// 11: "the size ... is the number of octets ... with CRLF line endings").
+package message
+
+import (
+	"bufio"
+	"io"
+)
+
+// Canonical returns a reader of r's bytes with every bare LF and bare CR
+// turned into CRLF, and a CRLF appended when the data does not end with one.
+// Empty input stays empty. All other bytes, 8-bit included, pass unchanged.
+func Canonical(r io.Reader) io.Reader {
+	return &canonReader{src: bufio.NewReaderSize(r, 32*1024)}
+}
+
+type canonReader struct {
+	src     *bufio.Reader
+	prevCR  bool // last byte read from src was CR (a CRLF was emitted for it)
+	last    byte // last byte emitted
+	emitted bool // at least one byte emitted
+	pending []byte
+	eof     bool
+}
+
+func (c *canonReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if len(c.pending) > 0 {
+			k := copy(p[n:], c.pending)
+			c.pending = c.pending[k:]
+			n += k
+			continue
+		}
+		if c.eof {
+			break
+		}
+		b, err := c.src.ReadByte()
+		if err != nil {
+			if err != io.EOF {
+				return n, err
+			}
+			c.eof = true
+			if c.emitted && c.last != '\n' {
+				c.emit([]byte("\r\n"))
+			}
+			continue
+		}
+		switch {
+		case b == '\r':
+			c.prevCR = true
+			c.emit([]byte("\r\n"))
+		case b == '\n':
+			if c.prevCR {
+				c.prevCR = false // the LF of a CRLF: already emitted
+				continue
+			}
+			c.emit([]byte("\r\n"))
+		default:
+			c.prevCR = false
+			if n < len(p) && len(c.pending) == 0 {
+				p[n] = b
+				n++
+				c.last, c.emitted = b, true
+				continue
+			}
+			c.emit([]byte{b})
+		}
+	}
+	if n == 0 && c.eof && len(c.pending) == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (c *canonReader) emit(b []byte) {
+	c.pending = append(c.pending, b...)
+	c.last, c.emitted = b[len(b)-1], true
+}

@@ -1,0 +1,53 @@
+package pop3
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Errors a Backend returns (possibly wrapped); the session maps them to
+// RFC 2449 / RFC 3206 response codes.
+var (
+	// ErrAuthFailed: unknown user, wrong password or disabled account. The
+	// client sees one answer for all of them: -ERR [AUTH].
+	ErrAuthFailed = errors.New("authentication failed")
+	// ErrInUse: the maildrop is locked by another session: -ERR [IN-USE].
+	ErrInUse = errors.New("maildrop in use")
+)
+
+// TempError marks a backend failure as temporary (-ERR [SYS/TEMP]); any
+// other unexpected error is answered with -ERR [SYS/PERM].
+type TempError struct{ Err error }
+
+func (e TempError) Error() string { return e.Err.Error() }
+func (e TempError) Unwrap() error { return e.Err }
+
+// Backend is everything the POP3 server needs from the rest of postoffice.
+type Backend interface {
+	// Authenticate checks a login name and password; it returns the
+	// canonical user name to open the maildrop with, or ErrAuthFailed.
+	Authenticate(ctx context.Context, username, password string) (string, error)
+	// OpenMaildrop locks the user's maildrop (ErrInUse if locked) and
+	// returns a snapshot of its messages taken after the lock was acquired.
+	OpenMaildrop(ctx context.Context, user string) (Maildrop, error)
+}
+
+// Message is one entry of a maildrop snapshot.
+type Message struct {
+	UID  string // RFC 1939 section 7 unique-id: 1-70 chars of 0x21-0x7E
+	Size int64  // exact octets RETR sends before byte-stuffing
+}
+
+// Maildrop is a locked snapshot of one mailbox, valid for one session.
+type Maildrop interface {
+	// Messages lists the snapshot; index i is message number i+1.
+	Messages() []Message
+	// Open returns the body of message index i, in canonical CRLF form.
+	Open(ctx context.Context, i int) (io.ReadCloser, error)
+	// Commit removes the messages at the given indexes durably (the
+	// UPDATE state, RFC 1939 section 6). It returns only once durable.
+	Commit(ctx context.Context, deleted []int) error
+	// Close releases the lock. Called exactly once, however the session ends.
+	Close() error
+}

@@ -1,0 +1,135 @@
+// Package store defines the storage interfaces of postoffice: the directory
+// (domains, users, addresses, aliases) and the mailboxes. Concrete backends
+// (internal/store/sqlite, later internal/store/postgres) implement them, and
+// internal/store/storetest holds the one conformance suite every backend runs.
+//
+// Protocol packages never import this package's backends; they depend on
+// small interfaces of their own, adapted in internal/server.
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Errors every backend returns (possibly wrapped) so that callers can map
+// them to protocol replies and exit codes with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	// ErrLocked: the maildrop is held by another session (RFC 2449 [IN-USE]).
+	ErrLocked = errors.New("mailbox is locked by another session")
+	// ErrQuota: the delivery would take the mailbox over its quota.
+	ErrQuota = errors.New("mailbox quota exceeded")
+	// ErrInvalid: the argument is malformed (bad address, empty target list...).
+	ErrInvalid = errors.New("invalid argument")
+)
+
+// Domain is a mail domain the host is the final destination for.
+type Domain struct {
+	Name      string // lower case, no trailing dot
+	CreatedAt time.Time
+}
+
+// User owns one mailbox. Address is the primary address and the login name.
+type User struct {
+	ID           int64
+	Address      string // lower case local@domain
+	DisplayName  string
+	PasswordHash string // PHC string ($argon2id$...) or bcrypt ($2b$...)
+	Enabled      bool
+	QuotaBytes   int64 // 0 means unlimited
+	CreatedAt    time.Time
+	// UIDValidity is set once when the user is created and differs from
+	// that of any earlier user of the store, so that unique-ids built from
+	// (UIDValidity, UID) are never reused even if an address is deleted and
+	// created again (RFC 1939 section 7). UpdateUser ignores it.
+	UIDValidity uint32
+}
+
+// Alias maps one address to one or more targets, each a local or remote
+// address (or another alias: expansion is the router's job).
+type Alias struct {
+	Address string
+	Targets []string
+}
+
+// Directory is the user database. Every change is visible to every reader
+// at once (no caching that outlives a call).
+type Directory interface {
+	AddDomain(ctx context.Context, name string) error // ErrExists
+	// DeleteDomain removes a domain; it refuses (ErrExists wrapped with a
+	// reason) while users, addresses or aliases of the domain remain.
+	DeleteDomain(ctx context.Context, name string) error
+	ListDomains(ctx context.Context) ([]Domain, error)
+	HasDomain(ctx context.Context, name string) (bool, error)
+
+	// AddUser creates the user and, if needed, its domain. The returned
+	// User has ID and CreatedAt set. ErrExists if the address is taken by
+	// a user, an extra address or an alias.
+	AddUser(ctx context.Context, u User) (User, error)
+	// UserByAddress finds a user by its primary or any extra address.
+	UserByAddress(ctx context.Context, address string) (User, error)
+	UserByID(ctx context.Context, id int64) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	// UpdateUser changes DisplayName, PasswordHash, Enabled and QuotaBytes
+	// of the user with u.ID.
+	UpdateUser(ctx context.Context, u User) error
+	// DeleteUser removes the user, its extra addresses and its mailbox.
+	DeleteUser(ctx context.Context, id int64) error
+
+	// Extra addresses delivering to a user's mailbox.
+	AddAddress(ctx context.Context, userID int64, address string) error // ErrExists
+	DeleteAddress(ctx context.Context, address string) error
+	ListAddresses(ctx context.Context, userID int64) ([]string, error) // extra ones only, sorted
+
+	// Aliases; the data model exists from the start, the SMTP router uses it.
+	SetAlias(ctx context.Context, a Alias) error // create or replace
+	DeleteAlias(ctx context.Context, address string) error
+	Alias(ctx context.Context, address string) (Alias, error)
+	ListAliases(ctx context.Context) ([]Alias, error)
+}
+
+// MessageInfo is what POP3 needs to know about a message without reading it.
+type MessageInfo struct {
+	UID  uint64 // per mailbox, increasing, never reused
+	Size int64  // exact octets as stored (CRLF line endings, no dot-stuffing)
+}
+
+// Mailboxes stores messages. Bodies handed to Deliver must already be in
+// canonical form (see internal/message: CRLF line endings, final CRLF).
+type Mailboxes interface {
+	// Deliver stores one body for every listed user (the body is kept once)
+	// and returns the UID assigned in each mailbox, in order. It returns only
+	// once the data is durable (fsync). ErrQuota (wrapped, naming the user)
+	// if any mailbox would go over quota; ErrNotFound for an unknown user.
+	// Either every mailbox gets the message or none does.
+	Deliver(ctx context.Context, body io.Reader, userIDs []int64) ([]uint64, error)
+	// List returns the mailbox's messages in UID order.
+	List(ctx context.Context, userID int64) ([]MessageInfo, error)
+	// Open returns the stored body of one message.
+	Open(ctx context.Context, userID int64, uid uint64) (io.ReadCloser, error)
+	// Delete removes messages durably, in one transaction. Missing UIDs are
+	// ignored (already gone).
+	Delete(ctx context.Context, userID int64, uids []uint64) error
+	// Usage returns the number of messages and their total size.
+	Usage(ctx context.Context, userID int64) (count int, bytes int64, err error)
+	// Lock takes the exclusive maildrop lock (RFC 1939 section 8) for a POP3
+	// session; ErrLocked if another holder has it. The lock must go away
+	// when the process that holds it dies. holder is for diagnostics.
+	Lock(ctx context.Context, userID int64, holder string) (Unlocker, error)
+}
+
+// Unlocker releases a maildrop lock. Calling it twice is harmless.
+type Unlocker interface {
+	Unlock()
+}
+
+// Store is a complete backend.
+type Store interface {
+	Directory
+	Mailboxes
+	io.Closer
+}

@@ -1,0 +1,72 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"postoffice/internal/store"
+)
+
+// ErrAuthFailed is returned (wrapped, with the reason for the logs) for an
+// unknown login, a wrong password, an unusable stored hash or a disabled
+// account. Callers must answer all of them alike.
+var ErrAuthFailed = errors.New("authentication failed")
+
+// Authenticator checks login names and passwords against a directory.
+type Authenticator struct {
+	dir store.Directory
+}
+
+// NewAuthenticator returns an Authenticator reading users from dir.
+func NewAuthenticator(dir store.Directory) *Authenticator {
+	return &Authenticator{dir: dir}
+}
+
+// dummyHash is verified instead of a real one when there is none, so that
+// an unknown login costs as much time as a wrong password and the response
+// time does not tell an attacker which logins exist.
+var dummyHash = sync.OnceValues(func() (string, error) {
+	return HashPassword("postoffice timing equalizer")
+})
+
+func burnTime(password string) {
+	if h, err := dummyHash(); err == nil {
+		_, _ = VerifyPassword(h, password)
+	}
+}
+
+// Authenticate returns the enabled user whose primary address is login
+// (normalized as by NormalizeAddress) and whose password hash matches
+// password. Extra addresses are not login names. Failures that the client
+// caused wrap ErrAuthFailed; any other error is a directory failure the
+// caller should report as temporary.
+func (a *Authenticator) Authenticate(ctx context.Context, login, password string) (store.User, error) {
+	addr, err := NormalizeAddress(login)
+	if err != nil {
+		burnTime(password)
+		return store.User{}, fmt.Errorf("%w: malformed login name", ErrAuthFailed)
+	}
+	u, err := a.dir.UserByAddress(ctx, addr)
+	if errors.Is(err, store.ErrNotFound) || err == nil && u.Address != addr {
+		burnTime(password)
+		return store.User{}, fmt.Errorf("%w: no user %s", ErrAuthFailed, addr)
+	}
+	if err != nil {
+		return store.User{}, fmt.Errorf("looking up %s: %w", addr, err)
+	}
+	ok, err := VerifyPassword(u.PasswordHash, password)
+	switch {
+	case err != nil:
+		burnTime(password)
+		return store.User{}, fmt.Errorf("%w: user %s: %v", ErrAuthFailed, addr, err)
+	case !ok:
+		return store.User{}, fmt.Errorf("%w: wrong password for %s", ErrAuthFailed, addr)
+	case !u.Enabled:
+		// Checked after the password so that a disabled account cannot be
+		// told apart by its speed.
+		return store.User{}, fmt.Errorf("%w: user %s is disabled", ErrAuthFailed, addr)
+	}
+	return u, nil
+}

@@ -1,0 +1,83 @@
+package sqlite
+
+// migrations[i] takes the schema from version i to version i+1 (PRAGMA
+// user_version). Append only: a released step never changes.
+var migrations = []string{
+	// Version 1.
+	//
+	// Addresses are stored lower case, as directory.NormalizeAddress makes
+	// them. Users, extra addresses and aliases share one namespace, which
+	// the code checks inside the writing transaction. Times are Unix
+	// seconds.
+	`
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value INTEGER NOT NULL
+) STRICT;
+-- The last UIDVALIDITY handed out, so that a re-created user never gets
+-- the value of a deleted one.
+INSERT INTO meta (key, value) VALUES ('last_uid_validity', 0);
+
+CREATE TABLE domains (
+	name       TEXT PRIMARY KEY,
+	created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE users (
+	-- AUTOINCREMENT: an ID is never reused, not even the highest one.
+	id            INTEGER PRIMARY KEY AUTOINCREMENT,
+	address       TEXT NOT NULL UNIQUE,
+	domain        TEXT NOT NULL REFERENCES domains (name),
+	display_name  TEXT NOT NULL,
+	password_hash TEXT NOT NULL,
+	enabled       INTEGER NOT NULL,
+	quota_bytes   INTEGER NOT NULL,
+	created_at    INTEGER NOT NULL,
+	uid_validity  INTEGER NOT NULL,
+	-- Mailbox counters, maintained with every delivery and deletion so
+	-- that neither the quota check nor STAT scans the messages.
+	next_uid      INTEGER NOT NULL DEFAULT 1,
+	msg_count     INTEGER NOT NULL DEFAULT 0,
+	msg_bytes     INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX users_domain ON users (domain);
+
+CREATE TABLE user_addresses (
+	address TEXT PRIMARY KEY,
+	user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	domain  TEXT NOT NULL REFERENCES domains (name)
+) STRICT;
+CREATE INDEX user_addresses_user ON user_addresses (user_id);
+CREATE INDEX user_addresses_domain ON user_addresses (domain);
+
+CREATE TABLE aliases (
+	address TEXT PRIMARY KEY,
+	domain  TEXT NOT NULL REFERENCES domains (name)
+) STRICT;
+CREATE INDEX aliases_domain ON aliases (domain);
+
+CREATE TABLE alias_targets (
+	alias  TEXT NOT NULL REFERENCES aliases (address) ON DELETE CASCADE,
+	target TEXT NOT NULL,
+	PRIMARY KEY (alias, target)
+) STRICT, WITHOUT ROWID;
+
+-- One row per body file; messages rows are its references, and the row
+-- goes (and then the file) with the last of them.
+CREATE TABLE blobs (
+	id         TEXT PRIMARY KEY,
+	size       INTEGER NOT NULL,
+	created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE messages (
+	user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	uid          INTEGER NOT NULL,
+	blob_id      TEXT NOT NULL REFERENCES blobs (id),
+	size         INTEGER NOT NULL,
+	delivered_at INTEGER NOT NULL,
+	PRIMARY KEY (user_id, uid)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX messages_blob ON messages (blob_id);
+`,
+}

@@ -1,0 +1,245 @@
+// Package sqlite is the embedded default backend of postoffice: the
+// directory and the message index in one SQLite database (WAL mode), and
+// message bodies in files next to it, one file per delivered message however
+// many recipients it has.
+//
+// Several processes may open the same data directory at once (postoffice
+// serve and any number of postoffice deliver): SQLite's file locks order
+// their writes. Maildrop locks are held in memory, so only one process
+// should serve POP3 from a data directory.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" driver
+
+	"postoffice/internal/store"
+)
+
+const (
+	dbName   = "postoffice.db"
+	blobsDir = "blobs"
+
+	// busyTimeout is how long a writer waits for another process's write
+	// transaction; a deliver holding the lock takes milliseconds.
+	busyTimeout = 10 * time.Second
+
+	// orphanGrace protects blobs a Deliver in another process has written
+	// but not yet committed: only older unreferenced blobs are orphans.
+	orphanGrace = time.Hour
+)
+
+// Store is the SQLite backend; it implements store.Store.
+type Store struct {
+	// w is the only connection that writes: serializing writers in
+	// process is cheaper than letting them collide in SQLite, where a
+	// loser sleeps in busy_timeout. Its transactions start with BEGIN
+	// IMMEDIATE, so that a transaction which reads and then writes never
+	// fails to upgrade its lock when another process wrote meanwhile.
+	w *sql.DB
+	// r is a pool of connections for reads, which WAL lets run alongside
+	// the writer.
+	r     *sql.DB
+	blobs blobStore
+	locks lockTable
+
+	stopSweep context.CancelFunc
+	sweepDone chan struct{}
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens the data directory dataDir, creating it (mode 0700) and the
+// database if absent and migrating the schema to the current version. It
+// starts removing orphaned message files in the background.
+func Open(dataDir string) (*Store, error) {
+	if strings.ContainsRune(dataDir, '?') {
+		// The driver would take what follows for connection parameters.
+		return nil, fmt.Errorf("data directory %q: '?' not supported in the path", dataDir)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	blobs, err := newFileBlobs(filepath.Join(dataDir, blobsDir))
+	if err != nil {
+		return nil, fmt.Errorf("opening message files: %w", err)
+	}
+	path := filepath.Join(dataDir, dbName)
+	params := fmt.Sprintf("_busy_timeout=%d&_foreign_keys=1", busyTimeout.Milliseconds())
+
+	// synchronous=FULL: a commit is durable when it returns (in WAL mode
+	// NORMAL could lose the last commits on power failure).
+	w, err := sql.Open("sqlite", path+"?"+params+"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", path+"?"+params+"&_query_only=1")
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+
+	s := &Store{w: w, r: r, blobs: blobs, sweepDone: make(chan struct{})}
+	if err := s.migrate(context.Background()); err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+
+	// The sweep reads every blob's directory entry: in the background, so
+	// that a short-lived postoffice deliver does not wait for it.
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopSweep = cancel
+	go func() {
+		defer close(s.sweepDone)
+		n, err := s.removeOrphans(ctx, orphanGrace)
+		if err != nil && ctx.Err() == nil {
+			slog.Warn("removing orphaned message files", "dir", dataDir, "err", err)
+		}
+		if n > 0 {
+			slog.Info("removed orphaned message files", "dir", dataDir, "count", n)
+		}
+	}()
+	return s, nil
+}
+
+// Close stops the background work and closes the database.
+func (s *Store) Close() error {
+	s.stopSweep()
+	<-s.sweepDone
+	return errors.Join(s.w.Close(), s.r.Close())
+}
+
+// removeOrphans removes blobs that no row references and that were written
+// longer than grace ago: those a crash left between writing a blob and
+// committing the delivery, or between committing a deletion and removing
+// the file.
+func (s *Store) removeOrphans(ctx context.Context, grace time.Duration) (int, error) {
+	cutoff := time.Now().Add(-grace)
+	n := 0
+	err := s.blobs.Walk(ctx, func(id string, written time.Time) error {
+		if written.After(cutoff) {
+			return nil
+		}
+		var one int
+		err := s.r.QueryRowContext(ctx, `SELECT 1 FROM blobs WHERE id = ?`, id).Scan(&one)
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err // referenced, or the query failed
+		}
+		if err := s.blobs.Remove(id); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
+}
+
+// migrate brings the schema to len(migrations), each step in its own
+// transaction recorded in PRAGMA user_version. Processes that open the
+// database at once serialize on BEGIN IMMEDIATE, and each re-reads the
+// version inside its transaction.
+func (s *Store) migrate(ctx context.Context) error {
+	for {
+		done, err := s.migrateOne(ctx)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func (s *Store) migrateOne(ctx context.Context) (done bool, err error) {
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		var v int
+		if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+			return err
+		}
+		switch {
+		case v > len(migrations):
+			return fmt.Errorf("schema version %d is newer than this program knows (%d)", v, len(migrations))
+		case v == len(migrations):
+			done = true
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrating schema to version %d: %w", v+1, err)
+		}
+		// PRAGMA takes no bound parameters; v is an int.
+		_, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1))
+		return err
+	})
+	return done, err
+}
+
+// write runs fn in a write transaction and commits it (which is durable
+// when it returns, synchronous=FULL).
+func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// notFound turns sql.ErrNoRows into store.ErrNotFound about what.
+func notFound(err error, format string, args ...any) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), store.ErrNotFound)
+	}
+	return err
+}
+
+func unixTime(sec int64) time.Time { return time.Unix(sec, 0).UTC() }
+
+// lockTable holds the maildrop locks of this process: they die with it.
+type lockTable struct {
+	mu   sync.Mutex
+	held map[int64]*lockHolder
+}
+
+type lockHolder struct {
+	t      *lockTable
+	userID int64
+	holder string
+}
+
+func (t *lockTable) lock(userID int64, holder string) (store.Unlocker, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if h, ok := t.held[userID]; ok {
+		return nil, fmt.Errorf("%w (held by %s)", store.ErrLocked, h.holder)
+	}
+	if t.held == nil {
+		t.held = make(map[int64]*lockHolder)
+	}
+	h := &lockHolder{t: t, userID: userID, holder: holder}
+	t.held[userID] = h
+	return h, nil
+}
+
+// Unlock releases the lock if h still holds it: a second call must not
+// release the lock of a session that took it since.
+func (h *lockHolder) Unlock() {
+	h.t.mu.Lock()
+	defer h.t.mu.Unlock()
+	if h.t.held[h.userID] == h {
+		delete(h.t.held, h.userID)
+	}
+}

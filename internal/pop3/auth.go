@@ -1,0 +1,315 @@
+package pop3
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+)
+
+// saslMechanisms are the SASL mechanisms offered (RFC 5034), both of which
+// send the password in the clear.
+var saslMechanisms = []string{sasl.Plain, sasl.Login}
+
+const respPlaintextDisallowed = "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
+
+// errAuthzid: PLAIN with an authorization identity other than the
+// authentication identity (RFC 4616 section 2); we support no proxy login.
+var errAuthzid = errors.New("authorization identity differs from authentication identity")
+
+// RFC 1939 section 7: USER name. The answer is +OK whether or not the name
+// exists, so that names cannot be probed.
+func cmdUser(s *session, arg string) bool {
+	args := strings.Fields(arg)
+	if len(args) != 1 {
+		return s.badCommand("-ERR Syntax error: USER name")
+	}
+	if !s.plaintextAllowed() {
+		s.reply(respPlaintextDisallowed)
+		return true
+	}
+	s.pendingUser = args[0]
+	s.reply("+OK")
+	return true
+}
+
+// RFC 1939 section 7: PASS string. "Since the PASS command has exactly one
+// argument, a POP3 server may treat spaces in the argument as part of the
+// password": the argument is the rest of the line.
+func cmdPass(s *session, arg string) bool {
+	if arg == "" {
+		return s.badCommand("-ERR Syntax error: PASS password")
+	}
+	if !s.plaintextAllowed() {
+		s.reply(respPlaintextDisallowed)
+		return true
+	}
+	if s.pendingUser == "" {
+		s.reply("-ERR No user name given, send USER first")
+		return true
+	}
+	username := s.pendingUser
+	// RFC 1939 section 7: after a failed PASS the client starts again with
+	// USER.
+	s.pendingUser = ""
+	user, err := s.authenticate(username, arg)
+	if err != nil {
+		return s.authFailed("USER", username, err)
+	}
+	return s.login(user, "USER")
+}
+
+// authenticate asks the backend to check a login name and password.
+func (s *session) authenticate(username, password string) (string, error) {
+	user, err := s.srv.cfg.Backend.Authenticate(s.ctx, username, password)
+	if err == nil && user == "" {
+		err = errors.New("backend returned an empty user name")
+	}
+	return user, err
+}
+
+// authFailed answers a failed authentication and stays in AUTHORIZATION so
+// the client may try again. Wrong password and unknown user get the same
+// answer (RFC 3206 section 5, [AUTH]); backend failures get [SYS/TEMP] or
+// [SYS/PERM]. A credential failure is answered after a delay.
+func (s *session) authFailed(mech, username string, err error) bool {
+	resp := errorResponse(err)
+	if errors.Is(err, errAuthzid) {
+		resp = respAuthFailed
+	}
+	if resp == respAuthFailed {
+		s.log.Info("pop3: authentication failed", "mech", mech, "username", sanitizeForLog(username), "tls", s.isTLS)
+		if !s.sleep(s.srv.authDelay) {
+			return false
+		}
+	} else {
+		s.log.Error("pop3: authentication error", "mech", mech, "username", sanitizeForLog(username), "err", err)
+	}
+	s.reply(resp)
+	return true
+}
+
+// sleep waits for d unless the session is cancelled first (server closed).
+func (s *session) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// login opens the authenticated user's maildrop and enters TRANSACTION
+// (RFC 1939 section 4). If the maildrop cannot be opened (RFC 2449 section
+// 8.1.2: [IN-USE] when locked) the session stays in AUTHORIZATION.
+func (s *session) login(user, mech string) bool {
+	drop, err := s.srv.cfg.Backend.OpenMaildrop(s.ctx, user)
+	if err == nil && drop == nil {
+		err = errors.New("backend returned a nil maildrop")
+	}
+	if err != nil {
+		resp := sysErrorResponse(err)
+		if errors.Is(err, ErrInUse) {
+			resp = respInUse
+			s.log.Info("pop3: maildrop in use", "user", user)
+		} else {
+			s.log.Error("pop3: opening maildrop failed", "user", user, "err", err)
+		}
+		s.reply(resp)
+		return true
+	}
+	msgs := drop.Messages()
+	if err := validateMessages(msgs); err != nil {
+		s.log.Error("pop3: maildrop snapshot is invalid", "user", user, "err", err)
+		if cerr := drop.Close(); cerr != nil {
+			s.log.Warn("pop3: closing maildrop failed", "user", user, "err", cerr)
+		}
+		s.reply(respSysPerm)
+		return true
+	}
+	s.drop = drop
+	s.user = user
+	s.msgs = msgs
+	s.deleted = make([]bool, len(msgs))
+	s.state = stateTransaction
+	n, size := s.counts()
+	s.log.Info("pop3: login", "user", user, "mech", mech, "tls", s.isTLS, "messages", n)
+	s.replyf("+OK Maildrop has %d messages (%d octets)", n, size)
+	return true
+}
+
+// validateMessages checks what the session writes verbatim: RFC 1939
+// section 7, a unique-id is 1 to 70 characters in 0x21-0x7E; sizes are not
+// negative.
+func validateMessages(msgs []Message) error {
+	for i, m := range msgs {
+		if len(m.UID) < 1 || len(m.UID) > 70 {
+			return fmt.Errorf("message %d: unique-id length out of 1-70", i+1)
+		}
+		for j := 0; j < len(m.UID); j++ {
+			if c := m.UID[j]; c < 0x21 || c > 0x7e {
+				return fmt.Errorf("message %d: unique-id has a byte out of 0x21-0x7E", i+1)
+			}
+		}
+		if m.Size < 0 {
+			return fmt.Errorf("message %d: negative size", i+1)
+		}
+	}
+	return nil
+}
+
+// RFC 5034 section 4: AUTH mechanism [initial-response]. With no argument
+// the mechanisms are listed, as Dovecot and other servers do (the RFC 1734
+// habit some clients still rely on).
+func cmdAuth(s *session, arg string) bool {
+	args := strings.Fields(arg)
+	if len(args) == 0 {
+		s.reply("+OK")
+		if s.plaintextAllowed() {
+			for _, m := range saslMechanisms {
+				s.reply(m)
+			}
+		}
+		s.reply(".")
+		return true
+	}
+	if len(args) > 2 {
+		return s.badCommand("-ERR Syntax error: AUTH mechanism [initial-response]")
+	}
+	mech := strings.ToUpper(args[0])
+	if mech != sasl.Plain && mech != sasl.Login {
+		s.reply("-ERR Unsupported authentication mechanism")
+		return true
+	}
+	if !s.plaintextAllowed() {
+		s.reply(respPlaintextDisallowed)
+		return true
+	}
+	s.pendingUser = ""
+
+	var (
+		user     string
+		username string // as given by the client, for logs
+		authErr  error
+	)
+	check := func(name, password string) error {
+		username = name
+		u, err := s.authenticate(name, password)
+		if err != nil {
+			authErr = err
+			return err
+		}
+		user = u
+		return nil
+	}
+	var server sasl.Server
+	if mech == sasl.Plain {
+		server = sasl.NewPlainServer(func(identity, name, password string) error {
+			if identity != "" && identity != name {
+				username = name
+				authErr = errAuthzid
+				return authErr
+			}
+			return check(name, password)
+		})
+	} else {
+		server = &loginServer{authenticate: check}
+	}
+
+	// RFC 5034 section 4: an initial response of "=" is a zero-length one.
+	var resp []byte
+	if len(args) == 2 {
+		if args[1] == "=" {
+			resp = []byte{}
+		} else {
+			b, err := base64.StdEncoding.DecodeString(args[1])
+			if err != nil {
+				s.reply("-ERR Invalid base64 data in initial response")
+				return true
+			}
+			resp = b
+		}
+	}
+	for {
+		challenge, done, err := server.Next(resp)
+		if err != nil {
+			if authErr != nil {
+				return s.authFailed(mech, username, authErr)
+			}
+			s.log.Info("pop3: malformed SASL exchange", "mech", mech, "err", err)
+			s.reply("-ERR Malformed authentication exchange")
+			return true
+		}
+		if done {
+			return s.login(user, mech)
+		}
+		// RFC 5034 section 4: a server challenge is "+ " and base64.
+		s.reply("+ " + base64.StdEncoding.EncodeToString(challenge))
+		if err := s.bw.Flush(); err != nil {
+			s.err = err
+			return false
+		}
+		line, err := s.readLine(maxSASLLine)
+		if errors.Is(err, errLineTooLong) {
+			return s.badCommand("-ERR Authentication response too long")
+		}
+		if err != nil {
+			s.err = err
+			return false
+		}
+		// RFC 5034 section 4: "*" cancels; the server answers -ERR.
+		if len(line) == 1 && line[0] == '*' {
+			s.reply("-ERR Authentication cancelled")
+			return true
+		}
+		// An empty line is a zero-length response; "=" is taken as one
+		// too, as in the initial response.
+		resp = []byte{}
+		if len(line) != 1 || line[0] != '=' {
+			b, err := base64.StdEncoding.DecodeString(string(line))
+			if err != nil {
+				s.reply("-ERR Invalid base64 data in response")
+				return true
+			}
+			resp = b
+		}
+	}
+}
+
+// loginServer is the server side of the LOGIN mechanism
+// (draft-murchison-sasl-login): the challenges "Username:" and "Password:";
+// an initial response, if any, is the user name.
+type loginServer struct {
+	step         int
+	username     string
+	authenticate func(username, password string) error
+}
+
+func (a *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch a.step {
+	case 0:
+		if response == nil {
+			a.step = 1
+			return []byte("Username:"), false, nil
+		}
+		a.username = string(response)
+		a.step = 2
+		return []byte("Password:"), false, nil
+	case 1:
+		a.username = string(response)
+		a.step = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		a.step = 3
+		return nil, true, a.authenticate(a.username, string(response))
+	}
+	return nil, false, sasl.ErrUnexpectedClientResponse
+}

@@ -1,0 +1,279 @@
+// Package pop3 implements the POP3 protocol side of postoffice: the session
+// state machine of RFC 1939, the extension mechanism and response codes of
+// RFC 2449 and RFC 3206, STLS (RFC 2595), SASL authentication (RFC 5034)
+// and implicit TLS (RFC 8314). Storage and user lookups are behind the small
+// Backend and Maildrop interfaces of backend.go.
+package pop3
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults applied by NewServer to zero Config fields.
+const (
+	// RFC 1939 section 3: the autologout timer "MUST be of at least 10
+	// minutes' duration".
+	DefaultInactivityTimeout = 10 * time.Minute
+	DefaultMaxBadCommands    = 10
+	DefaultAuthFailureDelay  = time.Second
+)
+
+// ErrServerClosed is returned by Serve after Close or Shutdown was called.
+var ErrServerClosed = errors.New("pop3: server closed")
+
+// Config configures a Server. Only Backend is required.
+type Config struct {
+	// Hostname is announced in the greeting and the sign-off; default
+	// os.Hostname().
+	Hostname string
+	Backend  Backend
+	// TLSConfig enables STLS (RFC 2595). Nil: no STLS offered. Implicit TLS
+	// (RFC 8314, port 995) is done by passing a tls.NewListener to Serve.
+	TLSConfig *tls.Config
+	// InactivityTimeout closes an idle session (RFC 1939 section 3); it is
+	// also the limit on the progress of every write. Default 10 minutes.
+	InactivityTimeout time.Duration
+	// AllowPlaintextAuth allows USER/PASS and AUTH PLAIN/LOGIN on
+	// connections that are neither TLS nor from a loopback address.
+	AllowPlaintextAuth bool
+	// MaxBadCommands: the session is closed with "-ERR Too many bad
+	// commands" at the MaxBadCommands-th unknown, misplaced, malformed or
+	// overlong command. Default 10.
+	MaxBadCommands int
+	// AuthFailureDelay is waited before answering a failed authentication
+	// (slows down password guessing). Zero means DefaultAuthFailureDelay;
+	// a negative value disables the delay.
+	AuthFailureDelay time.Duration
+	// Logger receives session logs (never passwords); default slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is a POP3 server. It is safe for concurrent use.
+type Server struct {
+	cfg       Config
+	hostname  string
+	timeout   time.Duration
+	maxBad    int
+	authDelay time.Duration
+	log       *slog.Logger
+
+	// ctx is the parent of every session context; Close cancels it, so that
+	// backend calls in flight are abandoned.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closing   bool // Shutdown or Close called: no new listeners or sessions
+	listeners map[*net.Listener]struct{}
+	sessions  map[*session]struct{}
+	wg        sync.WaitGroup // one per session goroutine
+
+	nextID atomic.Uint64
+
+	// onPanic, when set (tests), receives a recovered session panic
+	// instead of the log.
+	onPanic func(v any)
+}
+
+// NewServer returns a server for cfg, with defaults applied.
+func NewServer(cfg Config) *Server {
+	s := &Server{
+		cfg:       cfg,
+		hostname:  cfg.Hostname,
+		timeout:   cfg.InactivityTimeout,
+		maxBad:    cfg.MaxBadCommands,
+		authDelay: cfg.AuthFailureDelay,
+		log:       cfg.Logger,
+		listeners: make(map[*net.Listener]struct{}),
+		sessions:  make(map[*session]struct{}),
+	}
+	if s.hostname == "" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			s.hostname = h
+		} else {
+			s.hostname = "localhost"
+		}
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultInactivityTimeout
+	}
+	if s.maxBad <= 0 {
+		s.maxBad = DefaultMaxBadCommands
+	}
+	if s.authDelay == 0 {
+		s.authDelay = DefaultAuthFailureDelay
+	} else if s.authDelay < 0 {
+		s.authDelay = 0
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Serve accepts connections on l and serves each in its own goroutine. It
+// blocks until l fails or the server is closed, then closes l; after Close
+// or Shutdown it returns ErrServerClosed. A listener made with
+// tls.NewListener gives implicit-TLS sessions (RFC 8314 section 3.3).
+func (s *Server) Serve(l net.Listener) error {
+	if !s.trackListener(&l, true) {
+		l.Close()
+		return ErrServerClosed
+	}
+	defer s.trackListener(&l, false)
+	defer l.Close()
+
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Resource exhaustion (EMFILE...) or an aborted handshake
+			// before accept: back off and go on, like net/http.
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff *= 2; backoff > time.Second {
+				backoff = time.Second
+			}
+			s.log.Error("pop3: accept failed", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.startSession(c)
+	}
+}
+
+// Close closes every listener and every session at once. Deletions of open
+// sessions are not applied (RFC 1939 section 6: only QUIT enters UPDATE);
+// each Maildrop is closed. Close returns after every session goroutine has
+// ended; backend calls in flight see their context cancelled.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	err := s.closeListenersLocked()
+	for sess := range s.sessions {
+		sess.kill()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return err
+}
+
+// Shutdown stops accepting connections and waits for the open sessions to
+// end by themselves. When ctx is done first, it calls Close and returns
+// ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	err := s.closeListenersLocked()
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return err
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Sessions returns the number of open sessions.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+func (s *Server) trackListener(l *net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closing {
+			return false
+		}
+		s.listeners[l] = struct{}{}
+	} else {
+		delete(s.listeners, l)
+	}
+	return true
+}
+
+func (s *Server) closeListenersLocked() error {
+	var first error
+	for l := range s.listeners {
+		if err := (*l).Close(); err != nil && !errors.Is(err, net.ErrClosed) && first == nil {
+			first = err
+		}
+		delete(s.listeners, l)
+	}
+	return first
+}
+
+// startSession runs a session for c in a new goroutine, unless the server
+// is closing.
+func (s *Server) startSession(c net.Conn) {
+	if sess := s.register(c); sess != nil {
+		go s.run(sess)
+	}
+}
+
+// serveConn runs one session on c in the calling goroutine (fuzzing).
+func (s *Server) serveConn(c net.Conn) {
+	if sess := s.register(c); sess != nil {
+		s.run(sess)
+	}
+}
+
+// register makes a session for c known to Close and Sessions; it closes c
+// and returns nil when the server is closing.
+func (s *Server) register(c net.Conn) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		c.Close()
+		return nil
+	}
+	sess := newSession(s, c)
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1) // never after Close's Wait: closing is checked under mu
+	return sess
+}
+
+func (s *Server) run(sess *session) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+	}()
+	sess.serve()
+}

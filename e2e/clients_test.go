@@ -44,9 +44,10 @@ func TestCurl(t *testing.T) {
 			if err != nil {
 				t.Fatalf("curl list: %v: %s", err, list)
 			}
+			trace := mdaTrace("", "carol@example.org")
 			var want strings.Builder
 			for i, m := range testMessages {
-				fmt.Fprintf(&want, "%d %d\r\n", i+1, len(m.want))
+				fmt.Fprintf(&want, "%d %d\r\n", i+1, len(trace+m.want))
 			}
 			if list != want.String() {
 				t.Errorf("curl LIST = %q, want %q", list, want.String())
@@ -56,8 +57,8 @@ func TestCurl(t *testing.T) {
 				if err != nil {
 					t.Fatalf("curl retr %d: %v: %s", i+1, err, body)
 				}
-				if body != m.want {
-					t.Errorf("curl RETR %d = %q, want %q", i+1, body, m.want)
+				if body != trace+m.want {
+					t.Errorf("curl RETR %d = %q, want %q", i+1, body, trace+m.want)
 				}
 			}
 		})

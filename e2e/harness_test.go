@@ -63,8 +63,14 @@ type instance struct {
 }
 
 // newInstance writes a config with loopback listeners on ephemeral ports.
-// extra is appended to the [pop3] section.
+// pop3Extra is appended to the [pop3] section.
 func newInstance(t *testing.T, pop3Extra string) *instance {
+	return newInstanceWith(t, map[string]string{"pop3": pop3Extra})
+}
+
+// newInstanceWith is newInstance with extra lines for any section
+// ("pop3", "smtp", "submission").
+func newInstanceWith(t *testing.T, extra map[string]string) *instance {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`data_dir = %q
@@ -73,7 +79,14 @@ hostname = "mail.test"
 listen = ["127.0.0.1:0"]
 tls_listen = ["127.0.0.1:0"]
 %s
-`, filepath.Join(dir, "data"), pop3Extra)
+[smtp]
+listen = ["127.0.0.1:0"]
+%s
+[submission]
+listen = ["127.0.0.1:0"]
+tls_listen = ["127.0.0.1:0"]
+%s
+`, filepath.Join(dir, "data"), extra["pop3"], extra["smtp"], extra["submission"])
 	p := filepath.Join(dir, "postoffice.toml")
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

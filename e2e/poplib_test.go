@@ -96,6 +96,12 @@ func retrBytes(t *testing.T, v any) (body string, octets int) {
 	return sb.String(), int(r[2].(float64))
 }
 
+// mdaTrace is what the deliver command puts on top of a message: the
+// envelope sender and the final recipient (RFC 5321 section 4.4).
+func mdaTrace(from, rcpt string) string {
+	return "Return-Path: <" + from + ">\r\nDelivered-To: " + rcpt + "\r\n"
+}
+
 // Messages with every awkward shape: dots at line starts, bare LF, no final
 // newline, 8-bit bytes. want is the canonical form RETR must return.
 var testMessages = []struct{ raw, want string }{
@@ -122,9 +128,10 @@ func TestPoplibFullSession(t *testing.T) {
 	in.start()
 	addr := in.addr("pop3")
 
+	trace := mdaTrace("", "alice@example.org")
 	total := 0
 	for _, m := range testMessages {
-		total += len(m.want)
+		total += len(trace + m.want)
 	}
 	res := pop(t, addr, "plain",
 		[]any{"capa"},
@@ -162,7 +169,7 @@ func TestPoplibFullSession(t *testing.T) {
 	uidl := res[6].([]any)[1].([]any)
 	uids := map[string]string{}
 	for i, m := range testMessages {
-		if got, want := unb64(t, list[i]), fmt.Sprintf("%d %d", i+1, len(m.want)); got != want {
+		if got, want := unb64(t, list[i]), fmt.Sprintf("%d %d", i+1, len(trace+m.want)); got != want {
 			t.Errorf("LIST line %q, want %q", got, want)
 		}
 		n, uid, _ := strings.Cut(unb64(t, uidl[i]), " ")
@@ -174,20 +181,20 @@ func TestPoplibFullSession(t *testing.T) {
 		}
 		uids[uid] = m.want
 		body, octets := retrBytes(t, res[7+i])
-		if body != m.want {
-			t.Errorf("RETR %d = %q, want %q", i+1, body, m.want)
+		if body != trace+m.want {
+			t.Errorf("RETR %d = %q, want %q", i+1, body, trace+m.want)
 		}
-		if octets != len(m.want) {
+		if octets != len(trace+m.want) {
 			t.Errorf("RETR %d sent %d octets, LIST said %d", i+1, octets, len(m.want))
 		}
 	}
-	if top, _ := retrBytes(t, res[10]); top != "From: a@example.org\r\nSubject: one\r\n\r\n" {
+	if top, _ := retrBytes(t, res[10]); top != trace+"From: a@example.org\r\nSubject: one\r\n\r\n" {
 		t.Errorf("TOP 1 0 = %q", top)
 	}
 	if top, _ := retrBytes(t, res[11]); !strings.HasSuffix(top, "\r\n\r\ncaf\xc3\xa9 \xe2\x82\xac \xff\xfe\r\n") {
 		t.Errorf("TOP 3 1 = %q", top)
 	}
-	if stat := res[13].([]any); int(stat[0].(float64)) != 2 || int(stat[1].(float64)) != total-len(testMessages[1].want) {
+	if stat := res[13].([]any); int(stat[0].(float64)) != 2 || int(stat[1].(float64)) != total-len(trace+testMessages[1].want) {
 		t.Errorf("STAT after DELE = %v", stat)
 	}
 	if e := errorOf(t, res[14]); !strings.HasPrefix(e, "-ERR") {
@@ -211,7 +218,7 @@ func TestPoplibFullSession(t *testing.T) {
 			t.Errorf("UIDL %q of message %d changed between sessions", uid, i+1)
 		}
 	}
-	if body, _ := retrBytes(t, res[4]); body != testMessages[2].want {
+	if body, _ := retrBytes(t, res[4]); body != trace+testMessages[2].want {
 		t.Errorf("second session RETR 2 = %q", body)
 	}
 }

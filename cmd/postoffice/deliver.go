@@ -5,11 +5,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"strings"
 
 	"postoffice/internal/directory"
-	"postoffice/internal/message"
-	"postoffice/internal/store"
+	"postoffice/internal/router"
+	"postoffice/internal/server"
 )
 
 const (
@@ -26,7 +27,7 @@ func runDeliver(e *env, args []string) error {
 			"unknown recipient, 75 for a temporary failure (try again), 65 for a message\n"+
 			"that cannot be accepted. Works while 'serve' runs on the same data directory.")
 	to := fs.String("to", "", "recipient address (required)")
-	from := fs.String("from", "", "envelope sender, recorded as Return-Path (\"<>\" for none)")
+	from := fs.String("from", "", "envelope sender, recorded as Return-Path (default: the null sender <>)")
 	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -37,23 +38,17 @@ func runDeliver(e *env, args []string) error {
 	if err != nil {
 		return fail(exitNoUser, "unknown recipient %q: %v", *to, err)
 	}
+	sender := ""
+	if *from != "" && *from != "<>" {
+		if sender, err = directory.NormalizeAddress(strings.Trim(*from, "<>")); err != nil {
+			return fail(exitUsage, "--from %q: %v", *from, err)
+		}
+	}
 	in := bufio.NewReader(e.stdin)
 	if _, err := in.Peek(1); err == io.EOF {
 		return fail(exitDataErr, "empty message on standard input")
 	} else if err != nil {
 		return fail(exitTempFail, "reading standard input: %v", err)
-	}
-	var body io.Reader = in
-	if *from != "" {
-		sender := strings.Trim(*from, "<>")
-		if sender != "" {
-			if sender, err = directory.NormalizeAddress(sender); err != nil {
-				return fail(exitUsage, "--from %q: %v", *from, err)
-			}
-		}
-		// RFC 5321 section 4.4: the delivery agent records the envelope
-		// sender in a Return-Path header at the top of the message.
-		body = io.MultiReader(strings.NewReader("Return-Path: <"+sender+">\r\n"), body)
 	}
 	cfg, err := e.loadConfig()
 	if err != nil {
@@ -64,23 +59,30 @@ func runDeliver(e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+
+	// The same pipeline as mail arriving by SMTP: resolution (aliases
+	// included), trace fields, local delivery.
+	rt := server.NewRouter(cfg, st, slog.New(slog.DiscardHandler))
+	env := &router.Envelope{From: sender, To: []string{rcpt}, Protocol: "local", Source: "deliver"}
 	ctx := context.Background()
-	u, err := st.UserByAddress(ctx, rcpt)
-	if errors.Is(err, store.ErrNotFound) {
-		return fail(exitNoUser, "unknown recipient %s", rcpt)
+	err = rt.CheckRecipient(ctx, env, rcpt)
+	if err == nil {
+		err = rt.Route(ctx, env, in)
 	}
-	if err != nil {
-		return fail(exitTempFail, "looking up %s: %v", rcpt, err)
-	}
-	_, err = st.Deliver(ctx, message.Canonical(body), []int64{u.ID})
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.Is(err, store.ErrQuota):
-		// Like Dovecot's quota_full_tempfail: the sender's MTA keeps the
-		// message and retries, the mailbox may have room later.
+	}
+	var re *router.Error
+	switch {
+	case errors.Is(err, router.ErrUnknownUser), errors.Is(err, router.ErrBadRecipient):
+		return fail(exitNoUser, "unknown recipient %s", rcpt)
+	case errors.Is(err, router.ErrQuota):
+		// Like Dovecot's quota_full_tempfail: the calling MTA keeps the
+		// message and retries; the mailbox may have room later.
 		return fail(exitTempFail, "mailbox of %s is full", rcpt)
+	case errors.As(err, &re) && !re.Temporary():
+		return fail(exitDataErr, "message refused: %s", re.Message)
 	default:
-		return fail(exitTempFail, "storing the message for %s: %v", rcpt, err)
+		return fail(exitTempFail, "delivering to %s: %v", rcpt, err)
 	}
 }

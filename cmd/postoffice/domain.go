@@ -20,13 +20,12 @@ var domainCommand = &command{
 	},
 }
 
-// domainArg validates a domain by the same rules as an address's domain.
 func domainArg(s string) (string, error) {
-	a, err := directory.NormalizeAddress("postmaster@" + s)
+	d, err := directory.NormalizeDomain(s)
 	if err != nil {
-		return "", fail(exitUsage, "%q is not a valid domain", s)
+		return "", fail(exitUsage, "%q is not a valid domain: %v", s, err)
 	}
-	return a[len("postmaster@"):], nil
+	return d, nil
 }
 
 func runDomainAdd(e *env, args []string) error {

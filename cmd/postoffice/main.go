@@ -60,7 +60,9 @@ func init() {
 		serveCommand,
 		domainCommand,
 		userCommand,
+		aliasCommand,
 		deliverCommand,
+		queueCommand,
 		{name: "help", usage: "[COMMAND]", summary: "explain a command", run: runHelp},
 	}
 }
@@ -171,15 +173,17 @@ Usage: postoffice [--config FILE] COMMAND [ARGS]
 
 Commands:
 `)
-	for _, c := range commands {
-		if len(c.sub) == 0 {
-			fmt.Fprintf(w, "  %-38s %s\n", strings.TrimSpace(c.name+" "+c.usage), c.summary)
-			continue
-		}
-		for _, s := range c.sub {
-			fmt.Fprintf(w, "  %-38s %s\n", strings.TrimSpace(c.name+" "+s.name+" "+s.usage), s.summary)
+	var list func(prefix string, cs []*command)
+	list = func(prefix string, cs []*command) {
+		for _, c := range cs {
+			if len(c.sub) > 0 {
+				list(prefix+c.name+" ", c.sub)
+				continue
+			}
+			fmt.Fprintf(w, "  %s\n      %s\n", strings.TrimSpace(prefix+c.name+" "+c.usage), c.summary)
 		}
 	}
+	list("", commands)
 	fmt.Fprint(w, `
 Global option:
   --config FILE   TOML configuration (before or after the command); without it

@@ -204,3 +204,102 @@ func (e *env) readPassword(fromStdin bool) (string, error) {
 	}
 	return pw, nil
 }
+
+var userAddrCommand = &command{
+	name:    "addr",
+	usage:   "add|del|list",
+	summary: "manage a user's extra addresses (they deliver into the same mailbox)",
+	sub: []*command{
+		{name: "add", usage: "USER ADDRESS", summary: "give USER the extra address ADDRESS", run: runUserAddrAdd},
+		{name: "del", usage: "ADDRESS", summary: "remove an extra address", run: runUserAddrDel},
+		{name: "list", usage: "USER", summary: "list a user's extra addresses", run: runUserAddrList},
+	},
+}
+
+func init() { userCommand.sub = append(userCommand.sub, userAddrCommand) }
+
+// withUser looks a user up by address and runs f with it.
+func (e *env) withUser(st store.Store, addr string, f func(store.User) error) error {
+	u, err := st.UserByAddress(context.Background(), addr)
+	if errors.Is(err, store.ErrNotFound) {
+		return fail(exitNoUser, "no user %s", addr)
+	}
+	if err != nil {
+		return err
+	}
+	return f(u)
+}
+
+func runUserAddrAdd(e *env, args []string) error {
+	fs := newFlags(e, "user addr add", "USER ADDRESS", "Give USER the extra address ADDRESS (adds its domain if new).")
+	pos, err := e.parseArgs(fs, args, 2, 2)
+	if err != nil {
+		return err
+	}
+	user, err := addressArg(pos[0])
+	if err != nil {
+		return err
+	}
+	extra, err := addressArg(pos[1])
+	if err != nil {
+		return err
+	}
+	return e.withStore(func(st store.Store) error {
+		return e.withUser(st, user, func(u store.User) error {
+			if err := st.AddAddress(context.Background(), u.ID, extra); err != nil {
+				if errors.Is(err, store.ErrExists) {
+					return fail(exitFailure, "%s already exists (as a user, address or alias)", extra)
+				}
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s now also receives mail for %s\n", u.Address, extra)
+			return nil
+		})
+	})
+}
+
+func runUserAddrDel(e *env, args []string) error {
+	fs := newFlags(e, "user addr del", "ADDRESS", "Remove an extra address.")
+	pos, err := e.parseArgs(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	extra, err := addressArg(pos[0])
+	if err != nil {
+		return err
+	}
+	return e.withStore(func(st store.Store) error {
+		if err := st.DeleteAddress(context.Background(), extra); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return fail(exitFailure, "no extra address %s", extra)
+			}
+			return err
+		}
+		fmt.Fprintf(e.stdout, "removed address %s\n", extra)
+		return nil
+	})
+}
+
+func runUserAddrList(e *env, args []string) error {
+	fs := newFlags(e, "user addr list", "USER", "List a user's extra addresses.")
+	pos, err := e.parseArgs(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	user, err := addressArg(pos[0])
+	if err != nil {
+		return err
+	}
+	return e.withStore(func(st store.Store) error {
+		return e.withUser(st, user, func(u store.User) error {
+			addrs, err := st.ListAddresses(context.Background(), u.ID)
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				fmt.Fprintln(e.stdout, a)
+			}
+			return nil
+		})
+	})
+}

@@ -18,10 +18,32 @@ import (
 // Config is the whole configuration. Every listener list may be empty to
 // switch that listener off.
 type Config struct {
-	DataDir  string `toml:"data_dir"`
-	Hostname string `toml:"hostname"`
-	POP3     POP3   `toml:"pop3"`
-	TLS      TLS    `toml:"tls"`
+	DataDir    string     `toml:"data_dir"`
+	Hostname   string     `toml:"hostname"`
+	POP3       POP3       `toml:"pop3"`
+	SMTP       SMTP       `toml:"smtp"`
+	Submission Submission `toml:"submission"`
+	TLS        TLS        `toml:"tls"`
+}
+
+// SMTP configures the inbound MX service (RFC 5321, port 25).
+type SMTP struct {
+	Listen             []string `toml:"listen"`
+	MaxMessageSize     int64    `toml:"max_message_size"` // octets, advertised with SIZE (RFC 1870)
+	MaxRecipients      int      `toml:"max_recipients"`
+	Timeout            int      `toml:"timeout"` // seconds to wait for a command or a piece of data
+	AllowPlaintextAuth bool     `toml:"allow_plaintext_auth"`
+}
+
+// Submission configures message submission for users' mail clients
+// (RFC 6409 on 587 with STARTTLS, RFC 8314 implicit TLS on 465). Size and
+// recipient limits are those of [smtp].
+type Submission struct {
+	Listen    []string `toml:"listen"`
+	TLSListen []string `toml:"tls_listen"`
+	// RequireSenderMatch: the envelope sender must be one of the
+	// authenticated user's addresses.
+	RequireSenderMatch bool `toml:"require_sender_match"`
 }
 
 // POP3 configures the POP3 service (RFC 1939) and its implicit-TLS
@@ -55,6 +77,17 @@ func Default() Config {
 			// RFC 1939 section 3: the autologout timer must be at least
 			// 10 minutes.
 			InactivityTimeout: 600,
+		},
+		SMTP: SMTP{
+			Listen:         []string{":25"},
+			MaxMessageSize: 50 << 20,
+			MaxRecipients:  100,
+			Timeout:        300, // RFC 5321 section 4.5.3.2.7: at least 5 minutes
+		},
+		Submission: Submission{
+			Listen:             []string{":587"},
+			TLSListen:          []string{":465"},
+			RequireSenderMatch: true,
 		},
 	}
 }
@@ -116,6 +149,22 @@ func (c Config) Validate() error {
 	}
 	if c.POP3.InactivityTimeout <= 0 {
 		return fmt.Errorf(`key "pop3.inactivity_timeout": must be a positive number of seconds, got %d`, c.POP3.InactivityTimeout)
+	}
+	for key, addrs := range map[string][]string{
+		"smtp.listen": c.SMTP.Listen, "submission.listen": c.Submission.Listen, "submission.tls_listen": c.Submission.TLSListen,
+	} {
+		if err := checkAddrs(key, addrs); err != nil {
+			return err
+		}
+	}
+	if c.SMTP.MaxMessageSize <= 0 {
+		return fmt.Errorf(`key "smtp.max_message_size": must be a positive number of octets, got %d`, c.SMTP.MaxMessageSize)
+	}
+	if c.SMTP.MaxRecipients <= 0 {
+		return fmt.Errorf(`key "smtp.max_recipients": must be positive, got %d`, c.SMTP.MaxRecipients)
+	}
+	if c.SMTP.Timeout <= 0 {
+		return fmt.Errorf(`key "smtp.timeout": must be a positive number of seconds, got %d`, c.SMTP.Timeout)
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return errors.New(`keys "tls.cert_file" and "tls.key_file": set both or neither`)

@@ -141,3 +141,17 @@ func isAtext(r rune) bool {
 		return unicode.IsGraphic(r) && !unicode.IsSpace(r)
 	}
 }
+
+// NormalizeAliasAddress is NormalizeAddress that also accepts "@domain":
+// the catch-all alias of a domain, which receives mail for every address
+// of the domain that is neither a user nor another alias.
+func NormalizeAliasAddress(s string) (string, error) {
+	if t := strings.TrimSpace(s); strings.HasPrefix(t, "@") {
+		d, err := NormalizeDomain(t[1:])
+		if err != nil {
+			return "", err
+		}
+		return "@" + d, nil
+	}
+	return NormalizeAddress(s)
+}

@@ -98,15 +98,26 @@ type MessageInfo struct {
 	Size int64  // exact octets as stored (CRLF line endings, no dot-stuffing)
 }
 
+// Delivery is one mailbox's copy of a delivered message.
+type Delivery struct {
+	UserID int64
+	// Header is prepended to this copy only (trace fields such as
+	// Delivered-To, RFC 5321 section 4.4), in canonical CRLF form. It is
+	// counted in MessageInfo.Size and returned first by Open. Deliver
+	// refuses (ErrInvalid) one that is not whole CRLF-terminated lines.
+	Header []byte
+}
+
 // Mailboxes stores messages. Bodies handed to Deliver must already be in
 // canonical form (see internal/message: CRLF line endings, final CRLF).
 type Mailboxes interface {
-	// Deliver stores one body for every listed user (the body is kept once)
-	// and returns the UID assigned in each mailbox, in order. It returns only
-	// once the data is durable (fsync). ErrQuota (wrapped, naming the user)
-	// if any mailbox would go over quota; ErrNotFound for an unknown user.
-	// Either every mailbox gets the message or none does.
-	Deliver(ctx context.Context, body io.Reader, userIDs []int64) ([]uint64, error)
+	// Deliver stores one body for every listed mailbox (the body is kept
+	// once; each copy may carry its own Header prepended) and returns the UID
+	// assigned in each mailbox, in order. It returns only once the data is
+	// durable (fsync). ErrQuota (wrapped, naming the user) if any mailbox
+	// would go over quota; ErrNotFound for an unknown user. Either every
+	// mailbox gets the message or none does.
+	Deliver(ctx context.Context, body io.Reader, rcpts []Delivery) ([]uint64, error)
 	// List returns the mailbox's messages in UID order.
 	List(ctx context.Context, userID int64) ([]MessageInfo, error)
 	// Open returns the stored body of one message.
@@ -127,9 +138,58 @@ type Unlocker interface {
 	Unlock()
 }
 
+// QueueState is the state of one recipient of a queued message.
+type QueueState string
+
+// Recipient states in the outbound queue.
+const (
+	QueuePending   QueueState = "pending"
+	QueueDelivered QueueState = "delivered"
+	QueueFailed    QueueState = "failed"
+)
+
+// QueueRecipient is one remote recipient of a queued message.
+type QueueRecipient struct {
+	Address   string
+	State     QueueState
+	LastError string
+}
+
+// QueuedMessage is a message waiting in the outbound queue.
+type QueuedMessage struct {
+	ID          int64
+	From        string // reverse-path, "" for the null sender
+	Recipients  []QueueRecipient
+	Size        int64
+	CreatedAt   time.Time
+	NextAttempt time.Time
+	Attempts    int
+	Held        bool
+}
+
+// Queue is the durable outbound queue (store-and-forward of remote mail).
+type Queue interface {
+	// Enqueue stores a message for remote recipients and returns its ID
+	// once it is durable (fsync). Addresses are kept as given; ErrInvalid
+	// without recipients, for a repeated one, or for an address without
+	// "@" or with control characters.
+	Enqueue(ctx context.Context, from string, rcpts []string, body io.Reader) (int64, error)
+	// ListQueue returns every queued message, oldest first.
+	ListQueue(ctx context.Context) ([]QueuedMessage, error)
+	// QueuedMessage returns one entry; ErrNotFound if absent.
+	QueuedMessage(ctx context.Context, id int64) (QueuedMessage, error)
+	// OpenQueued returns the stored body of a queued message; ErrNotFound
+	// if absent.
+	OpenQueued(ctx context.Context, id int64) (io.ReadCloser, error)
+	// DeleteQueued removes a message from the queue durably; ErrNotFound
+	// if absent.
+	DeleteQueued(ctx context.Context, id int64) error
+}
+
 // Store is a complete backend.
 type Store interface {
 	Directory
 	Mailboxes
+	Queue
 	io.Closer
 }

@@ -351,7 +351,7 @@ func (s *Store) ListAddresses(ctx context.Context, userID int64) ([]string, erro
 // SetAlias implements store.Directory. Targets are normalized, sorted and
 // deduplicated; the alias's domain is added if needed.
 func (s *Store) SetAlias(ctx context.Context, a store.Alias) error {
-	addr, err := directory.NormalizeAddress(a.Address)
+	addr, err := directory.NormalizeAliasAddress(a.Address)
 	if err != nil {
 		return err
 	}
@@ -400,7 +400,7 @@ func (s *Store) SetAlias(ctx context.Context, a store.Alias) error {
 
 // DeleteAlias implements store.Directory.
 func (s *Store) DeleteAlias(ctx context.Context, address string) error {
-	addr, err := directory.NormalizeAddress(address)
+	addr, err := directory.NormalizeAliasAddress(address)
 	if err != nil {
 		return err
 	}
@@ -409,7 +409,7 @@ func (s *Store) DeleteAlias(ctx context.Context, address string) error {
 
 // Alias implements store.Directory.
 func (s *Store) Alias(ctx context.Context, address string) (store.Alias, error) {
-	addr, err := directory.NormalizeAddress(address)
+	addr, err := directory.NormalizeAliasAddress(address)
 	if err != nil {
 		return store.Alias{}, err
 	}

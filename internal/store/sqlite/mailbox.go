@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -16,44 +17,54 @@ import (
 
 // Deliver implements store.Mailboxes. The body goes to one durable file
 // first; then one transaction assigns a UID in every mailbox, checks the
-// quotas and references the file.
-func (s *Store) Deliver(ctx context.Context, body io.Reader, userIDs []int64) ([]uint64, error) {
-	if len(userIDs) == 0 {
+// quotas and references the file. Each copy's header is kept in its
+// messages row and counted in its size.
+func (s *Store) Deliver(ctx context.Context, body io.Reader, rcpts []store.Delivery) ([]uint64, error) {
+	if len(rcpts) == 0 {
 		return nil, fmt.Errorf("delivery without recipients: %w", store.ErrInvalid)
 	}
-	seen := make(map[int64]bool, len(userIDs))
-	for _, id := range userIDs {
-		if seen[id] {
-			return nil, fmt.Errorf("user %d listed twice: %w", id, store.ErrInvalid)
+	seen := make(map[int64]bool, len(rcpts))
+	for _, r := range rcpts {
+		if seen[r.UserID] {
+			return nil, fmt.Errorf("user %d listed twice: %w", r.UserID, store.ErrInvalid)
 		}
-		seen[id] = true
+		seen[r.UserID] = true
+		if reason := headerProblem(r.Header); reason != "" {
+			return nil, fmt.Errorf("header for user %d %s: %w", r.UserID, reason, store.ErrInvalid)
+		}
 	}
 
 	blobID, size, err := s.blobs.Put(ctx, body)
 	if err != nil {
 		return nil, fmt.Errorf("storing message body: %w", err)
 	}
-	uids := make([]uint64, len(userIDs))
+	uids := make([]uint64, len(rcpts))
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		now := time.Now().Unix()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO blobs (id, size, created_at) VALUES (?, ?, ?)`, blobID, size, now); err != nil {
 			return err
 		}
-		for i, id := range userIDs {
+		for i, r := range rcpts {
+			copySize := size + int64(len(r.Header))
 			var addr string
 			var quota, used int64
 			err := tx.QueryRowContext(ctx, `UPDATE users
 				SET next_uid = next_uid + 1, msg_count = msg_count + 1, msg_bytes = msg_bytes + ?
 				WHERE id = ? RETURNING address, next_uid - 1, quota_bytes, msg_bytes`,
-				size, id).Scan(&addr, &uids[i], &quota, &used)
+				copySize, r.UserID).Scan(&addr, &uids[i], &quota, &used)
 			if err != nil {
-				return notFound(err, "user %d", id)
+				return notFound(err, "user %d", r.UserID)
 			}
 			if quota > 0 && used > quota {
 				return fmt.Errorf("%s: %d bytes over a quota of %d: %w", addr, used-quota, quota, store.ErrQuota)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO messages (user_id, uid, blob_id, size, delivered_at)
-				VALUES (?, ?, ?, ?, ?)`, id, uids[i], blobID, size, now); err != nil {
+			// A nil slice would be bound as NULL.
+			header := r.Header
+			if header == nil {
+				header = []byte{}
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO messages (user_id, uid, blob_id, size, delivered_at, header)
+				VALUES (?, ?, ?, ?, ?, ?)`, r.UserID, uids[i], blobID, copySize, now, header); err != nil {
 				return err
 			}
 		}
@@ -64,6 +75,22 @@ func (s *Store) Deliver(ctx context.Context, body io.Reader, userIDs []int64) ([
 		return nil, err
 	}
 	return uids, nil
+}
+
+// headerProblem says what is wrong with a per-copy header, "" if nothing:
+// it must be empty or lines in canonical form, each ending in CRLF, or it
+// would run into the first line of the body.
+func headerProblem(h []byte) string {
+	if len(h) == 0 {
+		return ""
+	}
+	if !bytes.HasSuffix(h, []byte("\r\n")) {
+		return "does not end in CRLF"
+	}
+	if bytes.Count(h, []byte("\r")) != bytes.Count(h, []byte("\n")) || bytes.Count(h, []byte("\r\n")) != bytes.Count(h, []byte("\n")) {
+		return "has a bare CR or LF"
+	}
+	return ""
 }
 
 // removeIfUnreferenced removes the file of a delivery that failed. It asks
@@ -88,13 +115,16 @@ func (s *Store) removeBlobs(ids []string) {
 	}
 }
 
-// dropUnreferenced deletes the rows of the given blobs that no message
-// references any longer and returns their ids, for removal after commit.
+// dropUnreferenced deletes the rows of the given blobs that no message and
+// no queue entry references any longer and returns their ids, for removal
+// after commit.
 func dropUnreferenced(ctx context.Context, tx *sql.Tx, blobIDs []string) ([]string, error) {
 	var dropped []string
 	for _, id := range blobIDs {
 		res, err := tx.ExecContext(ctx, `DELETE FROM blobs
-			WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1)`, id)
+			WHERE id = ?1
+				AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1)
+				AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?1)`, id)
 		if err != nil {
 			return nil, err
 		}
@@ -131,25 +161,40 @@ func (s *Store) List(ctx context.Context, userID int64) ([]store.MessageInfo, er
 	return ms, nil
 }
 
-// Open implements store.Mailboxes.
+// Open implements store.Mailboxes: the copy's header, then the shared body.
 func (s *Store) Open(ctx context.Context, userID int64, uid uint64) (io.ReadCloser, error) {
 	if uid > math.MaxInt64 {
 		return nil, fmt.Errorf("message %d of user %d: %w", uid, userID, store.ErrNotFound)
 	}
-	const q = `SELECT blob_id FROM messages WHERE user_id = ? AND uid = ?`
+	const q = `SELECT blob_id, header FROM messages WHERE user_id = ? AND uid = ?`
 	var blobID string
-	if err := s.r.QueryRowContext(ctx, q, userID, uid).Scan(&blobID); err != nil {
+	var header []byte
+	if err := s.r.QueryRowContext(ctx, q, userID, uid).Scan(&blobID, &header); err != nil {
 		return nil, notFound(err, "message %d of user %d", uid, userID)
 	}
 	f, err := s.blobs.Open(blobID)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Most likely a Delete of the last reference ran in between.
-		if err2 := s.r.QueryRowContext(ctx, q, userID, uid).Scan(&blobID); errors.Is(err2, sql.ErrNoRows) {
+		if err2 := s.r.QueryRowContext(ctx, q, userID, uid).Scan(&blobID, &header); errors.Is(err2, sql.ErrNoRows) {
 			return nil, fmt.Errorf("message %d of user %d: %w", uid, userID, store.ErrNotFound)
 		}
 		return nil, fmt.Errorf("message %d of user %d: body file missing: %w", uid, userID, err)
 	}
-	return f, err
+	if err != nil {
+		return nil, err
+	}
+	return withHeader(header, f), nil
+}
+
+// withHeader returns rc's content preceded by header.
+func withHeader(header []byte, rc io.ReadCloser) io.ReadCloser {
+	if len(header) == 0 {
+		return rc
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(header), rc), rc}
 }
 
 // Delete implements store.Mailboxes; files that lose their last reference

@@ -80,4 +80,36 @@ CREATE TABLE messages (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX messages_blob ON messages (blob_id);
 `,
+	// Version 2.
+	//
+	// Per-copy headers (trace fields such as Delivered-To), prepended to
+	// the shared body when read and counted in messages.size; and the
+	// outbound queue, whose entries are references to blobs like messages.
+	`
+ALTER TABLE messages ADD COLUMN header BLOB NOT NULL DEFAULT x'';
+
+CREATE TABLE queue (
+	-- AUTOINCREMENT: an ID is never reused, so a stale ID never names a
+	-- newer entry.
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	sender       TEXT NOT NULL, -- '' for the null reverse-path
+	blob_id      TEXT NOT NULL REFERENCES blobs (id),
+	size         INTEGER NOT NULL,
+	created_at   INTEGER NOT NULL,
+	next_attempt INTEGER NOT NULL,
+	attempts     INTEGER NOT NULL DEFAULT 0,
+	held         INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX queue_blob ON queue (blob_id);
+CREATE INDEX queue_created ON queue (created_at, id);
+
+CREATE TABLE queue_recipients (
+	queue_id   INTEGER NOT NULL REFERENCES queue (id) ON DELETE CASCADE,
+	position   INTEGER NOT NULL, -- order given to Enqueue
+	address    TEXT NOT NULL,
+	state      TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+	last_error TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (queue_id, position)
+) STRICT, WITHOUT ROWID;
+`,
 }

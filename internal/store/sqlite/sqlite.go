@@ -125,8 +125,10 @@ func (s *Store) Close() error {
 
 // removeOrphans removes blobs that no row references and that were written
 // longer than grace ago: those a crash left between writing a blob and
-// committing the delivery, or between committing a deletion and removing
-// the file.
+// committing the delivery or enqueueing, or between committing a deletion
+// and removing the file. A blobs row lives as long as any messages or queue
+// row references it (see dropUnreferenced), so it alone says whether a blob
+// is referenced.
 func (s *Store) removeOrphans(ctx context.Context, grace time.Duration) (int, error) {
 	cutoff := time.Now().Add(-grace)
 	n := 0

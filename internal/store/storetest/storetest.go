@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"postoffice/internal/store"
 )
@@ -51,6 +52,12 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Lock", testLock},
 		{"ConcurrentDeliver", testConcurrentDeliver},
 		{"Bodies", testBodies},
+		{"DeliverHeaders", testDeliverHeaders},
+		{"HeaderQuota", testHeaderQuota},
+		{"Queue", testQueue},
+		{"QueueOrder", testQueueOrder},
+		{"QueueRestart", testQueueRestart},
+		{"QueueRefused", testQueueRefused},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,7 +123,7 @@ func (e *env) addUser(addr string, quota int64) store.User {
 
 func (e *env) deliver(body string, ids ...int64) []uint64 {
 	e.t.Helper()
-	uids, err := e.s.Deliver(e.ctx, strings.NewReader(body), ids)
+	uids, err := e.s.Deliver(e.ctx, strings.NewReader(body), to(ids...))
 	if err != nil {
 		e.t.Fatalf("Deliver to %v: %v", ids, err)
 	}
@@ -124,6 +131,15 @@ func (e *env) deliver(body string, ids ...int64) []uint64 {
 		e.t.Fatalf("Deliver to %v returned %d UIDs", ids, len(uids))
 	}
 	return uids
+}
+
+// to lists deliveries without headers to the given users.
+func to(ids ...int64) []store.Delivery {
+	ds := make([]store.Delivery, len(ids))
+	for i, id := range ids {
+		ds[i].UserID = id
+	}
+	return ds
 }
 
 func (e *env) read(id int64, uid uint64) []byte {
@@ -538,17 +554,17 @@ func testDeliverRefused(t *testing.T, e *env) {
 	b := e.addUser("bob@example.com", 0)
 	_, err := e.s.Deliver(e.ctx, strings.NewReader("x\r\n"), nil)
 	wantErr(t, err, store.ErrInvalid, "Deliver to nobody")
-	_, err = e.s.Deliver(e.ctx, strings.NewReader("x\r\n"), []int64{a.ID, b.ID, a.ID})
+	_, err = e.s.Deliver(e.ctx, strings.NewReader("x\r\n"), to(a.ID, b.ID, a.ID))
 	wantErr(t, err, store.ErrInvalid, "Deliver to a repeated user")
-	_, err = e.s.Deliver(e.ctx, strings.NewReader("x\r\n"), []int64{a.ID, b.ID + 1000, b.ID})
+	_, err = e.s.Deliver(e.ctx, strings.NewReader("x\r\n"), to(a.ID, b.ID+1000, b.ID))
 	wantErr(t, err, store.ErrNotFound, "Deliver to an unknown user")
 
 	ctx, cancel := context.WithCancel(e.ctx)
 	cancel()
-	if _, err = e.s.Deliver(ctx, strings.NewReader("x\r\n"), []int64{a.ID}); err == nil {
+	if _, err = e.s.Deliver(ctx, strings.NewReader("x\r\n"), to(a.ID)); err == nil {
 		t.Errorf("Deliver with a cancelled context succeeded")
 	}
-	_, err = e.s.Deliver(e.ctx, io.MultiReader(strings.NewReader("partial"), errReader{}), []int64{a.ID, b.ID})
+	_, err = e.s.Deliver(e.ctx, io.MultiReader(strings.NewReader("partial"), errReader{}), to(a.ID, b.ID))
 	if !errors.Is(err, errBroken) {
 		t.Errorf("Deliver of a failing reader: error %v, want it to wrap the reader's", err)
 	}
@@ -686,7 +702,7 @@ func testQuota(t *testing.T, e *env) {
 	b := e.addUser("bob@example.com", 0)
 	first := e.deliver(strings.Repeat("a", 60), a.ID)[0]
 
-	_, err := e.s.Deliver(e.ctx, strings.NewReader(strings.Repeat("b", 41)), []int64{b.ID, a.ID})
+	_, err := e.s.Deliver(e.ctx, strings.NewReader(strings.Repeat("b", 41)), to(b.ID, a.ID))
 	wantErr(t, err, store.ErrQuota, "Deliver over quota")
 	if err != nil && !strings.Contains(err.Error(), "alice@example.com") {
 		t.Errorf("quota error %q does not name the user", err)
@@ -697,7 +713,7 @@ func testQuota(t *testing.T, e *env) {
 	e.wantUsage(a.ID, 1, 60)
 
 	e.deliver(strings.Repeat("c", 40), a.ID) // exactly at the quota
-	_, err = e.s.Deliver(e.ctx, strings.NewReader("d"), []int64{a.ID})
+	_, err = e.s.Deliver(e.ctx, strings.NewReader("d"), to(a.ID))
 	wantErr(t, err, store.ErrQuota, "Deliver of one byte over quota")
 	e.wantUsage(a.ID, 2, 100)
 
@@ -746,7 +762,7 @@ func testConcurrentDeliver(t *testing.T, e *env) {
 		wg.Go(func() {
 			for i := range each {
 				body := fmt.Sprintf("Subject: %d/%d\r\n\r\n%s\r\n", w, i, strings.Repeat("z", w*100+i))
-				uids, err := e.s.Deliver(e.ctx, strings.NewReader(body), []int64{a.ID, b.ID})
+				uids, err := e.s.Deliver(e.ctx, strings.NewReader(body), to(a.ID, b.ID))
 				if err != nil {
 					t.Errorf("Deliver: %v", err)
 					return
@@ -796,5 +812,264 @@ func testBodies(t *testing.T, e *env) {
 		if got := e.read(u.ID, uid); !bytes.Equal(got, body) {
 			t.Errorf("%d-byte body read back as %d bytes, not identical", len(body), len(got))
 		}
+	}
+}
+
+// testDeliverHeaders: each copy carries its own header before the one
+// shared body, and the header counts in its size.
+func testDeliverHeaders(t *testing.T, e *env) {
+	a := e.addUser("alice@example.com", 0)
+	b := e.addUser("bob@example.com", 0)
+	c := e.addUser("carol@example.com", 0)
+	body := "Subject: hello\r\n\r\nshared body\r\n"
+	rcpts := []store.Delivery{
+		{UserID: a.ID, Header: []byte("Delivered-To: alice@example.com\r\n")},
+		{UserID: b.ID, Header: []byte("Delivered-To: bob@example.com\r\nX-Extra: 1\r\n")},
+		{UserID: c.ID}, // no header: the body alone
+	}
+	got, err := e.s.Deliver(e.ctx, strings.NewReader(body), rcpts)
+	e.must(err, "Deliver with headers")
+	if len(got) != len(rcpts) {
+		t.Fatalf("Deliver returned %d UIDs for %d recipients", len(got), len(rcpts))
+	}
+	check := func(when string) {
+		t.Helper()
+		for i, r := range rcpts {
+			want := string(r.Header) + body
+			if l := e.list(r.UserID); !slices.Equal(l, []store.MessageInfo{{UID: got[i], Size: int64(len(want))}}) {
+				t.Errorf("%s: user %d lists %v, want [{%d %d}] (header counted in the size)", when, r.UserID, l, got[i], len(want))
+			}
+			if r := string(e.read(r.UserID, got[i])); r != want {
+				t.Errorf("%s: user %d reads %q, want %q", when, rcpts[i].UserID, r, want)
+			}
+			e.wantUsage(r.UserID, 1, int64(len(want)))
+		}
+	}
+	check("after Deliver")
+	e.reopen()
+	check("after a restart")
+
+	// Deleting one copy leaves the others, header and body, intact.
+	e.del(a.ID, got[0])
+	e.wantUsage(a.ID, 0, 0)
+	want := string(rcpts[1].Header) + body
+	if r := string(e.read(b.ID, got[1])); r != want {
+		t.Errorf("after deleting alice's copy, bob reads %q, want %q", r, want)
+	}
+
+	// A header that is not whole CRLF lines would run into the body.
+	for _, bad := range []string{"Delivered-To: x@example.com", "A: 1\nB: 2\r\n", "A: 1\r\r\n", "A: 1\n"} {
+		_, err := e.s.Deliver(e.ctx, strings.NewReader(body), []store.Delivery{{UserID: c.ID, Header: []byte(bad)}})
+		wantErr(t, err, store.ErrInvalid, fmt.Sprintf("Deliver with header %q", bad))
+	}
+	e.wantUsage(c.ID, 1, int64(len(body)))
+}
+
+// testHeaderQuota: the per-copy header counts against the quota.
+func testHeaderQuota(t *testing.T, e *env) {
+	a := e.addUser("alice@example.com", 100)
+	b := e.addUser("bob@example.com", 100)
+	body := strings.Repeat("x", 90) + "\r\n" // 92 octets
+	h9 := []byte("X-Nine:\r\n")              // 9 octets: 101 in all
+	h8 := []byte("X-Ate:\r\n")               // 8 octets: 100, the quota
+	if len(body) != 92 || len(h9) != 9 || len(h8) != 8 {
+		t.Fatalf("test data: %d, %d and %d octets", len(body), len(h9), len(h8))
+	}
+	_, err := e.s.Deliver(e.ctx, strings.NewReader(body), []store.Delivery{{UserID: b.ID}, {UserID: a.ID, Header: h9}})
+	wantErr(t, err, store.ErrQuota, "Deliver of body+header one byte over quota")
+	e.wantUsage(a.ID, 0, 0)
+	e.wantUsage(b.ID, 0, 0)
+
+	_, err = e.s.Deliver(e.ctx, strings.NewReader(body), []store.Delivery{{UserID: b.ID}, {UserID: a.ID, Header: h8}})
+	e.must(err, "Deliver of body+header exactly at the quota")
+	e.wantUsage(a.ID, 1, 100)
+	e.wantUsage(b.ID, 1, 92)
+
+	e.del(a.ID, e.list(a.ID)[0].UID)
+	e.wantUsage(a.ID, 0, 0)
+}
+
+func (e *env) enqueue(from string, rcpts []string, body string) int64 {
+	e.t.Helper()
+	id, err := e.s.Enqueue(e.ctx, from, rcpts, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatalf("Enqueue(%q, %v): %v", from, rcpts, err)
+	}
+	return id
+}
+
+func (e *env) readQueued(id int64) string {
+	e.t.Helper()
+	rc, err := e.s.OpenQueued(e.ctx, id)
+	if err != nil {
+		e.t.Fatalf("OpenQueued(%d): %v", id, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		e.t.Fatalf("reading queued message %d: %v", id, err)
+	}
+	return string(b)
+}
+
+func pending(addrs ...string) []store.QueueRecipient {
+	rs := make([]store.QueueRecipient, len(addrs))
+	for i, a := range addrs {
+		rs[i] = store.QueueRecipient{Address: a, State: store.QueuePending}
+	}
+	return rs
+}
+
+// sameQueued compares everything but the times, which it checks apart:
+// CreatedAt within [notBefore, notAfter] (at a precision of a second) and
+// NextAttempt equal to it, as for a message never tried.
+func sameQueued(t *testing.T, got, want store.QueuedMessage, notBefore, notAfter time.Time, what string) {
+	t.Helper()
+	if got.CreatedAt.Before(notBefore.Truncate(time.Second)) || got.CreatedAt.After(notAfter) {
+		t.Errorf("%s: CreatedAt %v, want between %v and %v", what, got.CreatedAt, notBefore, notAfter)
+	}
+	if !got.NextAttempt.Equal(got.CreatedAt) {
+		t.Errorf("%s: NextAttempt %v, want CreatedAt %v", what, got.NextAttempt, got.CreatedAt)
+	}
+	if got.ID != want.ID || got.From != want.From || got.Size != want.Size || got.Attempts != want.Attempts ||
+		got.Held != want.Held || !slices.Equal(got.Recipients, want.Recipients) {
+		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
+	}
+}
+
+func testQueue(t *testing.T, e *env) {
+	if l, err := e.s.ListQueue(e.ctx); err != nil || len(l) != 0 {
+		t.Errorf("ListQueue of a new store = %v, %v; want empty", l, err)
+	}
+	before := time.Now()
+	body := "From: alice@example.com\r\nSubject: out\r\n\r\n\x00\xffbinary-safe\r\n"
+	// Remote addresses are kept as given: their local parts may be case
+	// sensitive.
+	rcpts := []string{"Zed@Remote.example", "amy@remote.example", "\"odd local\"@other.example"}
+	id := e.enqueue("alice@example.com", rcpts, body)
+	bounceBody := "Subject: bounce\r\n\r\n"
+	bounce := e.enqueue("", []string{"bob@remote.example"}, bounceBody)
+	after := time.Now()
+	if id == bounce {
+		t.Fatalf("Enqueue returned the ID %d twice", id)
+	}
+
+	want := store.QueuedMessage{ID: id, From: "alice@example.com", Recipients: pending(rcpts...), Size: int64(len(body))}
+	wantBounce := store.QueuedMessage{ID: bounce, From: "", Recipients: pending("bob@remote.example"), Size: int64(len(bounceBody))}
+	got, err := e.s.QueuedMessage(e.ctx, id)
+	e.must(err, "QueuedMessage")
+	sameQueued(t, got, want, before, after, "QueuedMessage")
+	got, err = e.s.QueuedMessage(e.ctx, bounce)
+	e.must(err, "QueuedMessage")
+	sameQueued(t, got, wantBounce, before, after, "QueuedMessage of a null-sender message")
+
+	l, err := e.s.ListQueue(e.ctx)
+	e.must(err, "ListQueue")
+	if len(l) != 2 {
+		t.Fatalf("ListQueue = %+v, want 2 entries", l)
+	}
+	sameQueued(t, l[0], want, before, after, "ListQueue[0]")
+	sameQueued(t, l[1], wantBounce, before, after, "ListQueue[1]")
+
+	if r := e.readQueued(id); r != body {
+		t.Errorf("OpenQueued = %q, want %q", r, body)
+	}
+
+	e.must(e.s.DeleteQueued(e.ctx, id), "DeleteQueued")
+	_, err = e.s.QueuedMessage(e.ctx, id)
+	wantErr(t, err, store.ErrNotFound, "QueuedMessage after DeleteQueued")
+	_, err = e.s.OpenQueued(e.ctx, id)
+	wantErr(t, err, store.ErrNotFound, "OpenQueued after DeleteQueued")
+	wantErr(t, e.s.DeleteQueued(e.ctx, id), store.ErrNotFound, "DeleteQueued twice")
+	_, err = e.s.QueuedMessage(e.ctx, bounce+1000)
+	wantErr(t, err, store.ErrNotFound, "QueuedMessage of an ID never assigned")
+	_, err = e.s.OpenQueued(e.ctx, bounce+1000)
+	wantErr(t, err, store.ErrNotFound, "OpenQueued of an ID never assigned")
+
+	l, err = e.s.ListQueue(e.ctx)
+	if err != nil || len(l) != 1 || l[0].ID != bounce {
+		t.Errorf("ListQueue after DeleteQueued = %+v, %v; want only %d", l, err, bounce)
+	}
+	if r := e.readQueued(bounce); r != bounceBody {
+		t.Errorf("the other queued message reads %q after DeleteQueued", r)
+	}
+	e.must(e.s.DeleteQueued(e.ctx, bounce), "DeleteQueued")
+	if l, err := e.s.ListQueue(e.ctx); err != nil || len(l) != 0 {
+		t.Errorf("ListQueue once all are deleted = %v, %v; want empty", l, err)
+	}
+	// IDs are not handed out again.
+	if again := e.enqueue("", []string{"x@remote.example"}, "x\r\n"); again == id || again == bounce {
+		t.Errorf("Enqueue after DeleteQueued reused ID %d", again)
+	}
+}
+
+func testQueueOrder(t *testing.T, e *env) {
+	var ids []int64
+	for i := range 5 {
+		ids = append(ids, e.enqueue("", []string{fmt.Sprintf("r%d@remote.example", i)}, fmt.Sprintf("%d\r\n", i)))
+	}
+	e.must(e.s.DeleteQueued(e.ctx, ids[1]), "DeleteQueued")
+	ids = slices.Delete(ids, 1, 2)
+	l, err := e.s.ListQueue(e.ctx)
+	e.must(err, "ListQueue")
+	var got []int64
+	for i, m := range l {
+		got = append(got, m.ID)
+		if i > 0 && m.CreatedAt.Before(l[i-1].CreatedAt) {
+			t.Errorf("ListQueue: entry %d created %v before entry %d, %v", m.ID, m.CreatedAt, l[i-1].ID, l[i-1].CreatedAt)
+		}
+	}
+	if !slices.Equal(got, ids) {
+		t.Errorf("ListQueue IDs = %v, want %v (oldest first)", got, ids)
+	}
+}
+
+// testQueueRestart: Enqueue is durable once it returns.
+func testQueueRestart(t *testing.T, e *env) {
+	body := "Subject: survives\r\n\r\n" + strings.Repeat("y", 100000) + "\r\n"
+	id := e.enqueue("alice@example.com", []string{"a@remote.example", "b@remote.example"}, body)
+	before, err := e.s.QueuedMessage(e.ctx, id)
+	e.must(err, "QueuedMessage")
+	e.reopen()
+	got, err := e.s.QueuedMessage(e.ctx, id)
+	e.must(err, "QueuedMessage after a restart")
+	sameQueued(t, got, before, before.CreatedAt, before.CreatedAt, "QueuedMessage after a restart")
+	if r := e.readQueued(id); r != body {
+		t.Errorf("queued body after a restart: %d octets, want %d", len(r), len(body))
+	}
+	e.must(e.s.DeleteQueued(e.ctx, id), "DeleteQueued")
+	e.reopen()
+	_, err = e.s.QueuedMessage(e.ctx, id)
+	wantErr(t, err, store.ErrNotFound, "QueuedMessage after DeleteQueued and a restart")
+}
+
+// testQueueRefused: an Enqueue that fails queues nothing.
+func testQueueRefused(t *testing.T, e *env) {
+	for _, c := range []struct {
+		from  string
+		rcpts []string
+	}{
+		{"alice@example.com", nil},
+		{"alice@example.com", []string{}},
+		{"alice@example.com", []string{""}},
+		{"alice@example.com", []string{"no-at-sign"}},
+		{"alice@example.com", []string{"a@remote.example\r\nRCPT TO:<b@remote.example>"}},
+		{"alice@example.com", []string{"a@remote.example", "a@remote.example"}},
+		{"bad\nsender@example.com", []string{"a@remote.example"}},
+	} {
+		_, err := e.s.Enqueue(e.ctx, c.from, c.rcpts, strings.NewReader("x\r\n"))
+		wantErr(t, err, store.ErrInvalid, fmt.Sprintf("Enqueue(%q, %q)", c.from, c.rcpts))
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	cancel()
+	if _, err := e.s.Enqueue(ctx, "", []string{"a@remote.example"}, strings.NewReader("x\r\n")); err == nil {
+		t.Errorf("Enqueue with a cancelled context succeeded")
+	}
+	_, err := e.s.Enqueue(e.ctx, "", []string{"a@remote.example"}, io.MultiReader(strings.NewReader("partial"), errReader{}))
+	if !errors.Is(err, errBroken) {
+		t.Errorf("Enqueue of a failing reader: error %v, want it to wrap the reader's", err)
+	}
+	if l, err := e.s.ListQueue(e.ctx); err != nil || len(l) != 0 {
+		t.Errorf("ListQueue after refused Enqueues = %+v, %v; want empty", l, err)
 	}
 }

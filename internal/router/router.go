@@ -1,0 +1,380 @@
+// Package router is postoffice's mail framework: every message, whichever
+// door it came in by (SMTP, submission, the deliver command, a bounce),
+// passes the same pipeline of named steps:
+//
+//  1. address resolution  (Resolver)          address -> local mailboxes / remote addresses
+//  2. envelope processing (EnvelopeProcessor) trace fields: Received, Return-Path, Delivered-To
+//  3. local delivery      (LocalDeliverer)    into the mailbox store
+//  4. remote hand-off     (RemoteHandoff)     into the durable outbound queue
+//  5. non-delivery        (NonDeliveryHandler) failures after acceptance become bounces
+//
+// Each step is an interface: an exit point. A deployment adds behaviour in
+// Go by passing extra steps in Options (they run after the built-in ones of
+// the same kind) or by replacing a built-in one, without editing the others.
+// The router speaks no wire protocol.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"postoffice/internal/store"
+)
+
+// Envelope describes one message transaction, whichever door it used.
+type Envelope struct {
+	From       string   // reverse-path; "" is the null sender (RFC 5321 section 4.5.5)
+	To         []string // recipients as given by the client
+	Helo       string
+	RemoteAddr string // host:port of the client, "" for local submission
+	TLS        string // TLS version and cipher, "" if none
+	AuthUser   string // authenticated user, "" if none
+	Protocol   string // RFC 3848 "with" keyword: ESMTP, ESMTPS, ESMTPSA, ... or "local"
+	Source     string // "smtp", "submission", "deliver", "bounce"
+	ID         string // transaction id, set by the router
+	Received   time.Time
+}
+
+// Recipient is one final destination after resolution.
+type Recipient struct {
+	Original string // the envelope recipient it came from
+	Address  string // final address (a user's address, or a remote one)
+	UserID   int64  // local mailbox, 0 for a remote address
+	// Err is set by a step that failed for this recipient after the message
+	// was accepted; NonDeliveryHandler steps turn it into a bounce.
+	Err error
+}
+
+// Local reports whether the recipient is a local mailbox.
+func (r *Recipient) Local() bool { return r.UserID != 0 }
+
+// Message is what flows through the pipeline.
+type Message struct {
+	Env        *Envelope
+	Recipients []*Recipient
+	// Trace holds header fields prepended to every copy (Received...).
+	Trace []byte
+	// LocalTrace holds fields prepended only to mailbox copies
+	// (Return-Path, RFC 5321 section 4.4).
+	LocalTrace []byte
+	// PerRecipient holds fields prepended to one mailbox's copy only
+	// (Delivered-To), keyed by user ID.
+	PerRecipient map[int64][]byte
+	// Body is the message as received, spooled so that every step may
+	// read it from the start.
+	Body Body
+	// Header is the parsed header section of Body (read-only).
+	Header Header
+}
+
+// Body is a spooled message that can be read several times.
+type Body interface {
+	Open() io.Reader
+	Size() int64
+}
+
+// Resolver expands one envelope recipient. It returns ErrUnknownUser,
+// ErrRelayDenied (wrapped) or a *Error for a refusal; other errors are
+// temporary. Resolvers are tried in order; the first that returns a result
+// or a refusal wins, (nil, nil) means "not mine, ask the next".
+type Resolver interface {
+	Resolve(ctx context.Context, env *Envelope, rcpt string) ([]*Recipient, error)
+}
+
+// EnvelopeProcessor adds trace information or otherwise changes the
+// message before delivery. A returned *Error rejects the whole message.
+type EnvelopeProcessor interface {
+	ProcessEnvelope(ctx context.Context, m *Message) error
+}
+
+// LocalDeliverer stores the message for the local recipients; it sets
+// Recipient.Err for permanent per-recipient failures and returns an error
+// only for a failure of the whole delivery (temporary).
+type LocalDeliverer interface {
+	DeliverLocal(ctx context.Context, m *Message, rcpts []*Recipient) error
+}
+
+// RemoteHandoff queues the message for remote recipients; an error fails
+// the whole transaction (temporary).
+type RemoteHandoff interface {
+	HandOff(ctx context.Context, m *Message, rcpts []*Recipient) error
+}
+
+// NonDeliveryHandler is given the recipients that failed after the message
+// was accepted (Recipient.Err set). It must not lose them silently.
+type NonDeliveryHandler interface {
+	NonDelivery(ctx context.Context, m *Message, failed []*Recipient) error
+}
+
+// Error is a refusal with an SMTP reply code and an RFC 3463 enhanced code,
+// which the SMTP door passes on and the deliver command maps to an exit
+// code.
+type Error struct {
+	Code     int
+	Enhanced [3]int
+	Message  string
+	Err      error // the underlying cause, for errors.Is
+}
+
+func (e *Error) Error() string { return e.Message }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Temporary reports whether the sender should try again later.
+func (e *Error) Temporary() bool { return e.Code >= 400 && e.Code < 500 }
+
+// Sentinel causes carried by *Error.
+var (
+	ErrUnknownUser  = errors.New("unknown user")
+	ErrRelayDenied  = errors.New("relay denied")
+	ErrQuota        = errors.New("mailbox full")
+	ErrLoop         = errors.New("mail loop")
+	ErrTooBig       = errors.New("message too big")
+	ErrBadRecipient = errors.New("bad recipient address")
+)
+
+func refuse(code int, e1, e2, e3 int, cause error, format string, a ...any) *Error {
+	return &Error{Code: code, Enhanced: [3]int{e1, e2, e3}, Message: fmt.Sprintf(format, a...), Err: cause}
+}
+
+// tempError wraps an unexpected failure as 451 4.3.0.
+func tempError(err error) *Error {
+	var re *Error
+	if errors.As(err, &re) {
+		return re
+	}
+	return refuse(451, 4, 3, 0, err, "Temporary local problem, try again later")
+}
+
+// Options configures a Router. Built-in steps are made from Store; the
+// Extra fields are the exit points for deployments.
+type Options struct {
+	Hostname string
+	Store    store.Store
+	Logger   *slog.Logger
+	// MaxHops refuses a message that already carries more Received fields
+	// (RFC 5321 section 6.3: loop detection). Default 30.
+	MaxHops int
+	// CatchAll: when true, a domain's "@domain" alias catches every
+	// unknown local part.
+	CatchAll bool
+
+	ExtraResolvers          []Resolver // tried before the built-in directory resolver
+	ExtraEnvelopeProcessors []EnvelopeProcessor
+	ExtraLocalDeliverers    []LocalDeliverer
+	ExtraNonDelivery        []NonDeliveryHandler
+	// RemoteHandoff replaces the built-in queue hand-off when set.
+	RemoteHandoff RemoteHandoff
+	// SpoolDir holds large messages while they are routed ("" is
+	// os.TempDir()).
+	SpoolDir string
+	// Now is the clock, for tests.
+	Now func() time.Time
+}
+
+// Router runs the pipeline.
+type Router struct {
+	opt        Options
+	log        *slog.Logger
+	resolvers  []Resolver
+	processors []EnvelopeProcessor
+	locals     []LocalDeliverer
+	handoff    RemoteHandoff
+	nondeliv   []NonDeliveryHandler
+}
+
+// New builds the pipeline: the deployment's extra steps around the
+// built-in ones.
+func New(opt Options) *Router {
+	if opt.MaxHops == 0 {
+		opt.MaxHops = 30
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Router{opt: opt, log: opt.Logger}
+	r.resolvers = append(append([]Resolver{}, opt.ExtraResolvers...), &directoryResolver{st: opt.Store, catchAll: opt.CatchAll})
+	r.processors = append([]EnvelopeProcessor{&traceProcessor{hostname: opt.Hostname, maxHops: opt.MaxHops}}, opt.ExtraEnvelopeProcessors...)
+	r.locals = append([]LocalDeliverer{&storeDeliverer{st: opt.Store}}, opt.ExtraLocalDeliverers...)
+	r.handoff = opt.RemoteHandoff
+	if r.handoff == nil {
+		r.handoff = &queueHandoff{q: opt.Store}
+	}
+	r.nondeliv = append([]NonDeliveryHandler{&bouncer{r: r}}, opt.ExtraNonDelivery...)
+	return r
+}
+
+// CheckRecipient resolves one recipient at RCPT time, so that unknown
+// users, relaying and full mailboxes are refused before the data is sent.
+func (r *Router) CheckRecipient(ctx context.Context, env *Envelope, rcpt string) error {
+	rcpts, err := r.resolve(ctx, env, rcpt)
+	if err != nil {
+		return err
+	}
+	for _, rc := range rcpts {
+		if !rc.Local() {
+			continue
+		}
+		if err := r.checkQuota(ctx, rc.UserID, 0); err != nil {
+			// A list with one full member still accepts; a single full
+			// mailbox is refused now rather than bounced later.
+			if len(rcpts) == 1 {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (r *Router) checkQuota(ctx context.Context, userID, size int64) error {
+	u, err := r.opt.Store.UserByID(ctx, userID)
+	if err != nil {
+		return tempError(err)
+	}
+	if u.QuotaBytes <= 0 {
+		return nil
+	}
+	_, used, err := r.opt.Store.Usage(ctx, userID)
+	if err != nil {
+		return tempError(err)
+	}
+	if used+size > u.QuotaBytes || used >= u.QuotaBytes {
+		// RFC 3463 section 3.3: X.2.2 mailbox full.
+		return refuse(552, 5, 2, 2, ErrQuota, "Mailbox of %s is full", u.Address)
+	}
+	return nil
+}
+
+// resolve asks the resolvers in order.
+func (r *Router) resolve(ctx context.Context, env *Envelope, rcpt string) ([]*Recipient, error) {
+	for _, res := range r.resolvers {
+		out, err := res.Resolve(ctx, env, rcpt)
+		if err != nil {
+			return nil, tempError(err)
+		}
+		if out != nil {
+			return out, nil
+		}
+	}
+	return nil, refuse(550, 5, 1, 1, ErrUnknownUser, "No such user here: %s", rcpt)
+}
+
+// Route runs the whole pipeline for one message and returns nil only once
+// the message is durable in every local mailbox and in the queue. A
+// returned *Error is the reply for the client (or the exit status of the
+// deliver command); after a nil return, every failure becomes a bounce.
+func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error {
+	env.Received = r.opt.Now()
+	if env.ID == "" {
+		env.ID = newID()
+	}
+	spooled, err := spool(body, r.opt.SpoolDir)
+	if err != nil {
+		var re *Error
+		if errors.As(err, &re) {
+			return re
+		}
+		return refuse(451, 4, 3, 0, err, "Error reading the message: %v", err)
+	}
+	defer spooled.Close()
+	m := &Message{Env: env, Body: spooled, PerRecipient: map[int64][]byte{}}
+	if m.Header, err = parseHeader(spooled.Open()); err != nil {
+		return refuse(554, 5, 6, 0, err, "Malformed message header: %v", err)
+	}
+
+	// 1. Address resolution, with duplicates removed: a user reached by two
+	// envelope recipients or through two aliases gets one copy.
+	seenUser := map[int64]bool{}
+	seenRemote := map[string]bool{}
+	for _, to := range env.To {
+		rcpts, err := r.resolve(ctx, env, to)
+		if err != nil {
+			return err
+		}
+		for _, rc := range rcpts {
+			if rc.Local() {
+				if seenUser[rc.UserID] {
+					continue
+				}
+				seenUser[rc.UserID] = true
+			} else {
+				if seenRemote[rc.Address] {
+					continue
+				}
+				seenRemote[rc.Address] = true
+			}
+			m.Recipients = append(m.Recipients, rc)
+		}
+	}
+
+	// 2. Envelope processing.
+	for _, p := range r.processors {
+		if err := p.ProcessEnvelope(ctx, m); err != nil {
+			return tempError(err)
+		}
+	}
+
+	// 3 and 4. Queue first: if the queue fails the client retries, and the
+	// local copies are not yet written (so no duplicates on retry).
+	var local, remote []*Recipient
+	for _, rc := range m.Recipients {
+		if rc.Local() {
+			local = append(local, rc)
+		} else {
+			remote = append(remote, rc)
+		}
+	}
+	if len(remote) > 0 {
+		if err := r.handoff.HandOff(ctx, m, remote); err != nil {
+			return tempError(err)
+		}
+	}
+	if len(local) > 0 {
+		for _, d := range r.locals {
+			if err := d.DeliverLocal(ctx, m, local); err != nil {
+				if len(remote) > 0 {
+					// The remote copies are queued already: the local
+					// recipients must not be lost either. Bounce them
+					// with a temporary reason rather than fail the
+					// transaction and cause duplicates remotely.
+					for _, rc := range local {
+						if rc.Err == nil {
+							rc.Err = tempError(err)
+						}
+					}
+					break
+				}
+				return tempError(err)
+			}
+		}
+	}
+
+	// 5. Non-delivery: the message is accepted; failures become bounces.
+	var failed []*Recipient
+	for _, rc := range m.Recipients {
+		if rc.Err != nil {
+			failed = append(failed, rc)
+		}
+	}
+	if len(failed) > 0 {
+		for _, h := range r.nondeliv {
+			if err := h.NonDelivery(ctx, m, failed); err != nil {
+				r.log.Error("non-delivery handling failed", "id", env.ID, "err", err)
+				if len(failed) == len(m.Recipients) {
+					// Nothing was delivered and the failure cannot be
+					// reported: make the client keep the message.
+					return tempError(err)
+				}
+			}
+		}
+	}
+	r.log.Info("routed", "id", env.ID, "source", env.Source, "from", env.From,
+		"local", len(local), "remote", len(remote), "failed", len(failed), "size", spooled.Size())
+	return nil
+}

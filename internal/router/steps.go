@@ -1,0 +1,254 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"postoffice/internal/directory"
+	"postoffice/internal/store"
+)
+
+// maxAliasDepth bounds nested alias expansion; deeper is treated as a loop.
+const maxAliasDepth = 10
+
+// directoryResolver is the built-in resolver: users and their extra
+// addresses, aliases (nested, with local and remote targets), an optional
+// catch-all per domain, and the no-open-relay rule.
+type directoryResolver struct {
+	st       store.Store
+	catchAll bool
+}
+
+func (d *directoryResolver) Resolve(ctx context.Context, env *Envelope, rcpt string) ([]*Recipient, error) {
+	addr, err := directory.NormalizeAddress(rcpt)
+	if err != nil {
+		// RFC 3463 section 3.2: X.1.3 bad destination mailbox address syntax.
+		return nil, refuse(501, 5, 1, 3, ErrBadRecipient, "Bad recipient address syntax: %s", rcpt)
+	}
+	local, err := d.st.HasDomain(ctx, domainOf(addr))
+	if err != nil {
+		return nil, err
+	}
+	if !local {
+		// RFC 5321 section 3.6.2 and 7.1: no open relay. Only
+		// authenticated users and postoffice's own bounces may send to
+		// other domains; the deliver command only delivers locally.
+		if env.AuthUser != "" || env.Source == "bounce" {
+			return []*Recipient{{Original: rcpt, Address: addr}}, nil
+		}
+		if env.Source == "deliver" {
+			return nil, refuse(550, 5, 1, 1, ErrUnknownUser, "No such user here: %s", addr)
+		}
+		return nil, refuse(554, 5, 7, 1, ErrRelayDenied, "Relay access denied: %s is not a local domain", addr)
+	}
+	var out []*Recipient
+	if err := d.expand(ctx, rcpt, addr, 0, map[string]bool{}, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// expand resolves one local address into out.
+func (d *directoryResolver) expand(ctx context.Context, original, addr string, depth int, seen map[string]bool, out *[]*Recipient) error {
+	if seen[addr] {
+		return nil // an alias cycle: this branch adds nothing new
+	}
+	seen[addr] = true
+	if depth > maxAliasDepth {
+		return refuse(554, 5, 4, 6, ErrLoop, "Alias expansion of %s is too deep (loop?)", original)
+	}
+	u, err := d.st.UserByAddress(ctx, addr)
+	if err == nil {
+		*out = append(*out, &Recipient{Original: original, Address: addr, UserID: u.ID})
+		return nil
+	}
+	if !notFound(err) {
+		return err
+	}
+	a, err := d.st.Alias(ctx, addr)
+	if notFound(err) && d.catchAll && depth == 0 {
+		a, err = d.st.Alias(ctx, "@"+domainOf(addr))
+	}
+	if notFound(err) {
+		if depth == 0 {
+			return refuse(550, 5, 1, 1, ErrUnknownUser, "No such user here: %s", addr)
+		}
+		// A dangling alias target: the rest of the list still gets the
+		// message, this one is bounced (never silently dropped).
+		*out = append(*out, &Recipient{Original: original, Address: addr,
+			Err: refuse(550, 5, 1, 1, ErrUnknownUser, "No such user here: %s (alias target)", addr)})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, t := range a.Targets {
+		local, err := d.st.HasDomain(ctx, domainOf(t))
+		if err != nil {
+			return err
+		}
+		if !local {
+			if !seen[t] {
+				seen[t] = true
+				*out = append(*out, &Recipient{Original: original, Address: t})
+			}
+			continue
+		}
+		if err := d.expand(ctx, original, t, depth+1, seen, out); err != nil {
+			return err
+		}
+	}
+	if depth == 0 && len(*out) == 0 {
+		return refuse(554, 5, 4, 6, ErrLoop, "Alias %s expands to nothing (loop)", addr)
+	}
+	return nil
+}
+
+func notFound(err error) bool {
+	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid)
+}
+
+func domainOf(addr string) string {
+	return addr[strings.LastIndexByte(addr, '@')+1:]
+}
+
+// traceProcessor is the built-in envelope processing step: hop counting
+// and the trace fields of RFC 5321 section 4.4.
+type traceProcessor struct {
+	hostname string
+	maxHops  int
+}
+
+func (p *traceProcessor) ProcessEnvelope(ctx context.Context, m *Message) error {
+	// RFC 5321 section 6.3: a message with too many Received fields is in
+	// a loop.
+	if n := m.Header.Count("Received"); n > p.maxHops {
+		return refuse(554, 5, 4, 6, ErrLoop, "Too many hops (%d Received header fields): mail loop", n)
+	}
+	env := m.Env
+	// A delivery agent adds no Received field (the MTA that called it
+	// did); network doors and bounces do.
+	if env.Source != "deliver" {
+		m.Trace = received(env, p.hostname)
+	}
+
+	// RFC 5321 section 4.4: the final delivery adds Return-Path.
+	m.LocalTrace = []byte("Return-Path: <" + sanitize(env.From) + ">\r\n")
+	for _, rc := range m.Recipients {
+		if !rc.Local() || rc.Err != nil {
+			continue
+		}
+		// Delivered-To (as Postfix and Dovecot add it) lets a later
+		// hop see a forwarding loop back to this mailbox.
+		if m.Header.Has("Delivered-To", rc.Address) {
+			rc.Err = refuse(554, 5, 4, 6, ErrLoop, "Mail forwarding loop for %s", rc.Address)
+			continue
+		}
+		m.PerRecipient[rc.UserID] = []byte("Delivered-To: " + rc.Address + "\r\n")
+	}
+	return nil
+}
+
+// received builds the Received field of RFC 5321 section 4.4, with the
+// TLS and authentication details of the session.
+func received(env *Envelope, hostname string) []byte {
+	var b bytes.Buffer
+	b.WriteString("Received: ")
+	if env.RemoteAddr == "" {
+		fmt.Fprintf(&b, "by %s (postoffice) with %s id %s", hostname, env.Protocol, env.ID)
+	} else {
+		ip := env.RemoteAddr
+		if i := strings.LastIndexByte(ip, ':'); i >= 0 {
+			ip = strings.Trim(ip[:i], "[]")
+		}
+		helo := env.Helo
+		if helo == "" {
+			helo = "unknown"
+		}
+		fmt.Fprintf(&b, "from %s ([%s])\r\n\tby %s (postoffice) with %s id %s", sanitize(helo), ip, hostname, env.Protocol, env.ID)
+	}
+	if env.TLS != "" {
+		fmt.Fprintf(&b, "\r\n\t(using %s)", sanitize(env.TLS))
+	}
+	if env.AuthUser != "" {
+		fmt.Fprintf(&b, "\r\n\t(authenticated as %s)", sanitize(env.AuthUser))
+	}
+	if len(env.To) == 1 {
+		// One recipient only: naming several would disclose Bcc.
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitize(env.To[0]))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", env.Received.Format(time.RFC1123Z))
+	return b.Bytes()
+}
+
+// sanitize keeps client-supplied text from breaking a header field.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// storeDeliverer is the built-in local delivery step: one stored body for
+// every local recipient, each copy with its own trace header.
+type storeDeliverer struct {
+	st store.Store
+}
+
+func (d *storeDeliverer) DeliverLocal(ctx context.Context, m *Message, rcpts []*Recipient) error {
+	var dels []store.Delivery
+	for _, rc := range rcpts {
+		if rc.Err != nil {
+			continue
+		}
+		header := append(append(append([]byte{}, m.LocalTrace...), m.PerRecipient[rc.UserID]...), m.Trace...)
+		u, err := d.st.UserByID(ctx, rc.UserID)
+		if err != nil {
+			return err
+		}
+		if u.QuotaBytes > 0 {
+			_, used, err := d.st.Usage(ctx, rc.UserID)
+			if err != nil {
+				return err
+			}
+			if used+int64(len(header))+m.Body.Size() > u.QuotaBytes {
+				rc.Err = refuse(552, 5, 2, 2, ErrQuota, "Mailbox of %s is full", u.Address)
+				continue
+			}
+		}
+		dels = append(dels, store.Delivery{UserID: rc.UserID, Header: header})
+	}
+	if len(dels) == 0 {
+		return nil
+	}
+	if _, err := d.st.Deliver(ctx, m.Body.Open(), dels); err != nil {
+		return err
+	}
+	return nil
+}
+
+// queueHandoff is the built-in remote step: the durable outbound queue.
+type queueHandoff struct {
+	q store.Queue
+}
+
+func (h *queueHandoff) HandOff(ctx context.Context, m *Message, rcpts []*Recipient) error {
+	var addrs []string
+	for _, rc := range rcpts {
+		if rc.Err == nil {
+			addrs = append(addrs, rc.Address)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil
+	}
+	_, err := h.q.Enqueue(ctx, m.Env.From, addrs, io.MultiReader(bytes.NewReader(m.Trace), m.Body.Open()))
+	return err
+}

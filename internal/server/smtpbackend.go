@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"postoffice/internal/directory"
+	"postoffice/internal/router"
+	"postoffice/internal/smtpd"
+	"postoffice/internal/store"
+)
+
+// smtpBackend adapts the router and the directory to the small interface
+// the SMTP server depends on. One value serves MX and submission alike.
+type smtpBackend struct {
+	st                 store.Store
+	auth               *directory.Authenticator
+	router             *router.Router
+	requireSenderMatch bool
+}
+
+func (b *smtpBackend) Authenticate(ctx context.Context, login, password string) (string, error) {
+	u, err := b.auth.Authenticate(ctx, login, password)
+	if err != nil {
+		if errors.Is(err, directory.ErrAuthFailed) {
+			return "", smtpd.ErrAuthFailed
+		}
+		return "", err
+	}
+	return u.Address, nil
+}
+
+// CheckSender enforces, on submission, that the envelope sender is one of
+// the authenticated user's addresses (RFC 6409 section 6.1 lets the MSA
+// check the sender's identity).
+func (b *smtpBackend) CheckSender(ctx context.Context, env *smtpd.Envelope) error {
+	if !env.Submission || !b.requireSenderMatch || env.AuthUser == "" {
+		return nil
+	}
+	denied := &smtpd.Error{Code: 553, Enhanced: [3]int{5, 7, 1},
+		Message: "Sender address " + env.From + " is not one of yours (" + env.AuthUser + ")"}
+	if env.From == "" {
+		return denied
+	}
+	from, err := directory.NormalizeAddress(env.From)
+	if err != nil {
+		return &smtpd.Error{Code: 553, Enhanced: [3]int{5, 1, 7}, Message: "Bad sender address syntax"}
+	}
+	u, err := b.st.UserByAddress(ctx, from)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			return denied
+		}
+		return err
+	}
+	if u.Address != env.AuthUser {
+		return denied
+	}
+	return nil
+}
+
+func (b *smtpBackend) CheckRecipient(ctx context.Context, env *smtpd.Envelope, rcpt string) error {
+	return replyOf(b.router.CheckRecipient(ctx, routerEnvelope(env), rcpt))
+}
+
+func (b *smtpBackend) Deliver(ctx context.Context, env *smtpd.Envelope, body io.Reader) error {
+	return replyOf(b.router.Route(ctx, routerEnvelope(env), body))
+}
+
+func routerEnvelope(env *smtpd.Envelope) *router.Envelope {
+	// RFC 3848: the "with" protocol type records TLS (S) and AUTH (A).
+	proto := "ESMTP"
+	if env.TLS != "" {
+		proto += "S"
+	}
+	if env.AuthUser != "" {
+		proto += "A"
+	}
+	source := "smtp"
+	if env.Submission {
+		source = "submission"
+	}
+	return &router.Envelope{
+		From: env.From, To: env.To, Helo: env.Helo, RemoteAddr: env.RemoteAddr,
+		TLS: env.TLS, AuthUser: env.AuthUser, Protocol: proto, Source: source,
+	}
+}
+
+// replyOf turns a router refusal into the SMTP reply it stands for. A
+// failure of smtpd's own body reader (size limit, bare LF) is found inside
+// the router's error and passed back as it was.
+func replyOf(err error) error {
+	var se *smtpd.Error
+	if errors.As(err, &se) {
+		return se
+	}
+	var re *router.Error
+	if errors.As(err, &re) {
+		return &smtpd.Error{Code: re.Code, Enhanced: re.Enhanced, Message: re.Message}
+	}
+	return err
+}

@@ -1,0 +1,121 @@
+package smtpd
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// RFC 5321 section 4.5.3.1.4: an overlong command line. go-smtp answers
+// 500 and closes the connection (its input is no longer in step).
+func TestOverlongCommandLine(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.MaxLineLength = 512 }})
+	c := h.dial()
+	c.ehlo()
+	c.cmd("NOOP "+strings.Repeat("x", 400), 250, "2.0.0")
+	c.send("NOOP " + strings.Repeat("x", 2000) + "\r\n")
+	c.expect(500, "5.")
+	c.expectClosed()
+}
+
+// RFC 5321 section 4.5.3.1.6: an overlong line inside DATA: 500 5.5.2,
+// nothing stored, connection closed.
+func TestOverlongDataLine(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.MaxLineLength = 512 }})
+	c := h.dial()
+	c.ehlo()
+	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.0.0")
+	c.cmd("RCPT TO:<b@example.org>", 250, "2.0.0")
+	c.cmd("DATA", 354, "")
+	c.send("Subject: long\r\n\r\n" + strings.Repeat("y", 3000) + "\r\n.\r\n")
+	c.expect(500, "5.5.2")
+	c.expectClosed()
+	if d := h.be.deliveries(); len(d) != 0 {
+		t.Fatalf("%d messages stored", len(d))
+	}
+}
+
+// MaxErrors error replies to MAIL/RCPT/AUTH: the last is followed by
+// 421 4.7.0 and the connection is closed.
+func TestTooManyErrors(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.MaxErrors = 3 }})
+	h.be.rcptErr = func(*Envelope, string) error {
+		return &Error{Code: 550, Enhanced: [3]int{5, 1, 1}, Message: "No such user"}
+	}
+	c := h.dial()
+	c.ehlo()
+	c.cmd("MAIL FROM:<harvester@spam.test>", 250, "2.0.0")
+	c.cmd("RCPT TO:<a@example.org>", 550, "5.1.1")
+	c.cmd("RCPT TO:<b@example.org>", 550, "5.1.1")
+	c.cmd("RCPT TO:<c@example.org>", 550, "5.1.1")
+	c.expect(421, "4.7.0")
+	c.expectClosed()
+}
+
+// An idle client is cut off with 421 4.4.2 (RFC 5321 section 4.5.3.2).
+func TestReadTimeoutIdle(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.ReadTimeout = 150 * time.Millisecond }})
+	c := h.dial()
+	c.expect(421, "4.4.2")
+	c.expectClosed()
+}
+
+// A client that stalls in the middle of DATA is cut off; nothing stored.
+func TestReadTimeoutInData(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.ReadTimeout = 150 * time.Millisecond }})
+	c := h.dial()
+	c.ehlo()
+	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.0.0")
+	c.cmd("RCPT TO:<b@example.org>", 250, "2.0.0")
+	c.cmd("DATA", 354, "")
+	c.send("Subject: slow\r\n\r\nfirst line\r\n")
+	c.expect(421, "4.4.2")
+	c.expectClosed()
+	if d := h.be.deliveries(); len(d) != 0 {
+		t.Fatalf("%d messages stored", len(d))
+	}
+	if !strings.Contains(h.logs.String(), "reason=timeout") {
+		t.Errorf("timeout in DATA not logged:\n%s", h.logs.String())
+	}
+}
+
+// During DATA the read timeout is an inactivity timer (RFC 5321 section
+// 4.5.3.2.5): a body that keeps arriving may take longer than it.
+func TestReadTimeoutIsPerReadInData(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.ReadTimeout = 400 * time.Millisecond }})
+	c := h.dial()
+	c.ehlo()
+	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.0.0")
+	c.cmd("RCPT TO:<b@example.org>", 250, "2.0.0")
+	c.cmd("DATA", 354, "")
+	for i := 0; i < 6; i++ { // 600ms in all, 100ms between pieces
+		c.send("line\r\n")
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.send(".\r\n")
+	c.expect(250, "2.0.0")
+	if d := h.be.deliveries(); len(d) != 1 || len(d[0].body) != 36 {
+		t.Fatalf("deliveries %+v", d)
+	}
+}
+
+// Commands pipelined behind the one that hit MaxErrors are already in
+// go-smtp's buffer; none of them reaches the backend.
+func TestTooManyErrorsStopsPipeline(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.MaxErrors = 2 }})
+	h.be.rcptErr = func(*Envelope, string) error {
+		return &Error{Code: 550, Enhanced: [3]int{5, 1, 1}, Message: "No such user"}
+	}
+	c := h.dial()
+	c.ehlo()
+	c.send("MAIL FROM:<a@spam.test>\r\nRCPT TO:<x@example.org>\r\nRCPT TO:<y@example.org>\r\n" +
+		"RSET\r\nMAIL FROM:<after@spam.test>\r\nRCPT TO:<z@example.org>\r\nDATA\r\nbody\r\n.\r\n")
+	c.expect(250, "2.0.0")
+	c.expect(550, "5.1.1")
+	c.expect(550, "5.1.1")
+	c.expect(421, "4.7.0")
+	c.expectClosed()
+	if h.be.sawSender("after@spam.test") {
+		t.Fatal("a command after the error limit reached the backend")
+	}
+}

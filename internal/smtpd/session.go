@@ -1,0 +1,217 @@
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"unicode/utf8"
+
+	"github.com/emersion/go-smtp"
+)
+
+// engineBackend is the go-smtp Backend: one session per EHLO/HELO, and a
+// new one after STARTTLS (RFC 3207 section 4.2: the client must forget
+// everything it learned before the handshake; so do we).
+type engineBackend struct{ s *Server }
+
+func (b engineBackend) NewSession(sc *smtp.Conn) (smtp.Session, error) {
+	c := connOf(sc.Conn())
+	if c == nil {
+		return nil, errors.New("smtpd: connection not registered")
+	}
+	sess := &session{srv: b.s, c: c, sc: sc, top: sc.Conn()}
+	if cs, ok := c.tlsState(sc.Conn()); ok {
+		sess.tls = tlsString(cs)
+	}
+	sess.ctx, sess.cancel = context.WithCancel(b.s.ctx)
+	c.mu.Lock()
+	c.sess = sess
+	c.mu.Unlock()
+	return sess, nil
+}
+
+// connOf finds our conn under what go-smtp reads from.
+func connOf(nc net.Conn) *conn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	c, _ := nc.(*conn)
+	return c
+}
+
+// session implements smtp.Session and smtp.AuthSession. go-smtp calls its
+// methods from the connection's goroutine, except Data for BDAT, which
+// runs in a goroutine of its own (see data.go).
+type session struct {
+	srv *Server
+	c   *conn
+	sc  *smtp.Conn
+	top net.Conn // what go-smtp reads from and writes to
+	tls string   // Envelope.TLS, "" if plaintext
+	ctx context.Context
+	// cancel abandons backend calls when the session ends (QUIT, close,
+	// STARTTLS).
+	cancel context.CancelFunc
+
+	// Guarded by c.mu.
+	authUser string
+	tx       *Envelope // the mail transaction in progress, nil if none
+}
+
+// Mail starts a transaction (RFC 5321 section 4.1.1.2). go-smtp has
+// parsed the reverse-path ("" for the null sender <>, RFC 5321 section
+// 4.5.5) and checked SIZE= against the limit (RFC 1870: 552 5.3.4).
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.c.closed.Load() {
+		return replyClosed
+	}
+	if s.srv.isDraining() {
+		return s.shuttingDown()
+	}
+	s.c.mu.Lock()
+	authUser, busy := s.authUser, s.tx != nil
+	s.c.mu.Unlock()
+	if s.srv.cfg.Submission && authUser == "" {
+		// RFC 6409 section 4.3, RFC 4954 section 6.
+		return s.fail(replyAuthRequired)
+	}
+	if busy {
+		// RFC 5321 section 4.1.4: no nested transactions.
+		return s.fail(replyNestedMail)
+	}
+	if r := checkAddress(from, opts.UTF8, true); r != nil {
+		return s.fail(r)
+	}
+	env := &Envelope{
+		From:       from,
+		Helo:       s.sc.Hostname(),
+		RemoteAddr: s.c.RemoteAddr().String(),
+		LocalAddr:  s.c.LocalAddr().String(),
+		TLS:        s.tls,
+		AuthUser:   authUser,
+		Submission: s.srv.cfg.Submission,
+		SMTPUTF8:   opts.UTF8,
+		// RFC 6152 (8BITMIME), RFC 3030 (BINARYMIME).
+		Body8Bit: opts.Body == smtp.Body8BitMIME || opts.Body == smtp.BodyBinaryMIME,
+	}
+	if err := s.srv.cfg.Backend.CheckSender(s.ctx, env); err != nil {
+		return s.reject("MAIL", err, "from", from)
+	}
+	s.c.mu.Lock()
+	// Checked again under c.mu: Shutdown either sees this transaction or
+	// this sees Shutdown (conn.closeIfIdle).
+	draining := s.srv.isDraining()
+	if !draining {
+		s.tx = env
+	}
+	s.c.mu.Unlock()
+	if draining {
+		return s.shuttingDown()
+	}
+	return nil
+}
+
+// Rcpt adds a recipient (RFC 5321 section 4.1.1.3). go-smtp has already
+// refused one beyond MaxRecipients with 452 4.5.3 (RFC 5321 section
+// 4.5.3.1.10).
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.c.closed.Load() {
+		return replyClosed
+	}
+	s.c.mu.Lock()
+	tx := s.tx
+	s.c.mu.Unlock()
+	if tx == nil {
+		return s.fail(replyNeedMail)
+	}
+	if r := checkAddress(to, tx.SMTPUTF8, false); r != nil {
+		return s.fail(r)
+	}
+	if err := s.srv.cfg.Backend.CheckRecipient(s.ctx, tx, to); err != nil {
+		return s.reject("RCPT", err, "from", tx.From, "rcpt", to)
+	}
+	s.c.mu.Lock()
+	tx.To = append(tx.To, to)
+	s.c.mu.Unlock()
+	return nil
+}
+
+// Reset ends the transaction: RSET, a new EHLO, the end of DATA or BDAT.
+// While the server drains, the connection is closed here, right after the
+// reply to DATA or BDAT.
+func (s *session) Reset() {
+	s.c.mu.Lock()
+	s.tx = nil
+	s.c.mu.Unlock()
+	if s.srv.isDraining() && !s.c.closed.Load() {
+		s.abort(replyShuttingDown)
+	}
+}
+
+// Logout ends the session: the connection closes, or STARTTLS succeeded.
+func (s *session) Logout() error {
+	s.cancel()
+	s.c.mu.Lock()
+	if s.c.sess == s {
+		s.c.sess = nil
+	}
+	s.c.mu.Unlock()
+	return nil
+}
+
+// envelope returns a copy of the transaction for Deliver, nil if none:
+// with BDAT the delivery may outlive the transaction (RSET).
+func (s *session) envelope() *Envelope {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	if s.tx == nil {
+		return nil
+	}
+	env := *s.tx
+	env.To = append([]string(nil), s.tx.To...)
+	return &env
+}
+
+// closeIfIdle closes the connection at Shutdown unless a transaction is
+// in progress (Reset closes those after their last reply). RFC 5321
+// section 3.8: a server shutting down should send 421 first.
+func (c *conn) closeIfIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess != nil && c.sess.tx != nil {
+		return
+	}
+	if c.sess != nil {
+		// Net and TLS connections serialize Write calls, and go-smtp
+		// writes each reply in one call: this lands between replies.
+		writeReplies(c.sess.top, shortWriteTimeout, replyShuttingDown)
+	}
+	c.kill()
+}
+
+// checkAddress refuses what no backend should have to parse: control
+// characters and invalid UTF-8 (RFC 5321 section 4.1.2), and non-ASCII
+// without the SMTPUTF8 parameter (RFC 6531 section 3.5).
+func checkAddress(addr string, smtputf8, sender bool) *smtp.SMTPError {
+	ascii := true
+	for i := 0; i < len(addr); i++ {
+		b := addr[i]
+		if b < 0x20 || b == 0x7f {
+			return badAddress(sender)
+		}
+		if b >= 0x80 {
+			ascii = false
+		}
+	}
+	if ascii {
+		return nil
+	}
+	if !utf8.ValidString(addr) {
+		return badAddress(sender)
+	}
+	if !smtputf8 {
+		return replyNeedSMTPUTF8
+	}
+	return nil
+}

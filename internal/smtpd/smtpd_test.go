@@ -1,0 +1,213 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestEHLOAdvertisesExtensions(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.MaxMessageBytes = 12345 }})
+	c := h.dial()
+	caps := strings.Split(c.ehlo(), "\n")[1:]
+	for _, want := range []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "CHUNKING",
+		"STARTTLS", "SMTPUTF8", "SIZE 12345", "AUTH PLAIN LOGIN"} {
+		if !contains(caps, want) {
+			t.Errorf("EHLO lacks %q: %q", want, caps)
+		}
+	}
+	// RFC 3030 BINARYMIME stays off: bodies must be CRLF text.
+	if contains(caps, "BINARYMIME") {
+		t.Errorf("EHLO advertises BINARYMIME: %q", caps)
+	}
+	c.cmd("QUIT", 221, "2.0.0")
+}
+
+func TestNoSTARTTLSWithoutTLSConfig(t *testing.T) {
+	h := newHarness(t, harnessOpt{noTLS: true})
+	c := h.dial()
+	if caps := strings.Split(c.ehlo(), "\n"); contains(caps, "STARTTLS") {
+		t.Errorf("STARTTLS advertised without TLSConfig: %q", caps)
+	}
+	c.cmd("STARTTLS", 502, "5.5.1")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestMXNullSender(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	c := h.dial()
+	c.ehlo()
+	body := "From: <>\r\nSubject: bounce\r\n\r\nYour message could not be delivered.\r\n"
+	c.transaction("", "bob@example.org", body, 250, "2.0.0")
+	c.cmd("QUIT", 221, "2.0.0")
+
+	d := h.be.deliveries()
+	if len(d) != 1 {
+		t.Fatalf("%d deliveries, want 1", len(d))
+	}
+	env := d[0].env
+	if env.From != "" || len(env.To) != 1 || env.To[0] != "bob@example.org" || env.Helo != "client.test" ||
+		env.Submission || env.AuthUser != "" || env.TLS != "" || env.RemoteAddr == "" || env.LocalAddr == "" {
+		t.Errorf("envelope %+v", env)
+	}
+	if string(d[0].body) != body {
+		t.Errorf("body %q, want %q", d[0].body, body)
+	}
+}
+
+func TestRecipientRejectionPassthrough(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	h.be.rcptErr = func(_ *Envelope, rcpt string) error {
+		switch rcpt {
+		case "nobody@example.org":
+			return &Error{Code: 550, Enhanced: [3]int{5, 1, 1}, Message: "No such user here"}
+		case "someone@elsewhere.test":
+			return &Error{Code: 554, Enhanced: [3]int{5, 7, 1}, Message: "Relay access denied"}
+		case "full@example.org": // wrapped
+			return fmt.Errorf("quota: %w", &Error{Code: 452, Enhanced: [3]int{4, 2, 2}, Message: "Mailbox full"})
+		case "broken@example.org":
+			return errors.New("database is locked")
+		}
+		return nil
+	}
+	c := h.dial()
+	c.ehlo()
+	c.cmd("MAIL FROM:<alice@sender.test>", 250, "2.0.0")
+	c.cmd("RCPT TO:<nobody@example.org>", 550, "5.1.1 No such user here")
+	c.cmd("RCPT TO:<someone@elsewhere.test>", 554, "5.7.1 Relay access denied")
+	c.cmd("RCPT TO:<full@example.org>", 452, "4.2.2 Mailbox full")
+	// Not an *Error: a temporary local problem, the text stays in the log.
+	msg := c.cmd("RCPT TO:<broken@example.org>", 451, "4.3.0")
+	if strings.Contains(msg, "database") {
+		t.Errorf("internal error leaked to the client: %q", msg)
+	}
+	c.cmd("RCPT TO:<bob@example.org>", 250, "2.0.0")
+	c.cmd("DATA", 354, "")
+	c.send("Subject: hi\r\n\r\nhi\r\n.\r\n")
+	c.expect(250, "2.0.0")
+	d := h.be.deliveries()
+	if len(d) != 1 || strings.Join(d[0].env.To, ",") != "bob@example.org" {
+		t.Fatalf("deliveries %+v", d)
+	}
+	if !strings.Contains(h.logs.String(), "database is locked") {
+		t.Error("backend failure not logged")
+	}
+}
+
+func TestSenderRejectionPassthrough(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	h.be.senderErr = func(env *Envelope) error {
+		switch env.From {
+		case "spammer@bad.test":
+			return &Error{Code: 550, Enhanced: [3]int{5, 7, 1}, Message: "Sender rejected"}
+		case "temp@bad.test":
+			return errors.New("dns timeout")
+		case "weird@bad.test": // not an error code: treated as a backend bug
+			return &Error{Code: 250, Enhanced: [3]int{2, 0, 0}, Message: "ok?"}
+		case "class@bad.test": // enhanced class not matching the code
+			return &Error{Code: 550, Enhanced: [3]int{4, 1, 8}, Message: "Bad\r\ndomain"}
+		}
+		return nil
+	}
+	c := h.dial()
+	c.ehlo()
+	c.cmd("MAIL FROM:<spammer@bad.test>", 550, "5.7.1 Sender rejected")
+	c.cmd("MAIL FROM:<temp@bad.test>", 451, "4.3.0")
+	c.cmd("MAIL FROM:<weird@bad.test>", 451, "4.3.0")
+	c.cmd("MAIL FROM:<class@bad.test>", 550, "5.0.0 Bad  domain")
+	c.cmd("MAIL FROM:<good@sender.test>", 250, "2.0.0")
+	c.cmd("MAIL FROM:<good@sender.test>", 503, "5.5.1") // RFC 5321 section 4.1.4
+	c.cmd("RSET", 250, "2.0.0")
+	c.cmd("MAIL FROM:<good@sender.test>", 250, "2.0.0")
+}
+
+func TestTooManyRecipients(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.MaxRecipients = 3 }})
+	c := h.dial()
+	c.ehlo()
+	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.0.0")
+	for i := range 3 {
+		c.cmd(fmt.Sprintf("RCPT TO:<r%d@example.org>", i), 250, "2.0.0")
+	}
+	c.cmd("RCPT TO:<r3@example.org>", 452, "4.5.3")
+	c.cmd("DATA", 354, "")
+	c.send("x\r\n.\r\n")
+	c.expect(250, "2.0.0")
+	if d := h.be.deliveries(); len(d) != 1 || len(d[0].env.To) != 3 {
+		t.Fatalf("deliveries %+v", d)
+	}
+}
+
+func TestDeliverErrorPassthrough(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	h.be.deliverErr = func(env *Envelope, _ []byte) error {
+		switch env.To[0] {
+		case "full@example.org":
+			return &Error{Code: 552, Enhanced: [3]int{5, 2, 2}, Message: "Mailbox full"}
+		case "disk@example.org":
+			return errors.New("fsync: input/output error")
+		}
+		return nil
+	}
+	c := h.dial()
+	c.ehlo()
+	c.transaction("a@sender.test", "full@example.org", "x\r\n", 552, "5.2.2 Mailbox full")
+	c.transaction("a@sender.test", "disk@example.org", "x\r\n", 451, "4.3.0")
+	c.transaction("a@sender.test", "ok@example.org", "x\r\n", 250, "2.0.0")
+}
+
+// A Deliver that returns nil before the end of the body would store a
+// truncated message: no 250 for that.
+func TestDeliverMustConsumeBody(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	h.be.deliverRaw = func(_ context.Context, _ *Envelope, body io.Reader) error {
+		_, err := body.Read(make([]byte, 4))
+		return err
+	}
+	c := h.dial()
+	c.ehlo()
+	c.transaction("a@sender.test", "b@example.org", "0123456789\r\n", 451, "4.3.0")
+	c.cmd("NOOP", 250, "2.0.0")
+}
+
+func TestSMTPUTF8(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	c := h.dial()
+	c.ehlo()
+	c.cmd("MAIL FROM:<jürgen@example.de>", 553, "5.6.7") // RFC 6531 section 3.5
+	c.cmd("MAIL FROM:<jürgen@example.de> SMTPUTF8", 250, "2.0.0")
+	c.cmd("RCPT TO:<josé@example.org>", 250, "2.0.0")
+	c.cmd("DATA", 354, "")
+	c.send("Subject: héllo\r\n\r\nça va\r\n.\r\n")
+	c.expect(250, "2.0.0")
+	d := h.be.deliveries()
+	if len(d) != 1 || !d[0].env.SMTPUTF8 || d[0].env.From != "jürgen@example.de" || d[0].env.To[0] != "josé@example.org" {
+		t.Fatalf("deliveries %+v", d)
+	}
+	c.cmd("MAIL FROM:<a\x01b@example.de>", 501, "5.1.7")
+}
+
+func TestHeloRequiredAndSequence(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	c := h.dial()
+	c.cmd("MAIL FROM:<a@b.test>", 502, "5.5.1")
+	c.cmd("HELO client.test", 250, "2.0.0")
+	c.cmd("RCPT TO:<b@example.org>", 502, "5.5.1")
+	c.cmd("DATA", 502, "5.5.1")
+	c.cmd("MAIL FROM:<a@b.test>", 250, "2.0.0")
+	c.cmd("DATA", 502, "5.5.1")
+	c.cmd("VRFY bob", 252, "2.5.0")
+	c.cmd("QUIT", 221, "2.0.0")
+	c.expectClosed()
+}

@@ -362,6 +362,16 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 			failed = append(failed, rc)
 		}
 	}
+	if len(failed) > 0 && len(failed) == len(m.Recipients) {
+		// Nothing was delivered or queued: refuse the transaction itself
+		// (the client reports it to its user) rather than accept and then
+		// bounce, which would send backscatter to forged senders.
+		var re *Error
+		if errors.As(failed[0].Err, &re) {
+			return re
+		}
+		return tempError(failed[0].Err)
+	}
 	if len(failed) > 0 {
 		for _, h := range r.nondeliv {
 			if err := h.NonDelivery(ctx, m, failed); err != nil {

@@ -64,7 +64,9 @@ func (d *directoryResolver) expand(ctx context.Context, original, addr string, d
 	}
 	u, err := d.st.UserByAddress(ctx, addr)
 	if err == nil {
-		*out = append(*out, &Recipient{Original: original, Address: addr, UserID: u.ID})
+		// The mailbox's own address, whichever of its addresses was used:
+		// that is what Delivered-To names and what duplicates are found by.
+		*out = append(*out, &Recipient{Original: original, Address: u.Address, UserID: u.ID})
 		return nil
 	}
 	if !notFound(err) {

@@ -1,0 +1,137 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"postoffice/internal/directory"
+	"postoffice/internal/pop3"
+	"postoffice/internal/store"
+	"postoffice/internal/store/sqlite"
+)
+
+// BenchmarkPOP3Session1000 measures one full POP3 session against the real
+// SQLite store over loopback TCP: login (argon2id), STAT, UIDL, RETR of
+// every message of a 1,000-message mailbox, DELE of each, QUIT (which
+// commits the deletions durably). The mailbox is refilled between
+// iterations with the timer stopped.
+func BenchmarkPOP3Session1000(b *testing.B) {
+	const n = 1000
+	st, err := sqlite.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	hash, err := directory.HashPassword("pw")
+	if err != nil {
+		b.Fatal(err)
+	}
+	u, err := st.AddUser(ctx, store.User{Address: "bench@example.org", PasswordHash: hash, Enabled: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// About 4 KB per message, with dot-stuffed lines.
+	var mb bytes.Buffer
+	mb.WriteString("From: a@example.org\r\nSubject: bench\r\n\r\n")
+	for mb.Len() < 4000 {
+		mb.WriteString(".leading dot and some text to fill the line up to seventy chars\r\n")
+	}
+	msg := mb.Bytes()
+
+	srv := pop3.NewServer(pop3.Config{
+		Hostname: "bench",
+		Backend:  &pop3Backend{st: st, auth: directory.NewAuthenticator(st), holder: "bench"},
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+
+	b.SetBytes(int64(n * len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		for range n {
+			if _, err := st.Deliver(ctx, bytes.NewReader(msg), []store.Delivery{{UserID: u.ID}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		if err := session(l.Addr().String(), n); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func session(addr string, n int) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Minute))
+	r := bufio.NewReaderSize(c, 64*1024)
+	w := bufio.NewWriter(c)
+	line := func() (string, error) {
+		l, err := r.ReadString('\n')
+		if err == nil && strings.HasPrefix(l, "-ERR") {
+			err = fmt.Errorf("server: %s", l)
+		}
+		return l, err
+	}
+	cmd := func(s string, multi bool) error {
+		w.WriteString(s + "\r\n")
+		w.Flush()
+		if _, err := line(); err != nil {
+			return err
+		}
+		if !multi {
+			return nil
+		}
+		for {
+			l, err := r.ReadSlice('\n')
+			if err != nil {
+				return err
+			}
+			if len(l) == 3 && l[0] == '.' {
+				return nil
+			}
+		}
+	}
+	if _, err := line(); err != nil {
+		return err
+	}
+	for _, s := range []string{"USER bench@example.org", "PASS pw", "STAT"} {
+		if err := cmd(s, false); err != nil {
+			return err
+		}
+	}
+	if err := cmd("UIDL", true); err != nil {
+		return err
+	}
+	for i := 1; i <= n; i++ {
+		if err := cmd(fmt.Sprintf("RETR %d", i), true); err != nil {
+			return err
+		}
+		if err := cmd(fmt.Sprintf("DELE %d", i), false); err != nil {
+			return err
+		}
+	}
+	if err := cmd("QUIT", false); err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, r)
+	return err
+}

@@ -14,7 +14,7 @@ import (
 // they are *Error values, so they are also the reply to DATA or BDAT.
 var (
 	// ErrMessageTooBig: the body grew past Config.MaxMessageBytes (RFC
-	// 1870 section 6.3, RFC 3463 X.3.4).
+	// 1870; RFC 3463 X.3.4, message length exceeds administrative limit).
 	ErrMessageTooBig = &Error{Code: 552, Enhanced: [3]int{5, 3, 4},
 		Message: "Message size exceeds fixed maximum message size"}
 	// ErrBareLineEnding: the body holds a CR or an LF that is not part of
@@ -56,6 +56,8 @@ func (s *session) Data(r io.Reader) error {
 	body := &bodyReader{r: r, limit: s.srv.cfg.MaxMessageBytes}
 	err := s.srv.cfg.Backend.Deliver(s.ctx, env, body)
 	if err == nil && !body.finish() {
+		// A backend bug: whatever it stored is not the whole message.
+		s.c.log.Error("smtp: Deliver returned nil before the end of the body", "read_err", body.err)
 		err = errBodyNotConsumed
 	}
 
@@ -89,9 +91,12 @@ func (s *session) Data(r io.Reader) error {
 		s.c.log.Info("smtp: message aborted", append(attrs, "err", rerr)...)
 		return rerr
 	case errors.Is(rerr, smtp.ErrTooLongLine):
-		// go-smtp has dropped input: the stream is out of step.
+		// go-smtp has dropped input: the stream is out of step. (BDAT
+		// chunks have no line limit: this is DATA.)
 		s.c.log.Info("smtp: message rejected", append(attrs, "code", replyLineTooLong.Code, "reason", "line too long")...)
-		s.abort(replyLineTooLong)
+		if !bdat {
+			s.abort(replyLineTooLong)
+		}
 		return replyLineTooLong
 	case errors.Is(rerr, os.ErrDeadlineExceeded):
 		s.c.log.Info("smtp: message aborted", append(attrs, "reason", "timeout")...)

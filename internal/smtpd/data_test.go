@@ -12,7 +12,7 @@ func TestSizeDeclaredTooBig(t *testing.T) {
 	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.MaxMessageBytes = 500 }})
 	c := h.dial()
 	c.ehlo()
-	c.cmd("MAIL FROM:<a@sender.test> SIZE=501", 552, "5.3.4") // RFC 1870 section 6.1
+	c.cmd("MAIL FROM:<a@sender.test> SIZE=501", 552, "5.3.4") // RFC 1870
 	c.cmd("MAIL FROM:<a@sender.test> SIZE=500", 250, "2.0.0")
 }
 

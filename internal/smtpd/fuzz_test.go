@@ -99,7 +99,11 @@ func FuzzSMTPSession(f *testing.F) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("Close hangs")
 		}
-		<-served
+		select {
+		case <-served:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve did not return after Close")
+		}
 		if n := panics.Load(); n != 0 {
 			t.Fatalf("%d panics in sessions", n)
 		}

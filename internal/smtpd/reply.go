@@ -11,7 +11,7 @@ import (
 )
 
 // Replies of our own. Every 2xx, 4xx and 5xx reply carries an RFC 3463
-// enhanced status code (RFC 2034 section 3).
+// enhanced status code (RFC 2034 section 4).
 var (
 	replyAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
 		Message: "Authentication required"} // RFC 4954 section 6
@@ -63,8 +63,9 @@ func toReply(err error) (r *smtp.SMTPError, ok bool) {
 		return replyTempLocal, false // not an error reply: a backend bug
 	}
 	enh := smtp.EnhancedCode(e.Enhanced)
-	// RFC 3463 section 2: the class digit repeats the reply's first one.
-	if enh[0] != e.Code/100 || enh[1] < 0 || enh[2] < 0 {
+	// RFC 2034 section 4: the class agrees with the reply code; subject
+	// and detail have one to three digits.
+	if enh[0] != e.Code/100 || enh[1] < 0 || enh[1] > 999 || enh[2] < 0 || enh[2] > 999 {
 		enh = smtp.EnhancedCode{e.Code / 100, 0, 0}
 	}
 	msg := strings.Map(func(r rune) rune {

@@ -55,6 +55,9 @@ type Server struct {
 // NewServer returns a server for cfg, with the defaults of config.go
 // applied. Nothing listens until Serve.
 func NewServer(cfg Config) *Server {
+	if cfg.Backend == nil {
+		panic("smtpd: Config.Backend is nil")
+	}
 	cfg = cfg.withDefaults()
 	s := &Server{
 		cfg:        cfg,
@@ -224,7 +227,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range idle {
-		c.closeIfIdle()
+		go c.closeIfIdle() // may wait up to shortWriteTimeout on a slow client
 	}
 
 	done := make(chan struct{})

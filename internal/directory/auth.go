@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"postoffice/internal/store"
 )
@@ -16,12 +17,34 @@ var ErrAuthFailed = errors.New("authentication failed")
 
 // Authenticator checks login names and passwords against a directory.
 type Authenticator struct {
-	dir store.Directory
+	dir   store.Directory
+	cache *verifyCache
+	now   func() time.Time
 }
 
-// NewAuthenticator returns an Authenticator reading users from dir.
+// verify is VerifyPassword; tests count its calls.
+var verify = VerifyPassword
+
+// Defaults of the cache of successful verifications.
+const (
+	DefaultCacheTTL = 5 * time.Minute
+	defaultCacheMax = 100_000
+)
+
+// NewAuthenticator returns an Authenticator reading users from dir, with
+// a cache of successful verifications for DefaultCacheTTL.
 func NewAuthenticator(dir store.Directory) *Authenticator {
-	return &Authenticator{dir: dir}
+	return NewAuthenticatorTTL(dir, DefaultCacheTTL)
+}
+
+// NewAuthenticatorTTL is NewAuthenticator with another cache lifetime; 0
+// turns the cache off.
+func NewAuthenticatorTTL(dir store.Directory, ttl time.Duration) *Authenticator {
+	a := &Authenticator{dir: dir, now: time.Now}
+	if ttl > 0 {
+		a.cache = newVerifyCache(ttl, defaultCacheMax)
+	}
+	return a
 }
 
 // dummyHash is verified instead of a real one when there is none, so that
@@ -56,7 +79,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, login, password string
 	if err != nil {
 		return store.User{}, fmt.Errorf("looking up %s: %w", addr, err)
 	}
-	ok, err := VerifyPassword(u.PasswordHash, password)
+	// The user row is read every time (cheap), so a disabled or deleted
+	// account or a changed password takes effect at once; only the slow
+	// hash is skipped for a recently verified, unchanged password.
+	if a.cache != nil && u.Enabled && a.cache.hit(addr, password, u.PasswordHash, a.now()) {
+		return u, nil
+	}
+	ok, err := verify(u.PasswordHash, password)
 	switch {
 	case err != nil:
 		burnTime(password)
@@ -67,6 +96,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, login, password string
 		// Checked after the password so that a disabled account cannot be
 		// told apart by its speed.
 		return store.User{}, fmt.Errorf("%w: user %s is disabled", ErrAuthFailed, addr)
+	}
+	if a.cache != nil {
+		a.cache.add(addr, password, u.PasswordHash, a.now())
 	}
 	return u, nil
 }

@@ -24,6 +24,8 @@ const (
 	// DefaultTimeout is the read and the write timeout: RFC 5321 section
 	// 4.5.3.2.7 wants the server to wait at least 5 minutes for a command.
 	DefaultTimeout = 5 * time.Minute
+	// DefaultDataTimeout bounds one whole DATA body (Config.DataTimeout).
+	DefaultDataTimeout = 10 * time.Minute
 	// DefaultMaxErrors: replies with a 4xx or 5xx code to MAIL, RCPT and
 	// AUTH tolerated before "421 4.7.0" and disconnection.
 	DefaultMaxErrors = 10
@@ -56,6 +58,11 @@ type Config struct {
 	// for each piece of the body (an inactivity timer, RFC 5321 section
 	// 4.5.3.2.5). WriteTimeout bounds each reply.
 	ReadTimeout, WriteTimeout time.Duration
+	// DataTimeout bounds the whole of one DATA body, however steadily it
+	// trickles in: a slow-loris client sending a byte now and then never
+	// trips the inactivity timer, but is cut off by this. Default 10 min
+	// (50 MB at 700 kbit/s).
+	DataTimeout time.Duration
 	// MaxErrors: after this many error replies to MAIL, RCPT or AUTH the
 	// server answers 421 4.7.0 and closes the connection.
 	MaxErrors int
@@ -81,6 +88,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxLineLength <= 0 {
 		cfg.MaxLineLength = DefaultMaxLineLength
+	}
+	if cfg.DataTimeout <= 0 {
+		cfg.DataTimeout = DefaultDataTimeout
 	}
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = DefaultTimeout

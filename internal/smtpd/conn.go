@@ -35,6 +35,9 @@ type conn struct {
 	// 4.5.3.2.5), not a limit on the whole body. go-smtp sets a deadline
 	// before reading each command; SetReadDeadline clears dataMode.
 	dataMode atomic.Bool
+	// dataEnd is when the current DATA body must be complete
+	// (Config.DataTimeout); set before dataMode, read by the same goroutine.
+	dataEnd time.Time
 	// readErr makes a read timeout final: go-smtp resets the deadline
 	// and goes on reading after a timeout in the middle of DATA or BDAT,
 	// which would read the rest of a body as commands.
@@ -71,7 +74,11 @@ func (c *conn) Read(b []byte) (int, error) {
 		return 0, c.readErr
 	}
 	if c.dataMode.Load() {
-		c.Conn.SetReadDeadline(time.Now().Add(c.srv.cfg.ReadTimeout))
+		d := time.Now().Add(c.srv.cfg.ReadTimeout)
+		if d.After(c.dataEnd) {
+			d = c.dataEnd
+		}
+		c.Conn.SetReadDeadline(d)
 	}
 	n, err := c.Conn.Read(b)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {

@@ -50,6 +50,7 @@ func (s *session) Data(r io.Reader) error {
 		// RFC 5321 section 4.5.3.2.5: a timeout per read during DATA,
 		// not for the whole body. go-smtp reads BDAT chunks itself,
 		// each within ReadTimeout.
+		s.c.dataEnd = time.Now().Add(s.srv.cfg.DataTimeout)
 		s.c.dataMode.Store(true)
 	}
 	start := time.Now()

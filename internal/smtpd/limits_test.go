@@ -99,6 +99,39 @@ func TestReadTimeoutIsPerReadInData(t *testing.T) {
 	}
 }
 
+// A slow-loris body (a byte now and then, each well within the inactivity
+// timer) is cut off by the whole-body DataTimeout; nothing is stored.
+func TestSlowLorisData(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: func(c *Config) {
+		c.ReadTimeout = 5 * time.Second
+		c.DataTimeout = 300 * time.Millisecond
+	}})
+	c := h.dial()
+	c.ehlo()
+	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.0.0")
+	c.cmd("RCPT TO:<b@example.org>", 250, "2.0.0")
+	c.cmd("DATA", 354, "")
+	done := make(chan int)
+	go func() {
+		n := 0
+		for ; n < 100; n++ { // would take 5 s in all, then stall
+			if _, err := c.conn.Write([]byte("x")); err != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		done <- n
+	}()
+	c.expect(421, "4.4.2")
+	c.expectClosed()
+	if n := <-done; n == 100 {
+		t.Fatal("the server let the whole slow body in: not cut off while it trickled")
+	}
+	if d := h.be.deliveries(); len(d) != 0 {
+		t.Fatalf("%d messages stored", len(d))
+	}
+}
+
 // Commands pipelined behind the one that hit MaxErrors are already in
 // go-smtp's buffer; none of them reaches the backend.
 func TestTooManyErrorsStopsPipeline(t *testing.T) {

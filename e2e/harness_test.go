@@ -69,12 +69,25 @@ func newInstance(t *testing.T, pop3Extra string) *instance {
 }
 
 // newInstanceWith is newInstance with extra lines for any section
-// ("pop3", "smtp", "submission").
+// ("pop3", "smtp", "submission", "admin", "queue": the [queue] section,
+// last, so it may end with [queue.routes]) and "hostname" to replace
+// mail.test. The web console ([admin]) listens on a loopback port too.
 func newInstanceWith(t *testing.T, extra map[string]string) *instance {
 	t.Helper()
 	dir := t.TempDir()
+	hostname := extra["hostname"]
+	if hostname == "" {
+		hostname = "mail.test"
+	}
+	queue := extra["queue"]
+	if !strings.Contains(queue, "dns_server") {
+		// Never look up or contact real mail hosts from a test: with no
+		// DNS server on this closed loopback port every lookup fails
+		// (temporarily) and remote mail stays queued.
+		queue = "dns_server = \"127.0.0.1:9\"\n" + queue
+	}
 	cfg := fmt.Sprintf(`data_dir = %q
-hostname = "mail.test"
+hostname = %q
 [pop3]
 listen = ["127.0.0.1:0"]
 tls_listen = ["127.0.0.1:0"]
@@ -86,7 +99,12 @@ listen = ["127.0.0.1:0"]
 listen = ["127.0.0.1:0"]
 tls_listen = ["127.0.0.1:0"]
 %s
-`, filepath.Join(dir, "data"), extra["pop3"], extra["smtp"], extra["submission"])
+[admin]
+listen = "127.0.0.1:0"
+%s
+[queue]
+%s
+`, filepath.Join(dir, "data"), hostname, extra["pop3"], extra["smtp"], extra["submission"], extra["admin"], queue)
 	p := filepath.Join(dir, "postoffice.toml")
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

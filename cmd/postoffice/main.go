@@ -63,6 +63,14 @@ func init() {
 		aliasCommand,
 		deliverCommand,
 		queueCommand,
+		statusCommand,
+		startCommand,
+		stopCommand,
+		reloadCommand,
+		configCommand,
+		adminCommand,
+		journalCommand,
+		versionCommand,
 		{name: "help", usage: "[COMMAND]", summary: "explain a command", run: runHelp},
 	}
 }

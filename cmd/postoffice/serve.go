@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
+	"postoffice/internal/config"
+	"postoffice/internal/control"
 	"postoffice/internal/server"
 )
 
@@ -20,7 +25,22 @@ var serveCommand = &command{name: "serve", summary: serveSummary, run: runServe}
 const shutdownGrace = 10 * time.Second
 
 func runServe(e *env, args []string) error {
-	fs := newFlags(e, "serve", "", serveSummary)
+	fs := newFlags(e, "serve", "", serveSummary+`.
+
+Starts every service whose autostart is true (pop3, smtp, submission and the
+outbound queue by default), the control socket DATA_DIR/control.sock used by
+'postoffice status', 'start', 'stop' and 'reload', and the web console with
+/metrics when [admin] listen is set.
+
+Signals:
+  SIGTERM, SIGINT  stop accepting, let sessions finish for 10 seconds, then
+                   close them (a POP3 session closed so deletes nothing)
+  SIGHUP           reload the configuration file and the certificates
+                   without dropping sessions (like 'postoffice reload')
+
+Logs go to standard error, as text or JSON ([log] format), one line per
+event, each session's lines carrying its session or conn id; passwords
+never appear in them.`)
 	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -28,28 +48,48 @@ func runServe(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	log := newLogger(e, cfg.Log)
 	st, err := openStore(cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
-	srv, err := server.New(cfg, st, log)
+	cfgPath := e.configPath
+	if cfgPath != "" {
+		if abs, err := filepath.Abs(cfgPath); err == nil {
+			cfgPath = abs
+		}
+	}
+	srv, err := server.New(cfg, st, log, server.Options{ConfigPath: cfgPath, Version: version()})
 	if err != nil {
 		return fail(exitConfig, "%v", err)
 	}
 	if err := srv.Start(); err != nil {
+		if errors.Is(err, control.ErrRunning) {
+			return fail(exitTempFail, "%v", err)
+		}
 		return fail(exitFailure, "%v", err)
 	}
 	if users, err := st.ListUsers(context.Background()); err == nil && len(users) == 0 {
 		log.Info("no users yet: create one with 'postoffice user add you@example.com'")
 	}
-	log.Info("postoffice ready", "data_dir", cfg.DataDir, "hostname", cfg.Hostname)
+	log.Info("postoffice ready", "data_dir", cfg.DataDir, "hostname", cfg.Hostname, "version", version(),
+		"control", control.SocketPath(cfg.DataDir))
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	<-ctx.Done()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			notes, err := srv.Reload(context.Background())
+			if err != nil {
+				log.Error("reload failed", "err", err, "notes", strings.Join(notes, "; "))
+			}
+			continue
+		}
+		break
+	}
 	log.Info("shutting down", "grace", shutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
@@ -57,4 +97,15 @@ func runServe(e *env, args []string) error {
 		log.Warn("sessions closed at the end of the grace period", "err", err)
 	}
 	return nil
+}
+
+// newLogger makes the process's logger from [log].
+func newLogger(e *env, c config.Log) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(e.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, opts))
 }

@@ -24,6 +24,10 @@ type Config struct {
 	SMTP       SMTP       `toml:"smtp"`
 	Submission Submission `toml:"submission"`
 	TLS        TLS        `toml:"tls"`
+	Admin      Admin      `toml:"admin"`
+	Journal    Journal    `toml:"journal"`
+	Log        Log        `toml:"log"`
+	Queue      Queue      `toml:"queue"`
 }
 
 // SMTP configures the inbound MX service (RFC 5321, port 25).
@@ -33,6 +37,7 @@ type SMTP struct {
 	MaxRecipients      int      `toml:"max_recipients"`
 	Timeout            int      `toml:"timeout"` // seconds to wait for a command or a piece of data
 	AllowPlaintextAuth bool     `toml:"allow_plaintext_auth"`
+	Service
 }
 
 // Submission configures message submission for users' mail clients
@@ -44,6 +49,10 @@ type Submission struct {
 	// RequireSenderMatch: the envelope sender must be one of the
 	// authenticated user's addresses.
 	RequireSenderMatch bool `toml:"require_sender_match"`
+	// MaxMessageSize and Timeout override those of [smtp] when not 0.
+	MaxMessageSize int64 `toml:"max_message_size"`
+	Timeout        int   `toml:"timeout"`
+	Service
 }
 
 // POP3 configures the POP3 service (RFC 1939) and its implicit-TLS
@@ -53,6 +62,13 @@ type POP3 struct {
 	TLSListen          []string `toml:"tls_listen"`
 	InactivityTimeout  int      `toml:"inactivity_timeout"` // seconds
 	AllowPlaintextAuth bool     `toml:"allow_plaintext_auth"`
+	// LoginDelay is the minimum number of seconds between two logins of
+	// one user (RFC 2449 section 6.5, CAPA LOGIN-DELAY); 0 for none.
+	LoginDelay int `toml:"login_delay"`
+	// Expire is how long a retrieved message is kept before it is removed
+	// (RFC 2449 section 6.7, CAPA EXPIRE).
+	Expire Expire `toml:"expire"`
+	Service
 }
 
 // TLS names the certificate and key files. When both are empty, serve
@@ -77,18 +93,25 @@ func Default() Config {
 			// RFC 1939 section 3: the autologout timer must be at least
 			// 10 minutes.
 			InactivityTimeout: 600,
+			Expire:            Never,
+			Service:           Service{Autostart: true},
 		},
 		SMTP: SMTP{
 			Listen:         []string{":25"},
 			MaxMessageSize: 50 << 20,
 			MaxRecipients:  100,
 			Timeout:        300, // RFC 5321 section 4.5.3.2.7: at least 5 minutes
+			Service:        Service{Autostart: true},
 		},
 		Submission: Submission{
 			Listen:             []string{":587"},
 			TLSListen:          []string{":465"},
 			RequireSenderMatch: true,
+			Service:            Service{Autostart: true},
 		},
+		Journal: Journal{RetentionDays: 90},
+		Log:     Log{Format: "text", Level: "info"},
+		Queue:   DefaultQueue(),
 	}
 }
 
@@ -103,13 +126,22 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
+	return Parse(data, path)
+}
+
+// Parse reads a configuration file's content over the defaults; name is
+// used in error messages.
+func Parse(data []byte, name string) (Config, error) {
+	cfg := Default()
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
+	// For Expire, which takes a number or a string.
+	dec.EnableUnmarshalerInterface()
 	if err := dec.Decode(&cfg); err != nil {
-		return cfg, fmt.Errorf("config %s: %s", path, describe(err))
+		return cfg, fmt.Errorf("config %s: %s", name, describe(err))
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
+		return cfg, fmt.Errorf("config %s: %w", name, err)
 	}
 	return cfg, nil
 }
@@ -169,7 +201,10 @@ func (c Config) Validate() error {
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return errors.New(`keys "tls.cert_file" and "tls.key_file": set both or neither`)
 	}
-	return nil
+	if err := c.Queue.validate(); err != nil {
+		return err
+	}
+	return c.validateOps()
 }
 
 func checkAddrs(key string, addrs []string) error {

@@ -26,8 +26,12 @@ type Recipient struct {
 	Status     string // RFC 3463 code, e.g. "5.1.1"
 	RemoteMTA  string // host that gave the answer, "" if none
 	Diagnostic string // the SMTP reply or reason, e.g. "550 5.1.1 No such user"
-	LastTry    time.Time
-	RetryUntil time.Time // for Delayed
+	// DiagnosticType is the diagnostic-type of Diagnostic (RFC 3464
+	// section 2.3.6): "smtp" (when empty) for an SMTP reply, an
+	// "X-" name for other text.
+	DiagnosticType string
+	LastTry        time.Time
+	RetryUntil     time.Time // for Delayed
 }
 
 // Report is one notification.
@@ -95,7 +99,11 @@ func Build(r Report) []byte {
 			fmt.Fprintf(&st, "Remote-MTA: dns; %s\r\n", rc.RemoteMTA)
 		}
 		if rc.Diagnostic != "" {
-			fmt.Fprintf(&st, "Diagnostic-Code: smtp; %s\r\n", oneLine(rc.Diagnostic))
+			typ := rc.DiagnosticType
+			if typ == "" {
+				typ = "smtp"
+			}
+			fmt.Fprintf(&st, "Diagnostic-Code: %s; %s\r\n", typ, oneLine(rc.Diagnostic))
 		}
 		if !rc.LastTry.IsZero() {
 			fmt.Fprintf(&st, "Last-Attempt-Date: %s\r\n", rc.LastTry.Format(time.RFC1123Z))

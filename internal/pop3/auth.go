@@ -120,6 +120,12 @@ func (s *session) login(user, mech string) bool {
 		if errors.Is(err, ErrInUse) {
 			resp = respInUse
 			s.log.Info("pop3: maildrop in use", "user", user)
+		} else if errors.Is(err, ErrLoginDelay) {
+			// RFC 2449 section 8.1.1: refused after the password was
+			// checked, so that the code does not reveal that the user
+			// exists.
+			resp = respLoginDelay
+			s.log.Info("pop3: login refused, login delay", "user", user)
 		} else {
 			s.log.Error("pop3: opening maildrop failed", "user", user, "err", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // Errors a Backend returns (possibly wrapped); the session maps them to
@@ -14,6 +15,9 @@ var (
 	ErrAuthFailed = errors.New("authentication failed")
 	// ErrInUse: the maildrop is locked by another session: -ERR [IN-USE].
 	ErrInUse = errors.New("maildrop in use")
+	// ErrLoginDelay: the user logged in less than its login delay ago
+	// (RFC 2449 section 8.1.1): -ERR [LOGIN-DELAY].
+	ErrLoginDelay = errors.New("logged in too recently")
 )
 
 // TempError marks a backend failure as temporary (-ERR [SYS/TEMP]); any
@@ -50,4 +54,20 @@ type Maildrop interface {
 	Commit(ctx context.Context, deleted []int) error
 	// Close releases the lock. Called exactly once, however the session ends.
 	Close() error
+}
+
+// RetrievalRecorder is implemented by a Maildrop that wants to know which
+// messages the client retrieved, e.g. because retention is counted from
+// the first retrieval (RFC 2449 section 6.7, EXPIRE). The session calls
+// Retrieved(i) once RETR has sent message index i whole.
+type RetrievalRecorder interface {
+	Retrieved(i int)
+}
+
+// PolicyMaildrop is implemented by a Maildrop whose user has a login delay
+// or an expire policy of its own: in the TRANSACTION state CAPA announces
+// the user's values (RFC 2449 sections 6.5 and 6.7). The meaning of the
+// results is that of Config.LoginDelay and Config.Expire.
+type PolicyMaildrop interface {
+	Policy() (loginDelay time.Duration, expire *time.Duration)
 }

@@ -2,9 +2,11 @@ package pop3
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // command is one POP3 verb: the states it is valid in and its handler. A
@@ -318,7 +320,8 @@ func cmdQuit(s *session, arg string) bool {
 
 // capabilities is the RFC 2449 section 5 CAPA list. RFC 2449 section 5:
 // capabilities of the AUTHORIZATION state are announced in both states, so
-// the list does not depend on the state. USER and SASL are left out where
+// the list depends on the state only for the per-user values of
+// LOGIN-DELAY and EXPIRE (sections 6.5 and 6.7). USER and SASL are left out where
 // plaintext authentication is refused (RFC 2595 section 2.1); STLS only
 // where it can be used (RFC 2595 section 4).
 func (s *session) capabilities() []string {
@@ -340,7 +343,37 @@ func (s *session) capabilities() []string {
 	if s.srv.cfg.TLSConfig != nil && !s.isTLS {
 		caps = append(caps, "STLS") // RFC 2595 section 4
 	}
+	caps = append(caps, s.policyCapabilities()...)
 	return append(caps, "IMPLEMENTATION postoffice") // RFC 2449 section 6.9
+}
+
+// policyCapabilities announces LOGIN-DELAY (RFC 2449 section 6.5) and
+// EXPIRE (section 6.7). Before login, when users may have their own
+// values, the argument is followed by USER; after login the values are
+// the user's.
+func (s *session) policyCapabilities() []string {
+	cfg := &s.srv.cfg
+	delay, expire := cfg.LoginDelay, cfg.Expire
+	suffix := ""
+	if cfg.PolicyPerUser {
+		if s.state == stateAuthorization {
+			suffix = " USER"
+		} else if p, ok := s.drop.(PolicyMaildrop); ok {
+			delay, expire = p.Policy()
+		}
+	}
+	var caps []string
+	if delay > 0 || suffix != "" {
+		caps = append(caps, fmt.Sprintf("LOGIN-DELAY %d%s", int64(delay/time.Second), suffix))
+	}
+	if expire != nil {
+		arg := "NEVER"
+		if *expire >= 0 {
+			arg = strconv.FormatInt(int64(*expire/(24*time.Hour)), 10)
+		}
+		caps = append(caps, "EXPIRE "+arg+suffix)
+	}
+	return caps
 }
 
 // RFC 2449 section 5: CAPA.

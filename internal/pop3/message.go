@@ -52,6 +52,11 @@ func (s *session) sendMessage(i, lines int) bool {
 		s.log.Warn("pop3: message size differs from its listed size", "user", s.user, "msg", i+1, "listed", size, "sent", n)
 	}
 	dw.Close()
+	if lines < 0 {
+		if r, ok := s.drop.(RetrievalRecorder); ok {
+			r.Retrieved(i)
+		}
+	}
 	return true
 }
 

@@ -54,6 +54,21 @@ type Config struct {
 	AuthFailureDelay time.Duration
 	// Logger receives session logs (never passwords); default slog.Default().
 	Logger *slog.Logger
+
+	// LoginDelay, when positive, is announced with CAPA LOGIN-DELAY (RFC
+	// 2449 section 6.5): the minimum time between two logins of one user,
+	// in whole seconds. The Backend enforces it: OpenMaildrop returns
+	// ErrLoginDelay.
+	LoginDelay time.Duration
+	// Expire, when not nil, is announced with CAPA EXPIRE (RFC 2449 section
+	// 6.7): how long a message is kept after its first retrieval, in whole
+	// days (truncated); negative is NEVER. The Backend enforces it.
+	Expire *time.Duration
+	// PolicyPerUser: users may have their own login delay and expire. In
+	// the AUTHORIZATION state both capabilities are then announced with the
+	// USER argument; in the TRANSACTION state with the user's values, from
+	// a Maildrop that implements PolicyMaildrop.
+	PolicyPerUser bool
 }
 
 // Server is a POP3 server. It is safe for concurrent use.

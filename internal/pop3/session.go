@@ -295,6 +295,7 @@ func (s *session) badCommand(msg string) bool {
 const (
 	respAuthFailed = "-ERR [AUTH] Authentication failed."
 	respInUse      = "-ERR [IN-USE] Mailbox is locked by another POP3 session."
+	respLoginDelay = "-ERR [LOGIN-DELAY] Logged in too recently, try again later."
 	respSysTemp    = "-ERR [SYS/TEMP] Temporary server failure, try again later."
 	respSysPerm    = "-ERR [SYS/PERM] Internal server error."
 )

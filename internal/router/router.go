@@ -47,6 +47,10 @@ type Recipient struct {
 	// Err is set by a step that failed for this recipient after the message
 	// was accepted; NonDeliveryHandler steps turn it into a bounce.
 	Err error
+	// UID is the message's UID in the local mailbox once delivered, and
+	// QueueID its outbound queue entry once queued (for the journal).
+	UID     uint64
+	QueueID int64
 }
 
 // Local reports whether the recipient is a local mailbox.
@@ -168,6 +172,13 @@ type Options struct {
 	ExtraNonDelivery        []NonDeliveryHandler
 	// RemoteHandoff replaces the built-in queue hand-off when set.
 	RemoteHandoff RemoteHandoff
+	// OnQueued, if set, is called by the built-in queue hand-off after
+	// each message it queued (serve uses it to wake the queue runner).
+	OnQueued func(id int64)
+	// Record, if set, receives the mail journal entries of each accepted
+	// message (received, then delivered, queued and bounced per
+	// recipient) once it is accepted. See journal.go.
+	Record func(ctx context.Context, entries []store.JournalEntry)
 	// SpoolDir holds large messages while they are routed ("" is
 	// os.TempDir()).
 	SpoolDir string
@@ -204,7 +215,7 @@ func New(opt Options) *Router {
 	r.locals = append([]LocalDeliverer{&storeDeliverer{st: opt.Store}}, opt.ExtraLocalDeliverers...)
 	r.handoff = opt.RemoteHandoff
 	if r.handoff == nil {
-		r.handoff = &queueHandoff{q: opt.Store}
+		r.handoff = &queueHandoff{q: opt.Store, onQueued: opt.OnQueued}
 	}
 	r.nondeliv = append([]NonDeliveryHandler{&bouncer{r: r}}, opt.ExtraNonDelivery...)
 	return r
@@ -386,5 +397,8 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 	}
 	r.log.Info("routed", "id", env.ID, "source", env.Source, "from", env.From,
 		"local", len(local), "remote", len(remote), "failed", len(failed), "size", spooled.Size())
+	if r.opt.Record != nil {
+		r.opt.Record(ctx, journalEntries(m, r.opt.Now()))
+	}
 	return nil
 }

@@ -230,15 +230,24 @@ func (d *storeDeliverer) DeliverLocal(ctx context.Context, m *Message, rcpts []*
 	if len(dels) == 0 {
 		return nil
 	}
-	if _, err := d.st.Deliver(ctx, m.Body.Open(), dels); err != nil {
+	uids, err := d.st.Deliver(ctx, m.Body.Open(), dels)
+	if err != nil {
 		return err
+	}
+	for i, del := range dels {
+		for _, rc := range rcpts {
+			if rc.UserID == del.UserID && rc.Err == nil {
+				rc.UID = uids[i]
+			}
+		}
 	}
 	return nil
 }
 
 // queueHandoff is the built-in remote step: the durable outbound queue.
 type queueHandoff struct {
-	q store.Queue
+	q        store.Queue
+	onQueued func(id int64)
 }
 
 func (h *queueHandoff) HandOff(ctx context.Context, m *Message, rcpts []*Recipient) error {
@@ -251,6 +260,16 @@ func (h *queueHandoff) HandOff(ctx context.Context, m *Message, rcpts []*Recipie
 	if len(addrs) == 0 {
 		return nil
 	}
-	_, err := h.q.Enqueue(ctx, m.Env.From, addrs, io.MultiReader(bytes.NewReader(m.Trace), m.Body.Open()))
+	id, err := h.q.Enqueue(ctx, m.Env.From, addrs, io.MultiReader(bytes.NewReader(m.Trace), m.Body.Open()))
+	if err == nil {
+		for _, rc := range rcpts {
+			if rc.Err == nil {
+				rc.QueueID = id
+			}
+		}
+	}
+	if err == nil && h.onQueued != nil {
+		h.onQueued(id)
+	}
 	return err
 }

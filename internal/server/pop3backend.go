@@ -5,29 +5,63 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"time"
 
 	"postoffice/internal/directory"
+	"postoffice/internal/journal"
+	"postoffice/internal/metrics"
 	"postoffice/internal/pop3"
 	"postoffice/internal/store"
 )
 
 // pop3Backend adapts the directory and the mailbox store to the small
-// interface the POP3 server depends on.
+// interface the POP3 server depends on, and applies the RFC 2449 policies:
+// LOGIN-DELAY (section 6.5) and EXPIRE (section 6.7), each the server's
+// setting unless the user has its own.
 type pop3Backend struct {
 	st     store.Store
 	auth   *directory.Authenticator
 	holder string // who holds the lock, for diagnostics
+
+	loginDelay time.Duration
+	expire     time.Duration // negative: never
+	journal    *journal.Writer
+	metrics    *metrics.Metrics
+	log        *slog.Logger
+	now        func() time.Time // nil: time.Now
+}
+
+func (b *pop3Backend) clock() time.Time {
+	if b.now != nil {
+		return b.now()
+	}
+	return time.Now()
 }
 
 func (b *pop3Backend) Authenticate(ctx context.Context, login, password string) (string, error) {
 	u, err := b.auth.Authenticate(ctx, login, password)
 	if err != nil {
 		if errors.Is(err, directory.ErrAuthFailed) {
+			b.metrics.Login("pop3", false)
 			return "", pop3.ErrAuthFailed
 		}
 		return "", pop3.TempError{Err: err}
 	}
+	b.metrics.Login("pop3", true)
 	return u.Address, nil
+}
+
+// policy returns the user's effective login delay and expire.
+func (b *pop3Backend) policy(u store.User) (loginDelay, expire time.Duration) {
+	loginDelay, expire = b.loginDelay, b.expire
+	if u.LoginDelay != nil {
+		loginDelay = *u.LoginDelay
+	}
+	if u.Expire != nil {
+		expire = *u.Expire
+	}
+	return loginDelay, expire
 }
 
 func (b *pop3Backend) OpenMaildrop(ctx context.Context, user string) (pop3.Maildrop, error) {
@@ -46,18 +80,64 @@ func (b *pop3Backend) OpenMaildrop(ctx context.Context, user string) (pop3.Maild
 		}
 		return nil, pop3.TempError{Err: err}
 	}
+	md, err := b.open(ctx, u.ID, lock)
+	if err != nil {
+		lock.Unlock()
+		return nil, err
+	}
+	return md, nil
+}
+
+// open runs under the maildrop lock, which orders the logins of one user.
+func (b *pop3Backend) open(ctx context.Context, userID int64, lock store.Unlocker) (*maildrop, error) {
+	u, err := b.st.UserByID(ctx, userID) // LastLogin as of the lock
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, pop3.ErrAuthFailed
+		}
+		return nil, pop3.TempError{Err: err}
+	}
+	delay, expire := b.policy(u)
+	now := b.clock()
+	// RFC 2449 section 6.5: at most one login per delay.
+	if delay > 0 && !u.LastLogin.IsZero() && now.Sub(u.LastLogin) < delay {
+		return nil, fmt.Errorf("%s logged in at %s, login delay %v: %w", u.Address, u.LastLogin.Format(time.RFC3339), delay, pop3.ErrLoginDelay)
+	}
+	if err := b.st.RecordLogin(ctx, u.ID, now); err != nil {
+		return nil, pop3.TempError{Err: err}
+	}
+	// RFC 2449 section 6.7: messages retrieved longer ago than the
+	// retention period go before the snapshot is taken.
+	if expire >= 0 {
+		if err := expireMailbox(ctx, b.st, b.journal, u, now.Add(-expire)); err != nil {
+			return nil, pop3.TempError{Err: err}
+		}
+	}
 	// RFC 1939 section 4: the snapshot is taken once the maildrop is locked,
 	// so mail delivered during the session shows up in the next one.
 	infos, err := b.st.List(ctx, u.ID)
 	if err != nil {
-		lock.Unlock()
 		return nil, pop3.TempError{Err: err}
 	}
-	md := &maildrop{st: b.st, userID: u.ID, lock: lock, infos: infos, msgs: make([]pop3.Message, len(infos))}
+	md := &maildrop{b: b, user: u, lock: lock, infos: infos, msgs: make([]pop3.Message, len(infos)),
+		loginDelay: delay, expire: expire}
 	for i, m := range infos {
 		md.msgs[i] = pop3.Message{UID: UIDL(u.UIDValidity, m.UID), Size: m.Size}
 	}
 	return md, nil
+}
+
+// expireMailbox removes the user's messages retrieved before the cut and
+// journals them.
+func expireMailbox(ctx context.Context, st store.Store, j *journal.Writer, u store.User, before time.Time) error {
+	gone, err := st.ExpireRetrieved(ctx, u.ID, before)
+	if err != nil {
+		return err
+	}
+	for _, m := range gone {
+		j.Record(store.JournalEntry{Event: store.EventExpired, User: u.Address, Size: m.Size, Detail: fmt.Sprintf("uid %d", m.UID)})
+	}
+	return nil
 }
 
 // UIDL formats a message's unique-id (RFC 1939 section 7): the mailbox's
@@ -69,17 +149,23 @@ func UIDL(validity uint32, uid uint64) string {
 }
 
 type maildrop struct {
-	st     store.Store
-	userID int64
-	lock   store.Unlocker
-	infos  []store.MessageInfo
-	msgs   []pop3.Message
+	b     *pop3Backend
+	user  store.User
+	lock  store.Unlocker
+	infos []store.MessageInfo
+	msgs  []pop3.Message
+
+	loginDelay, expire time.Duration
+	// retrieved lists the messages RETR sent, not yet recorded; firstRetr
+	// is when the first of them was.
+	retrieved []int
+	firstRetr time.Time
 }
 
 func (m *maildrop) Messages() []pop3.Message { return m.msgs }
 
 func (m *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
-	rc, err := m.st.Open(ctx, m.userID, m.infos[i].UID)
+	rc, err := m.b.st.Open(ctx, m.user.ID, m.infos[i].UID)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, err
@@ -89,18 +175,65 @@ func (m *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	return rc, nil
 }
 
+// Retrieved implements pop3.RetrievalRecorder: the retrieval is journaled
+// and recorded with the session's next write (QUIT or its end), so that a
+// session retrieving many messages does not commit once per message.
+func (m *maildrop) Retrieved(i int) {
+	now := m.b.clock()
+	if len(m.retrieved) == 0 {
+		m.firstRetr = now
+	}
+	m.retrieved = append(m.retrieved, i)
+	m.b.journal.Record(store.JournalEntry{Time: now, Event: store.EventRetrieved, User: m.user.Address,
+		Size: m.infos[i].Size, Detail: fmt.Sprintf("uid %d", m.infos[i].UID)})
+}
+
+// Policy implements pop3.PolicyMaildrop.
+func (m *maildrop) Policy() (time.Duration, *time.Duration) {
+	e := m.expire
+	return m.loginDelay, &e
+}
+
+// flushRetrieved records the first retrieval of the messages RETR sent
+// (RFC 2449 section 6.7: the retention period starts then).
+func (m *maildrop) flushRetrieved(ctx context.Context) {
+	if len(m.retrieved) == 0 {
+		return
+	}
+	uids := make([]uint64, len(m.retrieved))
+	for k, i := range m.retrieved {
+		uids[k] = m.infos[i].UID
+	}
+	if err := m.b.st.MarkRetrieved(ctx, m.user.ID, uids, m.firstRetr); err != nil {
+		m.b.log.Error("recording retrieved messages", "user", m.user.Address, "err", err)
+		return
+	}
+	m.retrieved = m.retrieved[:0]
+}
+
 func (m *maildrop) Commit(ctx context.Context, deleted []int) error {
+	m.flushRetrieved(ctx)
 	uids := make([]uint64, len(deleted))
 	for k, i := range deleted {
 		uids[k] = m.infos[i].UID
 	}
-	if err := m.st.Delete(ctx, m.userID, uids); err != nil {
+	if err := m.b.st.Delete(ctx, m.user.ID, uids); err != nil {
 		return pop3.TempError{Err: err}
+	}
+	now := m.b.clock()
+	for _, i := range deleted {
+		m.b.journal.Record(store.JournalEntry{Time: now, Event: store.EventDeleted, User: m.user.Address,
+			Size: m.infos[i].Size, Detail: fmt.Sprintf("uid %d", m.infos[i].UID)})
 	}
 	return nil
 }
 
 func (m *maildrop) Close() error {
+	// A session that ends without QUIT retrieved its messages all the
+	// same; its context may be gone already.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	m.flushRetrieved(ctx)
+	cancel()
 	m.lock.Unlock()
 	return nil
 }

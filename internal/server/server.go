@@ -14,165 +14,221 @@ import (
 	"time"
 
 	"postoffice/internal/config"
-	"postoffice/internal/directory"
-	"postoffice/internal/pop3"
+	"postoffice/internal/control"
+	"postoffice/internal/journal"
+	"postoffice/internal/metrics"
+	"postoffice/internal/queue"
 	"postoffice/internal/router"
-	"postoffice/internal/smtpd"
 	"postoffice/internal/store"
 	"postoffice/internal/tlsutil"
 )
 
-// Server runs every configured service of one postoffice process.
+// Server runs every configured service of one postoffice process: each
+// can be started, stopped and reloaded on its own (see service.go), and
+// the control socket and the web console drive them (see ops.go).
 type Server struct {
-	cfg config.Config
-	log *slog.Logger
-	st  store.Store
-	tls *tlsutil.Source
+	log     *slog.Logger
+	st      store.Store
+	opts    Options
+	started time.Time
+	holder  string // who holds maildrop locks, for diagnostics
+	tlsCfg  *tls.Config
+	metrics *metrics.Metrics
+	journal *journal.Writer
 
-	pop3       *pop3.Server
-	mx         *smtpd.Server
-	submission *smtpd.Server
-	router     *router.Router
+	services []*service // pop3, smtp, submission, queue
+	reloadMu sync.Mutex // serializes reloads and configuration changes
 
-	mu    sync.Mutex
-	addrs map[string][]net.Addr // service name -> bound addresses
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	cfg    config.Config
+	tls    *tlsutil.Source
+	router *router.Router
+	queue  *queue.Runner // the running queue runner, nil when stopped
+
+	control *control.Server
+	console *console
+	sweep   chan struct{} // closed to stop the sweeper
+	swept   chan struct{}
+}
+
+// Options are the settings of a Server that do not come from the
+// configuration file.
+type Options struct {
+	// ConfigPath is the file Reload reads again; "" means the defaults.
+	ConfigPath string
+	// Version is reported by status and /metrics.
+	Version string
 }
 
 // New prepares the services; nothing listens until Start.
-func New(cfg config.Config, st store.Store, log *slog.Logger) (*Server, error) {
+func New(cfg config.Config, st store.Store, log *slog.Logger, opts Options) (*Server, error) {
 	src, err := tlsutil.Load(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.DataDir, cfg.Hostname)
 	if err != nil {
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	s := &Server{cfg: cfg, log: log, st: st, tls: src, addrs: map[string][]net.Addr{}}
-	auth := directory.NewAuthenticator(st)
-	s.router = NewRouter(cfg, st, log)
-	s.pop3 = pop3.NewServer(pop3.Config{
-		Hostname: cfg.Hostname,
-		Backend: &pop3Backend{
-			st:     st,
-			auth:   auth,
-			holder: fmt.Sprintf("%s pid %d", host, os.Getpid()),
+	s := &Server{cfg: cfg, log: log, st: st, tls: src, opts: opts, holder: fmt.Sprintf("%s pid %d", host, os.Getpid())}
+	// One TLS configuration for the process, whose certificate is always
+	// that of the current Source: a reload swaps it under every listener.
+	s.tlsCfg = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.currentTLS().Config().GetCertificate(h)
 		},
-		TLSConfig:          src.Config(),
-		InactivityTimeout:  time.Duration(cfg.POP3.InactivityTimeout) * time.Second,
-		AllowPlaintextAuth: cfg.POP3.AllowPlaintextAuth,
-		Logger:             log.With("service", "pop3"),
-	})
-	sb := &smtpBackend{st: st, auth: auth, router: s.router, requireSenderMatch: cfg.Submission.RequireSenderMatch}
-	smtpConfig := func(service string, submission bool) smtpd.Config {
-		return smtpd.Config{
-			Hostname:           cfg.Hostname,
-			Backend:            sb,
-			TLSConfig:          src.Config(),
-			Submission:         submission,
-			AllowPlaintextAuth: cfg.SMTP.AllowPlaintextAuth,
-			MaxMessageBytes:    cfg.SMTP.MaxMessageSize,
-			MaxRecipients:      cfg.SMTP.MaxRecipients,
-			ReadTimeout:        time.Duration(cfg.SMTP.Timeout) * time.Second,
-			WriteTimeout:       time.Duration(cfg.SMTP.Timeout) * time.Second,
-			Logger:             log.With("service", service),
-		}
 	}
-	s.mx = smtpd.NewServer(smtpConfig("smtp", false))
-	s.submission = smtpd.NewServer(smtpConfig("submission", true))
+	s.metrics = metrics.New(opts.Version, func(ctx context.Context) (int, error) {
+		q, err := st.ListQueue(ctx)
+		return len(q), err
+	})
+	s.journal = journal.NewWriter(st, log.With("service", "journal"), s.metrics.Journal)
+	s.router = s.newRouter(cfg)
+	s.services = s.serviceDefs()
 	return s, nil
 }
 
 // NewRouter builds the mail pipeline over the store; serve and the deliver
-// command share it so that every message takes the same path.
+// command share it so that every message takes the same path. Its journal
+// entries are written at once (a command does not live long).
 func NewRouter(cfg config.Config, st store.Store, log *slog.Logger) *router.Router {
-	return router.New(router.Options{
+	w := journal.NewSyncWriter(st, log)
+	return newRouter(cfg, st, log, nil, w.RecordBatch)
+}
+
+// newRouter is NewRouter calling onQueued for each message it queues and
+// record with its journal entries.
+func newRouter(cfg config.Config, st store.Store, log *slog.Logger, onQueued func(), record func(context.Context, []store.JournalEntry)) *router.Router {
+	opt := router.Options{
 		Hostname: cfg.Hostname,
 		Store:    st,
 		Logger:   log.With("service", "router"),
 		CatchAll: true,
 		SpoolDir: os.TempDir(),
-	})
+		Record:   record,
+	}
+	if onQueued != nil {
+		opt.OnQueued = func(int64) { onQueued() }
+	}
+	return router.New(opt)
 }
 
-// Start binds every listener first, so that a port that cannot be bound
-// fails the start as a whole with a message naming it, then serves.
-func (s *Server) Start() error {
-	type server interface{ Serve(net.Listener) error }
-	type bound struct {
-		service string
-		l       net.Listener
-		tls     bool
-		srv     server
+func (s *Server) newRouter(cfg config.Config) *router.Router {
+	return newRouter(cfg, s.st, s.log, s.kickQueue, s.journal.RecordBatch)
+}
+
+func (s *Server) currentRouter() *router.Router {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.router
+}
+
+func (s *Server) currentTLS() *tlsutil.Source {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tls
+}
+
+func (s *Server) tlsConfig() *tls.Config { return s.tlsCfg }
+
+// Config returns the configuration in effect.
+func (s *Server) Config() config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+// kickQueue wakes the queue runner, if it runs, after a message was queued.
+func (s *Server) kickQueue() {
+	s.mu.Lock()
+	q := s.queue
+	s.mu.Unlock()
+	if q != nil {
+		q.Kick()
 	}
-	var all []bound
+}
+
+// Start binds the listeners of every service with autostart first, so
+// that a port that cannot be bound fails the start as a whole with a
+// message naming it; then serves, and opens the control socket and the
+// web console.
+func (s *Server) Start() error {
+	cfg := s.Config()
+	s.started = time.Now()
+	type prepared struct {
+		svc   *service
+		bound []*boundListener
+	}
+	var all []prepared
 	fail := func(err error) error {
-		for _, b := range all {
-			b.l.Close()
+		for _, p := range all {
+			for _, bl := range p.bound {
+				bl.l.Close()
+			}
 		}
 		return err
 	}
-	for _, spec := range []struct {
-		service string
-		addrs   []string
-		tls     bool
-		srv     server
-	}{
-		{"pop3", s.cfg.POP3.Listen, false, s.pop3},
-		{"pop3s", s.cfg.POP3.TLSListen, true, s.pop3},
-		{"smtp", s.cfg.SMTP.Listen, false, s.mx},
-		{"submission", s.cfg.Submission.Listen, false, s.submission},
-		{"submissions", s.cfg.Submission.TLSListen, true, s.submission},
-	} {
-		for _, a := range spec.addrs {
-			l, err := net.Listen("tcp", a)
-			if err != nil {
-				return fail(fmt.Errorf("%s: cannot listen on %s: %w", spec.service, a, unwrapSyscall(err)))
-			}
-			all = append(all, bound{spec.service, l, spec.tls, spec.srv})
+	for _, svc := range s.services {
+		if !svc.autostart(cfg) {
+			s.log.Info("not started (autostart = false)", "service", svc.name)
+			continue
+		}
+		bound, err := svc.prepare(cfg)
+		if err != nil {
+			return fail(err)
+		}
+		all = append(all, prepared{svc, bound})
+	}
+	ctl, err := control.Listen(control.SocketPath(cfg.DataDir), s, s.log.With("service", "control"))
+	if err != nil {
+		return fail(err)
+	}
+	s.control = ctl
+	if err := s.startConsole(cfg); err != nil {
+		ctl.Close()
+		return fail(err)
+	}
+	for i, p := range all {
+		if err := p.svc.start(cfg, p.bound); err != nil {
+			all = all[i+1:]
+			s.Shutdown(context.Background())
+			return fail(err)
 		}
 	}
-	for _, b := range all {
-		l := b.l
-		s.mu.Lock()
-		s.addrs[b.service] = append(s.addrs[b.service], l.Addr())
-		s.mu.Unlock()
-		s.log.Info("listening", "service", b.service, "addr", l.Addr().String())
-		if b.tls {
-			// RFC 8314 section 3.3: implicit TLS, the handshake comes first.
-			l = tls.NewListener(l, s.tls.Config())
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := b.srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, pop3.ErrServerClosed) {
-				s.log.Error("serve failed", "service", b.service, "err", err)
-			}
-		}()
-	}
+	s.startSweeper()
 	return nil
 }
 
-// Addrs returns the bound addresses of a service ("pop3", "pop3s", "smtp",
-// "submission", "submissions").
-func (s *Server) Addrs(service string) []net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]net.Addr(nil), s.addrs[service]...)
+// Addrs returns the bound addresses of a listener ("pop3", "pop3s",
+// "smtp", "submission", "submissions").
+func (s *Server) Addrs(label string) []net.Addr {
+	var out []net.Addr
+	for _, svc := range s.services {
+		out = append(out, svc.addrs(label)...)
+	}
+	return out
 }
 
 // Shutdown stops accepting, lets sessions finish until ctx is done, then
-// closes what is left without applying their deletions.
+// closes what is left without applying their deletions; then it commits
+// the journal.
 func (s *Server) Shutdown(ctx context.Context) error {
+	if s.control != nil {
+		s.control.Close()
+	}
+	s.stopConsole()
+	s.stopSweeper()
 	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	for i, srv := range []interface{ Shutdown(context.Context) error }{s.pop3, s.mx, s.submission} {
+	errs := make([]error, len(s.services))
+	for i, svc := range s.services {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = srv.Shutdown(ctx)
+			if err := svc.stop(ctx); err != nil && !errors.Is(err, errNotRunning) {
+				errs[i] = fmt.Errorf("%s: %w", svc.name, err)
+			}
 		}()
 	}
 	wg.Wait()
-	s.wg.Wait()
+	s.journal.Close()
 	return errors.Join(errs...)
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"postoffice/internal/directory"
+	"postoffice/internal/metrics"
 	"postoffice/internal/router"
 	"postoffice/internal/smtpd"
 	"postoffice/internal/store"
@@ -18,16 +19,19 @@ type smtpBackend struct {
 	auth               *directory.Authenticator
 	router             *router.Router
 	requireSenderMatch bool
+	metrics            *metrics.Metrics
 }
 
 func (b *smtpBackend) Authenticate(ctx context.Context, login, password string) (string, error) {
 	u, err := b.auth.Authenticate(ctx, login, password)
 	if err != nil {
 		if errors.Is(err, directory.ErrAuthFailed) {
+			b.metrics.Login("smtp", false)
 			return "", smtpd.ErrAuthFailed
 		}
 		return "", err
 	}
+	b.metrics.Login("smtp", true)
 	return u.Address, nil
 }
 

@@ -47,6 +47,17 @@ type User struct {
 	// (UIDValidity, UID) are never reused even if an address is deleted and
 	// created again (RFC 1939 section 7). UpdateUser ignores it.
 	UIDValidity uint32
+	// LoginDelay overrides the server's POP3 login_delay for this user
+	// (RFC 2449 section 6.5: minimum time between two logins); nil follows
+	// the server setting. Whole seconds.
+	LoginDelay *time.Duration
+	// Expire overrides the server's POP3 expire for this user (RFC 2449
+	// section 6.7: how long a retrieved message is kept); a negative value
+	// means never; nil follows the server setting. Whole seconds.
+	Expire *time.Duration
+	// LastLogin is the time of the user's last POP3 login, zero if none.
+	// UpdateUser ignores it; Retention.RecordLogin sets it.
+	LastLogin time.Time
 }
 
 // Alias maps one address to one or more targets, each a local or remote
@@ -74,8 +85,8 @@ type Directory interface {
 	UserByAddress(ctx context.Context, address string) (User, error)
 	UserByID(ctx context.Context, id int64) (User, error)
 	ListUsers(ctx context.Context) ([]User, error)
-	// UpdateUser changes DisplayName, PasswordHash, Enabled and QuotaBytes
-	// of the user with u.ID.
+	// UpdateUser changes DisplayName, PasswordHash, Enabled, QuotaBytes,
+	// LoginDelay and Expire of the user with u.ID.
 	UpdateUser(ctx context.Context, u User) error
 	// DeleteUser removes the user, its extra addresses and its mailbox.
 	DeleteUser(ctx context.Context, id int64) error
@@ -150,9 +161,20 @@ const (
 
 // QueueRecipient is one remote recipient of a queued message.
 type QueueRecipient struct {
-	Address   string
-	State     QueueState
+	Address string
+	State   QueueState
+	// LastError describes the last failure (the remote reply or the
+	// reason), "" if none.
 	LastError string
+	// Status is the RFC 3463 enhanced status code of the last result
+	// ("4.4.1", "5.1.1"), "" before any.
+	Status string
+	// RemoteMTA names the host that gave the last reply, "" if none did.
+	RemoteMTA string
+	// Notified: the sender has been sent the delivery status notification
+	// (RFC 3464) for this failed recipient, or there was no sender to send
+	// it to. Only a failed recipient is ever notified.
+	Notified bool
 }
 
 // QueuedMessage is a message waiting in the outbound queue.
@@ -165,6 +187,32 @@ type QueuedMessage struct {
 	NextAttempt time.Time
 	Attempts    int
 	Held        bool
+	// LastAttempt is the time of the last delivery attempt, zero if none.
+	LastAttempt time.Time
+	// Warned: the sender has been sent the delayed-delivery warning.
+	Warned bool
+	// ClaimedUntil is the end of a queue runner's claim on the message
+	// (see ClaimQueued), zero if unclaimed.
+	ClaimedUntil time.Time
+}
+
+// QueueUpdate is the outcome of one delivery attempt, or of sending the
+// notifications it called for, applied by UpdateQueued in one transaction.
+type QueueUpdate struct {
+	// Recipients are matched by Address. A pending recipient takes the
+	// given State, LastError, Status and RemoteMTA; a delivered or failed
+	// one keeps its own (a final state is never undone). Notified is set,
+	// never cleared, and only on a recipient that is failed once the
+	// update is applied.
+	Recipients []QueueRecipient
+	// Attempted counts one more delivery attempt, made at At.
+	Attempted bool
+	At        time.Time
+	// NextAttempt reschedules the message when not zero.
+	NextAttempt time.Time
+	// Warned records that the delayed-delivery warning was sent (never
+	// cleared).
+	Warned bool
 }
 
 // Queue is the durable outbound queue (store-and-forward of remote mail).
@@ -184,6 +232,30 @@ type Queue interface {
 	// DeleteQueued removes a message from the queue durably; ErrNotFound
 	// if absent.
 	DeleteQueued(ctx context.Context, id int64) error
+
+	// ClaimQueued hands a queue runner up to max messages that are due
+	// (NextAttempt not after now), not held and not claimed (ClaimedUntil
+	// not after now), earliest NextAttempt first, and claims them until
+	// now+lease in the same transaction, so that no two runners get the
+	// same message while a claim lasts. UpdateQueued ends the claim; so
+	// does the lease running out (a runner that died).
+	ClaimQueued(ctx context.Context, now time.Time, lease time.Duration, max int) ([]QueuedMessage, error)
+	// ReleaseClaims ends every claim. The queue runner, the only one of
+	// its store, calls it when it starts: what a crashed process had
+	// claimed is due again at once.
+	ReleaseClaims(ctx context.Context) error
+	// UpdateQueued records the outcome of an attempt (see QueueUpdate)
+	// durably and ends the claim on the message. ErrNotFound if the
+	// message is gone; ErrInvalid for an address that is not one of its
+	// recipients or an unknown state (nothing is changed then).
+	UpdateQueued(ctx context.Context, id int64, u QueueUpdate) error
+	// HoldQueued holds a message (no delivery attempts) or releases it;
+	// ErrNotFound if absent.
+	HoldQueued(ctx context.Context, id int64, held bool) error
+	// RetryQueued makes one message (id > 0) or every message (id == 0)
+	// due at now, held or not (a hold still applies), and returns how many
+	// it rescheduled; ErrNotFound for an absent id.
+	RetryQueued(ctx context.Context, id int64, now time.Time) (int, error)
 }
 
 // Store is a complete backend.
@@ -191,5 +263,8 @@ type Store interface {
 	Directory
 	Mailboxes
 	Queue
+	Retention
+	Journal
+	Admins
 	io.Closer
 }

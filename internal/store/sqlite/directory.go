@@ -148,6 +148,10 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 	if u.QuotaBytes < 0 {
 		return store.User{}, fmt.Errorf("negative quota %d: %w", u.QuotaBytes, store.ErrInvalid)
 	}
+	if u.LoginDelay != nil && *u.LoginDelay < 0 {
+		return store.User{}, fmt.Errorf("negative login delay %v: %w", *u.LoginDelay, store.ErrInvalid)
+	}
+	u.LastLogin = time.Time{}
 	u.Address = addr
 	now := time.Now()
 	err = s.write(ctx, func(tx *sql.Tx) error {
@@ -164,9 +168,10 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 			return err
 		}
 		return tx.QueryRowContext(ctx, `INSERT INTO users
-			(address, domain, display_name, password_hash, enabled, quota_bytes, created_at, uid_validity)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			(address, domain, display_name, password_hash, enabled, quota_bytes, created_at, uid_validity, login_delay, expire)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			addr, domainOf(addr), u.DisplayName, u.PasswordHash, u.Enabled, u.QuotaBytes, now.Unix(), u.UIDValidity,
+			secondsOf(u.LoginDelay), secondsOf(u.Expire),
 		).Scan(&u.ID)
 	})
 	if err != nil {
@@ -176,13 +181,21 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 	return u, nil
 }
 
-const userColumns = `u.id, u.address, u.display_name, u.password_hash, u.enabled, u.quota_bytes, u.created_at, u.uid_validity`
+const userColumns = `u.id, u.address, u.display_name, u.password_hash, u.enabled, u.quota_bytes, u.created_at, u.uid_validity,
+	u.login_delay, u.expire, u.last_login`
 
 func scanUser(sc interface{ Scan(...any) error }) (store.User, error) {
 	var u store.User
-	var created int64
-	err := sc.Scan(&u.ID, &u.Address, &u.DisplayName, &u.PasswordHash, &u.Enabled, &u.QuotaBytes, &created, &u.UIDValidity)
+	var created, lastLogin int64
+	var loginDelay, expire sql.NullInt64
+	err := sc.Scan(&u.ID, &u.Address, &u.DisplayName, &u.PasswordHash, &u.Enabled, &u.QuotaBytes, &created, &u.UIDValidity,
+		&loginDelay, &expire, &lastLogin)
 	u.CreatedAt = unixTime(created)
+	u.LoginDelay = durationOf(loginDelay)
+	u.Expire = durationOf(expire)
+	if lastLogin != 0 {
+		u.LastLogin = unixTime(lastLogin)
+	}
 	return u, err
 }
 
@@ -229,8 +242,12 @@ func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 	if u.QuotaBytes < 0 {
 		return fmt.Errorf("negative quota %d: %w", u.QuotaBytes, store.ErrInvalid)
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE users SET display_name = ?, password_hash = ?, enabled = ?, quota_bytes = ?
-		WHERE id = ?`, u.DisplayName, u.PasswordHash, u.Enabled, u.QuotaBytes, u.ID)
+	if u.LoginDelay != nil && *u.LoginDelay < 0 {
+		return fmt.Errorf("negative login delay %v: %w", *u.LoginDelay, store.ErrInvalid)
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE users SET display_name = ?, password_hash = ?, enabled = ?, quota_bytes = ?,
+		login_delay = ?, expire = ? WHERE id = ?`,
+		u.DisplayName, u.PasswordHash, u.Enabled, u.QuotaBytes, secondsOf(u.LoginDelay), secondsOf(u.Expire), u.ID)
 	if err != nil {
 		return err
 	}

@@ -93,28 +93,32 @@ func queueAddressProblem(a string) string {
 	return ""
 }
 
-const queueColumns = `id, sender, size, created_at, next_attempt, attempts, held`
+const queueColumns = `id, sender, size, created_at, next_attempt, attempts, held, last_attempt, warned, claimed_until`
 
 func scanQueued(row interface{ Scan(...any) error }) (store.QueuedMessage, error) {
 	var m store.QueuedMessage
-	var created, next int64
-	err := row.Scan(&m.ID, &m.From, &m.Size, &created, &next, &m.Attempts, &m.Held)
+	var created, next, last, claimed int64
+	err := row.Scan(&m.ID, &m.From, &m.Size, &created, &next, &m.Attempts, &m.Held, &last, &m.Warned, &claimed)
 	m.CreatedAt, m.NextAttempt = unixTime(created), unixTime(next)
+	m.LastAttempt, m.ClaimedUntil = optionalTime(last), optionalTime(claimed)
 	return m, err
 }
 
-// ListQueue implements store.Queue, oldest first (by ID among entries of
-// the same second).
-func (s *Store) ListQueue(ctx context.Context) ([]store.QueuedMessage, error) {
-	// One read transaction, so that the entries and their recipients are
-	// of the same moment.
-	tx, err := s.r.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
+// optionalTime reads a time column where 0 stands for "never".
+func optionalTime(sec int64) time.Time {
+	if sec == 0 {
+		return time.Time{}
 	}
-	defer tx.Rollback()
+	return unixTime(sec)
+}
 
-	rows, err := tx.QueryContext(ctx, `SELECT `+queueColumns+` FROM queue ORDER BY created_at, id`)
+const recipientColumns = `queue_id, address, state, last_error, status, remote_mta, notified`
+
+// queryQueued runs a query returning queueColumns and adds the recipients
+// of each entry, in the order given to Enqueue; all within tx, so that the
+// entries and their recipients are of the same moment.
+func queryQueued(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]store.QueuedMessage, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -137,8 +141,15 @@ func (s *Store) ListQueue(ctx context.Context) ([]store.QueuedMessage, error) {
 		return nil, nil
 	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT queue_id, address, state, last_error
-		FROM queue_recipients ORDER BY queue_id, position`)
+	var rq string
+	var rargs []any
+	if len(ms) == 1 {
+		rq, rargs = `SELECT `+recipientColumns+` FROM queue_recipients WHERE queue_id = ? ORDER BY position`, []any{ms[0].ID}
+	} else {
+		// The whole table in one pass is cheaper than one query per entry.
+		rq = `SELECT ` + recipientColumns + ` FROM queue_recipients ORDER BY queue_id, position`
+	}
+	rows, err = tx.QueryContext(ctx, rq, rargs...)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +157,7 @@ func (s *Store) ListQueue(ctx context.Context) ([]store.QueuedMessage, error) {
 	for rows.Next() {
 		var id int64
 		var r store.QueueRecipient
-		if err := rows.Scan(&id, &r.Address, &r.State, &r.LastError); err != nil {
+		if err := rows.Scan(&id, &r.Address, &r.State, &r.LastError, &r.Status, &r.RemoteMTA, &r.Notified); err != nil {
 			return nil, err
 		}
 		if i, ok := index[id]; ok {
@@ -156,6 +167,17 @@ func (s *Store) ListQueue(ctx context.Context) ([]store.QueuedMessage, error) {
 	return ms, rows.Err()
 }
 
+// ListQueue implements store.Queue, oldest first (by ID among entries of
+// the same second).
+func (s *Store) ListQueue(ctx context.Context) ([]store.QueuedMessage, error) {
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	return queryQueued(ctx, tx, `SELECT `+queueColumns+` FROM queue ORDER BY created_at, id`)
+}
+
 // QueuedMessage implements store.Queue.
 func (s *Store) QueuedMessage(ctx context.Context, id int64) (store.QueuedMessage, error) {
 	tx, err := s.r.BeginTx(ctx, nil)
@@ -163,28 +185,14 @@ func (s *Store) QueuedMessage(ctx context.Context, id int64) (store.QueuedMessag
 		return store.QueuedMessage{}, err
 	}
 	defer tx.Rollback()
-
-	m, err := scanQueued(tx.QueryRowContext(ctx, `SELECT `+queueColumns+` FROM queue WHERE id = ?`, id))
-	if err != nil {
-		return store.QueuedMessage{}, notFound(err, "queued message %d", id)
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT address, state, last_error
-		FROM queue_recipients WHERE queue_id = ? ORDER BY position`, id)
+	ms, err := queryQueued(ctx, tx, `SELECT `+queueColumns+` FROM queue WHERE id = ?`, id)
 	if err != nil {
 		return store.QueuedMessage{}, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var r store.QueueRecipient
-		if err := rows.Scan(&r.Address, &r.State, &r.LastError); err != nil {
-			return store.QueuedMessage{}, err
-		}
-		m.Recipients = append(m.Recipients, r)
+	if len(ms) == 0 {
+		return store.QueuedMessage{}, fmt.Errorf("queued message %d: %w", id, store.ErrNotFound)
 	}
-	if err := rows.Err(); err != nil {
-		return store.QueuedMessage{}, err
-	}
-	return m, nil
+	return ms[0], nil
 }
 
 // OpenQueued implements store.Queue.
@@ -224,4 +232,160 @@ func (s *Store) DeleteQueued(ctx context.Context, id int64) error {
 	}
 	s.removeBlobs(dropped)
 	return nil
+}
+
+// ClaimQueued implements store.Queue: one write transaction picks the due
+// entries and marks them claimed, so that two runners (or two processes)
+// never claim the same entry at once.
+func (s *Store) ClaimQueued(ctx context.Context, now time.Time, lease time.Duration, max int) ([]store.QueuedMessage, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	until := now.Add(lease).Unix()
+	if until <= now.Unix() {
+		until = now.Unix() + 1
+	}
+	var ms []store.QueuedMessage
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE queue SET claimed_until = ?
+			WHERE id IN (SELECT id FROM queue
+				WHERE held = 0 AND next_attempt <= ? AND claimed_until <= ?
+				ORDER BY next_attempt, id LIMIT ?)
+			RETURNING id`, until, now.Unix(), now.Unix(), max)
+		if err != nil {
+			return err
+		}
+		var ids []any
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		ms, err = queryQueued(ctx, tx, `SELECT `+queueColumns+` FROM queue WHERE id IN (?`+
+			strings.Repeat(`, ?`, len(ids)-1)+`) ORDER BY next_attempt, id`, ids...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ms, nil
+}
+
+// ReleaseClaims implements store.Queue.
+func (s *Store) ReleaseClaims(ctx context.Context) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE queue SET claimed_until = 0 WHERE claimed_until != 0`)
+		return err
+	})
+}
+
+// UpdateQueued implements store.Queue. The rules of QueueUpdate (a final
+// state is never undone, only a failed recipient is notified) are applied
+// here, on the state read inside the transaction.
+func (s *Store) UpdateQueued(ctx context.Context, id int64, u store.QueueUpdate) error {
+	for _, r := range u.Recipients {
+		switch r.State {
+		case store.QueuePending, store.QueueDelivered, store.QueueFailed:
+		default:
+			return fmt.Errorf("recipient %q: unknown state %q: %w", r.Address, r.State, store.ErrInvalid)
+		}
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM queue WHERE id = ?`, id).Scan(&one); err != nil {
+			return notFound(err, "queued message %d", id)
+		}
+		for _, r := range u.Recipients {
+			var state store.QueueState
+			var notified bool
+			err := tx.QueryRowContext(ctx, `SELECT state, notified FROM queue_recipients
+				WHERE queue_id = ? AND address = ?`, id, r.Address).Scan(&state, &notified)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("queued message %d has no recipient %q: %w", id, r.Address, store.ErrInvalid)
+			}
+			if err != nil {
+				return err
+			}
+			if state == store.QueuePending {
+				_, err = tx.ExecContext(ctx, `UPDATE queue_recipients
+					SET state = ?, last_error = ?, status = ?, remote_mta = ?
+					WHERE queue_id = ? AND address = ?`,
+					string(r.State), r.LastError, r.Status, r.RemoteMTA, id, r.Address)
+				if err != nil {
+					return err
+				}
+				state = r.State
+			}
+			if r.Notified && !notified && state == store.QueueFailed {
+				_, err = tx.ExecContext(ctx, `UPDATE queue_recipients SET notified = 1
+					WHERE queue_id = ? AND address = ?`, id, r.Address)
+				if err != nil {
+					return err
+				}
+			}
+		}
+		set := `claimed_until = 0, warned = warned OR ?`
+		args := []any{u.Warned}
+		if u.Attempted {
+			set += `, attempts = attempts + 1, last_attempt = ?`
+			args = append(args, u.At.Unix())
+		}
+		if !u.NextAttempt.IsZero() {
+			set += `, next_attempt = ?`
+			args = append(args, u.NextAttempt.Unix())
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE queue SET `+set+` WHERE id = ?`, append(args, id)...)
+		return err
+	})
+}
+
+// HoldQueued implements store.Queue.
+func (s *Store) HoldQueued(ctx context.Context, id int64, held bool) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE queue SET held = ? WHERE id = ?`, held, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("queued message %d: %w", id, store.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// RetryQueued implements store.Queue.
+func (s *Store) RetryQueued(ctx context.Context, id int64, now time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var res sql.Result
+		var err error
+		if id == 0 {
+			res, err = tx.ExecContext(ctx, `UPDATE queue SET next_attempt = ?`, now.Unix())
+		} else {
+			res, err = tx.ExecContext(ctx, `UPDATE queue SET next_attempt = ? WHERE id = ?`, now.Unix(), id)
+		}
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		if id != 0 && n == 0 {
+			return fmt.Errorf("queued message %d: %w", id, store.ErrNotFound)
+		}
+		return nil
+	})
+	return int(n), err
 }

@@ -112,4 +112,58 @@ CREATE TABLE queue_recipients (
 	PRIMARY KEY (queue_id, position)
 ) STRICT, WITHOUT ROWID;
 `,
+	// Version 3: operations.
+	//
+	// Per-user POP3 policies (RFC 2449 LOGIN-DELAY and EXPIRE, seconds,
+	// NULL follows the server setting, expire -1 is never), the last login,
+	// the first retrieval of each message, the mail journal and the web
+	// console's operator accounts.
+	`
+ALTER TABLE users ADD COLUMN login_delay INTEGER;
+ALTER TABLE users ADD COLUMN expire INTEGER;
+ALTER TABLE users ADD COLUMN last_login INTEGER NOT NULL DEFAULT 0;
+
+ALTER TABLE messages ADD COLUMN retrieved_at INTEGER; -- NULL until the first RETR
+CREATE INDEX messages_retrieved ON messages (user_id, retrieved_at) WHERE retrieved_at IS NOT NULL;
+
+CREATE TABLE journal (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	at         INTEGER NOT NULL, -- Unix milliseconds
+	event      TEXT NOT NULL,
+	message_id TEXT NOT NULL DEFAULT '',
+	tx_id      TEXT NOT NULL DEFAULT '',
+	sender     TEXT NOT NULL DEFAULT '',
+	recipients TEXT NOT NULL DEFAULT '', -- newline-separated
+	mailbox    TEXT NOT NULL DEFAULT '',
+	size       INTEGER NOT NULL DEFAULT 0,
+	client     TEXT NOT NULL DEFAULT '',
+	detail     TEXT NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX journal_at ON journal (at);
+CREATE INDEX journal_mailbox ON journal (mailbox, at) WHERE mailbox != '';
+
+CREATE TABLE admins (
+	name          TEXT PRIMARY KEY,
+	password_hash TEXT NOT NULL,
+	created_at    INTEGER NOT NULL
+) STRICT;
+`,
+	// Version 4: the outbound queue runner.
+	//
+	// Per-message: the last attempt, whether the delayed-delivery warning
+	// went out, and a runner's claim (a lease, so that a runner that died
+	// does not keep a message forever). Per-recipient: the RFC 3463 status
+	// and the host of the last result, and whether the sender was notified
+	// of a failure (so that a restart between a failure and its bounce
+	// sends the bounce, and one after it does not send it again).
+	`
+ALTER TABLE queue ADD COLUMN last_attempt INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queue ADD COLUMN warned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queue ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX queue_due ON queue (next_attempt, id) WHERE held = 0;
+
+ALTER TABLE queue_recipients ADD COLUMN status TEXT NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN remote_mta TEXT NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN notified INTEGER NOT NULL DEFAULT 0;
+`,
 }

@@ -47,10 +47,10 @@ type Store struct {
 	// loser sleeps in busy_timeout. Its transactions start with BEGIN
 	// IMMEDIATE, so that a transaction which reads and then writes never
 	// fails to upgrade its lock when another process wrote meanwhile.
-	w *sql.DB
+	w *stmtDB
 	// r is a pool of connections for reads, which WAL lets run alongside
-	// the writer.
-	r     *sql.DB
+	// the writer. Both reuse prepared statements (stmtcache.go).
+	r     *stmtDB
 	blobs blobStore
 	locks lockTable
 
@@ -92,7 +92,7 @@ func Open(dataDir string) (*Store, error) {
 	}
 	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 
-	s := &Store{w: w, r: r, blobs: blobs, sweepDone: make(chan struct{})}
+	s := &Store{w: newStmtDB(w), r: newStmtDB(r), blobs: blobs, sweepDone: make(chan struct{})}
 	if err := s.migrate(context.Background()); err != nil {
 		w.Close()
 		r.Close()

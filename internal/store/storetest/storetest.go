@@ -58,6 +58,14 @@ func Run(t *testing.T, open OpenFunc) {
 		{"QueueOrder", testQueueOrder},
 		{"QueueRestart", testQueueRestart},
 		{"QueueRefused", testQueueRefused},
+		{"QueueClaim", testQueueClaim},
+		{"QueueUpdate", testQueueUpdate},
+		{"QueueHoldRetry", testQueueHoldRetry},
+		{"UserPolicy", testUserPolicy},
+		{"Retention", testRetention},
+		{"Journal", testJournal},
+		{"JournalQuery", testJournalQuery},
+		{"Admins", testAdmins},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -201,6 +209,15 @@ func sameUser(t *testing.T, got, want store.User, what string) {
 		t.Errorf("%s: CreatedAt %v, want %v", what, got.CreatedAt, want.CreatedAt)
 	}
 	got.CreatedAt = want.CreatedAt
+	if !sameDuration(got.LoginDelay, want.LoginDelay) || !sameDuration(got.Expire, want.Expire) {
+		t.Errorf("%s: LoginDelay %v Expire %v, want %v %v", what,
+			fmtDuration(got.LoginDelay), fmtDuration(got.Expire), fmtDuration(want.LoginDelay), fmtDuration(want.Expire))
+	}
+	got.LoginDelay, got.Expire = want.LoginDelay, want.Expire
+	if !got.LastLogin.Equal(want.LastLogin) {
+		t.Errorf("%s: LastLogin %v, want %v", what, got.LastLogin, want.LastLogin)
+	}
+	got.LastLogin = want.LastLogin
 	if got != want {
 		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
 	}

@@ -1,0 +1,847 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"postoffice/internal/store/sqlite"
+)
+
+// compareOpts configures a side-by-side run.
+type compareOpts struct {
+	Workloads []string
+	Peer      string // auto, dovecot, postfix
+	Rounds    int
+	Hash      string // production, cheap
+	AuthCache bool   // Dovecot's auth cache (postoffice always has one)
+	Loader    string // bulk, api
+	Bin       string // postoffice binary
+	BenchDir  string // templates
+	TmpDir    string
+	Keep      bool
+	Password  string
+	Domain    string
+
+	PollUsers, PollMessages, PollConcurrency int
+	PollSize                                 sizeDist
+	PollDuration                             time.Duration
+
+	DownloadUsers, DownloadMessages, DownloadConcurrency int
+	DownloadSizes                                        sizeDist
+
+	BigMessages int
+	BigSize     sizeDist
+
+	IntakeMessages, IntakeUsers, IntakeConcurrency, IntakePerConn int
+	IntakeSize                                                    sizeDist
+
+	IdleSessions, IdleConcurrency int
+	IdleHold                      time.Duration
+
+	log io.Writer
+}
+
+// scales are the presets of --scale; flags given explicitly override them.
+var scales = map[string]map[string]string{
+	// A few minutes on a 2-core machine.
+	"quick": {
+		"poll-users": "200", "poll-messages": "100", "poll-duration": "10s", "poll-concurrency": "20",
+		"download-users": "50", "download-messages": "40", "download-concurrency": "10",
+		"bigmbox-messages": "20000",
+		"intake-messages":  "2000", "intake-users": "100", "intake-concurrency": "20",
+		"idle-sessions": "1000",
+	},
+	// The sizes of issue 7.
+	"full": {
+		"poll-users": "1000", "poll-messages": "100", "poll-duration": "30s", "poll-concurrency": "50",
+		"download-users": "200", "download-messages": "100", "download-concurrency": "20",
+		"bigmbox-messages": "100000",
+		"intake-messages":  "20000", "intake-users": "1000", "intake-concurrency": "50",
+		"idle-sessions": "10000",
+	},
+}
+
+// roundResult is one workload run on one server in one round.
+type roundResult struct {
+	Round  int    `json:"round"`
+	Server string `json:"server"`
+	Result Result `json:"result"`
+}
+
+// workloadReport is everything measured for one workload.
+type workloadReport struct {
+	Workload string        `json:"workload"`
+	Peer     string        `json:"peer"`
+	Runs     []roundResult `json:"runs"`
+	Summary  []summaryRow  `json:"summary"`
+	Notes    []string      `json:"notes,omitempty"`
+}
+
+// summaryRow is the median of a metric over the rounds for both servers.
+type summaryRow struct {
+	Metric       string  `json:"metric"`
+	Postoffice   float64 `json:"postoffice"`
+	Peer         float64 `json:"peer"`
+	Ratio        float64 `json:"ratio"` // postoffice / peer
+	HigherBetter bool    `json:"higher_is_better"`
+	// Advantage is how many times better postoffice is (>1) or worse (<1).
+	Advantage float64 `json:"advantage"`
+}
+
+// metric extracts one figure from a run.
+type metric struct {
+	name         string
+	higherBetter bool
+	get          func(Result) float64
+}
+
+func opsPerSec(op string) func(Result) float64 {
+	return func(r Result) float64 { return r.Ops[op].OpsPerSec }
+}
+
+func p50(op string) func(Result) float64 {
+	return func(r Result) float64 { return r.Ops[op].Latency.P50 }
+}
+
+func p99(op string) func(Result) float64 {
+	return func(r Result) float64 { return r.Ops[op].Latency.P99 }
+}
+
+func value(k string) func(Result) float64 {
+	return func(r Result) float64 { return r.Values[k] }
+}
+
+// metrics are the figures summarized per workload ("first"/"again" runs of
+// bigmbox are told apart by Result.Workload).
+var metrics = map[string][]metric{
+	"poll": {
+		{"sessions/s", true, opsPerSec("session")},
+		{"session p50 ms", false, p50("session")},
+		{"session p99 ms", false, p99("session")},
+	},
+	"download": {
+		{"messages/s", true, opsPerSec("retr")},
+		{"MB/s", true, func(r Result) float64 { return r.Ops["retr"].BytesPerSec / 1e6 }},
+		{"RETR p50 ms", false, p50("retr")},
+		{"session p50 ms", false, p50("session")},
+	},
+	"bigmbox-first": {
+		{"first session ms", false, p50("session")},
+		{"first login ms", false, p50("login")},
+		{"first UIDL ms", false, p50("uidl")},
+		{"first LIST ms", false, p50("list")},
+	},
+	"bigmbox-again": {
+		{"next session ms", false, p50("session")},
+		{"next UIDL ms", false, p50("uidl")},
+	},
+	"intake": {
+		{"messages/s (all retrievable)", true, func(r Result) float64 {
+			if r.Seconds == 0 {
+				return 0
+			}
+			return float64(r.Ops["message"].Ops) / r.Seconds
+		}},
+		{"250 p50 ms", false, p50("message")},
+		{"250 p99 ms", false, p99("message")},
+	},
+	"idle": {
+		{"KiB per idle session", false, value("kib_per_session")},
+		{"memory MiB (all sessions)", false, value("mib_after")},
+		{"logins/s", true, opsPerSec("login")},
+	},
+}
+
+func summarizeRuns(runs []roundResult, peer string) []summaryRow {
+	var rows []summaryRow
+	var kinds []string
+	seen := map[string]bool{}
+	for _, r := range runs {
+		if !seen[r.Result.Workload] {
+			seen[r.Result.Workload] = true
+			kinds = append(kinds, r.Result.Workload)
+		}
+	}
+	for _, kind := range kinds {
+		for _, m := range metrics[kind] {
+			var po, pe []float64
+			for _, r := range runs {
+				if r.Result.Workload != kind {
+					continue
+				}
+				v := m.get(r.Result)
+				if r.Server == "postoffice" {
+					po = append(po, v)
+				} else if r.Server == peer {
+					pe = append(pe, v)
+				}
+			}
+			row := summaryRow{Metric: m.name, Postoffice: median(po), Peer: median(pe), HigherBetter: m.higherBetter}
+			row.Ratio = row.Postoffice / row.Peer
+			if m.higherBetter {
+				row.Advantage = row.Ratio
+			} else {
+				row.Advantage = row.Peer / row.Postoffice
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows
+}
+
+func writeSummary(w io.Writer, reports []workloadReport) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "workload\tmetric\tpostoffice\tpeer\tpeer value\tpostoffice/peer\tverdict")
+	for _, rep := range reports {
+		for _, row := range rep.Summary {
+			verdict := "-"
+			switch a := row.Advantage; {
+			case math.IsNaN(a) || math.IsInf(a, 0):
+			case a >= 1:
+				verdict = fmt.Sprintf("%.2fx better", a)
+			default:
+				verdict = fmt.Sprintf("%.2fx worse", 1/a)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.3f\t%s\n", rep.Workload, row.Metric,
+				formatFig(row.Postoffice), rep.Peer, formatFig(row.Peer), row.Ratio, verdict)
+		}
+	}
+	return tw.Flush()
+}
+
+func formatFig(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "-"
+	case math.Abs(v) >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case math.Abs(v) >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func (o *compareOpts) logf(format string, args ...any) {
+	fmt.Fprintf(o.log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// peerFor returns the peer a workload is compared with.
+func (o *compareOpts) peerFor(workload string) string {
+	if o.Peer != "auto" {
+		return o.Peer
+	}
+	if workload == "intake" {
+		return "postfix"
+	}
+	return "dovecot"
+}
+
+// ensurePackages installs Dovecot and Postfix from Debian's packages when
+// absent.
+func (o *compareOpts) ensurePackages(peers map[string]bool) error {
+	var need []string
+	if peers["dovecot"] {
+		if _, err := exec.LookPath("dovecot"); err != nil {
+			need = append(need, "dovecot-pop3d")
+		}
+	}
+	if peers["postfix"] {
+		if _, err := exec.LookPath("postfix"); err != nil {
+			need = append(need, "postfix")
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	o.logf("installing %s", strings.Join(need, " "))
+	for _, args := range [][]string{{"update", "-qq"}, append([]string{"install", "-y", "-qq", "--no-install-recommends"}, need...)} {
+		cmd := exec.Command("apt-get", args...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("apt-get %s: %v\n%s", args[0], err, out)
+		}
+	}
+	return nil
+}
+
+// raiseFileLimit lets the benchmark and the servers it starts hold tens of
+// thousands of connections.
+func raiseFileLimit(n uint64) error {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return err
+	}
+	if l.Cur >= n {
+		return nil
+	}
+	l.Cur = n
+	if l.Max < n {
+		l.Max = n
+	}
+	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+}
+
+func runCompare(ctx context.Context, o *compareOpts) ([]workloadReport, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("compare runs Dovecot and Postfix as root: run it as root")
+	}
+	peers := map[string]bool{}
+	for _, w := range o.Workloads {
+		peers[o.peerFor(w)] = true
+	}
+	if err := o.ensurePackages(peers); err != nil {
+		return nil, err
+	}
+	if err := raiseFileLimit(uint64(o.IdleSessions) + 2000); err != nil {
+		o.logf("warning: could not raise the open files limit to %d: %v", o.IdleSessions+2000, err)
+	}
+	tmp, err := os.MkdirTemp(o.TmpDir, "postoffice-bench-")
+	if err != nil {
+		return nil, err
+	}
+	// Dovecot's and Postfix's unprivileged processes must reach their
+	// directories inside.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	if o.Keep {
+		o.logf("data in %s (kept)", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+	hash, err := makeHash(o.Password, o.Hash)
+	if err != nil {
+		return nil, err
+	}
+	c := hashCosts[o.Hash]
+	o.logf("machine: %d CPUs, %s; password hash %s: argon2id m=%d,t=%d,p=1", runtime.NumCPU(), runtime.Version(), o.Hash, c.m, c.t)
+	var reports []workloadReport
+	for _, w := range o.Workloads {
+		peer := o.peerFor(w)
+		o.logf("=== %s: postoffice vs %s, %d rounds", w, peer, o.Rounds)
+		rep, err := o.compareWorkload(ctx, filepath.Join(tmp, w), w, peer, hash)
+		if err != nil {
+			return reports, fmt.Errorf("%s: %w", w, err)
+		}
+		reports = append(reports, rep)
+		writeSummary(o.log, []workloadReport{rep})
+	}
+	return reports, nil
+}
+
+// pair is the two servers of a workload.
+type pair struct {
+	po   *postoffice
+	peer instance
+	ids  map[string]int64 // postoffice user IDs
+}
+
+func (p *pair) both() []instance { return []instance{p.po, p.peer} }
+
+func (p *pair) stop() {
+	for _, s := range p.both() {
+		if s != nil && !isNil(s) {
+			s.Stop()
+		}
+	}
+}
+
+func isNil(s instance) bool {
+	switch v := s.(type) {
+	case *postoffice:
+		return v == nil
+	case *dovecot:
+		return v == nil
+	case *postfix:
+		return v == nil
+	}
+	return false
+}
+
+// setup creates both servers' directories, configs and users.
+func (o *compareOpts) setup(ctx context.Context, dir, peer string, users []account, hash string, sessions int) (*pair, error) {
+	p := &pair{}
+	var err error
+	if p.po, err = newPostoffice(o.Bin, o.BenchDir, filepath.Join(dir, "postoffice")); err != nil {
+		return nil, err
+	}
+	if p.ids, err = addPostofficeUsers(ctx, p.po.dataDir(), users, hash); err != nil {
+		return nil, err
+	}
+	switch peer {
+	case "dovecot":
+		v, err := newDovecot(o.BenchDir, filepath.Join(dir, "dovecot"), o.AuthCache, sessions)
+		if err != nil {
+			return nil, err
+		}
+		if err := v.writePasswd(users, hash); err != nil {
+			return nil, err
+		}
+		p.peer = v
+	case "postfix":
+		x, err := newPostfix(o.BenchDir, filepath.Join(dir, "postfix"), o.Domain, users)
+		if err != nil {
+			return nil, err
+		}
+		p.peer = x
+	default:
+		return nil, fmt.Errorf("unknown peer %q", peer)
+	}
+	return p, nil
+}
+
+// fill loads the same messages into both servers' mailboxes: for user i,
+// perUser messages with sizes from dist (seeded by round and user).
+func (o *compareOpts) fill(ctx context.Context, p *pair, users []account, perUser int, dist sizeDist, round int) error {
+	var items []mailItem
+	flush := func() error {
+		if len(items) == 0 {
+			return nil
+		}
+		if o.Loader == "api" {
+			err := apiDeliver(ctx, p.po.dataDir(), p.ids, items)
+			items = items[:0]
+			return err
+		}
+		err := bulkDeliver(ctx, p.po.dataDir(), p.ids, items)
+		items = items[:0]
+		return err
+	}
+	v, _ := p.peer.(*dovecot)
+	for ui, u := range users {
+		r := rand.New(rand.NewPCG(uint64(round), uint64(ui)))
+		msgs := make([][]byte, perUser)
+		for i := range msgs {
+			msgs[i] = generateMessage(u.Name, round*10_000_000+ui*perUser+i, dist.draw(r))
+			items = append(items, mailItem{user: u.Name, body: msgs[i]})
+		}
+		if v != nil {
+			if err := writeMaildir(filepath.Join(v.dir, "mail"), v.maildir(u.Name), msgs); err != nil {
+				return err
+			}
+		}
+		if len(items) >= 20_000 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	syscall.Sync()
+	return nil
+}
+
+// touchAll logs every user in once on s (STAT, QUIT), unmeasured: Dovecot
+// then has indexed the mail a foreign MTA put into new/, as its own LDA
+// would have done at delivery, and both servers have the users in their
+// auth caches.
+func touchAll(ctx context.Context, s instance, users []account, conc int) error {
+	res := runPOP3Sessions(ctx, "touch", loadOpts{Addr: s.POP3Addr(), Users: users, Concurrency: conc, Count: len(users)},
+		func(ctx context.Context, c *collector, addr string, u account) error {
+			p, err := login(ctx, c, addr, u)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			if _, _, err := p.stat(); err != nil {
+				return err
+			}
+			return p.quit()
+		})
+	if n := res.Errors(); n > 0 {
+		return fmt.Errorf("%s: %d of %d logins failed: %v", s.Name(), n, len(users), res.ErrorSamples)
+	}
+	return nil
+}
+
+// verifySame checks that both servers serve the user's mailbox with the
+// same sizes and the same octets.
+func verifySame(ctx context.Context, a, b instance, u account) error {
+	type msg struct {
+		size int64
+		body []byte
+	}
+	get := func(s instance) ([]msg, error) {
+		var out []msg
+		err := fetchAll(ctx, s.POP3Addr(), u, func(i int, size int64, content []byte) {
+			out = append(out, msg{size, content})
+		})
+		return out, err
+	}
+	ma, err := get(a)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.Name(), err)
+	}
+	mb, err := get(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	if len(ma) != len(mb) {
+		return fmt.Errorf("%s has %d messages, %s %d", a.Name(), len(ma), b.Name(), len(mb))
+	}
+	// Both list in delivery order; compare as multisets of contents in
+	// case one orders differently.
+	seen := map[string]int{}
+	for _, m := range ma {
+		seen[string(m.body)]++
+	}
+	for i, m := range mb {
+		if seen[string(m.body)] == 0 {
+			return fmt.Errorf("message %d of %s (%d octets) not served by %s", i+1, b.Name(), m.size, a.Name())
+		}
+		seen[string(m.body)]--
+	}
+	return nil
+}
+
+func (o *compareOpts) compareWorkload(ctx context.Context, dir, w, peer, hash string) (workloadReport, error) {
+	rep := workloadReport{Workload: w, Peer: peer}
+	var err error
+	switch w {
+	case "poll":
+		err = o.comparePoll(ctx, dir, peer, hash, &rep)
+	case "download":
+		err = o.compareDownload(ctx, dir, peer, hash, &rep)
+	case "bigmbox":
+		err = o.compareBigMailbox(ctx, dir, peer, hash, &rep)
+	case "intake":
+		err = o.compareIntake(ctx, dir, peer, hash, &rep)
+	case "idle":
+		err = o.compareIdle(ctx, dir, peer, hash, &rep)
+	default:
+		err = fmt.Errorf("unknown workload")
+	}
+	rep.Summary = summarizeRuns(rep.Runs, peer)
+	return rep, err
+}
+
+// order alternates which server goes first from round to round.
+func order(p *pair, round int) []instance {
+	if round%2 == 0 {
+		return []instance{p.po, p.peer}
+	}
+	return []instance{p.peer, p.po}
+}
+
+func (o *compareOpts) record(rep *workloadReport, round int, s instance, res Result) {
+	res.Server = s.Name()
+	rep.Runs = append(rep.Runs, roundResult{Round: round, Server: s.Name(), Result: res})
+	var parts []string
+	for _, n := range res.opNames() {
+		op := res.Ops[n]
+		parts = append(parts, fmt.Sprintf("%s %d ops %.1f/s p50 %.2fms", n, op.Ops, op.OpsPerSec, op.Latency.P50))
+	}
+	o.logf("round %d %-10s %-13s %s", round+1, s.Name(), res.Workload, strings.Join(parts, "; "))
+	for _, e := range res.ErrorSamples {
+		o.logf("  error: %s", e)
+	}
+}
+
+func (o *compareOpts) startBoth(ctx context.Context, p *pair) error {
+	for _, s := range p.both() {
+		if err := s.Start(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (o *compareOpts) users(n int) ([]account, error) {
+	return usersFromPattern("user%d@"+o.Domain, n, o.Password)
+}
+
+func (o *compareOpts) comparePoll(ctx context.Context, dir, peer, hash string, rep *workloadReport) error {
+	users, err := o.users(o.PollUsers)
+	if err != nil {
+		return err
+	}
+	p, err := o.setup(ctx, dir, peer, users, hash, o.PollConcurrency)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	o.logf("loading %d users x %d messages of %v", len(users), o.PollMessages, o.PollSize)
+	if err := o.fill(ctx, p, users, o.PollMessages, o.PollSize, 0); err != nil {
+		return err
+	}
+	if err := o.startBoth(ctx, p); err != nil {
+		return err
+	}
+	if err := verifySame(ctx, p.po, p.peer, users[0]); err != nil {
+		return fmt.Errorf("the servers do not serve the same mail: %w", err)
+	}
+	for _, s := range p.both() {
+		if err := touchAll(ctx, s, users, o.PollConcurrency); err != nil {
+			return err
+		}
+	}
+	for r := range o.Rounds {
+		for _, s := range order(p, r) {
+			res, err := runWorkload(ctx, "poll", loadOpts{Addr: s.POP3Addr(), Users: users,
+				Concurrency: o.PollConcurrency, Duration: o.PollDuration})
+			if err != nil {
+				return err
+			}
+			o.record(rep, r, s, res)
+		}
+	}
+	return nil
+}
+
+func (o *compareOpts) compareDownload(ctx context.Context, dir, peer, hash string, rep *workloadReport) error {
+	users, err := o.users(o.DownloadUsers)
+	if err != nil {
+		return err
+	}
+	p, err := o.setup(ctx, dir, peer, users, hash, o.DownloadConcurrency)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	if err := o.startBoth(ctx, p); err != nil {
+		return err
+	}
+	for r := range o.Rounds {
+		o.logf("loading %d users x %d messages of %v", len(users), o.DownloadMessages, o.DownloadSizes)
+		if err := o.fill(ctx, p, users, o.DownloadMessages, o.DownloadSizes, r); err != nil {
+			return err
+		}
+		if r == 0 {
+			if err := verifySame(ctx, p.po, p.peer, users[0]); err != nil {
+				return fmt.Errorf("the servers do not serve the same mail: %w", err)
+			}
+		}
+		for _, s := range p.both() {
+			if err := touchAll(ctx, s, users, o.DownloadConcurrency); err != nil {
+				return err
+			}
+		}
+		for _, s := range order(p, r) {
+			res, err := runWorkload(ctx, "download", loadOpts{Addr: s.POP3Addr(), Users: users,
+				Concurrency: o.DownloadConcurrency})
+			if err != nil {
+				return err
+			}
+			o.record(rep, r, s, res)
+		}
+	}
+	return nil
+}
+
+func (o *compareOpts) compareBigMailbox(ctx context.Context, dir, peer, hash string, rep *workloadReport) error {
+	users, err := o.users(1)
+	if err != nil {
+		return err
+	}
+	p, err := o.setup(ctx, dir, peer, users, hash, 1)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	o.logf("loading 1 user x %d messages of %v", o.BigMessages, o.BigSize)
+	if err := o.fill(ctx, p, users, o.BigMessages, o.BigSize, 0); err != nil {
+		return err
+	}
+	if err := o.startBoth(ctx, p); err != nil {
+		return err
+	}
+	v, _ := p.peer.(*dovecot)
+	for r := range o.Rounds {
+		for _, s := range order(p, r) {
+			if s == instance(v) {
+				// A first login: no index yet, as after delivery by a
+				// foreign MTA.
+				if err := dropDovecotIndexes(v.maildir(users[0].Name)); err != nil {
+					return err
+				}
+			}
+			for _, kind := range []string{"bigmbox-first", "bigmbox-again"} {
+				res, err := runWorkload(ctx, "bigmbox", loadOpts{Addr: s.POP3Addr(), Users: users, Count: 1})
+				if err != nil {
+					return err
+				}
+				res.Workload = kind
+				o.record(rep, r, s, res)
+			}
+		}
+	}
+	rep.Notes = append(rep.Notes, "first: Dovecot's index files removed before the session (mail as a foreign MTA leaves it); next: the session right after")
+	return nil
+}
+
+func (o *compareOpts) compareIntake(ctx context.Context, dir, peer, hash string, rep *workloadReport) error {
+	users, err := o.users(o.IntakeUsers)
+	if err != nil {
+		return err
+	}
+	p, err := o.setup(ctx, dir, peer, users, hash, 0)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	if err := o.startBoth(ctx, p); err != nil {
+		return err
+	}
+	x, _ := p.peer.(*postfix)
+	for r := range o.Rounds {
+		for _, s := range order(p, r) {
+			lo := loadOpts{Addr: s.SMTPAddr(), Users: users, Concurrency: o.IntakeConcurrency,
+				Count: o.IntakeMessages, PerConn: o.IntakePerConn, Sizes: o.IntakeSize}
+			var before int
+			if s == instance(x) && x != nil {
+				dirs := make([]string, len(users))
+				for i, u := range users {
+					dirs[i] = x.maildirNew(u.Name)
+				}
+				if before, err = countFiles(dirs); err != nil {
+					return err
+				}
+				want := before + o.IntakeMessages
+				lo.waitDone = func(ctx context.Context) error {
+					return waitForFiles(ctx, dirs, want, 10*time.Minute)
+				}
+			}
+			res, err := runWorkload(ctx, "intake", lo)
+			if err != nil {
+				return err
+			}
+			if s == instance(p.po) {
+				if err := o.checkPostofficeCount(ctx, p, users, (r+1)*o.IntakeMessages); err != nil {
+					return err
+				}
+			}
+			o.record(rep, r, s, res)
+		}
+	}
+	rep.Notes = append(rep.Notes, "postoffice: mail is retrievable when 250 is sent; Postfix: when virtual(8) has put every message into the maildirs (counted)")
+	return nil
+}
+
+// waitForFiles waits until the directories hold want entries.
+func waitForFiles(ctx context.Context, dirs []string, want int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		n, err := countFiles(dirs)
+		if err != nil {
+			return err
+		}
+		if n >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d messages delivered after %v", n, want, within)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// checkPostofficeCount checks that postoffice's mailboxes hold want
+// messages in all (the store's own counters, as STAT reports them).
+func (o *compareOpts) checkPostofficeCount(ctx context.Context, p *pair, users []account, want int) error {
+	st, err := sqlite.Open(p.po.dataDir())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	total := 0
+	for _, u := range users {
+		n, _, err := st.Usage(ctx, p.ids[u.Name])
+		if err != nil {
+			return err
+		}
+		total += n
+	}
+	if total != want {
+		return fmt.Errorf("postoffice holds %d messages, want %d", total, want)
+	}
+	return nil
+}
+
+func (o *compareOpts) compareIdle(ctx context.Context, dir, peer, hash string, rep *workloadReport) error {
+	users, err := o.users(o.IdleSessions)
+	if err != nil {
+		return err
+	}
+	p, err := o.setup(ctx, dir, peer, users, hash, o.IdleSessions)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	o.logf("loading %d users x 1 message", len(users))
+	if err := o.fill(ctx, p, users, 1, sizeDist{min: 4096, max: 4096, median: 4096}, 0); err != nil {
+		return err
+	}
+	for r := range o.Rounds {
+		for _, s := range order(p, r) {
+			// A fresh server each round: the memory before is that of a
+			// server that has served nobody yet.
+			if err := s.Start(ctx); err != nil {
+				return err
+			}
+			time.Sleep(2 * time.Second)
+			before, err := s.Memory()
+			if err != nil {
+				s.Stop()
+				return err
+			}
+			n := len(users)
+			res, err := runWorkload(ctx, "idle", loadOpts{Addr: s.POP3Addr(), Users: users,
+				Concurrency: o.IdleConcurrency, Hold: o.IdleHold,
+				measure: func(c *collector) {
+					after, err := s.Memory()
+					if err != nil {
+						c.fail("memory", err)
+						return
+					}
+					c.set("processes", float64(after.Processes))
+					c.set("mib_before", float64(before.PSS)/(1<<20))
+					c.set("mib_after", float64(after.PSS)/(1<<20))
+					c.set("rss_mib_after", float64(after.RSS)/(1<<20))
+					c.set("kib_per_session", float64(after.PSS-before.PSS)/1024/float64(n))
+				}})
+			s.Stop()
+			if err != nil {
+				return err
+			}
+			o.record(rep, r, s, res)
+		}
+	}
+	rep.Notes = append(rep.Notes, "memory is the proportional set size (PSS) summed over the server's processes, after all sessions logged in and were held idle")
+	return nil
+}
+
+// describe prints the settings of a compare run.
+func (o *compareOpts) describe(w io.Writer) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "workloads %s, %d rounds, hash %s, Dovecot auth cache %v, loader %s\n",
+		strings.Join(o.Workloads, ","), o.Rounds, o.Hash, o.AuthCache, o.Loader)
+	fmt.Fprintf(&b, "poll: %d users x %d messages of %v, %d clients, %v per round\n",
+		o.PollUsers, o.PollMessages, o.PollSize, o.PollConcurrency, o.PollDuration)
+	fmt.Fprintf(&b, "download: %d users x %d messages of %v, %d clients\n",
+		o.DownloadUsers, o.DownloadMessages, o.DownloadSizes, o.DownloadConcurrency)
+	fmt.Fprintf(&b, "bigmbox: %d messages of %v\n", o.BigMessages, o.BigSize)
+	fmt.Fprintf(&b, "intake: %d messages of %v to %d users, %d senders, %d per connection\n",
+		o.IntakeMessages, o.IntakeSize, o.IntakeUsers, o.IntakeConcurrency, o.IntakePerConn)
+	fmt.Fprintf(&b, "idle: %d sessions, logged in %d at a time, held %v\n", o.IdleSessions, o.IdleConcurrency, o.IdleHold)
+	w.Write(b.Bytes())
+}

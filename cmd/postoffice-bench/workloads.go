@@ -1,0 +1,416 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// loadOpts says what load to put on a server.
+type loadOpts struct {
+	Addr        string
+	Users       []account
+	Concurrency int
+	// Duration bounds the run (0: no bound); Count bounds the number of
+	// operations (sessions, or messages for SMTP; 0: the workload's
+	// default). The run ends at whichever comes first.
+	Duration time.Duration
+	Count    int
+
+	// SMTP only.
+	Sizes   sizeDist
+	PerConn int    // messages per SMTP connection
+	From    string // envelope sender
+	// waitDone, if set, is called after the last message was accepted and
+	// must return once every message is retrievable (the intake
+	// workload's finish line); its time is part of the run.
+	waitDone func(ctx context.Context) error
+
+	// Idle only: how long the sessions are held open once all are logged
+	// in, and what to do meanwhile (measure the server's memory).
+	Hold    time.Duration
+	measure func(c *collector)
+}
+
+// workloads lists the workloads by name, with what they do.
+var workloads = []struct{ name, doc string }{
+	{"poll", "POP3: connect, USER/PASS, STAT, UIDL, QUIT (leave-on-server clients)"},
+	{"download", "POP3: connect, USER/PASS, STAT, RETR and DELE every message, QUIT"},
+	{"bigmbox", "POP3: one client: connect, USER/PASS, UIDL, LIST, QUIT of a big mailbox"},
+	{"intake", "SMTP: deliver messages to the users, until all are retrievable"},
+	{"idle", "POP3: open sessions, log in, STAT, hold them open idle"},
+}
+
+func runWorkload(ctx context.Context, name string, o loadOpts) (Result, error) {
+	if len(o.Users) == 0 {
+		return Result{}, fmt.Errorf("no users")
+	}
+	o.Concurrency = max(o.Concurrency, 1)
+	var res Result
+	switch name {
+	case "poll":
+		res = runPOP3Sessions(ctx, name, o, pollSession)
+	case "download":
+		if o.Count == 0 {
+			o.Count = len(o.Users) // each mailbox is emptied once
+		}
+		res = runPOP3Sessions(ctx, name, o, downloadSession)
+	case "bigmbox":
+		if o.Count == 0 {
+			o.Count = 1
+		}
+		o.Concurrency = 1
+		res = runPOP3Sessions(ctx, name, o, bigMailboxSession)
+	case "intake":
+		res = runIntake(ctx, o)
+	case "idle":
+		res = runIdle(ctx, o)
+	default:
+		return Result{}, fmt.Errorf("unknown workload %q", name)
+	}
+	res.Addr = o.Addr
+	return res, nil
+}
+
+// budget hands out operation numbers until Count is reached (no limit if
+// Count is 0) or ctx is done.
+type budget struct {
+	next  atomic.Int64
+	limit int64
+}
+
+// take returns the next operation number (from 1), or false when done.
+func (b *budget) take(ctx context.Context) (int64, bool) {
+	if ctx.Err() != nil {
+		return 0, false
+	}
+	n := b.next.Add(1)
+	return n, b.limit <= 0 || n <= b.limit
+}
+
+type sessionFunc func(ctx context.Context, c *collector, addr string, u account) error
+
+// runPOP3Sessions runs sessions from Concurrency workers. Worker w uses the
+// users whose index is w modulo Concurrency, in turn, so that no two
+// sessions of one user overlap (a POP3 maildrop is locked per session).
+func runPOP3Sessions(ctx context.Context, name string, o loadOpts, fn sessionFunc) Result {
+	conc := min(o.Concurrency, len(o.Users))
+	if o.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Duration)
+		defer cancel()
+	}
+	if o.Count == 0 && o.Duration == 0 {
+		o.Count = len(o.Users)
+	}
+	b := &budget{limit: int64(o.Count)}
+	c := newCollector()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range conc {
+		// The worker's own users: w, w+conc, w+2*conc...
+		mine := (len(o.Users) - w + conc - 1) / conc
+		wg.Go(func() {
+			for k := 0; ; k++ {
+				idx := w + (k%mine)*conc
+				if _, ok := b.take(ctx); !ok {
+					return
+				}
+				t := time.Now()
+				if err := fn(ctx, c, o.Addr, o.Users[idx]); err != nil {
+					if ctx.Err() != nil && o.Duration > 0 {
+						return // cut off by the end of the run
+					}
+					c.fail("session", err)
+					continue
+				}
+				c.rec("session").add(time.Since(t), 0)
+			}
+		})
+	}
+	wg.Wait()
+	res := c.result(name, time.Since(start))
+	return res
+}
+
+// login connects and logs in, recording the time to "login".
+func login(ctx context.Context, c *collector, addr string, u account) (*pop3Client, error) {
+	t := time.Now()
+	p, err := dialPOP3(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.login(u.Name, u.Password); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("%s: %w", u.Name, err)
+	}
+	c.rec("login").add(time.Since(t), 0)
+	return p, nil
+}
+
+// pollSession is a leave-on-server client checking for new mail.
+func pollSession(ctx context.Context, c *collector, addr string, u account) error {
+	p, err := login(ctx, c, addr, u)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if _, _, err := p.stat(); err != nil {
+		return err
+	}
+	t := time.Now()
+	n, err := p.multi("UIDL", nil)
+	if err != nil {
+		return err
+	}
+	c.rec("uidl").add(time.Since(t), n)
+	if err := p.quit(); err != nil {
+		return err
+	}
+	c.rec("session-bytes").add(0, p.read)
+	return nil
+}
+
+// downloadSession retrieves and deletes every message.
+func downloadSession(ctx context.Context, c *collector, addr string, u account) error {
+	p, err := login(ctx, c, addr, u)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	n, _, err := p.stat()
+	if err != nil {
+		return err
+	}
+	retr := c.rec("retr")
+	for i := 1; i <= n; i++ {
+		t := time.Now()
+		size, err := p.retr(i, nil)
+		if err != nil {
+			return err
+		}
+		retr.add(time.Since(t), size)
+		if _, err := p.cmd(fmt.Sprintf("DELE %d", i)); err != nil {
+			return err
+		}
+	}
+	t := time.Now()
+	if err := p.quit(); err != nil {
+		return err
+	}
+	c.rec("quit").add(time.Since(t), 0)
+	return nil
+}
+
+// bigMailboxSession lists a big mailbox: UIDL, then LIST.
+func bigMailboxSession(ctx context.Context, c *collector, addr string, u account) error {
+	p, err := login(ctx, c, addr, u)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	for _, cmd := range []string{"UIDL", "LIST"} {
+		t := time.Now()
+		n, err := p.multi(cmd, nil)
+		if err != nil {
+			return err
+		}
+		c.rec(map[string]string{"UIDL": "uidl", "LIST": "list"}[cmd]).add(time.Since(t), n)
+	}
+	return p.quit()
+}
+
+// runIntake sends Count messages over SMTP from Concurrency connections,
+// PerConn messages per connection, to the users in turn.
+func runIntake(ctx context.Context, o loadOpts) Result {
+	if o.Count == 0 {
+		o.Count = 1000
+	}
+	if o.PerConn <= 0 {
+		o.PerConn = 1
+	}
+	if o.From == "" {
+		o.From = "sender@bench.invalid"
+	}
+	if o.Sizes.median == 0 {
+		o.Sizes = sizeDist{min: 20 * 1024, max: 20 * 1024, median: 20 * 1024}
+	}
+	// Messages are made before the clock starts: the client shares the
+	// machine with the server and should cost it little.
+	r := rand.New(rand.NewPCG(1, 2))
+	msgs := make([][]byte, min(o.Count, 256))
+	for i := range msgs {
+		msgs[i] = generateMessage(o.Users[i%len(o.Users)].Name, i, o.Sizes.draw(r))
+	}
+	if o.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Duration)
+		defer cancel()
+	}
+	c := newCollector()
+	b := &budget{limit: int64(o.Count)}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range o.Concurrency {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if !intakeConnection(ctx, c, o, b, msgs) {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	acked := time.Since(start)
+	c.set("ack_seconds", acked.Seconds())
+	if o.waitDone != nil {
+		if err := o.waitDone(ctx); err != nil {
+			c.fail("retrievable", err)
+		}
+	}
+	return c.result("intake", time.Since(start))
+}
+
+// intakeConnection sends up to PerConn messages on one connection; false
+// once the budget is spent.
+func intakeConnection(ctx context.Context, c *collector, o loadOpts, b *budget, msgs [][]byte) bool {
+	var s *smtpClient
+	defer func() {
+		if s != nil {
+			s.quit()
+			s.Close()
+		}
+	}()
+	for range o.PerConn {
+		n, ok := b.take(ctx)
+		if !ok {
+			return false
+		}
+		msg := msgs[int(n)%len(msgs)]
+		to := o.Users[int(n)%len(o.Users)].Name
+		t := time.Now()
+		if s == nil {
+			var err error
+			if s, err = dialSMTP(ctx, o.Addr, "bench.invalid"); err != nil {
+				c.fail("message", err)
+				return true
+			}
+		}
+		if err := s.send(o.From, to, msg); err != nil {
+			c.fail("message", err)
+			s.Close()
+			s = nil
+			return true
+		}
+		c.rec("message").add(time.Since(t), int64(len(msg)))
+	}
+	return true
+}
+
+// runIdle logs in one session per user (Concurrency at a time), holds them
+// all open, calls measure, then ends them with QUIT.
+func runIdle(ctx context.Context, o loadOpts) Result {
+	n := len(o.Users)
+	if o.Count > 0 {
+		n = min(n, o.Count)
+	}
+	c := newCollector()
+	conns := make([]*pop3Client, n)
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(o.Concurrency, n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				p, err := login(ctx, c, o.Addr, o.Users[i])
+				if err == nil {
+					_, _, err = p.stat()
+				}
+				if err != nil {
+					c.fail("session", err)
+					if p != nil {
+						p.Close()
+					}
+					continue
+				}
+				conns[i] = p
+			}
+		})
+	}
+	wg.Wait()
+	open := 0
+	for _, p := range conns {
+		if p != nil {
+			open++
+		}
+	}
+	c.set("sessions_open", float64(open))
+	c.set("login_seconds", time.Since(start).Seconds())
+	select {
+	case <-time.After(o.Hold):
+	case <-ctx.Done():
+	}
+	if o.measure != nil {
+		o.measure(c)
+	}
+	// Every session must still be there after the hold.
+	for _, p := range conns {
+		if p == nil {
+			continue
+		}
+		wg.Go(func() {
+			defer p.Close()
+			t := time.Now()
+			if err := p.quit(); err != nil {
+				c.fail("session", fmt.Errorf("after holding: %w", err))
+				return
+			}
+			c.rec("session").add(time.Since(t), 0)
+		})
+	}
+	wg.Wait()
+	return c.result("idle", time.Since(start))
+}
+
+// fetchAll retrieves every message of a user's mailbox without deleting
+// anything, each message's content to w (verification).
+func fetchAll(ctx context.Context, addr string, u account, w func(i int, size int64, content []byte)) error {
+	p, err := dialPOP3(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if err := p.login(u.Name, u.Password); err != nil {
+		return err
+	}
+	n, _, err := p.stat()
+	if err != nil {
+		return err
+	}
+	for i := 1; i <= n; i++ {
+		var buf bytesBuffer
+		size, err := p.retr(i, &buf)
+		if err != nil {
+			return err
+		}
+		w(i, size, buf.b)
+	}
+	return p.quit()
+}
+
+type bytesBuffer struct{ b []byte }
+
+func (b *bytesBuffer) Write(p []byte) (int, error) {
+	b.b = append(b.b, p...)
+	return len(p), nil
+}
+
+var _ io.Writer = (*bytesBuffer)(nil)

@@ -1,0 +1,444 @@
+package admin
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"postoffice/internal/config"
+	"postoffice/internal/control"
+	"postoffice/internal/directory"
+	"postoffice/internal/store"
+	"postoffice/internal/store/sqlite"
+)
+
+// fakeCtl is the server as the console sees it.
+type fakeCtl struct {
+	mu    sync.Mutex
+	calls []string
+	cfg   config.Config
+}
+
+func (f *fakeCtl) record(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, s)
+}
+
+func (f *fakeCtl) got() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Join(f.calls, "|")
+}
+
+func (f *fakeCtl) Status(context.Context) (control.Status, error) {
+	return control.Status{Started: time.Now().Add(-time.Hour), Services: []control.ServiceStatus{
+		{Name: "pop3", Running: true, Autostart: true, Sessions: 2, Addrs: []string{"pop3 127.0.0.1:110"}, Since: time.Now()},
+		{Name: "smtp", Running: false, Autostart: true},
+	}}, nil
+}
+
+func (f *fakeCtl) StartService(_ context.Context, name string) ([]string, error) {
+	f.record("start " + name)
+	return []string{name + " started"}, nil
+}
+
+func (f *fakeCtl) StopService(_ context.Context, name string, grace time.Duration) ([]string, error) {
+	f.record("stop " + name)
+	return []string{name + " stopped"}, nil
+}
+
+func (f *fakeCtl) Reload(context.Context) ([]string, error) {
+	f.record("reload")
+	return []string{"certificates reloaded"}, nil
+}
+
+func (f *fakeCtl) Config() config.Config { return f.cfg }
+
+func (f *fakeCtl) SetConfig(_ context.Context, key, value string) ([]string, error) {
+	f.record("set " + key + "=" + value)
+	return []string{key + " changed"}, nil
+}
+
+func (f *fakeCtl) QueueRetry(_ context.Context, id int64) (int, error) {
+	f.record("retry")
+	return 1, nil
+}
+
+type consoleEnv struct {
+	t    *testing.T
+	st   *sqlite.Store
+	ctl  *fakeCtl
+	srv  *httptest.Server
+	c    *http.Client
+	now  time.Time
+	nowM sync.Mutex
+}
+
+func newConsole(t *testing.T, secure bool) *consoleEnv {
+	st, err := sqlite.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e := &consoleEnv{t: t, st: st, ctl: &fakeCtl{cfg: config.Default()}, now: time.Now()}
+	hash, _ := directory.HashPassword("right horse")
+	if err := st.AddAdmin(context.Background(), store.Admin{Name: "ops", PasswordHash: hash}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Options{Store: st, Controller: e.ctl, Secure: secure, Version: "test", FailureDelay: -1,
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "postoffice_up 1\n") }),
+		Now: func() time.Time { e.nowM.Lock(); defer e.nowM.Unlock(); return e.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = httptest.NewServer(c)
+	t.Cleanup(e.srv.Close)
+	e.c = e.client()
+	return e
+}
+
+func (e *consoleEnv) client() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func (e *consoleEnv) get(c *http.Client, path string) (int, string, http.Header) {
+	e.t.Helper()
+	resp, err := c.Get(e.srv.URL + path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func (e *consoleEnv) post(c *http.Client, path string, form url.Values, header ...string) (int, string, http.Header) {
+	e.t.Helper()
+	req, _ := http.NewRequest("POST", e.srv.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+var hiddenRE = regexp.MustCompile(`name="(token|csrf)" value="([^"]+)"`)
+
+func hidden(body, name string) string {
+	for _, m := range hiddenRE.FindAllStringSubmatch(body, -1) {
+		if m[1] == name {
+			return m[2]
+		}
+	}
+	return ""
+}
+
+// signIn signs c in and returns the session's CSRF token.
+func (e *consoleEnv) signIn(c *http.Client, name, pw string) (int, string) {
+	e.t.Helper()
+	_, body, _ := e.get(c, "/login")
+	code, body, hdr := e.post(c, "/login", url.Values{"token": {hidden(body, "token")}, "name": {name}, "password": {pw}, "next": {"/users"}})
+	if code != http.StatusSeeOther {
+		return code, body
+	}
+	if loc := hdr.Get("Location"); loc != "/users" {
+		e.t.Errorf("signed in to %q, want /users (next)", loc)
+	}
+	_, body, _ = e.get(c, "/")
+	return code, hidden(body, "csrf")
+}
+
+func TestSignIn(t *testing.T) {
+	e := newConsole(t, false)
+	if code, _, hdr := e.get(e.c, "/users?q=x"); code != http.StatusSeeOther || hdr.Get("Location") != "/login?next=%2Fusers%3Fq%3Dx" {
+		t.Errorf("GET /users signed out: %d %q", code, hdr.Get("Location"))
+	}
+	code, body := e.signIn(e.c, "ops", "wrong")
+	if code != http.StatusUnauthorized || !strings.Contains(body, "Wrong name or password.") {
+		t.Errorf("wrong password: %d", code)
+	}
+	if code, body := e.signIn(e.c, "nobody", "right horse"); code != http.StatusUnauthorized || !strings.Contains(body, "Wrong name or password.") {
+		t.Errorf("unknown name: %d %s", code, body)
+	}
+	code, csrf := e.signIn(e.c, "ops", "right horse")
+	if code != http.StatusSeeOther || csrf == "" {
+		t.Fatalf("sign in: %d, csrf %q", code, csrf)
+	}
+	u, _ := url.Parse(e.srv.URL)
+	var session *http.Cookie
+	for _, ck := range e.c.Jar.Cookies(u) {
+		if ck.Name == cookieName {
+			session = ck
+		}
+	}
+	if session == nil {
+		t.Fatal("no session cookie")
+	}
+	code, body, hdr := e.get(e.c, "/")
+	if code != 200 || !strings.Contains(body, "Signed in as <strong>ops</strong>") {
+		t.Fatalf("dashboard: %d", code)
+	}
+	for k, want := range map[string]string{"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY",
+		"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"} {
+		if !strings.Contains(hdr.Get(k), want) {
+			t.Errorf("header %s = %q, want %q", k, hdr.Get(k), want)
+		}
+	}
+	// Sign out ends the session for good.
+	if code, _, _ := e.post(e.c, "/logout", url.Values{"csrf": {csrf}}); code != http.StatusSeeOther {
+		t.Errorf("logout: %d", code)
+	}
+	other := e.client()
+	other.Jar.SetCookies(u, []*http.Cookie{session})
+	if code, _, _ := e.get(other, "/"); code != http.StatusSeeOther {
+		t.Errorf("old session cookie after logout: %d, want a redirect to sign in", code)
+	}
+}
+
+func TestCookieFlags(t *testing.T) {
+	for _, secure := range []bool{false, true} {
+		e := newConsole(t, secure)
+		_, body, _ := e.get(e.c, "/login")
+		_, _, hdr := e.post(e.c, "/login", url.Values{"token": {hidden(body, "token")}, "name": {"ops"}, "password": {"right horse"}})
+		var set string
+		for _, v := range hdr.Values("Set-Cookie") {
+			if strings.HasPrefix(v, cookieName+"=") {
+				set = v
+			}
+		}
+		if !strings.Contains(set, "HttpOnly") || !strings.Contains(set, "SameSite=Strict") || strings.Contains(set, "Secure") != secure {
+			t.Errorf("secure=%v: Set-Cookie %q", secure, set)
+		}
+	}
+}
+
+func TestSignInRateLimit(t *testing.T) {
+	e := newConsole(t, false)
+	for i := range loginFailures {
+		if code, _ := e.signIn(e.c, "ops", "guess"); code != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i, code)
+		}
+	}
+	code, body := e.signIn(e.c, "ops", "right horse")
+	if code != http.StatusTooManyRequests || !strings.Contains(body, "Too many failed sign-ins") {
+		t.Fatalf("after %d failures: %d, want 429 even with the right password", loginFailures, code)
+	}
+	e.nowM.Lock()
+	e.now = e.now.Add(loginWindow + time.Second)
+	e.nowM.Unlock()
+	if code, _ := e.signIn(e.c, "ops", "right horse"); code != http.StatusSeeOther {
+		t.Errorf("after the window: %d", code)
+	}
+}
+
+func TestCSRF(t *testing.T) {
+	e := newConsole(t, false)
+	_, csrf := e.signIn(e.c, "ops", "right horse")
+	form := url.Values{"address": {"eve@example.com"}, "password": {"x"}, "password2": {"x"}}
+	if code, body, _ := e.post(e.c, "/users", form); code != http.StatusForbidden || !strings.Contains(body, "CSRF check failed") {
+		t.Errorf("POST without token: %d", code)
+	}
+	form.Set("csrf", csrf+"x")
+	if code, _, _ := e.post(e.c, "/users", form); code != http.StatusForbidden {
+		t.Errorf("POST with a wrong token: %d", code)
+	}
+	form.Set("csrf", csrf)
+	if code, _, _ := e.post(e.c, "/users", form, "Origin", "http://evil.example"); code != http.StatusForbidden {
+		t.Errorf("POST from another origin: %d", code)
+	}
+	if code, _, _ := e.post(e.c, "/users", form, "Sec-Fetch-Site", "cross-site"); code != http.StatusForbidden {
+		t.Errorf("POST marked cross-site: %d", code)
+	}
+	if _, err := e.st.UserByAddress(context.Background(), "eve@example.com"); err == nil {
+		t.Fatal("a refused POST added the user")
+	}
+	if code, _, _ := e.post(e.c, "/users", form, "Origin", e.srv.URL); code != http.StatusSeeOther {
+		t.Errorf("POST with the token from the same origin: %d", code)
+	}
+	// The login form has its own token (login CSRF).
+	if code, body, _ := e.post(e.client(), "/login", url.Values{"name": {"ops"}, "password": {"right horse"}}); code != http.StatusForbidden || !strings.Contains(body, "stale") {
+		t.Errorf("login without its token: %d", code)
+	}
+}
+
+func TestUsersPages(t *testing.T) {
+	e := newConsole(t, false)
+	_, csrf := e.signIn(e.c, "ops", "right horse")
+	add := func(addr, pw, pw2, quota string) (int, string) {
+		code, body, _ := e.post(e.c, "/users", url.Values{"csrf": {csrf}, "address": {addr}, "name": {"Ann"}, "password": {pw}, "password2": {pw2}, "quota": {quota}})
+		return code, body
+	}
+	if code, _ := add("Ann@Example.org", "pw", "pw", "10M"); code != http.StatusSeeOther {
+		t.Fatalf("add: %d", code)
+	}
+	u, err := e.st.UserByAddress(context.Background(), "ann@example.org")
+	if err != nil || u.QuotaBytes != 10<<20 || u.DisplayName != "Ann" {
+		t.Fatalf("added user %+v, %v", u, err)
+	}
+	if ok, _ := directory.VerifyPassword(u.PasswordHash, "pw"); !ok {
+		t.Error("password not set")
+	}
+	for _, tc := range []struct{ addr, pw, pw2, quota, want string }{
+		{"not an address", "pw", "pw", "", "is not a valid address"},
+		{"b@example.org", "pw", "other", "", "the two passwords differ"},
+		{"b@example.org", "", "", "", "must not be empty"},
+		{"b@example.org", "pw", "pw", "lots", "is not a size"},
+		{"ann@example.org", "pw", "pw", "", "already exists"},
+	} {
+		code, body := add(tc.addr, tc.pw, tc.pw2, tc.quota)
+		if code != http.StatusUnprocessableEntity || !strings.Contains(body, tc.want) {
+			t.Errorf("add %+v: %d, want 422 with %q", tc, code, tc.want)
+		}
+		if tc.addr == "not an address" && !strings.Contains(body, `value="not an address"`) {
+			t.Errorf("the form lost what was typed")
+		}
+	}
+	_, body, _ := e.get(e.c, "/users?q=ANN")
+	if !strings.Contains(body, `href="/users/ann@example.org"`) {
+		t.Errorf("search did not find ann")
+	}
+	if _, body, _ = e.get(e.c, "/users?q=zzz"); !strings.Contains(body, "No user matches") {
+		t.Errorf("search for nothing")
+	}
+	if code, body, _ := e.get(e.c, "/users/ann@example.org"); code != 200 || !strings.Contains(body, "POP3 policy") {
+		t.Errorf("user page: %d", code)
+	}
+
+	post := func(action string, v url.Values) int {
+		v.Set("csrf", csrf)
+		code, _, _ := e.post(e.c, "/users/ann@example.org/"+action, v)
+		return code
+	}
+	if code := post("policy", url.Values{"delay_mode": {"custom"}, "delay": {"120"}, "expire_mode": {"custom"}, "expire": {"7"}}); code != http.StatusSeeOther {
+		t.Errorf("policy: %d", code)
+	}
+	u, _ = e.st.UserByAddress(context.Background(), "ann@example.org")
+	if u.LoginDelay == nil || *u.LoginDelay != 2*time.Minute || u.Expire == nil || *u.Expire != 7*24*time.Hour {
+		t.Errorf("policy not saved: %v %v", u.LoginDelay, u.Expire)
+	}
+	post("policy", url.Values{"delay_mode": {"default"}, "expire_mode": {"never"}})
+	u, _ = e.st.UserByAddress(context.Background(), "ann@example.org")
+	if u.LoginDelay != nil || u.Expire == nil || *u.Expire >= 0 {
+		t.Errorf("policy default/never not saved: %v %v", u.LoginDelay, u.Expire)
+	}
+	if code := post("policy", url.Values{"delay_mode": {"custom"}, "delay": {"-3"}}); code != http.StatusUnprocessableEntity {
+		t.Errorf("negative delay: %d", code)
+	}
+	post("disable", url.Values{"back": {"/users"}})
+	if u, _ = e.st.UserByAddress(context.Background(), "ann@example.org"); u.Enabled {
+		t.Error("disable did nothing")
+	}
+	post("password", url.Values{"password": {"new pw"}, "password2": {"new pw"}})
+	u, _ = e.st.UserByAddress(context.Background(), "ann@example.org")
+	if ok, _ := directory.VerifyPassword(u.PasswordHash, "new pw"); !ok {
+		t.Error("password not changed")
+	}
+	post("address-add", url.Values{"extra": {"ann.other@example.org"}})
+	if as, _ := e.st.ListAddresses(context.Background(), u.ID); len(as) != 1 {
+		t.Errorf("extra addresses %v", as)
+	}
+	if code := post("delete", url.Values{}); code != http.StatusUnprocessableEntity {
+		t.Errorf("delete without confirmation: %d", code)
+	}
+	if code := post("delete", url.Values{"confirm": {"on"}}); code != http.StatusSeeOther {
+		t.Errorf("delete: %d", code)
+	}
+	if _, err := e.st.UserByAddress(context.Background(), "ann@example.org"); err == nil {
+		t.Error("user not deleted")
+	}
+}
+
+func TestServicesAndSettings(t *testing.T) {
+	e := newConsole(t, false)
+	_, csrf := e.signIn(e.c, "ops", "right horse")
+	_, body, _ := e.get(e.c, "/")
+	for _, want := range []string{`id="service-pop3"`, `action="/services/pop3/stop"`, `action="/services/smtp/start"`, "Received today"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dashboard lacks %s", want)
+		}
+	}
+	e.post(e.c, "/services/pop3/stop", url.Values{"csrf": {csrf}})
+	e.post(e.c, "/services/smtp/start", url.Values{"csrf": {csrf}})
+	e.post(e.c, "/reload", url.Values{"csrf": {csrf}, "back": {"/settings"}})
+	e.post(e.c, "/settings", url.Values{"csrf": {csrf}, "key": {"pop3.login_delay"}, "value": {"60"}})
+	e.post(e.c, "/queue/0/retry", url.Values{"csrf": {csrf}})
+	if got, want := e.ctl.got(), "stop pop3|start smtp|reload|set pop3.login_delay=60|retry"; got != want {
+		t.Errorf("controller calls %q, want %q", got, want)
+	}
+	// The outcome shows on the next page, once.
+	_, body, _ = e.get(e.c, "/settings")
+	if !strings.Contains(body, "pop3.login_delay changed") {
+		t.Errorf("settings page lacks the flash")
+	}
+	if _, body, _ = e.get(e.c, "/settings"); strings.Contains(body, "pop3.login_delay changed") {
+		t.Errorf("flash shown twice")
+	}
+	for _, p := range []string{"/aliases", "/domains", "/queue", "/journal", "/journal?event=received&since=24h", "/settings"} {
+		if code, _, _ := e.get(e.c, p); code != 200 {
+			t.Errorf("GET %s: %d", p, code)
+		}
+	}
+	if code, _, _ := e.get(e.c, "/journal?event=nonsense"); code != http.StatusBadRequest {
+		t.Errorf("bad event filter: %d", code)
+	}
+	if code, body, _ := e.get(e.client(), "/metrics"); code != 200 || !strings.Contains(body, "postoffice_up") {
+		t.Errorf("/metrics: %d", code)
+	}
+}
+
+func TestAliasesAndDomains(t *testing.T) {
+	e := newConsole(t, false)
+	_, csrf := e.signIn(e.c, "ops", "right horse")
+	if code, _, _ := e.post(e.c, "/aliases", url.Values{"csrf": {csrf}, "address": {"team@example.org"}, "targets": {"a@example.org\nb@example.net"}}); code != http.StatusSeeOther {
+		t.Errorf("set alias: %d", code)
+	}
+	a, err := e.st.Alias(context.Background(), "team@example.org")
+	if err != nil || len(a.Targets) != 2 {
+		t.Errorf("alias %+v, %v", a, err)
+	}
+	if code, body, _ := e.post(e.c, "/aliases", url.Values{"csrf": {csrf}, "address": {"x@example.org"}, "targets": {""}}); code != http.StatusUnprocessableEntity || !strings.Contains(body, "at least one target") {
+		t.Errorf("alias without targets: %d", code)
+	}
+	e.post(e.c, "/domains", url.Values{"csrf": {csrf}, "name": {"Example.COM"}})
+	if ok, _ := e.st.HasDomain(context.Background(), "example.com"); !ok {
+		t.Error("domain not added")
+	}
+	// A domain in use is not deleted, and the page says why.
+	e.post(e.c, "/domains/delete", url.Values{"csrf": {csrf}, "name": {"example.org"}})
+	if _, body, _ := e.get(e.c, "/domains"); !strings.Contains(body, "still has") {
+		t.Errorf("no reason shown for a refused domain deletion")
+	}
+	e.post(e.c, "/aliases/delete", url.Values{"csrf": {csrf}, "address": {"team@example.org"}})
+	if _, err := e.st.Alias(context.Background(), "team@example.org"); err == nil {
+		t.Error("alias not deleted")
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"": 0, "0": 0, "1024": 1024, "500M": 500 << 20, "2g": 2 << 30, "1.5K": 1536, "10 MiB": 10 << 20} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"-1", "lots", "1X"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,717 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"postoffice/internal/config"
+	"postoffice/internal/control"
+	"postoffice/internal/directory"
+	"postoffice/internal/store"
+)
+
+// Dashboard.
+
+type dashData struct {
+	Status   control.Status
+	Uptime   time.Duration
+	Today    map[string]int64
+	Recent   []store.JournalEntry
+	Users    int
+	Domains  int
+	QueueErr string
+}
+
+func startOfDay(t time.Time) time.Time {
+	y, m, d := t.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, t.Location())
+}
+
+func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := r.Context()
+	st, err := c.ctl.Status(ctx)
+	d := dashData{Status: st}
+	if err != nil {
+		d.QueueErr = err.Error()
+	}
+	if !st.Started.IsZero() {
+		d.Uptime = c.opt.Now().Sub(st.Started)
+	}
+	counts, err := c.st.CountJournal(ctx, startOfDay(c.opt.Now()))
+	if err != nil {
+		c.serverError(w, r, s, err)
+		return
+	}
+	d.Today = map[string]int64{}
+	for ev, n := range counts {
+		d.Today[string(ev)] = n
+	}
+	d.Recent, _ = c.st.QueryJournal(ctx, store.JournalQuery{Limit: 8})
+	users, _ := c.st.ListUsers(ctx)
+	domains, _ := c.st.ListDomains(ctx)
+	d.Users, d.Domains = len(users), len(domains)
+	c.render(w, r, http.StatusOK, "dashboard", s, page{Title: "Dashboard", Nav: "dashboard", Data: d})
+}
+
+func (c *Console) serviceAction(w http.ResponseWriter, r *http.Request, s *session) {
+	name, action := r.PathValue("name"), r.PathValue("action")
+	var notes []string
+	var err error
+	switch action {
+	case "start":
+		notes, err = c.ctl.StartService(r.Context(), name)
+	case "stop":
+		notes, err = c.ctl.StopService(r.Context(), name, control.DefaultGrace)
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	c.log.Info("admin: service "+action, "admin", s.admin, "service", name, "err", err)
+	c.flashResult(s, notes, err)
+	redirect(w, r, "/")
+}
+
+func (c *Console) flashResult(s *session, notes []string, err error) {
+	for _, n := range notes {
+		c.addFlash(s, "ok", "%s", n)
+	}
+	if err != nil {
+		c.addFlash(s, "error", "%s", err)
+	}
+}
+
+func (c *Console) reload(w http.ResponseWriter, r *http.Request, s *session) {
+	notes, err := c.ctl.Reload(r.Context())
+	c.log.Info("admin: reload", "admin", s.admin, "err", err)
+	c.flashResult(s, notes, err)
+	redirect(w, r, safeNext(r.PostFormValue("back")))
+}
+
+// Users.
+
+type userRow struct {
+	store.User
+	Messages int
+	Bytes    int64
+	Extra    []string
+}
+
+type usersData struct {
+	Q     string
+	Rows  []userRow
+	Total int
+	Form  addUserForm
+}
+
+type addUserForm struct {
+	Address, Name, Quota string
+}
+
+func (c *Console) users(w http.ResponseWriter, r *http.Request, s *session) {
+	c.showUsers(w, r, s, http.StatusOK, "", addUserForm{})
+}
+
+func (c *Console) showUsers(w http.ResponseWriter, r *http.Request, s *session, status int, errMsg string, form addUserForm) {
+	ctx := r.Context()
+	q := strings.ToLower(strings.TrimSpace(r.FormValue("q")))
+	users, err := c.st.ListUsers(ctx)
+	if err != nil {
+		c.serverError(w, r, s, err)
+		return
+	}
+	d := usersData{Q: q, Total: len(users), Form: form}
+	for _, u := range users {
+		row := userRow{User: u}
+		row.Extra, _ = c.st.ListAddresses(ctx, u.ID)
+		if q != "" && !strings.Contains(strings.ToLower(u.Address+" "+u.DisplayName+" "+strings.Join(row.Extra, " ")), q) {
+			continue
+		}
+		if row.Messages, row.Bytes, err = c.st.Usage(ctx, u.ID); err != nil {
+			c.serverError(w, r, s, err)
+			return
+		}
+		d.Rows = append(d.Rows, row)
+	}
+	c.render(w, r, status, "users", s, page{Title: "Users", Nav: "users", Error: errMsg, Data: d})
+}
+
+// parseSize reads a quota: bytes, or a number with K, M, G or T (powers
+// of 1024); empty or 0 is unlimited.
+func parseSize(in string) (int64, error) {
+	in = strings.TrimSpace(strings.ToUpper(in))
+	in = strings.TrimSuffix(strings.TrimSuffix(in, "B"), "I")
+	if in == "" {
+		return 0, nil
+	}
+	mult := int64(1)
+	if n := len(in); n > 0 {
+		switch in[n-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			in = strings.TrimSpace(in[:n-1])
+		}
+	}
+	f, err := strconv.ParseFloat(in, 64)
+	if err != nil || f < 0 || f*float64(mult) > 1<<62 {
+		return 0, fmt.Errorf("quota %q is not a size such as 500M or 2G (0 for unlimited)", in)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+func (c *Console) newPassword(r *http.Request) (string, error) {
+	pw, pw2 := r.PostFormValue("password"), r.PostFormValue("password2")
+	switch {
+	case pw == "":
+		return "", errors.New("the password must not be empty")
+	case pw != pw2:
+		return "", errors.New("the two passwords differ")
+	}
+	return directory.HashPassword(pw)
+}
+
+func (c *Console) addUser(w http.ResponseWriter, r *http.Request, s *session) {
+	form := addUserForm{Address: strings.TrimSpace(r.PostFormValue("address")), Name: strings.TrimSpace(r.PostFormValue("name")),
+		Quota: strings.TrimSpace(r.PostFormValue("quota"))}
+	fail := func(format string, a ...any) {
+		c.showUsers(w, r, s, http.StatusUnprocessableEntity, fmt.Sprintf(format, a...), form)
+	}
+	addr, err := directory.NormalizeAddress(form.Address)
+	if err != nil {
+		fail("%q is not a valid address: %v", form.Address, err)
+		return
+	}
+	quota, err := parseSize(form.Quota)
+	if err != nil {
+		fail("%v", err)
+		return
+	}
+	hash, err := c.newPassword(r)
+	if err != nil {
+		fail("%v", err)
+		return
+	}
+	_, err = c.st.AddUser(r.Context(), store.User{Address: addr, DisplayName: form.Name, PasswordHash: hash, Enabled: true, QuotaBytes: quota})
+	switch {
+	case errors.Is(err, store.ErrExists):
+		fail("%s already exists (as a user, an extra address or an alias)", addr)
+		return
+	case err != nil:
+		fail("%v", err)
+		return
+	}
+	c.log.Info("admin: user added", "admin", s.admin, "user", addr)
+	c.addFlash(s, "ok", "Added user %s.", addr)
+	redirect(w, r, "/users")
+}
+
+type userData struct {
+	User          store.User
+	Messages      int
+	Bytes         int64
+	Extra         []string
+	Recent        []store.JournalEntry
+	ServerDelay   int
+	ServerExpire  string
+	DelaySeconds  string
+	ExpireValue   string
+	DelayMode     string
+	ExpireMode    string
+	QuotaText     string
+	NewExtraValue string
+}
+
+func (c *Console) findUser(w http.ResponseWriter, r *http.Request, s *session) (store.User, bool) {
+	addr := r.PathValue("address")
+	u, err := c.st.UserByAddress(r.Context(), addr)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+		c.render(w, r, http.StatusNotFound, "error", s, page{Title: "No such user", Nav: "users", Error: "There is no user " + addr + "."})
+		return u, false
+	}
+	if err != nil {
+		c.serverError(w, r, s, err)
+		return u, false
+	}
+	return u, true
+}
+
+func (c *Console) user(w http.ResponseWriter, r *http.Request, s *session) {
+	u, ok := c.findUser(w, r, s)
+	if !ok {
+		return
+	}
+	if u.Address != r.PathValue("address") {
+		redirect(w, r, "/users/"+u.Address) // an extra address, or case
+		return
+	}
+	c.showUser(w, r, s, u, http.StatusOK, "")
+}
+
+func (c *Console) showUser(w http.ResponseWriter, r *http.Request, s *session, u store.User, status int, errMsg string) {
+	ctx := r.Context()
+	cfg := c.ctl.Config()
+	d := userData{User: u, ServerDelay: cfg.POP3.LoginDelay, ServerExpire: cfg.POP3.Expire.String(), DelayMode: "default", ExpireMode: "default"}
+	var err error
+	if d.Messages, d.Bytes, err = c.st.Usage(ctx, u.ID); err != nil {
+		c.serverError(w, r, s, err)
+		return
+	}
+	d.Extra, _ = c.st.ListAddresses(ctx, u.ID)
+	d.Recent, _ = c.st.QueryJournal(ctx, store.JournalQuery{User: u.Address, Limit: 10})
+	if u.LoginDelay != nil {
+		d.DelayMode, d.DelaySeconds = "custom", strconv.FormatInt(int64(*u.LoginDelay/time.Second), 10)
+	}
+	if u.Expire != nil {
+		if *u.Expire < 0 {
+			d.ExpireMode = "never"
+		} else {
+			d.ExpireMode, d.ExpireValue = "custom", config.ExpireAfter(*u.Expire).String()
+		}
+	}
+	if u.QuotaBytes > 0 {
+		d.QuotaText = fmtBytes(u.QuotaBytes)
+		if u.QuotaBytes%(1<<20) == 0 {
+			d.QuotaText = fmt.Sprintf("%dM", u.QuotaBytes>>20)
+		} else {
+			d.QuotaText = strconv.FormatInt(u.QuotaBytes, 10)
+		}
+	}
+	c.render(w, r, status, "user", s, page{Title: u.Address, Nav: "users", Error: errMsg, Data: d})
+}
+
+func (c *Console) userAction(w http.ResponseWriter, r *http.Request, s *session) {
+	u, ok := c.findUser(w, r, s)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	fail := func(format string, a ...any) {
+		c.showUser(w, r, s, u, http.StatusUnprocessableEntity, fmt.Sprintf(format, a...))
+	}
+	back := "/users/" + u.Address
+	action := r.PathValue("action")
+	switch action {
+	case "password":
+		hash, err := c.newPassword(r)
+		if err != nil {
+			fail("%v", err)
+			return
+		}
+		u.PasswordHash = hash
+		if err := c.st.UpdateUser(ctx, u); err != nil {
+			fail("%v", err)
+			return
+		}
+		c.addFlash(s, "ok", "Changed the password of %s.", u.Address)
+	case "profile":
+		quota, err := parseSize(r.PostFormValue("quota"))
+		if err != nil {
+			fail("%v", err)
+			return
+		}
+		u.DisplayName = strings.TrimSpace(r.PostFormValue("name"))
+		u.QuotaBytes = quota
+		u.Enabled = r.PostFormValue("enabled") == "on"
+		if err := c.st.UpdateUser(ctx, u); err != nil {
+			fail("%v", err)
+			return
+		}
+		c.addFlash(s, "ok", "Saved %s.", u.Address)
+	case "enable", "disable":
+		u.Enabled = action == "enable"
+		if err := c.st.UpdateUser(ctx, u); err != nil {
+			fail("%v", err)
+			return
+		}
+		c.addFlash(s, "ok", "%s is now %sd.", u.Address, action)
+		back = safeNext(r.PostFormValue("back"))
+	case "policy":
+		switch r.PostFormValue("delay_mode") {
+		case "custom":
+			n, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue("delay")))
+			if err != nil || n < 0 {
+				fail("The login delay must be a whole number of seconds, 0 or more.")
+				return
+			}
+			d := time.Duration(n) * time.Second
+			u.LoginDelay = &d
+		default:
+			u.LoginDelay = nil
+		}
+		switch r.PostFormValue("expire_mode") {
+		case "never":
+			d := time.Duration(-1)
+			u.Expire = &d
+		case "custom":
+			e, err := config.ParseExpire(r.PostFormValue("expire"))
+			if err != nil || e.IsNever() {
+				fail("Expire: give a number of days (or a duration such as 36h).")
+				return
+			}
+			d := e.Duration()
+			u.Expire = &d
+		default:
+			u.Expire = nil
+		}
+		if err := c.st.UpdateUser(ctx, u); err != nil {
+			fail("%v", err)
+			return
+		}
+		c.addFlash(s, "ok", "Saved the POP3 policy of %s.", u.Address)
+	case "address-add":
+		extra, err := directory.NormalizeAddress(r.PostFormValue("extra"))
+		if err != nil {
+			fail("%q is not a valid address: %v", r.PostFormValue("extra"), err)
+			return
+		}
+		if err := c.st.AddAddress(ctx, u.ID, extra); err != nil {
+			if errors.Is(err, store.ErrExists) {
+				fail("%s already exists (as a user, an extra address or an alias).", extra)
+				return
+			}
+			fail("%v", err)
+			return
+		}
+		c.addFlash(s, "ok", "%s now also receives mail for %s.", u.Address, extra)
+	case "address-del":
+		extra := r.PostFormValue("extra")
+		if err := c.st.DeleteAddress(ctx, extra); err != nil {
+			fail("%v", err)
+			return
+		}
+		c.addFlash(s, "ok", "Removed the address %s.", extra)
+	case "delete":
+		if r.PostFormValue("confirm") != "on" {
+			fail("Tick the box to confirm that the mailbox of %s and its messages are deleted.", u.Address)
+			return
+		}
+		if err := c.st.DeleteUser(ctx, u.ID); err != nil {
+			fail("%v", err)
+			return
+		}
+		c.log.Info("admin: user deleted", "admin", s.admin, "user", u.Address)
+		c.addFlash(s, "ok", "Deleted user %s and its mailbox.", u.Address)
+		back = "/users"
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	if action != "delete" {
+		c.log.Info("admin: user changed", "admin", s.admin, "user", u.Address, "action", action)
+	}
+	redirect(w, r, back)
+}
+
+// Aliases.
+
+type aliasesData struct {
+	Aliases []store.Alias
+	Address string
+	Targets string
+}
+
+func (c *Console) aliases(w http.ResponseWriter, r *http.Request, s *session) {
+	c.showAliases(w, r, s, http.StatusOK, "", aliasesData{})
+}
+
+func (c *Console) showAliases(w http.ResponseWriter, r *http.Request, s *session, status int, errMsg string, d aliasesData) {
+	as, err := c.st.ListAliases(r.Context())
+	if err != nil {
+		c.serverError(w, r, s, err)
+		return
+	}
+	d.Aliases = as
+	c.render(w, r, status, "aliases", s, page{Title: "Aliases", Nav: "aliases", Error: errMsg, Data: d})
+}
+
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' || r == ' ' || r == '\n' || r == '\r' || r == '\t' })
+}
+
+func (c *Console) setAlias(w http.ResponseWriter, r *http.Request, s *session) {
+	d := aliasesData{Address: strings.TrimSpace(r.PostFormValue("address")), Targets: r.PostFormValue("targets")}
+	targets := splitList(d.Targets)
+	if len(targets) == 0 {
+		c.showAliases(w, r, s, http.StatusUnprocessableEntity, "Give at least one target address.", d)
+		return
+	}
+	if err := c.st.SetAlias(r.Context(), store.Alias{Address: d.Address, Targets: targets}); err != nil {
+		msg := err.Error()
+		if errors.Is(err, store.ErrExists) {
+			msg = d.Address + " is already a user or an extra address."
+		}
+		c.showAliases(w, r, s, http.StatusUnprocessableEntity, msg, d)
+		return
+	}
+	c.log.Info("admin: alias set", "admin", s.admin, "alias", d.Address)
+	c.addFlash(s, "ok", "Alias %s now delivers to %s.", d.Address, strings.Join(targets, ", "))
+	redirect(w, r, "/aliases")
+}
+
+func (c *Console) deleteAlias(w http.ResponseWriter, r *http.Request, s *session) {
+	addr := r.PostFormValue("address")
+	if err := c.st.DeleteAlias(r.Context(), addr); err != nil {
+		c.addFlash(s, "error", "%v", err)
+	} else {
+		c.addFlash(s, "ok", "Deleted alias %s.", addr)
+	}
+	redirect(w, r, "/aliases")
+}
+
+// Domains.
+
+type domainRow struct {
+	store.Domain
+	Users int
+}
+
+type domainsData struct {
+	Domains []domainRow
+	Name    string
+}
+
+func (c *Console) domains(w http.ResponseWriter, r *http.Request, s *session) {
+	c.showDomains(w, r, s, http.StatusOK, "", "")
+}
+
+func (c *Console) showDomains(w http.ResponseWriter, r *http.Request, s *session, status int, errMsg, name string) {
+	ds, err := c.st.ListDomains(r.Context())
+	if err != nil {
+		c.serverError(w, r, s, err)
+		return
+	}
+	users, _ := c.st.ListUsers(r.Context())
+	d := domainsData{Name: name}
+	for _, dom := range ds {
+		row := domainRow{Domain: dom}
+		for _, u := range users {
+			if strings.HasSuffix(u.Address, "@"+dom.Name) {
+				row.Users++
+			}
+		}
+		d.Domains = append(d.Domains, row)
+	}
+	c.render(w, r, status, "domains", s, page{Title: "Domains", Nav: "domains", Error: errMsg, Data: d})
+}
+
+func (c *Console) addDomain(w http.ResponseWriter, r *http.Request, s *session) {
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	if err := c.st.AddDomain(r.Context(), name); err != nil {
+		msg := err.Error()
+		if errors.Is(err, store.ErrExists) {
+			msg = name + " is already a domain here."
+		}
+		c.showDomains(w, r, s, http.StatusUnprocessableEntity, msg, name)
+		return
+	}
+	c.addFlash(s, "ok", "Added domain %s.", strings.ToLower(name))
+	redirect(w, r, "/domains")
+}
+
+func (c *Console) deleteDomain(w http.ResponseWriter, r *http.Request, s *session) {
+	name := r.PostFormValue("name")
+	if err := c.st.DeleteDomain(r.Context(), name); err != nil {
+		c.addFlash(s, "error", "%v", err)
+	} else {
+		c.addFlash(s, "ok", "Deleted domain %s.", name)
+	}
+	redirect(w, r, "/domains")
+}
+
+// Server attributes.
+
+type settingGroup struct {
+	Name     string
+	Settings []settingRow
+}
+
+type settingRow struct {
+	config.Setting
+	Input  string // the value as typed in the form
+	Secret bool
+}
+
+func (c *Console) settings(w http.ResponseWriter, r *http.Request, s *session) {
+	cfg := c.ctl.Config()
+	var groups []settingGroup
+	for _, st := range config.Settings(cfg) {
+		table := "general"
+		if i := strings.LastIndexByte(st.Key, '.'); i >= 0 {
+			table = st.Key[:i]
+		}
+		if len(groups) == 0 || groups[len(groups)-1].Name != table {
+			groups = append(groups, settingGroup{Name: table})
+		}
+		row := settingRow{Setting: st, Input: inputText(st)}
+		if strings.Contains(st.Key, "password") {
+			row.Secret, row.Input = true, ""
+		}
+		g := &groups[len(groups)-1]
+		g.Settings = append(g.Settings, row)
+	}
+	status, _ := c.ctl.Status(r.Context())
+	c.render(w, r, http.StatusOK, "settings", s, page{Title: "Server attributes", Nav: "settings",
+		Data: struct {
+			Groups     []settingGroup
+			ConfigFile string
+		}{groups, status.ConfigFile}})
+}
+
+// inputText is a setting's value as an operator would type it.
+func inputText(st config.Setting) string {
+	switch st.Kind {
+	case "string", "expire":
+		if u, err := strconv.Unquote(st.Value); err == nil {
+			return u
+		}
+	case "list":
+		v := strings.TrimSuffix(strings.TrimPrefix(st.Value, "["), "]")
+		var items []string
+		for _, it := range strings.Split(v, ",") {
+			if it = strings.TrimSpace(it); it != "" {
+				if u, err := strconv.Unquote(it); err == nil {
+					it = u
+				}
+				items = append(items, it)
+			}
+		}
+		return strings.Join(items, ", ")
+	}
+	return st.Value
+}
+
+func (c *Console) setSetting(w http.ResponseWriter, r *http.Request, s *session) {
+	key, value := r.PostFormValue("key"), r.PostFormValue("value")
+	if st, ok := config.Lookup(c.ctl.Config(), key); ok && st.Kind == "boolean" && value == "" {
+		value = "false"
+	}
+	notes, err := c.ctl.SetConfig(r.Context(), key, value)
+	c.log.Info("admin: setting changed", "admin", s.admin, "key", key, "err", err)
+	c.flashResult(s, notes, err)
+	redirect(w, r, "/settings#"+strings.ReplaceAll(key, ".", "-"))
+}
+
+// Outbound queue.
+
+func (c *Console) queue(w http.ResponseWriter, r *http.Request, s *session) {
+	q, err := c.st.ListQueue(r.Context())
+	if err != nil {
+		c.serverError(w, r, s, err)
+		return
+	}
+	status, _ := c.ctl.Status(r.Context())
+	running := false
+	for _, svc := range status.Services {
+		if svc.Name == "queue" {
+			running = svc.Running
+		}
+	}
+	c.render(w, r, http.StatusOK, "queue", s, page{Title: "Outbound queue", Nav: "queue",
+		Data: struct {
+			Messages []store.QueuedMessage
+			Running  bool
+		}{q, running}})
+}
+
+func (c *Console) queueAction(w http.ResponseWriter, r *http.Request, s *session) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 0 {
+		http.NotFound(w, r)
+		return
+	}
+	ctx := r.Context()
+	action := r.PathValue("action")
+	switch action {
+	case "retry":
+		n, err := c.ctl.QueueRetry(ctx, id)
+		if err != nil {
+			c.addFlash(s, "error", "Retry: %v", err)
+		} else if id == 0 {
+			c.addFlash(s, "ok", "%d messages will be tried again now.", n)
+		} else {
+			c.addFlash(s, "ok", "Message %d will be tried again now.", id)
+		}
+	case "delete":
+		if err := c.st.DeleteQueued(ctx, id); err != nil {
+			c.addFlash(s, "error", "Delete: %v", err)
+		} else {
+			c.addFlash(s, "ok", "Deleted message %d from the queue (no bounce sent).", id)
+		}
+	case "hold", "release":
+		if err := c.st.HoldQueued(ctx, id, action == "hold"); err != nil {
+			c.addFlash(s, "error", "%s: %v", action, err)
+		} else {
+			c.addFlash(s, "ok", "Message %d %s.", id, map[string]string{"hold": "held", "release": "released"}[action])
+		}
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	c.log.Info("admin: queue "+action, "admin", s.admin, "id", id)
+	redirect(w, r, "/queue")
+}
+
+// Mail journal.
+
+type journalData struct {
+	Q, User, Event, Since string
+	Entries               []store.JournalEntry
+	Events                []store.JournalEvent
+	Older                 int64
+	Periods               [][2]string
+}
+
+const journalPage = 50
+
+func (c *Console) journal(w http.ResponseWriter, r *http.Request, s *session) {
+	d := journalData{
+		Q: strings.TrimSpace(r.FormValue("q")), User: strings.TrimSpace(r.FormValue("user")),
+		Event: r.FormValue("event"), Since: r.FormValue("since"), Events: store.JournalEvents,
+		Periods: [][2]string{{"", "any time"}, {"1h", "last hour"}, {"24h", "last 24 hours"}, {"168h", "last 7 days"}, {"720h", "last 30 days"}},
+	}
+	q := store.JournalQuery{Text: d.Q, User: d.User, Limit: journalPage}
+	var errMsg string
+	if d.Event != "" {
+		if !slices.Contains(store.JournalEvents, store.JournalEvent(d.Event)) {
+			errMsg = "Unknown event " + d.Event
+		}
+		q.Event = store.JournalEvent(d.Event)
+	}
+	if d.Since != "" {
+		if dur, err := time.ParseDuration(d.Since); err == nil && dur > 0 {
+			q.Since = c.opt.Now().Add(-dur)
+		} else {
+			errMsg = "Bad period " + d.Since
+		}
+	}
+	if b, err := strconv.ParseInt(r.FormValue("before"), 10, 64); err == nil && b > 0 {
+		q.BeforeID = b
+	}
+	if errMsg == "" {
+		var err error
+		if d.Entries, err = c.st.QueryJournal(r.Context(), q); err != nil {
+			c.serverError(w, r, s, err)
+			return
+		}
+		if len(d.Entries) == journalPage {
+			d.Older = d.Entries[len(d.Entries)-1].ID
+		}
+	}
+	status := http.StatusOK
+	if errMsg != "" {
+		status = http.StatusBadRequest
+	}
+	c.render(w, r, status, "journal", s, page{Title: "Mail journal", Nav: "journal", Error: errMsg, Data: d})
+}

@@ -1,0 +1,220 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExpire(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration // -1: never
+		str  string
+	}{
+		{"never", -1, "never"},
+		{"NEVER", -1, "never"},
+		{"30", 30 * day, "30"},
+		{"0", 0, "0"},
+		{"0.5", 12 * time.Hour, "12h0m0s"},
+		{"7d", 7 * day, "7"},
+		{"36h", 36 * time.Hour, "36h0m0s"},
+		{"2s", 2 * time.Second, "2s"},
+	} {
+		e, err := ParseExpire(tc.in)
+		if err != nil {
+			t.Errorf("ParseExpire(%q): %v", tc.in, err)
+			continue
+		}
+		if e.Duration() != tc.want || e.String() != tc.str {
+			t.Errorf("ParseExpire(%q) = %v (%s), want %v (%s)", tc.in, e.Duration(), e, tc.want, tc.str)
+		}
+	}
+	for _, bad := range []string{"", "-1", "soon", "-5h", "1e9"} {
+		if _, err := ParseExpire(bad); err == nil {
+			t.Errorf("ParseExpire(%q) accepted", bad)
+		}
+	}
+	if d := ExpireAfter(47 * time.Hour).Days(); d != 1 {
+		t.Errorf("Days of 47h = %d, want 1 (truncated, as CAPA EXPIRE)", d)
+	}
+}
+
+func TestParseOps(t *testing.T) {
+	cfg, err := Parse([]byte(`
+[pop3]
+expire = 30
+login_delay = 60
+autostart = false
+max_sessions = 10
+max_sessions_per_ip = 2
+hostname = "pop.example.com"
+[smtp]
+max_sessions = 5
+[submission]
+expire_is_not_here = 1
+`), "test")
+	if err == nil || !strings.Contains(err.Error(), `unknown key "submission.expire_is_not_here"`) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	cfg, err = Parse([]byte(`
+[pop3]
+expire = 30
+login_delay = 60
+autostart = false
+max_sessions = 10
+max_sessions_per_ip = 2
+hostname = "pop.example.com"
+[smtp]
+max_sessions = 5
+[admin]
+listen = "127.0.0.1:8080"
+`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.POP3
+	if p.Expire.Duration() != 30*day || p.LoginDelay != 60 || p.Autostart || p.MaxSessions != 10 || p.MaxSessionsPerIP != 2 || cfg.ServiceHostname(p.Service) != "pop.example.com" {
+		t.Errorf("pop3 = %+v", p)
+	}
+	if !cfg.SMTP.Autostart || cfg.SMTP.MaxSessions != 5 || cfg.ServiceHostname(cfg.SMTP.Service) != cfg.Hostname {
+		t.Errorf("smtp = %+v: autostart must default to true", cfg.SMTP)
+	}
+	if cfg.Admin.Listen != "127.0.0.1:8080" {
+		t.Errorf("admin = %+v", cfg.Admin)
+	}
+	if !Default().POP3.Expire.IsNever() {
+		t.Errorf("default expire is not never")
+	}
+	if cfg, err := Parse([]byte("[pop3]\nexpire = \"never\"\n"), "t"); err != nil || !cfg.POP3.Expire.IsNever() {
+		t.Errorf("expire = \"never\": %v %v", cfg.POP3.Expire, err)
+	}
+
+	for _, tc := range []struct{ in, key string }{
+		{"[pop3]\nlogin_delay = -1\n", "pop3.login_delay"},
+		{"[pop3]\nexpire = -3\n", "pop3.expire"},
+		{"[smtp]\nmax_sessions = -1\n", "smtp.max_sessions"},
+		{"[submission]\nmax_sessions_per_ip = -2\n", "submission.max_sessions_per_ip"},
+		{"[admin]\nlisten = \"nope\"\n", "admin.listen"},
+		{"[log]\nformat = \"xml\"\n", "log.format"},
+		{"[journal]\nretention_days = -1\n", "journal.retention_days"},
+	} {
+		_, err := Parse([]byte(tc.in), "t")
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: error %v, want one naming %s", tc.in, err, tc.key)
+		}
+	}
+}
+
+func TestShowRoundTrip(t *testing.T) {
+	cfg := Default()
+	cfg.POP3.Expire = ExpireAfter(36 * time.Hour)
+	cfg.Hostname = `odd"name\x`
+	out := Show(cfg)
+	back, err := Parse([]byte(out), "show")
+	if err != nil {
+		t.Fatalf("Show output does not parse: %v\n%s", err, out)
+	}
+	if Show(back) != out {
+		t.Errorf("Show is not stable:\n%s\n---\n%s", out, Show(back))
+	}
+	for _, want := range []string{"[pop3]\n", `expire = "36h0m0s"`, "autostart = true", "[admin]\n", `listen = ""`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Show lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestSet(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "postoffice.toml")
+	orig := `# my mail server
+data_dir = "data" # where it all goes
+[pop3]
+# the listeners
+listen = [
+  "127.0.0.1:1110", # first
+  "127.0.0.1:1111",
+]
+inactivity_timeout = 600
+
+[smtp]
+listen = ["127.0.0.1:25"]
+`
+	if err := os.WriteFile(path, []byte(orig), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	set := func(key, value string) Config {
+		t.Helper()
+		_, after, err := Set(path, key, value)
+		if err != nil {
+			t.Fatalf("Set(%s, %s): %v", key, value, err)
+		}
+		again, err := Load(path)
+		if err != nil {
+			t.Fatalf("Load after Set(%s): %v", key, err)
+		}
+		if Show(again) != Show(after) {
+			t.Fatalf("Set returned a config other than the file's")
+		}
+		return again
+	}
+	cfg := set("pop3.listen", "127.0.0.1:2110, 127.0.0.1:2111")
+	if strings.Join(cfg.POP3.Listen, " ") != "127.0.0.1:2110 127.0.0.1:2111" {
+		t.Errorf("pop3.listen = %v", cfg.POP3.Listen)
+	}
+	cfg = set("pop3.expire", "never")
+	cfg = set("pop3.expire", "14")
+	if cfg.POP3.Expire.Duration() != 14*day {
+		t.Errorf("pop3.expire = %v", cfg.POP3.Expire)
+	}
+	cfg = set("pop3.login_delay", "300")
+	cfg = set("data_dir", "/var/lib/postoffice")
+	cfg = set("hostname", "mx.example.com")
+	cfg = set("admin.listen", "127.0.0.1:8080")
+	cfg = set("smtp.autostart", "false")
+	cfg = set("smtp.listen", `["127.0.0.1:2525"]`)
+	cfg = set("submission.listen", "")
+	if cfg.POP3.LoginDelay != 300 || cfg.DataDir != "/var/lib/postoffice" || cfg.Hostname != "mx.example.com" ||
+		cfg.Admin.Listen != "127.0.0.1:8080" || cfg.SMTP.Autostart || cfg.SMTP.Listen[0] != "127.0.0.1:2525" || len(cfg.Submission.Listen) != 0 {
+		t.Errorf("after sets: %s", Show(cfg))
+	}
+	data, _ := os.ReadFile(path)
+	text := string(data)
+	for _, keep := range []string{"# my mail server", "# where it all goes", "# the listeners", "inactivity_timeout = 600"} {
+		if !strings.Contains(text, keep) {
+			t.Errorf("the file lost %q:\n%s", keep, text)
+		}
+	}
+	if strings.Count(text, "[pop3]") != 1 || strings.Count(text, "listen =") != 4 {
+		t.Errorf("keys or tables duplicated:\n%s", text)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, want 0640 kept", fi.Mode().Perm())
+	}
+
+	for _, tc := range []struct{ key, value, want string }{
+		{"pop3.nope", "1", "unknown key"},
+		{"pop3.login_delay", "soon", "not a whole number"},
+		{"pop3.login_delay", "-4", "pop3.login_delay"},
+		{"smtp.autostart", "maybe", "true or false"},
+		{"pop3.listen", "nohostport", "pop3.listen"},
+	} {
+		if _, _, err := Set(path, tc.key, tc.value); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Set(%s, %s): %v, want an error with %q", tc.key, tc.value, err, tc.want)
+		}
+	}
+	if after, _ := os.ReadFile(path); string(after) != text {
+		t.Errorf("a refused Set changed the file")
+	}
+	if _, _, err := Set("", "hostname", "x"); err == nil {
+		t.Errorf("Set without a file accepted")
+	}
+	// A file that does not exist yet is created.
+	fresh := filepath.Join(dir, "new.toml")
+	if _, after, err := Set(fresh, "pop3.login_delay", "5"); err != nil || after.POP3.LoginDelay != 5 {
+		t.Errorf("Set on a new file: %v", err)
+	}
+}

@@ -1,0 +1,889 @@
+package queue
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
+
+	"postoffice/internal/store"
+)
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	var got []time.Duration
+	for a := 1; a <= 11; a++ {
+		got = append(got, Backoff(a, time.Minute, 4*time.Hour))
+	}
+	m := time.Minute
+	want := []time.Duration{m, 2 * m, 4 * m, 8 * m, 16 * m, 32 * m, 64 * m, 128 * m, 240 * m, 240 * m, 240 * m}
+	if !slices.Equal(got, want) {
+		t.Errorf("Backoff schedule = %v, want %v", got, want)
+	}
+	if d := Backoff(1000, time.Minute, 4*time.Hour); d != 4*time.Hour {
+		t.Errorf("Backoff(1000) = %v, want the maximum (no overflow)", d)
+	}
+	if d := Backoff(3, 10*time.Second, 5*time.Second); d != 10*time.Second {
+		t.Errorf("Backoff with max < initial = %v, want initial", d)
+	}
+
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	deadline := now.Add(90 * time.Second)
+	if next, ok := NextAttempt(now, deadline, 1, time.Minute, time.Hour); !ok || !next.Equal(now.Add(time.Minute)) {
+		t.Errorf("NextAttempt before the deadline = %v, %v", next, ok)
+	}
+	// The last retry is at the deadline itself.
+	if next, ok := NextAttempt(now, deadline, 2, time.Minute, time.Hour); !ok || !next.Equal(deadline) {
+		t.Errorf("NextAttempt past the deadline = %v, %v; want the deadline", next, ok)
+	}
+	if _, ok := NextAttempt(deadline, deadline, 3, time.Minute, time.Hour); ok {
+		t.Errorf("NextAttempt at the deadline: ok, want expiry")
+	}
+}
+
+func TestOrderMX(t *testing.T) {
+	t.Parallel()
+	mxs := []*net.MX{{Host: "b.example.", Pref: 20}, {Host: "A.example.", Pref: 10}, {Host: "c.example.", Pref: 10},
+		{Host: "d.example.", Pref: 30}, {Host: "a.example", Pref: 40}}
+	identity := func(int, func(int, int)) {}
+	if got, want := orderMX(mxs, identity), []string{"a.example", "c.example", "b.example", "d.example"}; !slices.Equal(got, want) {
+		t.Errorf("orderMX = %v, want %v (by preference, no duplicates, lower case, no final dot)", got, want)
+	}
+	reverse := func(n int, swap func(int, int)) {
+		for i := 0; i < n/2; i++ {
+			swap(i, n-1-i)
+		}
+	}
+	// A different shuffle reorders only equal preferences; of a host
+	// listed twice, the more preferred record counts.
+	if got, want := orderMX(mxs, reverse), []string{"c.example", "a.example", "b.example", "d.example"}; !slices.Equal(got, want) {
+		t.Errorf("orderMX with another shuffle = %v, want %v", got, want)
+	}
+	// RFC 5321 section 5.1: equal preferences in random order. Over 200
+	// draws both orders of the two preference-10 hosts show up (the
+	// chance that one never does is 2^-199).
+	firsts := map[string]int{}
+	for range 200 {
+		got := orderMX(mxs, rand.Shuffle)
+		firsts[got[0]]++
+		if got[2] != "b.example" || got[3] != "d.example" {
+			t.Fatalf("orderMX = %v: preference order broken", got)
+		}
+	}
+	if firsts["a.example"] == 0 || firsts["c.example"] == 0 {
+		t.Errorf("equal-preference hosts not randomized: first places %v", firsts)
+	}
+}
+
+func TestLookupMX(t *testing.T) {
+	t.Parallel()
+	res := &fakeResolver{
+		mx: map[string][]*net.MX{
+			"mx.test":    {{Host: "mx2.mx.test.", Pref: 20}, {Host: "mx1.mx.test.", Pref: 10}},
+			"null.test":  {{Host: ".", Pref: 0}},
+			"mixed.test": {{Host: ".", Pref: 0}, {Host: "mx.mixed.test.", Pref: 10}},
+		},
+		ip:   map[string][]net.IP{"plain.test": {net.ParseIP("127.0.0.5")}},
+		fail: map[string]bool{"broken.test": true},
+	}
+	for _, c := range []struct {
+		domain   string
+		hosts    []string
+		implicit bool
+		status   string // failure status, "" for none
+		perm     bool
+	}{
+		{domain: "mx.test", hosts: []string{"mx1.mx.test", "mx2.mx.test"}},
+		// RFC 7505: a null MX refuses mail, permanently (X.1.10).
+		{domain: "null.test", status: "5.1.10", perm: true},
+		// One "." among real records is ignored.
+		{domain: "mixed.test", hosts: []string{"mx.mixed.test"}},
+		// RFC 5321 section 5.1: no MX, an address: the implicit MX.
+		{domain: "plain.test", hosts: []string{"plain.test"}, implicit: true},
+		// Neither MX nor address: the domain cannot receive mail.
+		{domain: "nowhere.test", status: "5.1.2", perm: true},
+		// A failing lookup is temporary.
+		{domain: "broken.test", status: "4.4.3"},
+	} {
+		mx, f := lookupMX(t.Context(), res, c.domain)
+		switch {
+		case c.status != "":
+			if f == nil || f.status != c.status || f.perm != c.perm {
+				t.Errorf("lookupMX(%s) = %+v, %+v; want failure %s (permanent %v)", c.domain, mx, f, c.status, c.perm)
+			}
+		case f != nil:
+			t.Errorf("lookupMX(%s) failed: %+v", c.domain, f)
+		case !slices.Equal(mx.hosts, c.hosts) || mx.implicit != c.implicit:
+			t.Errorf("lookupMX(%s) = %+v, want hosts %v implicit %v", c.domain, mx, c.hosts, c.implicit)
+		}
+	}
+}
+
+// startDNS serves zone (presentation-format records) on a loopback UDP
+// and TCP port with github.com/miekg/dns. Names under "fail." answer
+// SERVFAIL; "big.test" MX answers are truncated over UDP.
+func startDNS(t *testing.T, zone ...string) string {
+	t.Helper()
+	var rrs []dns.RR
+	for _, z := range zone {
+		rr, err := dns.NewRR(z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rrs = append(rrs, rr)
+	}
+	handler := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		q := req.Question[0]
+		exists := false
+		for _, rr := range rrs {
+			if strings.EqualFold(rr.Header().Name, q.Name) {
+				exists = true
+				if rr.Header().Rrtype == q.Qtype {
+					m.Answer = append(m.Answer, rr)
+				}
+			}
+		}
+		switch {
+		case strings.HasSuffix(q.Name, "fail.test."):
+			m.Rcode = dns.RcodeServerFailure
+		case !exists:
+			m.Rcode = dns.RcodeNameError
+		case q.Name == "big.test." && w.RemoteAddr().Network() == "udp":
+			m.Answer, m.Truncated = nil, true
+		}
+		w.WriteMsg(m)
+	})
+	// The same port for UDP and TCP: retry while the TCP one is taken.
+	var pc net.PacketConn
+	var l net.Listener
+	for try := 0; l == nil; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err != nil {
+			pc.Close()
+			if try == 50 {
+				t.Fatal(err)
+			}
+		}
+	}
+	udp := &dns.Server{PacketConn: pc, Handler: handler}
+	tcp := &dns.Server{Listener: l, Handler: handler}
+	go udp.ActivateAndServe()
+	go tcp.ActivateAndServe()
+	t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+func TestDNSResolver(t *testing.T) {
+	t.Parallel()
+	addr := startDNS(t,
+		"b.test. 60 IN MX 10 mx1.b.test.",
+		"b.test. 60 IN MX 20 mx2.b.test.",
+		"mx1.b.test. 60 IN A 127.0.0.2",
+		"mx2.b.test. 60 IN A 127.0.0.3",
+		"mx2.b.test. 60 IN AAAA ::1",
+		"null.test. 60 IN MX 0 .",
+		"noMX.test. 60 IN A 127.0.0.4",
+		"big.test. 60 IN MX 10 mx1.b.test.",
+	)
+	res := DNSResolver(addr)
+	ctx := t.Context()
+
+	mx, f := lookupMX(ctx, res, "b.test")
+	if f != nil || !slices.Equal(mx.hosts, []string{"mx1.b.test", "mx2.b.test"}) {
+		t.Errorf("MX of b.test = %+v, %+v", mx, f)
+	}
+	ips, err := res.LookupIP(ctx, "mx2.b.test")
+	if err != nil || len(ips) != 2 || !ips[0].Equal(net.ParseIP("127.0.0.3")) || !ips[1].Equal(net.ParseIP("::1")) {
+		t.Errorf("LookupIP(mx2.b.test) = %v, %v; want A and AAAA", ips, err)
+	}
+	if _, f := lookupMX(ctx, res, "null.test"); f == nil || f.status != "5.1.10" || !f.perm {
+		t.Errorf("null MX over DNS: %+v", f)
+	}
+	if mx, f := lookupMX(ctx, res, "nomx.test"); f != nil || !mx.implicit || !slices.Equal(mx.hosts, []string{"nomx.test"}) {
+		t.Errorf("domain without MX over DNS: %+v, %+v; want the implicit MX", mx, f)
+	}
+	if _, f := lookupMX(ctx, res, "nxdomain.test"); f == nil || f.status != "5.1.2" || !f.perm {
+		t.Errorf("NXDOMAIN over DNS: %+v", f)
+	}
+	if _, f := lookupMX(ctx, res, "x.fail.test"); f == nil || f.perm || f.status != "4.4.3" {
+		t.Errorf("SERVFAIL over DNS: %+v; want a temporary failure", f)
+	}
+	// A truncated UDP answer is asked again over TCP.
+	if mx, f := lookupMX(ctx, res, "big.test"); f != nil || !slices.Equal(mx.hosts, []string{"mx1.b.test"}) {
+		t.Errorf("MX of big.test (truncated over UDP) = %+v, %+v", mx, f)
+	}
+	// Nothing listening: a temporary failure.
+	dead := DNSResolver("127.0.0.1:9")
+	if _, f := lookupMX(ctx, dead, "b.test"); f == nil || f.perm {
+		t.Errorf("lookup with no DNS server: %+v, want a temporary failure", f)
+	}
+}
+
+func TestGroup(t *testing.T) {
+	t.Parallel()
+	r := New(Config{Routes: map[string]string{"Routed.Test.": "127.0.0.9:2525"}})
+	got := r.group([]string{"a@one.test", "b@Two.test", "c@ONE.test", "d@routed.test", "e@two.test", "f@[127.0.0.7]", "bad"})
+	var desc []string
+	for _, g := range got {
+		desc = append(desc, g.dest.key+": "+strings.Join(g.rcpts, " "))
+	}
+	want := []string{"mx one.test: a@one.test c@ONE.test", "mx two.test: b@Two.test e@two.test",
+		"route 127.0.0.9:2525: d@routed.test", "literal 127.0.0.7:25: f@[127.0.0.7]", "invalid: bad"}
+	if !slices.Equal(desc, want) {
+		t.Errorf("groups:\n got %q\nwant %q", desc, want)
+	}
+	// With a relay host everything but the routes goes there, in one group.
+	r = New(Config{Relay: &Relay{Addr: "127.0.0.8:587"}, Routes: map[string]string{"routed.test": "127.0.0.9:2525"}})
+	desc = nil
+	for _, g := range r.group([]string{"a@one.test", "b@two.test", "c@routed.test"}) {
+		desc = append(desc, g.dest.key+": "+strings.Join(g.rcpts, " "))
+	}
+	if want := []string{"relay: a@one.test b@two.test", "route 127.0.0.9:2525: c@routed.test"}; !slices.Equal(desc, want) {
+		t.Errorf("groups with a relay:\n got %q\nwant %q", desc, want)
+	}
+}
+
+const testMsg = "Received: from client\r\nFrom: alice@a.test\r\nTo: bob@b.test\r\nSubject: hi\r\nMessage-ID: <m1@a.test>\r\n\r\nHello.\r\n.leading dot\r\n"
+
+// TestOneTransactionPerDomain: all recipients of one domain in one
+// transaction, one transaction per domain, the body byte-exact.
+func TestOneTransactionPerDomain(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	k := newSink(t)
+	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
+	h.mx("c.test", mxHost{"mx.c.test", 10, "127.0.0.3", k})
+	id := h.enqueue("alice@a.test", []string{"bob@b.test", "carol@c.test", "dan@b.test", "eve@B.TEST"}, testMsg)
+	h.attempt()
+
+	if _, ok := h.queued(id); ok {
+		t.Errorf("message still queued after every recipient was delivered")
+	}
+	txns := k.transactions()
+	if len(txns) != 2 {
+		t.Fatalf("%d transactions, want 2 (one per domain): %+v", len(txns), txns)
+	}
+	slices.SortFunc(txns, func(a, b txn) int { return len(b.rcpts) - len(a.rcpts) })
+	if want := []string{"bob@b.test", "dan@b.test", "eve@B.TEST"}; !slices.Equal(txns[0].rcpts, want) {
+		t.Errorf("b.test transaction recipients %v, want %v", txns[0].rcpts, want)
+	}
+	if !slices.Equal(txns[1].rcpts, []string{"carol@c.test"}) {
+		t.Errorf("c.test transaction recipients %v", txns[1].rcpts)
+	}
+	for _, tx := range txns {
+		if tx.data != testMsg {
+			t.Errorf("body changed:\n got %q\nwant %q", tx.data, testMsg)
+		}
+		if tx.from != "alice@a.test" || tx.helo != "out.test" {
+			t.Errorf("MAIL FROM %q, EHLO %q", tx.from, tx.helo)
+		}
+		if tx.tls {
+			// The go-smtp sink offers no STARTTLS without a certificate.
+			t.Errorf("TLS without a certificate?")
+		}
+	}
+	if len(h.bounces.sent()) != 0 {
+		t.Errorf("bounces sent: %+v", h.bounces.sent())
+	}
+}
+
+// TestMXFallback: RFC 5321 section 5.1, the next MX when the first
+// refuses connections; the null MX and a domain without mail hosts bounce
+// without any connection.
+func TestMXFallback(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	k := newSink(t)
+	h.mx("b.test", mxHost{"mx2.b.test", 20, "127.0.0.3", k}, mxHost{"mx1.b.test", 10, "127.0.0.2", nil})
+	h.res.mx["null.test"] = []*net.MX{{Host: ".", Pref: 0}}
+	id := h.enqueue("alice@a.test", []string{"bob@b.test"}, testMsg)
+	null := h.enqueue("alice@a.test", []string{"x@null.test"}, testMsg)
+	h.attempt()
+
+	if got := h.dial.dialed(); len(got) != 2 || got[0] != "127.0.0.2:25" || got[1] != "127.0.0.3:25" {
+		t.Errorf("dialed %v, want the preferred MX first, then the other", got)
+	}
+	if txns := k.transactions(); len(txns) != 1 || txns[0].rcpts[0] != "bob@b.test" {
+		t.Errorf("second MX got %+v", txns)
+	}
+	if _, ok := h.queued(id); ok {
+		t.Errorf("delivered message still queued")
+	}
+	if _, ok := h.queued(null); ok {
+		t.Errorf("message to a null MX domain still queued")
+	}
+	b := h.bounces.sent()
+	if len(b) != 1 || b[0].to != "alice@a.test" || field(b[0].msg, "Status") != "5.1.10" ||
+		field(b[0].msg, "Final-Recipient") != "rfc822; x@null.test" || !strings.Contains(b[0].msg, "null MX") {
+		t.Errorf("null MX bounce = %+v", b)
+	}
+}
+
+// TestFailures: 5xx fails a recipient at once (one bounce), 4xx defers it
+// on the schedule, others of the same transaction are delivered.
+func TestFailures(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	k := newSink(t)
+	var mu sync.Mutex
+	greylisted := true
+	k.rcpt = func(to string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case strings.HasPrefix(to, "nobody@"):
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user"}
+		case strings.HasPrefix(to, "grey@") && greylisted:
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Greylisted, try later"}
+		}
+		return nil
+	}
+	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
+	id := h.enqueue("alice@a.test", []string{"bob@b.test", "nobody@b.test", "grey@b.test"}, testMsg)
+	t0 := h.clock()
+	h.attempt()
+
+	if rc := h.recipient(id, "bob@b.test"); rc.State != store.QueueDelivered || rc.RemoteMTA != "mx.b.test" {
+		t.Errorf("bob: %+v", rc)
+	}
+	if rc := h.recipient(id, "nobody@b.test"); rc.State != store.QueueFailed || !rc.Notified || rc.Status != "5.1.1" ||
+		!strings.Contains(rc.LastError, "550 5.1.1 No such user") {
+		t.Errorf("nobody: %+v", rc)
+	}
+	rc := h.recipient(id, "grey@b.test")
+	if rc.State != store.QueuePending || rc.Status != "4.7.1" || !strings.Contains(rc.LastError, "Greylisted") {
+		t.Errorf("grey: %+v", rc)
+	}
+	m, _ := h.queued(id)
+	if m.Attempts != 1 || !m.NextAttempt.Equal(t0.Add(time.Minute)) || !m.LastAttempt.Equal(t0) {
+		t.Errorf("after the first attempt: attempts %d, last %v, next %v; want 1, %v, %v", m.Attempts, m.LastAttempt, m.NextAttempt, t0, t0.Add(time.Minute))
+	}
+	b := h.bounces.sent()
+	if len(b) != 1 {
+		t.Fatalf("%d bounces, want 1", len(b))
+	}
+	for _, want := range []string{"Action: failed", "Status: 5.1.1", "Final-Recipient: rfc822; nobody@b.test", "Remote-MTA: dns; mx.b.test",
+		"Diagnostic-Code: smtp; ", "Content-Type: multipart/report; report-type=delivery-status", "Message-ID: <m1@a.test>", "Reporting-MTA: dns; out.test"} {
+		if !strings.Contains(b[0].msg, want) {
+			t.Errorf("bounce lacks %q:\n%s", want, b[0].msg)
+		}
+	}
+	if strings.Contains(b[0].msg, "grey@b.test") || strings.Contains(b[0].msg, "Final-Recipient: rfc822; bob@b.test") {
+		t.Errorf("bounce names recipients that did not fail:\n%s", b[0].msg)
+	}
+
+	// Not due yet: nothing happens.
+	if n := h.attempt(); n != 0 {
+		t.Errorf("attempted %d messages before the retry time", n)
+	}
+	mu.Lock()
+	greylisted = false
+	mu.Unlock()
+	h.advance(time.Minute)
+	h.attempt()
+	if _, ok := h.queued(id); ok {
+		t.Errorf("message still queued after the retry delivered the last recipient")
+	}
+	txns := k.transactions()
+	if len(txns) != 2 || !slices.Equal(txns[0].rcpts, []string{"bob@b.test"}) || !slices.Equal(txns[1].rcpts, []string{"grey@b.test"}) {
+		t.Errorf("transactions %+v: want bob first, grey on the retry, nobody never", txns)
+	}
+	if len(h.bounces.sent()) != 1 {
+		t.Errorf("a second bounce was sent")
+	}
+}
+
+// TestDataFailure: a 5xx after the data fails every recipient of the
+// transaction; a 4xx defers them.
+func TestDataFailure(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	k := newSink(t)
+	k.data = func(n int) error {
+		if n == 1 {
+			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient storage"}
+		}
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Spam"}
+	}
+	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
+	id := h.enqueue("alice@a.test", []string{"bob@b.test", "carol@b.test"}, testMsg)
+	h.attempt()
+	for _, a := range []string{"bob@b.test", "carol@b.test"} {
+		if rc := h.recipient(id, a); rc.State != store.QueuePending || rc.Status != "4.3.1" {
+			t.Errorf("%s after 452 at the end of data: %+v", a, rc)
+		}
+	}
+	h.advance(time.Minute)
+	h.attempt()
+	if _, ok := h.queued(id); ok {
+		t.Errorf("message still queued after 554")
+	}
+	b := h.bounces.sent()
+	if len(b) != 1 || strings.Count(b[0].msg, "Status: 5.7.1") != 2 {
+		t.Errorf("bounces %+v, want one naming both recipients", b)
+	}
+}
+
+// TestExpiry: temporary failures until the lifetime is over, then a
+// bounce (X.4.7); the delay warning goes out once on the way.
+func TestExpiry(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) {
+		c.MaxLifetime = 2 * time.Hour
+		c.DelayWarning = 30 * time.Minute
+		c.RetryInitial, c.RetryMax = 20*time.Minute, 40*time.Minute
+	})
+	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", nil}) // refuses connections
+	id := h.enqueue("alice@a.test", []string{"bob@b.test"}, testMsg)
+	m, _ := h.queued(id)
+	t0 := m.CreatedAt
+	var attempts int
+	for range 20 {
+		if h.attempt() > 0 {
+			attempts++
+		}
+		if _, ok := h.queued(id); !ok {
+			break
+		}
+		h.advance(10 * time.Minute)
+	}
+	if _, ok := h.queued(id); ok {
+		t.Fatalf("message still queued after its lifetime")
+	}
+	// Attempts at 0, 20, 60 (+40), 100, and 120 (the deadline): 5.
+	if attempts != 5 {
+		t.Errorf("%d attempts, want 5 (at 0, 20, 60, 100 and 120 minutes)", attempts)
+	}
+	b := h.bounces.sent()
+	if len(b) != 2 {
+		t.Fatalf("%d notifications, want a delay warning and a bounce", len(b))
+	}
+	warn, bounce := b[0].msg, b[1].msg
+	if field(warn, "Action") != "delayed" || field(warn, "Subject") != "Delayed Mail (still being retried)" ||
+		field(warn, "Will-Retry-Until") != t0.Add(2*time.Hour).Format(time.RFC1123Z) || !strings.Contains(warn, "connection refused") {
+		t.Errorf("delay warning:\n%s", warn)
+	}
+	if field(bounce, "Action") != "failed" || field(bounce, "Status") != "4.4.7" || !strings.Contains(bounce, "delivery time expired") {
+		t.Errorf("expiry bounce:\n%s", bounce)
+	}
+}
+
+// TestNoBounceToNullSender: RFC 5321 section 4.5.5.
+func TestNoBounceToNullSender(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	k := newSink(t)
+	k.rcpt = func(string) error {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No"}
+	}
+	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
+	id := h.enqueue("", []string{"bob@b.test"}, testMsg)
+	h.attempt()
+	if _, ok := h.queued(id); ok {
+		t.Errorf("failed null-sender message still queued")
+	}
+	if b := h.bounces.sent(); len(b) != 0 {
+		t.Errorf("bounce of a bounce sent: %+v", b)
+	}
+}
+
+// TestBounceRetried: a notification that cannot be sent yet is sent on a
+// later attempt (the failure is kept, unnotified); one that never can be
+// is dropped.
+func TestBounceRetried(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.res.mx["null.test"] = []*net.MX{{Host: ".", Pref: 0}}
+	h.bounces.err = errors.New("store busy")
+	id := h.enqueue("alice@a.test", []string{"x@null.test"}, testMsg)
+	h.attempt()
+	if rc := h.recipient(id, "x@null.test"); rc.State != store.QueueFailed || rc.Notified {
+		t.Fatalf("after a failed bounce: %+v, want failed, not notified", rc)
+	}
+	h.bounces.mu.Lock()
+	h.bounces.err = nil
+	h.bounces.mu.Unlock()
+	h.advance(time.Minute)
+	h.attempt()
+	if _, ok := h.queued(id); ok {
+		t.Errorf("message still queued once its bounce was sent")
+	}
+	if b := h.bounces.sent(); len(b) != 1 || field(b[0].msg, "Status") != "5.1.10" {
+		t.Errorf("bounces %+v", b)
+	}
+
+	h.bounces.mu.Lock()
+	h.bounces.err = fmt.Errorf("%w: 550 no such user", ErrUndeliverable)
+	h.bounces.mu.Unlock()
+	id = h.enqueue("gone@a.test", []string{"x@null.test"}, testMsg)
+	h.attempt()
+	if _, ok := h.queued(id); ok {
+		t.Errorf("message whose bounce is undeliverable still queued")
+	}
+}
+
+// TestStartTLS: RFC 3207 at each level.
+func TestStartTLS(t *testing.T) {
+	t.Parallel()
+	cert, leaf := selfSigned(t, "mx.b.test")
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	for _, c := range []struct {
+		level     TLSLevel
+		certified bool // the sink offers STARTTLS
+		broken    bool // ... but every handshake fails
+		roots     *x509.CertPool
+		delivered bool
+		tls       bool
+		status    string
+	}{
+		{level: TLSMay, certified: true, delivered: true, tls: true},
+		// Opportunistic TLS falls back to plaintext after a failed
+		// handshake; "encrypt" defers.
+		{level: TLSMay, certified: true, broken: true, delivered: true},
+		{level: TLSEncrypt, certified: true, broken: true, status: "4.7.5"},
+		{level: TLSMay, delivered: true},
+		{level: TLSNone, certified: true, delivered: true},
+		{level: TLSEncrypt, certified: true, delivered: true, tls: true},
+		{level: TLSEncrypt, status: "4.7.4"},
+		{level: TLSVerify, certified: true, status: "4.7.5"},
+		{level: TLSVerify, certified: true, roots: pool, delivered: true, tls: true},
+	} {
+		t.Run(fmt.Sprintf("%s-cert%v-broken%v-roots%v", c.level, c.certified, c.broken, c.roots != nil), func(t *testing.T) {
+			h := newHarness(t, func(cfg *Config) { cfg.TLS, cfg.RootCAs = c.level, c.roots })
+			var k *sink
+			switch {
+			case c.broken:
+				k = newSink(t, withBrokenTLS(cert))
+			case c.certified:
+				k = newSink(t, withTLS(cert))
+			default:
+				k = newSink(t)
+			}
+			h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
+			id := h.enqueue("alice@a.test", []string{"bob@b.test"}, testMsg)
+			h.attempt()
+			txns := k.transactions()
+			if !c.delivered {
+				rc := h.recipient(id, "bob@b.test")
+				if len(txns) != 0 || rc.State != store.QueuePending || rc.Status != c.status {
+					t.Errorf("delivered %d times, recipient %+v; want deferred with %s", len(txns), rc, c.status)
+				}
+				return
+			}
+			if len(txns) != 1 || txns[0].tls != c.tls || txns[0].data != testMsg {
+				m, _ := h.queued(id)
+				t.Errorf("transactions %+v, want one with TLS %v; queue: %+v", txns, c.tls, m)
+			}
+		})
+	}
+}
+
+// TestRelay: all remote mail to the relay in one transaction, AUTH PLAIN
+// inside TLS; a per-domain route overrides it; a refused login defers.
+func TestRelay(t *testing.T) {
+	t.Parallel()
+	cert, _ := selfSigned(t, "relay.test")
+	relay := newSink(t, withTLS(cert), withAuth("out", "s3cret"))
+	routed := newSink(t)
+	h := newHarness(t, func(c *Config) {
+		c.Relay = &Relay{Addr: "127.0.0.9:587", User: "out", Password: "s3cret", TLS: TLSEncrypt}
+		c.Routes = map[string]string{"routed.test": "127.0.0.10:2525"}
+	})
+	h.dial.route("127.0.0.9:587", relay.addr)
+	h.dial.route("127.0.0.10:2525", routed.addr)
+	id := h.enqueue("alice@a.test", []string{"bob@b.test", "carol@c.test", "dan@routed.test"}, testMsg)
+	h.attempt()
+	if _, ok := h.queued(id); ok {
+		t.Errorf("message still queued")
+	}
+	txns := relay.transactions()
+	if len(txns) != 1 || !slices.Equal(txns[0].rcpts, []string{"bob@b.test", "carol@c.test"}) || txns[0].authUser != "out" || !txns[0].tls {
+		t.Errorf("relay transactions %+v: want one, both domains, authenticated, TLS", txns)
+	}
+	if txns := routed.transactions(); len(txns) != 1 || !slices.Equal(txns[0].rcpts, []string{"dan@routed.test"}) {
+		t.Errorf("route transactions %+v", txns)
+	}
+	if len(h.res.asked) != 0 {
+		t.Errorf("MX lookups with a relay: %v", h.res.asked)
+	}
+
+	h2 := newHarness(t, func(c *Config) {
+		c.Relay = &Relay{Addr: "127.0.0.9:587", User: "out", Password: "wrong", TLS: TLSMay}
+	})
+	h2.dial.route("127.0.0.9:587", relay.addr)
+	id = h2.enqueue("alice@a.test", []string{"bob@b.test"}, testMsg)
+	h2.attempt()
+	if rc := h2.recipient(id, "bob@b.test"); rc.State != store.QueuePending || !strings.Contains(rc.LastError, "refused the login") || rc.Status != "4.7.8" {
+		t.Errorf("with a wrong password: %+v, want deferred (4.7.8)", rc)
+	}
+
+	// No TLS offered: the credentials are not sent.
+	plain := newSink(t, withAuth("out", "s3cret"))
+	h3 := newHarness(t, func(c *Config) {
+		c.Relay = &Relay{Addr: "127.0.0.9:587", User: "out", Password: "s3cret", TLS: TLSMay}
+	})
+	h3.dial.route("127.0.0.9:587", plain.addr)
+	id = h3.enqueue("alice@a.test", []string{"bob@b.test"}, testMsg)
+	h3.attempt()
+	if rc := h3.recipient(id, "bob@b.test"); rc.State != store.QueuePending || !strings.Contains(rc.LastError, "without TLS") {
+		t.Errorf("relay without STARTTLS: %+v, want deferred without sending credentials", rc)
+	}
+}
+
+// TestSize: RFC 1870, a message larger than the peer's SIZE bounces
+// without being sent.
+func TestSize(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	k := newSink(t, withMaxSize(100))
+	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
+	id := h.enqueue("alice@a.test", []string{"bob@b.test"}, testMsg+strings.Repeat("x", 200)+"\r\n")
+	h.attempt()
+	if _, ok := h.queued(id); ok || len(k.transactions()) != 0 {
+		t.Errorf("queued %v, transactions %d", ok, len(k.transactions()))
+	}
+	if b := h.bounces.sent(); len(b) != 1 || field(b[0].msg, "Status") != "5.3.4" || !strings.Contains(b[0].msg, "SIZE 100") {
+		t.Errorf("bounces %+v", b)
+	}
+}
+
+// scripted is a minimal SMTP server offering exactly the extensions
+// given, for peers go-smtp cannot imitate (it always offers 8BITMIME).
+func scripted(t *testing.T, ext []string) (addr string, mails func() []string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var mu sync.Mutex
+	var got []string
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				br := bufio.NewReader(c)
+				fmt.Fprintf(c, "220 scripted.test ESMTP\r\n")
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					cmd := strings.ToUpper(strings.TrimSpace(line))
+					switch {
+					case strings.HasPrefix(cmd, "EHLO"):
+						fmt.Fprintf(c, "250-scripted.test\r\n")
+						for _, e := range ext {
+							fmt.Fprintf(c, "250-%s\r\n", e)
+						}
+						fmt.Fprintf(c, "250 HELP\r\n")
+					case strings.HasPrefix(cmd, "MAIL"), strings.HasPrefix(cmd, "RCPT"):
+						mu.Lock()
+						got = append(got, strings.TrimSpace(line))
+						mu.Unlock()
+						fmt.Fprintf(c, "250 OK\r\n")
+					case cmd == "DATA":
+						fmt.Fprintf(c, "354 go on\r\n")
+						for {
+							l, err := br.ReadString('\n')
+							if err != nil || l == ".\r\n" {
+								break
+							}
+						}
+						fmt.Fprintf(c, "250 2.0.0 queued\r\n")
+					case cmd == "QUIT":
+						fmt.Fprintf(c, "221 bye\r\n")
+						return
+					default:
+						fmt.Fprintf(c, "250 OK\r\n")
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String(), func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), got...)
+	}
+}
+
+// TestEightBitAndUTF8: RFC 6152 and RFC 6531 towards peers without the
+// extensions.
+func TestEightBitAndUTF8(t *testing.T) {
+	t.Parallel()
+	eight := "From: alice@a.test\r\nSubject: caf\xc3\xa9\r\n\r\ncaf\xc3\xa9\r\n"
+
+	// No 8BITMIME: an 8-bit message bounces (X.6.3) before MAIL.
+	h := newHarness(t, nil)
+	addr, mails := scripted(t, []string{"SIZE 1000000"})
+	h.res.mx["b.test"] = []*net.MX{{Host: "mx.b.test.", Pref: 10}}
+	h.res.ip["mx.b.test"] = []net.IP{net.ParseIP("127.0.0.2")}
+	h.dial.route("127.0.0.2:25", addr)
+	id := h.enqueue("alice@a.test", []string{"bob@b.test"}, eight)
+	seven := h.enqueue("alice@a.test", []string{"bob@b.test"}, testMsg)
+	h.attempt()
+	if _, ok := h.queued(id); ok {
+		t.Errorf("8-bit message still queued")
+	}
+	if b := h.bounces.sent(); len(b) != 1 || field(b[0].msg, "Status") != "5.6.3" || !strings.Contains(b[0].msg, "8BITMIME") {
+		t.Errorf("bounces %+v", b)
+	}
+	if _, ok := h.queued(seven); ok {
+		t.Errorf("7-bit message not delivered")
+	}
+	if m := mails(); len(m) != 2 || m[0] != fmt.Sprintf("MAIL FROM:<alice@a.test> SIZE=%d", len(testMsg)) {
+		t.Errorf("commands %q: want only the 7-bit message's MAIL (with SIZE) and RCPT", m)
+	}
+
+	// 8BITMIME but no SMTPUTF8: a non-ASCII recipient fails (X.6.7), the
+	// others of the transaction get the message.
+	h = newHarness(t, nil)
+	addr, mails = scripted(t, []string{"8BITMIME"})
+	h.res.mx["b.test"] = []*net.MX{{Host: "mx.b.test.", Pref: 10}}
+	h.res.ip["mx.b.test"] = []net.IP{net.ParseIP("127.0.0.2")}
+	h.dial.route("127.0.0.2:25", addr)
+	id = h.enqueue("alice@a.test", []string{"j\xc3\xb6rg@b.test", "bob@b.test"}, eight)
+	h.attempt()
+	if _, ok := h.queued(id); ok {
+		t.Errorf("message still queued")
+	}
+	if m := mails(); len(m) != 2 || m[0] != "MAIL FROM:<alice@a.test> BODY=8BITMIME" || m[1] != "RCPT TO:<bob@b.test>" {
+		t.Errorf("commands %q", m)
+	}
+	if b := h.bounces.sent(); len(b) != 1 || field(b[0].msg, "Status") != "5.6.7" || field(b[0].msg, "Final-Recipient") != "rfc822; j\xc3\xb6rg@b.test" {
+		t.Errorf("bounces %+v", b)
+	}
+
+	// A peer with SMTPUTF8 gets the UTF-8 address, announced.
+	h = newHarness(t, nil)
+	k := newSink(t, withSMTPUTF8())
+	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
+	h.enqueue("alice@a.test", []string{"j\xc3\xb6rg@b.test"}, eight)
+	h.attempt()
+	if txns := k.transactions(); len(txns) != 1 || !txns[0].utf8 || txns[0].rcpts[0] != "j\xc3\xb6rg@b.test" || txns[0].data != eight {
+		t.Errorf("transactions %+v, want the UTF-8 recipient with SMTPUTF8", txns)
+	}
+}
+
+// TestRunner: the background loop delivers what is queued (Kick), keeps
+// to the per-host limit, and a restart recovers a crash's leftovers.
+func TestRunner(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) { c.MaxPerHost = 2; c.Now = time.Now })
+	k := newSink(t)
+	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
+	h.res.mx["null.test"] = []*net.MX{{Host: ".", Pref: 0}}
+
+	// A crash left a claim and a failure whose bounce was not sent.
+	claimed := h.enqueue("alice@a.test", []string{"bob@b.test"}, testMsg)
+	if _, err := h.st.ClaimQueued(t.Context(), time.Now(), time.Hour, 10); err != nil {
+		t.Fatal(err)
+	}
+	failed := h.enqueue("alice@a.test", []string{"x@null.test"}, testMsg)
+	if err := h.st.UpdateQueued(t.Context(), failed, store.QueueUpdate{Recipients: []store.QueueRecipient{
+		{Address: "x@null.test", State: store.QueueFailed, Status: "5.1.10", LastError: "null MX"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		h.enqueue("alice@a.test", []string{fmt.Sprintf("r%d@b.test", i)}, testMsg)
+		h.r.Kick()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ms, err := h.st.ListQueue(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue not empty after 30s: %+v", ms)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(k.transactions()); n != 11 {
+		t.Errorf("%d transactions, want 11", n)
+	}
+	k.mu.Lock()
+	maxOpen := k.maxOpen
+	k.mu.Unlock()
+	if maxOpen > 2 {
+		t.Errorf("%d connections at once to one host, limit 2", maxOpen)
+	}
+	if b := h.bounces.sent(); len(b) != 1 || field(b[0].msg, "Status") != "5.1.10" {
+		t.Errorf("the crash's unsent bounce: %+v", b)
+	}
+	if err := h.r.Shutdown(t.Context()); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if _, ok := h.queued(claimed); ok {
+		t.Errorf("the message a crashed runner had claimed is still queued")
+	}
+}
+
+// TestShutdownAborts: an attempt still running at the end of the grace
+// period is aborted and its recipients are due again at once.
+func TestShutdownAborts(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) { c.Now = time.Now })
+	k := newSink(t)
+	k.block = make(chan struct{})
+	t.Cleanup(func() { close(k.block) })
+	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
+	id := h.enqueue("alice@a.test", []string{"bob@b.test"}, testMsg)
+	if err := h.r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		k.mu.Lock()
+		n := k.datas
+		k.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sink never got the data")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // no grace at all
+	if err := h.r.Shutdown(ctx); err == nil {
+		t.Errorf("Shutdown with an attempt under way and no grace: no error")
+	}
+	m, ok := h.queued(id)
+	if !ok || m.Recipients[0].State != store.QueuePending || !m.ClaimedUntil.IsZero() || m.NextAttempt.After(time.Now()) {
+		t.Errorf("after an aborted attempt: %+v (queued %v); want pending, unclaimed, due", m, ok)
+	}
+	if len(k.transactions()) != 0 {
+		t.Errorf("the aborted transaction was completed")
+	}
+}

@@ -1,0 +1,362 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"postoffice/internal/admin"
+	"postoffice/internal/config"
+	"postoffice/internal/control"
+	"postoffice/internal/tlsutil"
+)
+
+// The operations of a running server, for the control socket and the web
+// console (control.Controller and admin.Controller).
+
+var (
+	_ control.Controller = (*Server)(nil)
+	_ admin.Controller   = (*Server)(nil)
+)
+
+// Status implements control.Controller.
+func (s *Server) Status(ctx context.Context) (control.Status, error) {
+	cfg := s.Config()
+	st := control.Status{
+		PID: os.Getpid(), Version: s.opts.Version, Started: s.started, DataDir: cfg.DataDir,
+		ConfigFile: s.opts.ConfigPath, Hostname: cfg.Hostname,
+	}
+	for _, svc := range s.services {
+		st.Services = append(st.Services, svc.status(cfg))
+	}
+	q, err := s.st.ListQueue(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.Queue.Messages = len(q)
+	for _, m := range q {
+		if m.Held {
+			st.Queue.Held++
+		}
+	}
+	st.Console = s.consoleURL()
+	return st, nil
+}
+
+func (s *Server) lookup(name string) ([]*service, error) {
+	if name == "all" {
+		return s.services, nil
+	}
+	for _, svc := range s.services {
+		if svc.name == name {
+			return []*service{svc}, nil
+		}
+	}
+	return nil, fmt.Errorf("unknown service %q (one of %s, all)", name, strings.Join(control.Services, ", "))
+}
+
+// StartService implements control.Controller.
+func (s *Server) StartService(ctx context.Context, name string) ([]string, error) {
+	svcs, err := s.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	cfg := s.Config()
+	var notes []string
+	var errs []error
+	for _, svc := range svcs {
+		if name == "all" && svc.isRunning() {
+			continue
+		}
+		if err := svc.start(cfg, nil); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		notes = append(notes, svc.name+" started")
+	}
+	if len(notes) == 0 && len(errs) == 0 {
+		notes = append(notes, "every service is running already")
+	}
+	return notes, errors.Join(errs...)
+}
+
+// StopService implements control.Controller: the services stop accepting,
+// their sessions have grace to finish, then are closed; POP3 sessions
+// closed so apply none of their deletions (RFC 1939 section 6).
+func (s *Server) StopService(ctx context.Context, name string, grace time.Duration) ([]string, error) {
+	svcs, err := s.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, grace)
+	defer cancel()
+	var mu sync.Mutex
+	var notes []string
+	var errs []error
+	var wg sync.WaitGroup
+	for _, svc := range svcs {
+		if name == "all" && !svc.isRunning() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := svc.stop(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, errNotRunning):
+				errs = append(errs, fmt.Errorf("%s is not running", svc.name))
+			case errors.Is(err, context.DeadlineExceeded):
+				notes = append(notes, fmt.Sprintf("%s stopped; sessions still open after %v were closed (their deletions not applied)", svc.name, grace))
+			case err != nil:
+				errs = append(errs, fmt.Errorf("%s: %w", svc.name, err))
+			default:
+				notes = append(notes, svc.name+" stopped")
+			}
+		}()
+	}
+	wg.Wait()
+	slices.Sort(notes)
+	if len(notes) == 0 && len(errs) == 0 {
+		notes = append(notes, "every service is stopped already")
+	}
+	return notes, errors.Join(errs...)
+}
+
+// Reload implements control.Controller: the configuration file and the
+// certificates are read again and applied without dropping sessions.
+func (s *Server) Reload(ctx context.Context) ([]string, error) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	cfg, err := config.Load(s.opts.ConfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("%v (nothing changed)", err)
+	}
+	old := s.Config()
+	var notes []string
+	if cfg.DataDir != old.DataDir {
+		notes = append(notes, fmt.Sprintf("data_dir: restart postoffice serve to use %s (still on %s)", cfg.DataDir, old.DataDir))
+		cfg.DataDir = old.DataDir
+	}
+	if cfg.Log != old.Log {
+		notes = append(notes, "log: restart postoffice serve to apply the new log settings")
+	}
+	// Certificates: a new pair of files, or the same files read again.
+	src := s.currentTLS()
+	if cfg.TLS != old.TLS {
+		if src, err = tlsutil.Load(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.DataDir, cfg.Hostname); err != nil {
+			return nil, fmt.Errorf("%v (nothing changed)", err)
+		}
+	} else if err := src.Reload(); err != nil {
+		return nil, fmt.Errorf("%v (nothing changed)", err)
+	}
+	notes = append(notes, "certificates reloaded")
+	s.mu.Lock()
+	s.cfg, s.tls = cfg, src
+	if cfg.Hostname != old.Hostname {
+		s.router = s.newRouter(cfg)
+	}
+	s.mu.Unlock()
+
+	var errs []error
+	for _, svc := range s.services {
+		n, err := svc.reload(cfg)
+		notes = append(notes, n...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if cfg.Admin != old.Admin {
+		s.stopConsole()
+		if err := s.startConsole(cfg); err != nil {
+			errs = append(errs, err)
+		} else if cfg.Admin.Listen == "" {
+			notes = append(notes, "web console switched off")
+		} else {
+			notes = append(notes, "web console now at "+s.consoleURL())
+		}
+	}
+	s.log.Info("configuration reloaded", "notes", strings.Join(notes, "; "), "errors", len(errs))
+	return notes, errors.Join(errs...)
+}
+
+// SetConfig implements admin.Controller: one key changed in the
+// configuration file, then a reload.
+func (s *Server) SetConfig(ctx context.Context, key, value string) ([]string, error) {
+	s.reloadMu.Lock()
+	before, after, err := config.Set(s.opts.ConfigPath, key, value)
+	s.reloadMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	b, _ := config.Lookup(before, key)
+	a, _ := config.Lookup(after, key)
+	notes := []string{fmt.Sprintf("%s: %s -> %s (written to %s)", key, b.Value, a.Value, s.opts.ConfigPath)}
+	more, err := s.Reload(ctx)
+	return append(notes, more...), err
+}
+
+// console is the running web console.
+type console struct {
+	srv  *http.Server
+	url  string
+	done chan struct{}
+}
+
+// startConsole serves the web console and /metrics on [admin] listen.
+func (s *Server) startConsole(cfg config.Config) error {
+	if cfg.Admin.Listen == "" {
+		s.log.Info("web console off (set [admin] listen to switch it on)")
+		return nil
+	}
+	h, err := admin.New(admin.Options{
+		Store: s.st, Controller: s, Metrics: s.metrics.Handler(), Logger: s.log.With("service", "admin"),
+		Secure: cfg.Admin.TLS, Version: s.opts.Version, LoginMetric: func(ok bool) { s.metrics.Login("admin", ok) },
+	})
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin: cannot listen on %s: %w", cfg.Admin.Listen, unwrapSyscall(err))
+	}
+	scheme := "http"
+	if cfg.Admin.TLS {
+		scheme = "https"
+		l = tls.NewListener(l, s.tlsConfig())
+	}
+	c := &console{
+		srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+			WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: nil},
+		url:  scheme + "://" + l.Addr().String() + "/",
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(c.done)
+		if err := c.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("web console failed", "err", err)
+		}
+	}()
+	s.mu.Lock()
+	s.console = c
+	s.mu.Unlock()
+	s.log.Info("listening", "service", "admin", "addr", l.Addr().String(), "url", c.url)
+	if admins, err := s.st.ListAdmins(context.Background()); err == nil && len(admins) == 0 {
+		s.log.Warn("no admin account yet: create one with 'postoffice admin add NAME' to sign in to the web console")
+	}
+	return nil
+}
+
+func (s *Server) stopConsole() {
+	s.mu.Lock()
+	c := s.console
+	s.console = nil
+	s.mu.Unlock()
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.srv.Shutdown(ctx); err != nil {
+		c.srv.Close()
+	}
+	<-c.done
+}
+
+func (s *Server) consoleURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.console == nil {
+		return ""
+	}
+	return s.console.url
+}
+
+// sweepInterval is how often expired messages and old journal entries are
+// removed in the background (logins expire a user's messages at once).
+const sweepInterval = time.Hour
+
+func (s *Server) startSweeper() {
+	s.sweep, s.swept = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(s.swept)
+		t := time.NewTimer(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.sweep:
+				return
+			case <-t.C:
+			}
+			s.Sweep(context.Background())
+			t.Reset(sweepInterval)
+		}
+	}()
+}
+
+func (s *Server) stopSweeper() {
+	if s.sweep != nil {
+		close(s.sweep)
+		<-s.swept
+		s.sweep = nil
+	}
+}
+
+// Sweep removes the messages whose retention (RFC 2449 section 6.7,
+// EXPIRE) has run out in every mailbox not in use, and the journal entries
+// older than [journal] retention_days.
+func (s *Server) Sweep(ctx context.Context) {
+	cfg := s.Config()
+	now := time.Now()
+	users, err := s.st.ListUsers(ctx)
+	if err != nil {
+		s.log.Error("sweep: listing users", "err", err)
+		return
+	}
+	serverExpire := cfg.POP3.Expire.Duration()
+	for _, u := range users {
+		expire := serverExpire
+		if u.Expire != nil {
+			expire = *u.Expire
+		}
+		if expire < 0 {
+			continue
+		}
+		lock, err := s.st.Lock(ctx, u.ID, s.holder+" (expire sweep)")
+		if err != nil {
+			continue // in use: its next login expires it
+		}
+		if err := expireMailbox(ctx, s.st, s.journal, u, now.Add(-expire)); err != nil {
+			s.log.Error("sweep: expiring messages", "user", u.Address, "err", err)
+		}
+		lock.Unlock()
+	}
+	if days := cfg.Journal.RetentionDays; days > 0 {
+		n, err := s.st.PruneJournal(ctx, now.Add(-time.Duration(days)*24*time.Hour))
+		if err != nil {
+			s.log.Error("sweep: pruning the journal", "err", err)
+		} else if n > 0 {
+			s.log.Info("journal entries removed", "count", n, "older_than_days", days)
+		}
+	}
+}
+
+// QueueRetry makes a queued message (or all, id 0) due now and wakes the
+// runner.
+func (s *Server) QueueRetry(ctx context.Context, id int64) (int, error) {
+	n, err := s.st.RetryQueued(ctx, id, time.Now())
+	if err == nil {
+		s.kickQueue()
+	}
+	return n, err
+}
+

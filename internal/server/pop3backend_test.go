@@ -1,0 +1,183 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"postoffice/internal/directory"
+	"postoffice/internal/journal"
+	"postoffice/internal/pop3"
+	"postoffice/internal/store"
+	"postoffice/internal/store/sqlite"
+)
+
+// policyEnv is a pop3Backend over a real store with a settable clock.
+type policyEnv struct {
+	t   *testing.T
+	st  *sqlite.Store
+	b   *pop3Backend
+	now time.Time
+}
+
+func newPolicyEnv(t *testing.T, delay, expire time.Duration) *policyEnv {
+	st, err := sqlite.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e := &policyEnv{t: t, st: st, now: time.Unix(1700000000, 0)}
+	e.b = &pop3Backend{st: st, auth: directory.NewAuthenticator(st), holder: "test", loginDelay: delay, expire: expire,
+		journal: journal.NewSyncWriter(st, slog.New(slog.DiscardHandler)), log: slog.New(slog.DiscardHandler),
+		now: func() time.Time { return e.now }}
+	return e
+}
+
+func (e *policyEnv) user(addr string, msgs int) store.User {
+	u, err := e.st.AddUser(context.Background(), store.User{Address: addr, Enabled: true})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for range msgs {
+		if _, err := e.st.Deliver(context.Background(), strings.NewReader("Subject: x\r\n\r\nbody\r\n"), []store.Delivery{{UserID: u.ID}}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return u
+}
+
+func (e *policyEnv) open(addr string) (pop3.Maildrop, error) {
+	return e.b.OpenMaildrop(context.Background(), addr)
+}
+
+func (e *policyEnv) mustOpen(addr string) pop3.Maildrop {
+	e.t.Helper()
+	md, err := e.open(addr)
+	if err != nil {
+		e.t.Fatalf("OpenMaildrop(%s): %v", addr, err)
+	}
+	return md
+}
+
+func (e *policyEnv) events(user string) []string {
+	es, err := e.st.QueryJournal(context.Background(), store.JournalQuery{User: user})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []string
+	for _, en := range es {
+		out = append(out, string(en.Event)+" "+en.Detail)
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// TestLoginDelay: RFC 2449 section 6.5, one login per delay, the user's
+// own value overriding the server's.
+func TestLoginDelay(t *testing.T) {
+	e := newPolicyEnv(t, time.Minute, -1)
+	u := e.user("d@example.com", 0)
+	e.mustOpen("d@example.com").Close()
+	e.now = e.now.Add(30 * time.Second)
+	if _, err := e.open("d@example.com"); !errors.Is(err, pop3.ErrLoginDelay) {
+		t.Fatalf("second login after 30s: %v, want ErrLoginDelay", err)
+	}
+	e.now = e.now.Add(31 * time.Second)
+	md := e.mustOpen("d@example.com")
+	if delay, _ := md.(pop3.PolicyMaildrop).Policy(); delay != time.Minute {
+		t.Errorf("Policy delay = %v, want the server's 1m", delay)
+	}
+	md.Close()
+	// A refused login does not count as one: the delay runs from the last
+	// successful login.
+	e.now = e.now.Add(59 * time.Second)
+	if _, err := e.open("d@example.com"); !errors.Is(err, pop3.ErrLoginDelay) {
+		t.Fatalf("login after 59s: %v", err)
+	}
+	e.now = e.now.Add(2 * time.Second)
+	e.mustOpen("d@example.com").Close()
+
+	// The user's own delay of 0 lets it log in at once.
+	zero := time.Duration(0)
+	u.LoginDelay = &zero
+	if err := e.st.UpdateUser(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	md = e.mustOpen("d@example.com")
+	if delay, _ := md.(pop3.PolicyMaildrop).Policy(); delay != 0 {
+		t.Errorf("Policy delay = %v, want the user's 0", delay)
+	}
+	md.Close()
+	e.mustOpen("d@example.com").Close()
+}
+
+// TestExpireRetrieved: RFC 2449 section 6.7, messages retrieved longer
+// ago than the retention period are removed at the next login; those not
+// retrieved stay; the journal records retrieval, deletion and expiry.
+func TestExpireRetrieved(t *testing.T) {
+	e := newPolicyEnv(t, 0, 24*time.Hour)
+	e.user("x@example.com", 3)
+
+	md := e.mustOpen("x@example.com")
+	if n := len(md.Messages()); n != 3 {
+		t.Fatalf("%d messages", n)
+	}
+	for _, i := range []int{0, 1} {
+		rc, err := md.Open(context.Background(), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, rc)
+		rc.Close()
+		md.(pop3.RetrievalRecorder).Retrieved(i)
+	}
+	if err := md.Commit(context.Background(), []int{1}); err != nil {
+		t.Fatal(err)
+	}
+	md.Close()
+
+	e.now = e.now.Add(23 * time.Hour)
+	md = e.mustOpen("x@example.com")
+	if n := len(md.Messages()); n != 2 {
+		t.Errorf("after 23h: %d messages, want 2 (nothing expired yet)", n)
+	}
+	md.Close()
+	e.now = e.now.Add(2 * time.Hour)
+	md = e.mustOpen("x@example.com")
+	if n := len(md.Messages()); n != 1 {
+		t.Errorf("after 25h: %d messages, want 1 (the retrieved one expired, the unread one kept)", n)
+	}
+	if _, exp := md.(pop3.PolicyMaildrop).Policy(); exp == nil || *exp != 24*time.Hour {
+		t.Errorf("Policy expire = %v", exp)
+	}
+	md.Close()
+	want := []string{"retrieved uid 1", "retrieved uid 2", "deleted uid 2", "expired uid 1"}
+	if got := e.events("x@example.com"); !slices.Equal(got, want) {
+		t.Errorf("journal %q, want %q", got, want)
+	}
+}
+
+// TestExpireNeverForUser: a user's "never" wins over the server's expire.
+func TestExpireNeverForUser(t *testing.T) {
+	e := newPolicyEnv(t, 0, 0)
+	u := e.user("n@example.com", 1)
+	never := time.Duration(-1)
+	u.Expire = &never
+	if err := e.st.UpdateUser(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	md := e.mustOpen("n@example.com")
+	md.(pop3.RetrievalRecorder).Retrieved(0)
+	md.Close()
+	e.now = e.now.Add(1000 * time.Hour)
+	md = e.mustOpen("n@example.com")
+	if n := len(md.Messages()); n != 1 {
+		t.Errorf("%d messages, want 1 (never expires)", n)
+	}
+	md.Close()
+}

@@ -1,0 +1,46 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"postoffice/internal/config"
+	"postoffice/internal/queue"
+	"postoffice/internal/router"
+	"postoffice/internal/store"
+)
+
+// newQueueRunner builds the outbound queue runner from [queue]. Its
+// notifications go through rt(), the router serve builds after it (the
+// router wakes the runner when it queues a message).
+func newQueueRunner(cfg config.Config, st store.Store, log *slog.Logger, rt func() *router.Router, onEvent func(queue.Event)) *queue.Runner {
+	q := cfg.Queue
+	sec := func(n int) time.Duration { return time.Duration(n) * time.Second }
+	qc := queue.Config{
+		Hostname: cfg.Hostname,
+		Store:    st,
+		Logger:   log.With("service", "queue"),
+		Bounce: func(ctx context.Context, to string, msg []byte) error {
+			return queue.RouterBouncer(rt())(ctx, to, msg)
+		},
+		Routes:        q.Routes,
+		MXPort:        q.MXPort,
+		TLS:           queue.TLSLevel(q.TLS),
+		RetryInitial:  sec(q.RetryInitial),
+		RetryMax:      sec(q.RetryMax),
+		MaxLifetime:   sec(q.MaxLifetime),
+		DelayWarning:  sec(q.DelayWarning),
+		PollInterval:  sec(q.PollInterval),
+		MaxConcurrent: q.MaxConcurrent,
+		MaxPerHost:    q.MaxPerHost,
+	}
+	if q.DNSServer != "" {
+		qc.Resolver = queue.DNSResolver(q.DNSServer)
+	}
+	if q.RelayHost != "" {
+		qc.Relay = &queue.Relay{Addr: q.RelayHost, User: q.RelayUser, Password: q.RelayPassword, TLS: queue.TLSLevel(q.RelayTLS)}
+	}
+	qc.OnEvent = onEvent // the mail journal
+	return queue.New(qc)
+}

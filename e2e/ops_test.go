@@ -526,9 +526,9 @@ func TestMetricsAndJournal(t *testing.T) {
 		return after[`postoffice_messages_total{event="deleted"}`] == 1
 	})
 	for name, want := range map[string]float64{
-		`postoffice_messages_total{event="received"}`:  1,
-		`postoffice_messages_total{event="delivered"}`: 1,
-		`postoffice_messages_total{event="retrieved"}`: 1,
+		`postoffice_messages_total{event="received"}`:              1,
+		`postoffice_messages_total{event="delivered"}`:             1,
+		`postoffice_messages_total{event="retrieved"}`:             1,
 		`postoffice_logins_total{protocol="pop3",result="ok"}`:     1,
 		`postoffice_logins_total{protocol="pop3",result="failed"}`: 1,
 		`postoffice_sessions_total{protocol="pop3"}`:               1,

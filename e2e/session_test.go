@@ -1,8 +1,8 @@
 package e2e
 
 import (
-	"encoding/base64"
 	"bufio"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"

@@ -17,6 +17,17 @@ import (
 // stalls fails the operation instead of hanging the benchmark.
 const ioTimeout = 2 * time.Minute
 
+// dial connects to addr; an error says how long the attempt took.
+func dial(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: ioTimeout}
+	t := time.Now()
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w (after %v)", err, time.Since(t).Round(time.Millisecond))
+	}
+	return c, nil
+}
+
 // pop3Client is a minimal POP3 client (RFC 1939) for load generation.
 type pop3Client struct {
 	c net.Conn
@@ -27,8 +38,7 @@ type pop3Client struct {
 }
 
 func dialPOP3(ctx context.Context, addr string) (*pop3Client, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := dial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -174,8 +184,7 @@ type smtpClient struct {
 }
 
 func dialSMTP(ctx context.Context, addr, helo string) (*smtpClient, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := dial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}

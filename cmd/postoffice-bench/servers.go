@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -299,6 +300,16 @@ func newPostfix(benchDir, dir, domain string, users []account) (*postfix, error)
 		}
 	}
 	if err := os.Chown(filepath.Join(dir, "vmail"), mailUID, mailGID); err != nil {
+		return nil, err
+	}
+	// data_directory belongs to the mail_owner (master's lock file).
+	owner, err := user.Lookup("postfix")
+	if err != nil {
+		return nil, fmt.Errorf("postfix: %w", err)
+	}
+	uid, _ := strconv.Atoi(owner.Uid)
+	gid, _ := strconv.Atoi(owner.Gid)
+	if err := os.Chown(filepath.Join(dir, "data"), uid, gid); err != nil {
 		return nil, err
 	}
 	data := tmplData{Dir: dir, Host: "127.0.0.1", SMTPPort: x.smtp, Domain: domain, UID: mailUID, GID: mailGID}

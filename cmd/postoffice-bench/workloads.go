@@ -97,6 +97,8 @@ type sessionFunc func(ctx context.Context, c *collector, addr string, u account)
 // runPOP3Sessions runs sessions from Concurrency workers. Worker w uses the
 // users whose index is w modulo Concurrency, in turn, so that no two
 // sessions of one user overlap (a POP3 maildrop is locked per session).
+// With a Count, each worker runs its share of it: a Count of one per user
+// (the default) logs every user in exactly once.
 func runPOP3Sessions(ctx context.Context, name string, o loadOpts, fn sessionFunc) Result {
 	conc := min(o.Concurrency, len(o.Users))
 	if o.Duration > 0 {
@@ -107,19 +109,22 @@ func runPOP3Sessions(ctx context.Context, name string, o loadOpts, fn sessionFun
 	if o.Count == 0 && o.Duration == 0 {
 		o.Count = len(o.Users)
 	}
-	b := &budget{limit: int64(o.Count)}
 	c := newCollector()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := range conc {
 		// The worker's own users: w, w+conc, w+2*conc...
 		mine := (len(o.Users) - w + conc - 1) / conc
+		quota := -1 // no limit but the duration
+		if o.Count > 0 {
+			quota = o.Count / conc
+			if w < o.Count%conc {
+				quota++
+			}
+		}
 		wg.Go(func() {
-			for k := 0; ; k++ {
+			for k := 0; k != quota && ctx.Err() == nil; k++ {
 				idx := w + (k%mine)*conc
-				if _, ok := b.take(ctx); !ok {
-					return
-				}
 				t := time.Now()
 				if err := fn(ctx, c, o.Addr, o.Users[idx]); err != nil {
 					if ctx.Err() != nil && o.Duration > 0 {
@@ -133,8 +138,7 @@ func runPOP3Sessions(ctx context.Context, name string, o loadOpts, fn sessionFun
 		})
 	}
 	wg.Wait()
-	res := c.result(name, time.Since(start))
-	return res
+	return c.result(name, time.Since(start))
 }
 
 // login connects and logs in, recording the time to "login".

@@ -87,7 +87,7 @@ func runAdminPasswd(e *env, args []string) error {
 }
 
 func runAdminDel(e *env, args []string) error {
-	fs := newFlags(e, "admin del", "NAME", "Delete an operator account of the web console; its console sessions end at once.")
+	fs := newFlags(e, "admin del", "NAME", "Delete an operator account of the web console; its console sessions end at\nonce (the next page it asks for sends it to the sign-in page).")
 	pos, err := e.parseArgs(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -104,7 +104,7 @@ func runAdminDel(e *env, args []string) error {
 }
 
 func runAdminList(e *env, args []string) error {
-	fs := newFlags(e, "admin list", "", "List the operator accounts of the web console.")
+	fs := newFlags(e, "admin list", "", "List the operator accounts of the web console with the time each was added.\nThe console is served when [admin] listen is set; with no account, nobody\ncan sign in (serve says so when it starts).")
 	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}

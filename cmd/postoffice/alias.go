@@ -65,7 +65,7 @@ func runAliasAdd(e *env, args []string) error {
 }
 
 func runAliasDel(e *env, args []string) error {
-	fs := newFlags(e, "alias del", "ADDRESS", "Delete an alias.")
+	fs := newFlags(e, "alias del", "ADDRESS", "Delete an alias (or the catch-all @DOMAIN). Mail to it is refused from then on,\nunless a catch-all of its domain takes it.")
 	pos, err := e.parseArgs(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -87,7 +87,7 @@ func runAliasDel(e *env, args []string) error {
 }
 
 func runAliasList(e *env, args []string) error {
-	fs := newFlags(e, "alias list", "", "List aliases and their targets.")
+	fs := newFlags(e, "alias list", "", "List aliases and their targets, one alias per line: ADDRESS TARGET,TARGET...")
 	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}

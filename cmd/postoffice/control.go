@@ -178,8 +178,9 @@ The server process keeps running: 'postoffice start' brings the service back.`+c
 func runReload(e *env, args []string) error {
 	fs := newFlags(e, "reload", "", `Make the running server read its configuration file and its certificates
 again, without dropping sessions (as SIGHUP does): new sessions get the new
-settings, open ones finish as they are; a service whose addresses changed
-moves to them; session limits apply at once. A configuration that does not
+settings, open ones finish as they are (an SMTP connection idle between
+transactions is answered 421 and reconnects); a service whose addresses
+changed moves to them; session limits apply at once. A configuration that does not
 load changes nothing. data_dir and [log] need a restart of serve.`+controlHelp)
 	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
 		return err

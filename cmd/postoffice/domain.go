@@ -29,7 +29,10 @@ func domainArg(s string) (string, error) {
 }
 
 func runDomainAdd(e *env, args []string) error {
-	return e.withDomain(args, "domain add", "add a mail domain", func(st store.Store, d string) error {
+	return e.withDomain(args, "domain add", `Add a mail domain: postoffice becomes the final destination of mail for
+addresses in DOMAIN (a recipient that is no user, extra address or alias of
+it is refused with 550 5.1.1). Adding a user or an alias adds its domain;
+mail for other domains is relayed only for authenticated users.`, func(st store.Store, d string) error {
 		if err := st.AddDomain(context.Background(), d); err != nil {
 			if errors.Is(err, store.ErrExists) {
 				return fail(exitFailure, "domain %s already exists", d)
@@ -42,7 +45,8 @@ func runDomainAdd(e *env, args []string) error {
 }
 
 func runDomainDel(e *env, args []string) error {
-	return e.withDomain(args, "domain del", "delete a domain", func(st store.Store, d string) error {
+	return e.withDomain(args, "domain del", `Delete a domain. It is refused while users, extra addresses or aliases of
+the domain remain: delete those first.`, func(st store.Store, d string) error {
 		if err := st.DeleteDomain(context.Background(), d); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return fail(exitFailure, "no domain %s", d)
@@ -68,7 +72,7 @@ func (e *env) withDomain(args []string, name, summary string, f func(store.Store
 }
 
 func runDomainList(e *env, args []string) error {
-	fs := newFlags(e, "domain list", "", "list the domains")
+	fs := newFlags(e, "domain list", "", "List the local domains, one per line, sorted.")
 	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}

@@ -70,6 +70,7 @@ func init() {
 		configCommand,
 		adminCommand,
 		journalCommand,
+		migrateCommand,
 		versionCommand,
 		{name: "help", usage: "[COMMAND]", summary: "explain a command", run: runHelp},
 	}
@@ -175,7 +176,8 @@ func lookup(cmds []*command, args []string) (*command, []string, []string) {
 }
 
 func printUsage(w io.Writer) {
-	fmt.Fprint(w, `postoffice: a POP3 mail server with its own user directory.
+	fmt.Fprint(w, `postoffice: a mail server (POP3, SMTP, submission) with its own user
+directory, an outbound queue, a control socket and a web console.
 
 Usage: postoffice [--config FILE] COMMAND [ARGS]
 
@@ -196,6 +198,22 @@ Commands:
 Global option:
   --config FILE   TOML configuration (before or after the command); without it
                   built-in defaults are used: data in ./data, standard ports.
+
+Files:
+  DATA_DIR/postoffice.db     the directory, mailbox index, queue and journal
+  DATA_DIR/blobs/            message bodies, one file per message
+  DATA_DIR/tls/              the self-signed certificate made on first start
+  DATA_DIR/control.sock      control socket of a running serve (owner only),
+                             used by status, start, stop and reload
+
+Signals (to serve):
+  SIGTERM, SIGINT  stop gracefully: sessions get 10 seconds to finish
+  SIGHUP           reload the configuration and the certificates
+
+Exit status:
+  0 success; 1 failure; 64 usage error; 65 message refused (deliver);
+  67 unknown recipient (deliver); 75 temporary failure, or no running serve
+  (status, start, stop, reload); 78 configuration error.
 
 'postoffice help COMMAND' or 'postoffice COMMAND --help' explains a command.
 `)

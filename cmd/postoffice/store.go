@@ -1,17 +1,43 @@
 package main
 
 import (
+	"context"
+	"os"
+	"time"
+
 	"postoffice/internal/config"
 	"postoffice/internal/store"
+	"postoffice/internal/store/postgres"
 	"postoffice/internal/store/sqlite"
 )
 
-// openStore opens the configured backend. A failure is temporary for a
-// delivery agent's caller (exit 75): the data directory may come back.
+// openTimeout bounds connecting to (and migrating) a database server.
+const openTimeout = 30 * time.Second
+
+// openStore opens the configured backend ([store] backend). A failure is
+// temporary for a delivery agent's caller (exit 75): the data directory or
+// the database server may come back.
 func openStore(cfg config.Config) (store.Store, error) {
-	st, err := sqlite.Open(cfg.DataDir)
-	if err != nil {
-		return nil, fail(exitTempFail, "opening the store in %s: %v", cfg.DataDir, err)
+	switch cfg.Store.Backend {
+	case config.BackendPostgres:
+		ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+		defer cancel()
+		st, err := postgres.OpenWith(ctx, cfg.Store.PostgresDSN, cfg.Store.NodeName, postgres.Options{
+			Password: cfg.Store.PostgresPassword,
+			Lease:    time.Duration(cfg.Store.Lease) * time.Second,
+			// Background problems (lock renewals) in the format of the
+			// process's other logs.
+			Logger: newLogger(&env{stderr: os.Stderr}, cfg.Log),
+		})
+		if err != nil {
+			return nil, fail(exitTempFail, "opening the PostgreSQL store (node %s): %v", cfg.Store.NodeName, err)
+		}
+		return st, nil
+	default:
+		st, err := sqlite.Open(cfg.DataDir)
+		if err != nil {
+			return nil, fail(exitTempFail, "opening the store in %s: %v", cfg.DataDir, err)
+		}
+		return st, nil
 	}
-	return st, nil
 }

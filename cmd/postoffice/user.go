@@ -77,7 +77,7 @@ func runUserAdd(e *env, args []string) error {
 }
 
 func runUserPasswd(e *env, args []string) error {
-	fs := newFlags(e, "user passwd", "ADDRESS [--password-stdin]", "Change a user's password.")
+	fs := newFlags(e, "user passwd", "ADDRESS [--password-stdin]", "Change a user's password. The new password is read from standard input with\n--password-stdin, otherwise prompted for twice on the terminal; it is stored\nas an argon2id hash. Sessions already open are not affected.")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
 	pos, err := e.parseArgs(fs, args, 1, 1)
 	if err != nil {
@@ -112,7 +112,7 @@ func runUserPasswd(e *env, args []string) error {
 }
 
 func runUserDel(e *env, args []string) error {
-	fs := newFlags(e, "user del", "ADDRESS", "Delete a user, its extra addresses and its mailbox.")
+	fs := newFlags(e, "user del", "ADDRESS", "Delete a user, its extra addresses and its mailbox with every message in it.\nIts UIDs are never given to anyone again (a new user of the same address\ngets another UID validity, RFC 1939 section 7).")
 	pos, err := e.parseArgs(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -139,7 +139,7 @@ func runUserDel(e *env, args []string) error {
 }
 
 func runUserList(e *env, args []string) error {
-	fs := newFlags(e, "user list", "", "List users with their mailbox usage.")
+	fs := newFlags(e, "user list", "", "List users with their display name, whether they are enabled, the messages\nand octets in their mailbox and their quota.")
 	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -231,7 +231,7 @@ func (e *env) withUser(st store.Store, addr string, f func(store.User) error) er
 }
 
 func runUserAddrAdd(e *env, args []string) error {
-	fs := newFlags(e, "user addr add", "USER ADDRESS", "Give USER the extra address ADDRESS (adds its domain if new).")
+	fs := newFlags(e, "user addr add", "USER ADDRESS", "Give USER the extra address ADDRESS: mail to it lands in USER's mailbox, and\nUSER may send from it (the login name stays the primary address). Adds its\ndomain if new. The address must not be a user, an extra address or an alias\nalready.")
 	pos, err := e.parseArgs(fs, args, 2, 2)
 	if err != nil {
 		return err
@@ -259,7 +259,7 @@ func runUserAddrAdd(e *env, args []string) error {
 }
 
 func runUserAddrDel(e *env, args []string) error {
-	fs := newFlags(e, "user addr del", "ADDRESS", "Remove an extra address.")
+	fs := newFlags(e, "user addr del", "ADDRESS", "Remove an extra address; mail to it is refused from then on. A primary address\ngoes only with its user (user del).")
 	pos, err := e.parseArgs(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -281,7 +281,7 @@ func runUserAddrDel(e *env, args []string) error {
 }
 
 func runUserAddrList(e *env, args []string) error {
-	fs := newFlags(e, "user addr list", "USER", "List a user's extra addresses.")
+	fs := newFlags(e, "user addr list", "USER", "List a user's extra addresses, one per line, sorted (the primary address,\nits login name, is not listed).")
 	pos, err := e.parseArgs(fs, args, 1, 1)
 	if err != nil {
 		return err

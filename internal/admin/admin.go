@@ -71,6 +71,7 @@ const (
 	sessionLifetime = 12 * time.Hour
 	loginWindow     = 10 * time.Minute
 	loginFailures   = 5 // failed sign-ins per client address and window
+	maxTracked      = 10000
 	cookieName      = "po_session"
 	loginCookie     = "po_login"
 )
@@ -455,8 +456,17 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.opt.LoginMetric(ok)
 	}
 	if !ok {
+		now := c.opt.Now()
 		c.mu.Lock()
-		c.failures[addr] = append(c.failures[addr], c.opt.Now())
+		if len(c.failures) > maxTracked {
+			// Many addresses failing: forget those whose window is over.
+			for a, ts := range c.failures {
+				if now.Sub(ts[len(ts)-1]) >= loginWindow {
+					delete(c.failures, a)
+				}
+			}
+		}
+		c.failures[addr] = append(c.failures[addr], now)
 		c.mu.Unlock()
 		c.log.Info("admin: sign-in failed", "name", sanitize(name), "remote", addr)
 		if c.opt.FailureDelay > 0 {

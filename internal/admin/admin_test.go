@@ -96,7 +96,7 @@ func newConsole(t *testing.T, secure bool) *consoleEnv {
 	}
 	c, err := New(Options{Store: st, Controller: e.ctl, Secure: secure, Version: "test", FailureDelay: -1,
 		Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "postoffice_up 1\n") }),
-		Now: func() time.Time { e.nowM.Lock(); defer e.nowM.Unlock(); return e.now }})
+		Now:     func() time.Time { e.nowM.Lock(); defer e.nowM.Unlock(); return e.now }})
 	if err != nil {
 		t.Fatal(err)
 	}

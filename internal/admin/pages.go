@@ -140,6 +140,17 @@ func (c *Console) showUsers(w http.ResponseWriter, r *http.Request, s *session, 
 	c.render(w, r, status, "users", s, page{Title: "Users", Nav: "users", Error: errMsg, Data: d})
 }
 
+// reason is the last part of a validation error ("address "x": must
+// contain exactly one @" -> "must contain exactly one @"), which the page
+// shows after the value it names.
+func reason(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		return msg[i+2:]
+	}
+	return msg
+}
+
 // parseSize reads a quota: bytes, or a number with K, M, G or T (powers
 // of 1024); empty or 0 is unlimited.
 func parseSize(in string) (int64, error) {
@@ -190,7 +201,7 @@ func (c *Console) addUser(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	addr, err := directory.NormalizeAddress(form.Address)
 	if err != nil {
-		fail("%q is not a valid address: %v", form.Address, err)
+		fail("%q is not a valid address: %s", form.Address, reason(err))
 		return
 	}
 	quota, err := parseSize(form.Quota)
@@ -373,7 +384,7 @@ func (c *Console) userAction(w http.ResponseWriter, r *http.Request, s *session)
 	case "address-add":
 		extra, err := directory.NormalizeAddress(r.PostFormValue("extra"))
 		if err != nil {
-			fail("%q is not a valid address: %v", r.PostFormValue("extra"), err)
+			fail("%q is not a valid address: %s", r.PostFormValue("extra"), reason(err))
 			return
 		}
 		if err := c.st.AddAddress(ctx, u.ID, extra); err != nil {
@@ -448,7 +459,7 @@ func (c *Console) setAlias(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	if err := c.st.SetAlias(r.Context(), store.Alias{Address: d.Address, Targets: targets}); err != nil {
-		msg := err.Error()
+		msg := strings.Replace(err.Error(), store.ErrInvalid.Error()+": ", "", 1)
 		if errors.Is(err, store.ErrExists) {
 			msg = d.Address + " is already a user or an extra address."
 		}
@@ -509,7 +520,7 @@ func (c *Console) showDomains(w http.ResponseWriter, r *http.Request, s *session
 func (c *Console) addDomain(w http.ResponseWriter, r *http.Request, s *session) {
 	name := strings.TrimSpace(r.PostFormValue("name"))
 	if err := c.st.AddDomain(r.Context(), name); err != nil {
-		msg := err.Error()
+		msg := strings.Replace(err.Error(), store.ErrInvalid.Error()+": ", "", 1)
 		if errors.Is(err, store.ErrExists) {
 			msg = name + " is already a domain here."
 		}
@@ -596,6 +607,12 @@ func (c *Console) setSetting(w http.ResponseWriter, r *http.Request, s *session)
 	key, value := r.PostFormValue("key"), r.PostFormValue("value")
 	if st, ok := config.Lookup(c.ctl.Config(), key); ok && st.Kind == "boolean" && value == "" {
 		value = "false"
+	}
+	if strings.Contains(key, "password") && value == "" {
+		// The form never shows a secret: empty means "keep it".
+		c.addFlash(s, "ok", "%s: unchanged (type a new value to replace it; 'postoffice config set' clears it)", key)
+		redirect(w, r, "/settings")
+		return
 	}
 	notes, err := c.ctl.SetConfig(r.Context(), key, value)
 	c.log.Info("admin: setting changed", "admin", s.admin, "key", key, "err", err)

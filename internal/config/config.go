@@ -28,6 +28,7 @@ type Config struct {
 	Journal    Journal    `toml:"journal"`
 	Log        Log        `toml:"log"`
 	Queue      Queue      `toml:"queue"`
+	Store      Store      `toml:"store"`
 }
 
 // SMTP configures the inbound MX service (RFC 5321, port 25).
@@ -112,6 +113,7 @@ func Default() Config {
 		Journal: Journal{RetentionDays: 90},
 		Log:     Log{Format: "text", Level: "info"},
 		Queue:   DefaultQueue(),
+		Store:   DefaultStore(host),
 	}
 }
 
@@ -202,6 +204,9 @@ func (c Config) Validate() error {
 		return errors.New(`keys "tls.cert_file" and "tls.key_file": set both or neither`)
 	}
 	if err := c.Queue.validate(); err != nil {
+		return err
+	}
+	if err := c.Store.validate(); err != nil {
 		return err
 	}
 	return c.validateOps()

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -61,6 +63,11 @@ var docs = map[string]string{
 	"log.format":                      "log format: text or json (restart serve to change)",
 	"log.level":                       "log level: debug, info, warn or error (restart serve to change)",
 	"queue.autostart":                 "start delivering with serve",
+	"store.backend":                   "sqlite (everything in data_dir) or postgres (shared by several nodes); restart serve to change",
+	"store.postgres_dsn":              "PostgreSQL connection string (keep the password in postgres_password or ~/.pgpass)",
+	"store.postgres_password":         "PostgreSQL password, added to postgres_dsn",
+	"store.node_name":                 "this node's name in locks, queue claims, the journal and status; unique per node",
+	"store.lease":                     "seconds a dead node keeps its mailbox locks and queue claims (postgres)",
 }
 
 var expireType = reflect.TypeFor[Expire]()
@@ -69,9 +76,40 @@ var expireType = reflect.TypeFor[Expire]()
 func Settings(c Config) []Setting {
 	var out []Setting
 	walk(reflect.ValueOf(c), "", func(key string, v reflect.Value) {
-		out = append(out, Setting{Key: key, Value: tomlValue(v), Kind: kindOf(v.Type()), Doc: docs[key]})
+		out = append(out, Setting{Key: key, Value: redact(key, tomlValue(v)), Kind: kindOf(v.Type()), Doc: docs[key]})
 	})
 	return out
+}
+
+// redacted stands for a secret in everything that shows settings (config
+// show, the console, the change report of config set).
+const redacted = `"********"`
+
+var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+
+// redact hides passwords: keys named *password, and the password inside a
+// connection string (URL user info or a password= field).
+func redact(key, value string) string {
+	if value == `""` {
+		return value
+	}
+	if strings.HasSuffix(key, "password") {
+		return redacted
+	}
+	if strings.HasSuffix(key, "_dsn") {
+		raw, err := strconv.Unquote(value)
+		if err != nil {
+			return redacted
+		}
+		if u, err := url.Parse(raw); err == nil && u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), "********")
+				raw = u.String()
+			}
+		}
+		return strconv.Quote(dsnPassword.ReplaceAllString(raw, "${1}********"))
+	}
+	return value
 }
 
 // Lookup returns the setting key of c.

@@ -218,3 +218,23 @@ listen = ["127.0.0.1:25"]
 		t.Errorf("Set on a new file: %v", err)
 	}
 }
+
+// Secrets never appear in what config show and the console print.
+func TestSettingsRedactSecrets(t *testing.T) {
+	c := Default()
+	c.Queue.RelayPassword = "hunter2"
+	c.Store.PostgresDSN = "postgres://po:s3cr3t@db:5432/po?sslmode=disable"
+	out := Show(c)
+	for _, secret := range []string{"hunter2", "s3cr3t"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("config show reveals %q:\n%s", secret, out)
+		}
+	}
+	if s, _ := Lookup(c, "store.postgres_dsn"); !strings.Contains(s.Value, "po:") || !strings.Contains(s.Value, "@db:5432") {
+		t.Errorf("DSN redacted beyond the password: %s", s.Value)
+	}
+	c.Store.PostgresDSN = "host=db user=po password='a b' dbname=po"
+	if s, _ := Lookup(c, "store.postgres_dsn"); strings.Contains(s.Value, "a b") || !strings.Contains(s.Value, "dbname=po") {
+		t.Errorf("key/value DSN: %s", s.Value)
+	}
+}

@@ -176,7 +176,7 @@ func (s *Server) handle(c net.Conn) {
 	}
 	c.SetReadDeadline(time.Time{})
 	var req Request
-	resp := Response{OK: true}
+	var resp Response
 	if err := json.Unmarshal(line, &req); err != nil {
 		resp = Response{Error: "malformed request: " + err.Error()}
 	} else {

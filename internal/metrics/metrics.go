@@ -179,11 +179,3 @@ func (m *Metrics) Journal(entries []store.JournalEntry) {
 		}
 	}
 }
-
-// RemoteDelivery records the time a forwarded message spent from its
-// receipt to its delivery to the remote host.
-func (m *Metrics) RemoteDelivery(d time.Duration) {
-	if m != nil && d >= 0 {
-		m.deliveryLatency.WithLabelValues("remote").Observe(d.Seconds())
-	}
-}

@@ -176,13 +176,10 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 		}
 	}
 	if cfg.Admin != old.Admin {
-		s.stopConsole()
-		if err := s.startConsole(cfg); err != nil {
+		n, err := s.moveConsole(cfg, old)
+		notes = append(notes, n...)
+		if err != nil {
 			errs = append(errs, err)
-		} else if cfg.Admin.Listen == "" {
-			notes = append(notes, "web console switched off")
-		} else {
-			notes = append(notes, "web console now at "+s.consoleURL())
 		}
 	}
 	s.log.Info("configuration reloaded", "notes", strings.Join(notes, "; "), "errors", len(errs))
@@ -210,6 +207,39 @@ type console struct {
 	srv  *http.Server
 	url  string
 	done chan struct{}
+}
+
+// moveConsole applies a change of [admin]. The old console is shut down
+// in the background: the request that asked for the change (a console
+// page) may still be running on it.
+func (s *Server) moveConsole(cfg, old config.Config) ([]string, error) {
+	s.mu.Lock()
+	prev := s.console
+	s.console = nil
+	s.mu.Unlock()
+	if cfg.Admin.Listen == old.Admin.Listen && cfg.Admin.Listen != "" {
+		// Same address: it must be free before the new console binds it.
+		go func() {
+			s.shutdownConsole(prev)
+			if err := s.startConsole(cfg); err != nil {
+				s.log.Error("restarting the web console", "err", err)
+			}
+		}()
+		return []string{"web console restarting on " + cfg.Admin.Listen}, nil
+	}
+	err := s.startConsole(cfg)
+	if err != nil {
+		// Keep the old one.
+		s.mu.Lock()
+		s.console = prev
+		s.mu.Unlock()
+		return nil, err
+	}
+	go s.shutdownConsole(prev)
+	if cfg.Admin.Listen == "" {
+		return []string{"web console switched off"}, nil
+	}
+	return []string{"web console now at " + s.consoleURL()}, nil
 }
 
 // startConsole serves the web console and /metrics on [admin] listen.
@@ -261,6 +291,10 @@ func (s *Server) stopConsole() {
 	c := s.console
 	s.console = nil
 	s.mu.Unlock()
+	s.shutdownConsole(c)
+}
+
+func (s *Server) shutdownConsole(c *console) {
 	if c == nil {
 		return
 	}
@@ -359,4 +393,3 @@ func (s *Server) QueueRetry(ctx context.Context, id int64) (int, error) {
 	}
 	return n, err
 }
-

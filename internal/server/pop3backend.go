@@ -212,14 +212,31 @@ func (m *maildrop) flushRetrieved(ctx context.Context) {
 }
 
 func (m *maildrop) Commit(ctx context.Context, deleted []int) error {
-	m.flushRetrieved(ctx)
 	uids := make([]uint64, len(deleted))
 	for k, i := range deleted {
 		uids[k] = m.infos[i].UID
 	}
 	if err := m.b.st.Delete(ctx, m.user.ID, uids); err != nil {
+		m.flushRetrieved(ctx)
 		return pop3.TempError{Err: err}
 	}
+	// The deleted messages' first retrieval need not be recorded: a
+	// client that downloads and deletes everything (the common case)
+	// then costs one write transaction, not two.
+	if len(m.retrieved) > 0 && len(deleted) > 0 {
+		gone := make(map[int]bool, len(deleted))
+		for _, i := range deleted {
+			gone[i] = true
+		}
+		kept := m.retrieved[:0]
+		for _, i := range m.retrieved {
+			if !gone[i] {
+				kept = append(kept, i)
+			}
+		}
+		m.retrieved = kept
+	}
+	m.flushRetrieved(ctx)
 	now := m.b.clock()
 	for _, i := range deleted {
 		m.b.journal.Record(store.JournalEntry{Time: now, Event: store.EventDeleted, User: m.user.Address,

@@ -146,10 +146,10 @@ func (s *Server) kickQueue() {
 	}
 }
 
-// Start binds the listeners of every service with autostart first, so
-// that a port that cannot be bound fails the start as a whole with a
-// message naming it; then serves, and opens the control socket and the
-// web console.
+// Start opens the control socket, binds the listeners of every service
+// with autostart first, so that a port that cannot be bound fails the
+// start as a whole with a message naming it; then opens the web console
+// and serves.
 func (s *Server) Start() error {
 	cfg := s.Config()
 	s.started = time.Now()
@@ -164,7 +164,24 @@ func (s *Server) Start() error {
 				bl.l.Close()
 			}
 		}
+		if s.control != nil {
+			s.control.Close()
+			s.control = nil
+		}
 		return err
+	}
+	// The control socket first: a second serve on the data directory is
+	// told so, rather than that its ports are taken.
+	ctl, err := control.Listen(control.SocketPath(cfg.DataDir), s, s.log.With("service", "control"))
+	switch {
+	case errors.Is(err, control.ErrRunning):
+		return err
+	case err != nil:
+		// E.g. a data directory whose path is too long for a unix socket:
+		// serve runs, without status, start, stop and reload.
+		s.log.Error("no control socket: postoffice status, start, stop and reload will not reach this server", "err", err)
+	default:
+		s.control = ctl
 	}
 	for _, svc := range s.services {
 		if !svc.autostart(cfg) {
@@ -177,17 +194,12 @@ func (s *Server) Start() error {
 		}
 		all = append(all, prepared{svc, bound})
 	}
-	ctl, err := control.Listen(control.SocketPath(cfg.DataDir), s, s.log.With("service", "control"))
-	if err != nil {
-		return fail(err)
-	}
-	s.control = ctl
 	if err := s.startConsole(cfg); err != nil {
-		ctl.Close()
 		return fail(err)
 	}
 	for i, p := range all {
-		if err := p.svc.start(cfg, p.bound); err != nil {
+		// Already running: started through the control socket meanwhile.
+		if err := p.svc.start(cfg, p.bound); err != nil && !errors.Is(err, errAlreadyRunning) {
 			all = all[i+1:]
 			s.Shutdown(context.Background())
 			return fail(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,19 +160,6 @@ func (p *popClient) expect(cmd, prefix string) {
 	p.t.Helper()
 	if got := p.cmd(cmd); !strings.HasPrefix(got, prefix) {
 		p.t.Fatalf("%s: %q, want %q...", cmd, got, prefix)
-	}
-}
-
-// multi reads a multi-line response body.
-func (p *popClient) multi() []string {
-	p.t.Helper()
-	var out []string
-	for {
-		l := p.line()
-		if l == "." || strings.HasPrefix(l, "EOF") {
-			return out
-		}
-		out = append(out, l)
 	}
 }
 
@@ -429,4 +417,51 @@ func TestSweep(t *testing.T) {
 		t.Errorf("expired entries %+v, want one for idle", es)
 	}
 	p.expect("QUIT", "+OK")
+}
+
+// TestReloadMovesConsole: a reload moves the web console to its new
+// address (and off), the old address stops answering.
+func TestReloadMovesConsole(t *testing.T) {
+	ts := newTestServer(t, "[admin]\nlisten = \"127.0.0.1:0\"")
+	get := func(url string) (int, error) {
+		resp, err := http.Get(url)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	st, _ := ts.srv.Status(context.Background())
+	oldURL := st.Console
+	if code, err := get(oldURL + "metrics"); err != nil || code != 200 {
+		t.Fatalf("console at %s: %d %v", oldURL, code, err)
+	}
+	free, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := free.Addr().String()
+	free.Close()
+	writeConfig(t, ts.cfg, ts.dir, fmt.Sprintf("[admin]\nlisten = %q", addr))
+	notes, err := ts.srv.Reload(context.Background())
+	if err != nil || !strings.Contains(strings.Join(notes, "|"), "web console now at http://"+addr+"/") {
+		t.Fatalf("Reload: %q %v", notes, err)
+	}
+	if code, err := get("http://" + addr + "/metrics"); err != nil || code != 200 {
+		t.Errorf("console at its new address: %d %v", code, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := get(oldURL + "metrics"); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the old console address still answers")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	writeConfig(t, ts.cfg, ts.dir, "")
+	if notes, err := ts.srv.Reload(context.Background()); err != nil || !strings.Contains(strings.Join(notes, "|"), "web console switched off") {
+		t.Errorf("switching off: %q %v", notes, err)
+	}
+	if st, _ := ts.srv.Status(context.Background()); st.Console != "" {
+		t.Errorf("status still names a console: %s", st.Console)
+	}
 }

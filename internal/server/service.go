@@ -79,7 +79,10 @@ type service struct {
 	refusals sync.WaitGroup
 }
 
-var errNotRunning = errors.New("not running")
+var (
+	errNotRunning     = errors.New("not running")
+	errAlreadyRunning = errors.New("already running")
+)
 
 func newService(s *Server, def serviceDef) *service {
 	return &service{serviceDef: def, srv: s, draining: map[*generation]struct{}{}, perIP: map[string]int{}, lastAddr: map[string]string{}}
@@ -274,7 +277,7 @@ func (svc *service) start(cfg config.Config, bound []*boundListener) error {
 		for _, bl := range bound {
 			bl.l.Close()
 		}
-		return fmt.Errorf("%s is already running", svc.name)
+		return fmt.Errorf("%s is %w", svc.name, errAlreadyRunning)
 	}
 	if svc.newRunner != nil {
 		r := svc.newRunner(cfg)

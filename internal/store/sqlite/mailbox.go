@@ -39,7 +39,9 @@ func (s *Store) Deliver(ctx context.Context, body io.Reader, rcpts []store.Deliv
 		return nil, fmt.Errorf("storing message body: %w", err)
 	}
 	uids := make([]uint64, len(rcpts))
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	// Grouped: concurrent deliveries (SMTP sessions) share a commit and
+	// its fsync; each still returns only once its own rows are durable.
+	err = s.writeGrouped(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		now := time.Now().Unix()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO blobs (id, size, created_at) VALUES (?, ?, ?)`, blobID, size, now); err != nil {
 			return err
@@ -120,11 +122,20 @@ func (s *Store) removeBlobs(ids []string) {
 // after commit.
 func dropUnreferenced(ctx context.Context, tx *sql.Tx, blobIDs []string) ([]string, error) {
 	var dropped []string
-	for _, id := range blobIDs {
-		res, err := tx.ExecContext(ctx, `DELETE FROM blobs
+	if len(blobIDs) == 0 {
+		return nil, nil
+	}
+	// Prepared once: a QUIT deleting a whole mailbox runs it per message.
+	stmt, err := tx.PrepareContext(ctx, `DELETE FROM blobs
 			WHERE id = ?1
 				AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1)
-				AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?1)`, id)
+				AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?1)`)
+	if err != nil {
+		return nil, err
+	}
+	defer stmt.Close()
+	for _, id := range blobIDs {
+		res, err := stmt.ExecContext(ctx, id)
 		if err != nil {
 			return nil, err
 		}

@@ -120,7 +120,11 @@ func sortInfos(ms []store.MessageInfo) {
 
 // RecordLogin implements store.Retention.
 func (s *Store) RecordLogin(ctx context.Context, userID int64, t time.Time) error {
-	return deleteOrUpdateOne(ctx, s.w, `UPDATE users SET last_login = ? WHERE id = ?`, []any{t.Unix(), userID}, fmt.Sprintf("user %d", userID))
+	// Every POP3 login writes this: grouped, concurrent logins share a
+	// commit and its fsync.
+	return s.writeGrouped(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return deleteOrUpdateOne(ctx, tx, `UPDATE users SET last_login = ? WHERE id = ?`, []any{t.Unix(), userID}, fmt.Sprintf("user %d", userID))
+	})
 }
 
 // deleteOrUpdateOne runs a statement meant to change one row and reports

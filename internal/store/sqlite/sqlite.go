@@ -53,6 +53,8 @@ type Store struct {
 	r     *stmtDB
 	blobs blobStore
 	locks lockTable
+	// group batches small concurrent writes (groupcommit.go).
+	group groupCommit
 
 	stopSweep context.CancelFunc
 	sweepDone chan struct{}
@@ -91,6 +93,10 @@ func Open(dataDir string) (*Store, error) {
 		return nil, err
 	}
 	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	// Keep them all: database/sql would close all but 2 idle ones, and a
+	// new connection opens the database again and prepares its
+	// statements again (stmtcache.go).
+	r.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 
 	s := &Store{w: newStmtDB(w), r: newStmtDB(r), blobs: blobs, sweepDone: make(chan struct{})}
 	if err := s.migrate(context.Background()); err != nil {

@@ -7,6 +7,7 @@ package message
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 )
 
@@ -38,7 +39,18 @@ func (c *canonReader) Read(p []byte) (int, error) {
 		if c.eof {
 			break
 		}
-		b, err := c.src.ReadByte()
+		// Fast path: copy the run of ordinary bytes up to the next CR or
+		// LF straight from the buffer (the body of a message is mostly
+		// such runs); the byte-wise code below handles the line ends.
+		k, err := c.copyRun(p[n:])
+		if k > 0 {
+			n += k
+			continue
+		}
+		var b byte
+		if err == nil {
+			b, err = c.src.ReadByte()
+		}
 		if err != nil {
 			if err != io.EOF {
 				return n, err
@@ -79,4 +91,33 @@ func (c *canonReader) Read(p []byte) (int, error) {
 func (c *canonReader) emit(b []byte) {
 	c.pending = append(c.pending, b...)
 	c.last, c.emitted = b[len(b)-1], true
+}
+
+// copyRun copies into p the buffered bytes before the next CR or LF, and
+// returns how many: 0 when the next byte is a CR or LF, or with the error
+// of reading more when nothing is buffered.
+func (c *canonReader) copyRun(p []byte) (int, error) {
+	if c.src.Buffered() == 0 {
+		if _, err := c.src.Peek(1); err != nil {
+			return 0, err
+		}
+	}
+	buf, _ := c.src.Peek(c.src.Buffered())
+	if len(buf) > len(p) {
+		buf = buf[:len(p)]
+	}
+	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+		buf = buf[:i]
+	}
+	if i := bytes.IndexByte(buf, '\r'); i >= 0 {
+		buf = buf[:i]
+	}
+	if len(buf) == 0 {
+		return 0, nil
+	}
+	k := copy(p, buf)
+	c.src.Discard(k)
+	c.prevCR = false
+	c.last, c.emitted = buf[k-1], true
+	return k, nil
 }

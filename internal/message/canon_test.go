@@ -3,6 +3,7 @@ package message
 import (
 	"bytes"
 	"io"
+	"math/rand/v2"
 	"testing"
 	"testing/iotest"
 )
@@ -68,5 +69,72 @@ func BenchmarkCanonical(b *testing.B) {
 	b.SetBytes(int64(len(msg)))
 	for b.Loop() {
 		io.Copy(io.Discard, Canonical(bytes.NewReader(msg)))
+	}
+}
+
+// canonicalReference is the specification of Canonical, byte by byte.
+func canonicalReference(in []byte) []byte {
+	var out []byte
+	for i := 0; i < len(in); i++ {
+		switch b := in[i]; b {
+		case '\r':
+			out = append(out, '\r', '\n')
+			if i+1 < len(in) && in[i+1] == '\n' {
+				i++
+			}
+		case '\n':
+			out = append(out, '\r', '\n')
+		default:
+			out = append(out, b)
+		}
+	}
+	if len(out) > 0 && out[len(out)-1] != '\n' {
+		out = append(out, '\r', '\n')
+	}
+	return out
+}
+
+// Random inputs rich in CR and LF, read through sources and reads of all
+// sizes, give what the byte-wise specification gives.
+func TestCanonicalRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte("ab\r\n.\xff")
+	for iter := range 2000 {
+		in := make([]byte, r.IntN(200))
+		for i := range in {
+			in[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		want := canonicalReference(in)
+		var src io.Reader = bytes.NewReader(in)
+		if iter%3 == 1 {
+			src = iotest.OneByteReader(src)
+		} else if iter%3 == 2 {
+			src = iotest.HalfReader(src)
+		}
+		cr := Canonical(src)
+		var got []byte
+		buf := make([]byte, 1+r.IntN(40))
+		for {
+			n, err := cr.Read(buf)
+			got = append(got, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("Canonical(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// An error after some data is returned after that data, once.
+func TestCanonicalErrorAfterData(t *testing.T) {
+	src := io.MultiReader(bytes.NewReader([]byte("abc\ndef")), iotest.ErrReader(io.ErrUnexpectedEOF))
+	got, err := io.ReadAll(Canonical(src))
+	if err != io.ErrUnexpectedEOF || string(got) != "abc\r\ndef" {
+		t.Fatalf("got %q, %v", got, err)
 	}
 }

@@ -1,0 +1,83 @@
+package store
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Moving a whole store from one backend to another (postoffice migrate)
+// needs what the interfaces above keep to themselves: a mailbox's next
+// UID, which copies share a body, and a way to write users, messages,
+// queue entries and journal entries with their identities (IDs, UID
+// validities, UIDs) kept, so that POP3 clients see the same UIDLs after
+// the move. Every backend implements both interfaces.
+
+// MessageCopy is one mailbox's copy of a stored body.
+type MessageCopy struct {
+	UserID int64
+	UID    uint64
+	// Header is the copy's own header (trace fields), prepended to the
+	// body when read; the copy's size is len(Header) plus the body's.
+	Header      []byte
+	DeliveredAt time.Time
+	RetrievedAt time.Time // zero if never retrieved (RFC 2449 EXPIRE)
+}
+
+// ExportedBody is one stored body and every mailbox copy of it.
+type ExportedBody struct {
+	// Key names the body in the store that exported it (see OpenBody);
+	// it means nothing to another store.
+	Key    string
+	Size   int64
+	Copies []MessageCopy // by user ID, then UID
+}
+
+// Exporter reads a store for a migration.
+type Exporter interface {
+	// NextUID returns the UID the user's next message would get: more
+	// than any UID the mailbox ever had.
+	NextUID(ctx context.Context, userID int64) (uint64, error)
+	// ExportBodies returns up to limit bodies that have mailbox copies,
+	// those whose keys come after after ("" to start) in the store's own
+	// order, each with all its copies. An empty result is the end.
+	ExportBodies(ctx context.Context, after string, limit int) ([]ExportedBody, error)
+	// OpenBody reads a body (without any copy's header); ErrNotFound if
+	// it is gone.
+	OpenBody(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
+// Importer writes what an Exporter read, keeping identities. Every method
+// may be called again for what it already wrote (a migration that is run
+// again resumes): it then does nothing, or returns ErrExists where it
+// says so.
+type Importer interface {
+	// ImportDomain adds a domain with its creation time; nothing if it is
+	// there already.
+	ImportDomain(ctx context.Context, d Domain) error
+	// ImportUser creates u with its ID, UIDValidity, CreatedAt and
+	// LastLogin, its domain if needed, and nextUID as its mailbox's next
+	// UID; the store's own counters move past them, so that it never
+	// hands out that ID or UID validity again. If the user is there
+	// already (same ID, address and UID validity), it only raises the next
+	// UID to nextUID. ErrExists if the ID or the address belongs to
+	// something else.
+	ImportUser(ctx context.Context, u User, nextUID uint64) error
+	// ImportMessage stores one body for the given copies, each in its
+	// user's mailbox with its UID, in one transaction, without quota
+	// checks; a mailbox's next UID is raised past the copy's. Copies
+	// already there (by user and UID) are skipped, and open is not called
+	// when all are. It returns how many copies it stored. ErrNotFound for
+	// an unknown user.
+	ImportMessage(ctx context.Context, open func() (io.ReadCloser, error), copies []MessageCopy) (int, error)
+	// ImportQueued stores a queue entry with its ID, sender, recipients
+	// (states, results, notifications), times, attempts and hold, not
+	// claimed. ErrExists if an entry has that ID.
+	ImportQueued(ctx context.Context, m QueuedMessage, body io.Reader) error
+	// ImportJournal stores entries with their IDs and times; entries
+	// whose ID is taken are skipped. It returns how many it stored.
+	ImportJournal(ctx context.Context, entries []JournalEntry) (int, error)
+	// ImportAdmin adds an operator account with its hash and creation
+	// time; nothing if an account of that name exists.
+	ImportAdmin(ctx context.Context, a Admin) error
+}

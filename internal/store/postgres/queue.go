@@ -1,0 +1,297 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"postoffice/internal/store"
+)
+
+// Enqueue implements store.Queue in one transaction: the body, the entry
+// and its recipients, all pending.
+func (s *Store) Enqueue(ctx context.Context, from string, rcpts []string, body io.Reader) (int64, error) {
+	if len(rcpts) == 0 {
+		return 0, fmt.Errorf("queued message without recipients: %w", store.ErrInvalid)
+	}
+	if from != "" {
+		if reason := store.QueueAddressProblem(from); reason != "" {
+			return 0, fmt.Errorf("sender %q %s: %w", from, reason, store.ErrInvalid)
+		}
+	}
+	seen := make(map[string]bool, len(rcpts))
+	for _, r := range rcpts {
+		if reason := store.QueueAddressProblem(r); reason != "" {
+			return 0, fmt.Errorf("recipient %q %s: %w", r, reason, store.ErrInvalid)
+		}
+		if seen[r] {
+			return 0, fmt.Errorf("recipient %q listed twice: %w", r, store.ErrInvalid)
+		}
+		seen[r] = true
+	}
+	var id int64
+	err := s.write(ctx, false, func(tx pgx.Tx) error {
+		blobID, size, err := s.newBlob(ctx, tx, 1, body)
+		if err != nil {
+			return fmt.Errorf("storing message body: %w", err)
+		}
+		now := sec(time.Now())
+		err = tx.QueryRow(ctx, `INSERT INTO queue (sender, blob_id, size, created_at, next_attempt)
+			VALUES ($1, $2, $3, $4, $4) RETURNING id`, from, blobID, size, now).Scan(&id)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO queue_recipients (queue_id, position, address, state)
+			SELECT $1, r.position - 1, r.address, 'pending' FROM unnest($2::text[]) WITH ORDINALITY AS r (address, position)`,
+			id, rcpts)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+const queueColumns = `id, sender, size, created_at, next_attempt, attempts, held, last_attempt, warned, claimed_until`
+
+func scanQueued(row pgx.Row) (store.QueuedMessage, error) {
+	var m store.QueuedMessage
+	var last, claimed *time.Time
+	err := row.Scan(&m.ID, &m.From, &m.Size, &m.CreatedAt, &m.NextAttempt, &m.Attempts, &m.Held, &last, &m.Warned, &claimed)
+	m.CreatedAt, m.NextAttempt = m.CreatedAt.UTC(), m.NextAttempt.UTC()
+	m.LastAttempt, m.ClaimedUntil = optTime(last), optTime(claimed)
+	return m, err
+}
+
+// queryQueued runs a query returning queueColumns and adds the recipients
+// of each entry, in the order given to Enqueue, read in the same
+// transaction (a snapshot under REPEATABLE READ).
+func queryQueued(ctx context.Context, q pgx.Tx, query string, args ...any) ([]store.QueuedMessage, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.QueuedMessage, error) { return scanQueued(r) })
+	if err != nil || len(ms) == 0 {
+		return nil, err
+	}
+	index := make(map[int64]int, len(ms))
+	ids := make([]int64, len(ms))
+	for i, m := range ms {
+		index[m.ID] = i
+		ids[i] = m.ID
+	}
+	rows, err = q.Query(ctx, `SELECT queue_id, address, state, last_error, status, remote_mta, notified
+		FROM queue_recipients WHERE queue_id = ANY($1) ORDER BY queue_id, position`, ids)
+	if err != nil {
+		return nil, err
+	}
+	var id int64
+	var r store.QueueRecipient
+	_, err = pgx.ForEachRow(rows, []any{&id, &r.Address, &r.State, &r.LastError, &r.Status, &r.RemoteMTA, &r.Notified}, func() error {
+		if i, ok := index[id]; ok {
+			ms[i].Recipients = append(ms[i].Recipients, r)
+		}
+		return nil
+	})
+	return ms, err
+}
+
+// read runs fn in a read-only REPEATABLE READ transaction: one snapshot
+// for all its statements.
+func (s *Store) read(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+}
+
+// ListQueue implements store.Queue, oldest first.
+func (s *Store) ListQueue(ctx context.Context) ([]store.QueuedMessage, error) {
+	var ms []store.QueuedMessage
+	err := s.read(ctx, func(tx pgx.Tx) error {
+		var err error
+		ms, err = queryQueued(ctx, tx, `SELECT `+queueColumns+` FROM queue ORDER BY created_at, id`)
+		return err
+	})
+	return ms, err
+}
+
+// QueuedMessage implements store.Queue.
+func (s *Store) QueuedMessage(ctx context.Context, id int64) (store.QueuedMessage, error) {
+	var ms []store.QueuedMessage
+	err := s.read(ctx, func(tx pgx.Tx) error {
+		var err error
+		ms, err = queryQueued(ctx, tx, `SELECT `+queueColumns+` FROM queue WHERE id = $1`, id)
+		return err
+	})
+	if err != nil {
+		return store.QueuedMessage{}, err
+	}
+	if len(ms) == 0 {
+		return store.QueuedMessage{}, fmt.Errorf("queued message %d: %w", id, store.ErrNotFound)
+	}
+	return ms[0], nil
+}
+
+// OpenQueued implements store.Queue.
+func (s *Store) OpenQueued(ctx context.Context, id int64) (io.ReadCloser, error) {
+	var blobID, size int64
+	var first []byte
+	err := s.pool.QueryRow(ctx, `SELECT q.blob_id, b.size, c.data
+		FROM queue q JOIN blobs b ON b.id = q.blob_id
+			LEFT JOIN blob_chunks c ON c.blob_id = q.blob_id AND c.seq = 0
+		WHERE q.id = $1`, id).Scan(&blobID, &size, &first)
+	if err != nil {
+		return nil, notFound(err, "queued message %d", id)
+	}
+	if size > 0 && first == nil {
+		return nil, fmt.Errorf("queued message %d: body content missing", id)
+	}
+	return s.blobs.Open(ctx, blobID, size, first)
+}
+
+// DeleteQueued implements store.Queue; the body goes with the entry if
+// nothing else refers to it.
+func (s *Store) DeleteQueued(ctx context.Context, id int64) error {
+	return s.write(ctx, true, func(tx pgx.Tx) error {
+		var blobID int64
+		// Cascades to the recipients.
+		if err := tx.QueryRow(ctx, `DELETE FROM queue WHERE id = $1 RETURNING blob_id`, id).Scan(&blobID); err != nil {
+			return notFound(err, "queued message %d", id)
+		}
+		return s.releaseBlobs(ctx, tx, map[int64]int{blobID: 1})
+	})
+}
+
+// ClaimQueued implements store.Queue across nodes. Due entries are locked
+// with FOR UPDATE SKIP LOCKED, so that runners on several nodes claiming
+// at once each get different entries without waiting for one another, and
+// marked claimed by this node in the same statement. An entry whose claim
+// has not run out is claimable anyway when its node has no live instance
+// (it died, and its lease would otherwise keep the message for an hour).
+func (s *Store) ClaimQueued(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.QueuedMessage, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	now = sec(now)
+	until := sec(now.Add(lease))
+	if !until.After(now) {
+		until = now.Add(time.Second)
+	}
+	var ms []store.QueuedMessage
+	err := s.write(ctx, true, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `WITH due AS (
+				SELECT id FROM queue q
+				WHERE NOT held AND next_attempt <= $1
+					AND (claimed_until IS NULL OR claimed_until <= $1
+						OR NOT EXISTS (SELECT 1 FROM node_instances n
+							WHERE n.node = q.claimed_by AND n.expires_at > now()))
+				ORDER BY next_attempt, id
+				LIMIT $2
+				FOR UPDATE SKIP LOCKED)
+			UPDATE queue SET claimed_until = $3, claimed_by = $4 FROM due WHERE queue.id = due.id
+			RETURNING queue.id`, now, limit, until, s.node)
+		if err != nil {
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil || len(ids) == 0 {
+			ms = nil
+			return err
+		}
+		ms, err = queryQueued(ctx, tx, `SELECT `+queueColumns+` FROM queue WHERE id = ANY($1) ORDER BY next_attempt, id`, ids)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ms, nil
+}
+
+// ReleaseClaims implements store.Queue for this node: a runner starting
+// on node N ends the claims N's previous process left, and never those of
+// another node's running process.
+func (s *Store) ReleaseClaims(ctx context.Context) error {
+	_, err := s.pool.Exec(ctx, `UPDATE queue SET claimed_until = NULL, claimed_by = NULL WHERE claimed_by = $1`, s.node)
+	return err
+}
+
+// UpdateQueued implements store.Queue. The rules of QueueUpdate (a final
+// state is never undone, only a failed recipient is notified) are applied
+// on the state read under the entry's row lock.
+func (s *Store) UpdateQueued(ctx context.Context, id int64, u store.QueueUpdate) error {
+	for _, r := range u.Recipients {
+		switch r.State {
+		case store.QueuePending, store.QueueDelivered, store.QueueFailed:
+		default:
+			return fmt.Errorf("recipient %q: unknown state %q: %w", r.Address, r.State, store.ErrInvalid)
+		}
+	}
+	return s.write(ctx, true, func(tx pgx.Tx) error {
+		var one int
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM queue WHERE id = $1 FOR UPDATE`, id).Scan(&one); err != nil {
+			return notFound(err, "queued message %d", id)
+		}
+		for _, r := range u.Recipients {
+			var state store.QueueState
+			var notified bool
+			err := tx.QueryRow(ctx, `SELECT state, notified FROM queue_recipients WHERE queue_id = $1 AND address = $2`,
+				id, r.Address).Scan(&state, &notified)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("queued message %d has no recipient %q: %w", id, r.Address, store.ErrInvalid)
+			}
+			if err != nil {
+				return err
+			}
+			if state == store.QueuePending {
+				if _, err := tx.Exec(ctx, `UPDATE queue_recipients SET state = $1, last_error = $2, status = $3, remote_mta = $4
+					WHERE queue_id = $5 AND address = $6`,
+					string(r.State), r.LastError, r.Status, r.RemoteMTA, id, r.Address); err != nil {
+					return err
+				}
+				state = r.State
+			}
+			if r.Notified && !notified && state == store.QueueFailed {
+				if _, err := tx.Exec(ctx, `UPDATE queue_recipients SET notified = true WHERE queue_id = $1 AND address = $2`,
+					id, r.Address); err != nil {
+					return err
+				}
+			}
+		}
+		var last, next *time.Time
+		if u.Attempted {
+			t := sec(u.At)
+			last = &t
+		}
+		if !u.NextAttempt.IsZero() {
+			t := sec(u.NextAttempt)
+			next = &t
+		}
+		_, err := tx.Exec(ctx, `UPDATE queue SET claimed_until = NULL, claimed_by = NULL, warned = warned OR $1,
+			attempts = attempts + CASE WHEN $2 THEN 1 ELSE 0 END,
+			last_attempt = coalesce($3, last_attempt),
+			next_attempt = coalesce($4, next_attempt)
+			WHERE id = $5`, u.Warned, u.Attempted, last, next, id)
+		return err
+	})
+}
+
+// HoldQueued implements store.Queue.
+func (s *Store) HoldQueued(ctx context.Context, id int64, held bool) error {
+	return execOne(ctx, s.pool, fmt.Sprintf("queued message %d", id), `UPDATE queue SET held = $1 WHERE id = $2`, held, id)
+}
+
+// RetryQueued implements store.Queue.
+func (s *Store) RetryQueued(ctx context.Context, id int64, now time.Time) (int, error) {
+	if id == 0 {
+		tag, err := s.pool.Exec(ctx, `UPDATE queue SET next_attempt = $1`, sec(now))
+		return int(tag.RowsAffected()), err
+	}
+	err := execOne(ctx, s.pool, fmt.Sprintf("queued message %d", id), `UPDATE queue SET next_attempt = $1 WHERE id = $2`, sec(now), id)
+	if err != nil {
+		return 0, err
+	}
+	return 1, nil
+}

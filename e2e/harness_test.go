@@ -104,7 +104,9 @@ listen = "127.0.0.1:0"
 %s
 [queue]
 %s
-`, filepath.Join(dir, "data"), hostname, extra["pop3"], extra["smtp"], extra["submission"], extra["admin"], queue)
+[auth]
+%s
+`, filepath.Join(dir, "data"), hostname, extra["pop3"], extra["smtp"], extra["submission"], extra["admin"], queue, extra["auth"])
 	p := filepath.Join(dir, "postoffice.toml")
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

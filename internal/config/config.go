@@ -29,6 +29,7 @@ type Config struct {
 	Log        Log        `toml:"log"`
 	Queue      Queue      `toml:"queue"`
 	Store      Store      `toml:"store"`
+	Auth       Auth       `toml:"auth"`
 }
 
 // SMTP configures the inbound MX service (RFC 5321, port 25).
@@ -86,6 +87,7 @@ func Default() Config {
 		host = "localhost"
 	}
 	return Config{
+		Auth:     defaultAuth(),
 		DataDir:  "data",
 		Hostname: host,
 		POP3: POP3{
@@ -169,6 +171,9 @@ func describe(err error) string {
 
 // Validate checks values the TOML types cannot.
 func (c Config) Validate() error {
+	if err := c.Auth.validate(); err != nil {
+		return err
+	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		return errors.New(`key "data_dir": must not be empty`)
 	}
@@ -207,6 +212,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Store.validate(); err != nil {
+		return err
+	}
+	if err := c.validateProxy(); err != nil {
 		return err
 	}
 	return c.validateOps()

@@ -63,11 +63,22 @@ var docs = map[string]string{
 	"log.format":                      "log format: text or json (restart serve to change)",
 	"log.level":                       "log level: debug, info, warn or error (restart serve to change)",
 	"queue.autostart":                 "start delivering with serve",
+	"auth.cache_ttl":                  "seconds a verified password is remembered, so polling clients skip the slow hash (0: off)",
+	"auth.penalty":                    "slow down and then ban repeated failed logins (POP3 and SMTP AUTH)",
+	"auth.ip_ban_after":               "failed logins from one address (IPv6: /64) before it is banned",
+	"auth.name_ban_after":             "failed logins for one login name, from anywhere, before the name is banned",
+	"auth.ban_time":                   "seconds a ban lasts",
 	"store.backend":                   "sqlite (everything in data_dir) or postgres (shared by several nodes); restart serve to change",
 	"store.postgres_dsn":              "PostgreSQL connection string (keep the password in postgres_password or ~/.pgpass)",
 	"store.postgres_password":         "PostgreSQL password, added to postgres_dsn",
 	"store.node_name":                 "this node's name in locks, queue claims, the journal and status; unique per node",
 	"store.lease":                     "seconds a dead node keeps its mailbox locks and queue claims (postgres)",
+	"pop3.proxy_protocol":             "connections start with a PROXY protocol header (v1 or v2) from a load balancer",
+	"pop3.proxy_trusted":              "addresses or prefixes of the load balancers allowed to send PROXY headers",
+	"smtp.proxy_protocol":             "connections start with a PROXY protocol header (v1 or v2) from a load balancer",
+	"smtp.proxy_trusted":              "addresses or prefixes of the load balancers allowed to send PROXY headers",
+	"submission.proxy_protocol":       "connections start with a PROXY protocol header (v1 or v2) from a load balancer",
+	"submission.proxy_trusted":        "addresses or prefixes of the load balancers allowed to send PROXY headers",
 }
 
 var expireType = reflect.TypeFor[Expire]()

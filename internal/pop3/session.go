@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"postoffice/internal/clientinfo"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -102,7 +103,7 @@ func newSession(srv *Server, c net.Conn) *session {
 	if tc, ok := c.(*tls.Conn); ok {
 		s.netc = tc.NetConn()
 	}
-	s.ctx, s.cancel = context.WithCancel(srv.ctx)
+	s.ctx, s.cancel = context.WithCancel(clientinfo.WithRemote(srv.ctx, addrString(c.RemoteAddr())))
 	s.log = srv.log.With("session", s.id, "remote", addrString(c.RemoteAddr()))
 	s.br = bufio.NewReaderSize(c, readBufSize)
 	s.bw = bufio.NewWriterSize(connWriter{s}, writeBufSize)

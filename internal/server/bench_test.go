@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"postoffice/internal/config"
 	"postoffice/internal/directory"
 	"postoffice/internal/pop3"
 	"postoffice/internal/store"
@@ -49,7 +50,7 @@ func BenchmarkPOP3Session1000(b *testing.B) {
 
 	srv := pop3.NewServer(pop3.Config{
 		Hostname: "bench",
-		Backend:  &pop3Backend{st: st, auth: directory.NewAuthenticator(st), holder: "bench"},
+		Backend:  &pop3Backend{st: st, logins: newLogins(st, config.Auth{CacheTTL: 0}, slog.New(slog.DiscardHandler)), holder: "bench"},
 		Logger:   slog.New(slog.DiscardHandler),
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -21,7 +21,7 @@ import (
 // setting unless the user has its own.
 type pop3Backend struct {
 	st     store.Store
-	auth   *directory.Authenticator
+	logins *logins
 	holder string // who holds the lock, for diagnostics
 
 	loginDelay time.Duration
@@ -40,12 +40,13 @@ func (b *pop3Backend) clock() time.Time {
 }
 
 func (b *pop3Backend) Authenticate(ctx context.Context, login, password string) (string, error) {
-	u, err := b.auth.Authenticate(ctx, login, password)
+	u, err := b.logins.check(ctx, login, password)
 	if err != nil {
 		if errors.Is(err, directory.ErrAuthFailed) {
 			b.metrics.Login("pop3", false)
 			return "", pop3.ErrAuthFailed
 		}
+		// A ban too: RFC 3206 [SYS/TEMP], try again later.
 		return "", pop3.TempError{Err: err}
 	}
 	b.metrics.Login("pop3", true)

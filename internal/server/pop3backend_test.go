@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/directory"
+	"postoffice/internal/config"
 	"postoffice/internal/journal"
 	"postoffice/internal/pop3"
 	"postoffice/internal/store"
@@ -32,7 +32,7 @@ func newPolicyEnv(t *testing.T, delay, expire time.Duration) *policyEnv {
 	}
 	t.Cleanup(func() { st.Close() })
 	e := &policyEnv{t: t, st: st, now: time.Unix(1700000000, 0)}
-	e.b = &pop3Backend{st: st, auth: directory.NewAuthenticator(st), holder: "test", loginDelay: delay, expire: expire,
+	e.b = &pop3Backend{st: st, logins: newLogins(st, config.Auth{}, slog.New(slog.DiscardHandler)), holder: "test", loginDelay: delay, expire: expire,
 		journal: journal.NewSyncWriter(st, slog.New(slog.DiscardHandler)), log: slog.New(slog.DiscardHandler),
 		now: func() time.Time { return e.now }}
 	return e

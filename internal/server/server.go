@@ -35,6 +35,7 @@ type Server struct {
 	tlsCfg  *tls.Config
 	metrics *metrics.Metrics
 	journal *journal.Writer
+	logins  *logins // shared by POP3 and SMTP AUTH: one cache, one penalty
 
 	services []*service // pop3, smtp, submission, queue
 	reloadMu sync.Mutex // serializes reloads and configuration changes
@@ -68,6 +69,7 @@ func New(cfg config.Config, st store.Store, log *slog.Logger, opts Options) (*Se
 	}
 	host, _ := os.Hostname()
 	s := &Server{cfg: cfg, log: log, st: st, tls: src, opts: opts, holder: fmt.Sprintf("%s pid %d", host, os.Getpid())}
+	s.logins = newLogins(st, cfg.Auth, log.With("service", "auth"))
 	// One TLS configuration for the process, whose certificate is always
 	// that of the current Source: a reload swaps it under every listener.
 	s.tlsCfg = &tls.Config{

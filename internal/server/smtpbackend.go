@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"postoffice/internal/authguard"
 
 	"postoffice/internal/directory"
 	"postoffice/internal/metrics"
@@ -16,18 +17,22 @@ import (
 // the SMTP server depends on. One value serves MX and submission alike.
 type smtpBackend struct {
 	st                 store.Store
-	auth               *directory.Authenticator
+	logins             *logins
 	router             *router.Router
 	requireSenderMatch bool
 	metrics            *metrics.Metrics
 }
 
 func (b *smtpBackend) Authenticate(ctx context.Context, login, password string) (string, error) {
-	u, err := b.auth.Authenticate(ctx, login, password)
+	u, err := b.logins.check(ctx, login, password)
 	if err != nil {
 		if errors.Is(err, directory.ErrAuthFailed) {
 			b.metrics.Login("smtp", false)
 			return "", smtpd.ErrAuthFailed
+		}
+		if errors.Is(err, authguard.ErrBanned) {
+			// RFC 4954 section 6: 454 4.7.0 temporary authentication failure.
+			return "", &smtpd.Error{Code: 454, Enhanced: [3]int{4, 7, 0}, Message: "Too many failed logins, try again later"}
 		}
 		return "", err
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"postoffice/internal/config"
-	"postoffice/internal/directory"
 	"postoffice/internal/pop3"
 	"postoffice/internal/queue"
 	"postoffice/internal/smtpd"
@@ -89,7 +88,7 @@ func (s *Server) newPOP3(cfg config.Config) protoServer {
 		Hostname: cfg.ServiceHostname(p.Service),
 		Backend: &pop3Backend{
 			st:         s.st,
-			auth:       directory.NewAuthenticator(s.st),
+			logins:     s.logins,
 			holder:     s.holder,
 			loginDelay: seconds(p.LoginDelay),
 			expire:     expire,
@@ -101,6 +100,7 @@ func (s *Server) newPOP3(cfg config.Config) protoServer {
 		InactivityTimeout:  seconds(p.InactivityTimeout),
 		AllowPlaintextAuth: p.AllowPlaintextAuth,
 		Logger:             s.log.With("service", "pop3"),
+		AuthFailureDelay:   authFailureDelay(s.logins),
 		LoginDelay:         seconds(p.LoginDelay),
 		Expire:             &expire,
 		PolicyPerUser:      true,
@@ -114,7 +114,7 @@ func (s *Server) newSMTP(cfg config.Config, submission bool) protoServer {
 	if submission {
 		name, svc, size, timeout = "submission", cfg.Submission.Service, cfg.SubmissionMaxMessageSize(), cfg.SubmissionTimeout()
 	}
-	sb := &smtpBackend{st: s.st, auth: directory.NewAuthenticator(s.st), router: s.currentRouter(),
+	sb := &smtpBackend{st: s.st, logins: s.logins, router: s.currentRouter(),
 		requireSenderMatch: cfg.Submission.RequireSenderMatch, metrics: s.metrics}
 	return smtpd.NewServer(smtpd.Config{
 		Hostname:           cfg.ServiceHostname(svc),
@@ -177,4 +177,13 @@ func (s *Server) queueEvent(ev queue.Event) {
 		e.Detail += ": " + ev.Detail
 	}
 	s.journal.Record(e)
+}
+
+// authFailureDelay: when the login guard delays failures (growing with
+// them), the POP3 server adds no fixed delay of its own.
+func authFailureDelay(l *logins) time.Duration {
+	if l.penalized() {
+		return -1
+	}
+	return 0 // the POP3 server's default
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"postoffice/internal/clientinfo"
 	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
@@ -24,7 +25,7 @@ func (b engineBackend) NewSession(sc *smtp.Conn) (smtp.Session, error) {
 	if cs, ok := c.tlsState(sc.Conn()); ok {
 		sess.tls = tlsString(cs)
 	}
-	sess.ctx, sess.cancel = context.WithCancel(b.s.ctx)
+	sess.ctx, sess.cancel = context.WithCancel(clientinfo.WithRemote(b.s.ctx, c.RemoteAddr().String()))
 	c.mu.Lock()
 	c.sess = sess
 	c.mu.Unlock()

@@ -97,20 +97,23 @@ func Default() Config {
 			// 10 minutes.
 			InactivityTimeout: 600,
 			Expire:            Never,
-			Service:           Service{Autostart: true},
+			// Room for 10,000 idle pollers; a NATed office stays under
+			// the per-address cap.
+			Service: Service{Autostart: true, MaxSessions: 20000, MaxSessionsPerIP: 100},
 		},
 		SMTP: SMTP{
 			Listen:         []string{":25"},
 			MaxMessageSize: 50 << 20,
 			MaxRecipients:  100,
 			Timeout:        300, // RFC 5321 section 4.5.3.2.7: at least 5 minutes
-			Service:        Service{Autostart: true},
+			// Postfix's smtpd_client_connection_count_limit is 50 too.
+			Service: Service{Autostart: true, MaxSessions: 1000, MaxSessionsPerIP: 50},
 		},
 		Submission: Submission{
 			Listen:             []string{":587"},
 			TLSListen:          []string{":465"},
 			RequireSenderMatch: true,
-			Service:            Service{Autostart: true},
+			Service:            Service{Autostart: true, MaxSessions: 1000, MaxSessionsPerIP: 50},
 		},
 		Journal: Journal{RetentionDays: 90},
 		Log:     Log{Format: "text", Level: "info"},

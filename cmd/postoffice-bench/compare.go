@@ -50,6 +50,11 @@ type compareOpts struct {
 
 	IdleSessions, IdleConcurrency int
 	IdleHold                      time.Duration
+	// IdleHash is the hash cost of the idle workload's users: by default
+	// cheap on both sides, so that the memory read is that of the
+	// sessions and not the argon2id working memory (19 MiB per login in
+	// flight) that both servers' allocators have not yet given back.
+	IdleHash string
 
 	log io.Writer
 }
@@ -120,6 +125,17 @@ func p99(op string) func(Result) float64 {
 	return func(r Result) float64 { return r.Ops[op].Latency.P99 }
 }
 
+// cpuPer is the server's CPU time per operation, in milliseconds.
+func cpuPer(op string) func(Result) float64 {
+	return func(r Result) float64 {
+		n := r.Ops[op].Ops
+		if n == 0 {
+			return math.NaN()
+		}
+		return r.Values["server_cpu_s"] * 1000 / float64(n)
+	}
+}
+
 func value(k string) func(Result) float64 {
 	return func(r Result) float64 { return r.Values[k] }
 }
@@ -131,12 +147,14 @@ var metrics = map[string][]metric{
 		{"sessions/s", true, opsPerSec("session")},
 		{"session p50 ms", false, p50("session")},
 		{"session p99 ms", false, p99("session")},
+		{"server CPU ms/session", false, cpuPer("session")},
 	},
 	"download": {
 		{"messages/s", true, opsPerSec("retr")},
 		{"MB/s", true, func(r Result) float64 { return r.Ops["retr"].BytesPerSec / 1e6 }},
 		{"RETR p50 ms", false, p50("retr")},
 		{"session p50 ms", false, p50("session")},
+		{"server CPU ms/message", false, cpuPer("retr")},
 	},
 	"bigmbox-first": {
 		{"first session ms", false, p50("session")},
@@ -157,6 +175,7 @@ var metrics = map[string][]metric{
 		}},
 		{"250 p50 ms", false, p50("message")},
 		{"250 p99 ms", false, p99("message")},
+		{"server CPU ms/message", false, cpuPer("message")},
 	},
 	"idle": {
 		{"KiB per idle session", false, value("kib_per_session")},
@@ -593,7 +612,7 @@ func (o *compareOpts) comparePoll(ctx context.Context, dir, peer, hash string, r
 	}
 	for r := range o.Rounds {
 		for _, s := range order(p, r) {
-			res, err := runWorkload(ctx, "poll", loadOpts{Addr: s.POP3Addr(), Users: users,
+			res, err := o.measured(ctx, s, "poll", loadOpts{Addr: s.POP3Addr(), Users: users,
 				Concurrency: o.PollConcurrency, Duration: o.PollDuration})
 			if err != nil {
 				return err
@@ -633,7 +652,7 @@ func (o *compareOpts) compareDownload(ctx context.Context, dir, peer, hash strin
 			}
 		}
 		for _, s := range order(p, r) {
-			res, err := runWorkload(ctx, "download", loadOpts{Addr: s.POP3Addr(), Users: users,
+			res, err := o.measured(ctx, s, "download", loadOpts{Addr: s.POP3Addr(), Users: users,
 				Concurrency: o.DownloadConcurrency})
 			if err != nil {
 				return err
@@ -672,7 +691,7 @@ func (o *compareOpts) compareBigMailbox(ctx context.Context, dir, peer, hash str
 				}
 			}
 			for _, kind := range []string{"bigmbox-first", "bigmbox-again"} {
-				res, err := runWorkload(ctx, "bigmbox", loadOpts{Addr: s.POP3Addr(), Users: users, Count: 1})
+				res, err := o.measured(ctx, s, "bigmbox", loadOpts{Addr: s.POP3Addr(), Users: users, Count: 1})
 				if err != nil {
 					return err
 				}
@@ -717,7 +736,7 @@ func (o *compareOpts) compareIntake(ctx context.Context, dir, peer, hash string,
 					return waitForFiles(ctx, dirs, want, 10*time.Minute)
 				}
 			}
-			res, err := runWorkload(ctx, "intake", lo)
+			res, err := o.measured(ctx, s, "intake", lo)
 			if err != nil {
 				return err
 			}
@@ -782,6 +801,12 @@ func (o *compareOpts) compareIdle(ctx context.Context, dir, peer, hash string, r
 	if err != nil {
 		return err
 	}
+	if o.IdleHash != o.Hash {
+		if hash, err = makeHash(o.Password, o.IdleHash); err != nil {
+			return err
+		}
+		rep.Notes = append(rep.Notes, fmt.Sprintf("password hash %s on both sides (--idle-hash)", o.IdleHash))
+	}
 	p, err := o.setup(ctx, dir, peer, users, hash, o.IdleSessions)
 	if err != nil {
 		return err
@@ -830,6 +855,34 @@ func (o *compareOpts) compareIdle(ctx context.Context, dir, peer, hash string, r
 	return nil
 }
 
+// measured runs a workload on s and records the CPU time s's processes
+// used meanwhile (server_cpu_s): on a machine the client and the server
+// share, and other work may share too, the cost per operation is steadier
+// than the rate.
+func (o *compareOpts) measured(ctx context.Context, s instance, workload string, lo loadOpts) (Result, error) {
+	pid, err := s.PID()
+	if err != nil {
+		return Result{}, err
+	}
+	before, err := treeCPU(pid)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := runWorkload(ctx, workload, lo)
+	if err != nil {
+		return res, err
+	}
+	after, err := treeCPU(pid)
+	if err != nil {
+		return res, err
+	}
+	if res.Values == nil {
+		res.Values = map[string]float64{}
+	}
+	res.Values["server_cpu_s"] = after - before
+	return res, nil
+}
+
 // describe prints the settings of a compare run.
 func (o *compareOpts) describe(w io.Writer) {
 	var b bytes.Buffer
@@ -842,6 +895,6 @@ func (o *compareOpts) describe(w io.Writer) {
 	fmt.Fprintf(&b, "bigmbox: %d messages of %v\n", o.BigMessages, o.BigSize)
 	fmt.Fprintf(&b, "intake: %d messages of %v to %d users, %d senders, %d per connection\n",
 		o.IntakeMessages, o.IntakeSize, o.IntakeUsers, o.IntakeConcurrency, o.IntakePerConn)
-	fmt.Fprintf(&b, "idle: %d sessions, logged in %d at a time, held %v\n", o.IdleSessions, o.IdleConcurrency, o.IdleHold)
+	fmt.Fprintf(&b, "idle: %d sessions, logged in %d at a time, held %v, hash %s\n", o.IdleSessions, o.IdleConcurrency, o.IdleHold, o.IdleHash)
 	w.Write(b.Bytes())
 }

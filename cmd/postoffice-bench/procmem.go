@@ -113,3 +113,45 @@ func processMemory(pid int) (rss, pss int64, err error) {
 	}
 	return rss, pss, sc.Err()
 }
+
+// clockTicks is USER_HZ, the unit of the times in /proc/PID/stat (100 on
+// every Linux architecture Go supports).
+const clockTicks = 100
+
+// treeCPU returns the CPU time, user and system, that root and its
+// descendants have used, including that of descendants which ended and
+// were waited for (cutime, cstime): the whole cost of a multi-process
+// server such as Dovecot or Postfix.
+func treeCPU(root int) (float64, error) {
+	pids, err := descendants(root)
+	if err != nil {
+		return 0, err
+	}
+	var ticks int64
+	found := false
+	for _, pid := range pids {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		// After "pid (comm)": state ppid ... utime(14) stime(15) cutime(16)
+		// cstime(17), counted from 1 with pid.
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		for _, k := range []int{11, 12, 13, 14} {
+			v, _ := strconv.ParseInt(f[k], 10, 64)
+			ticks += v
+		}
+		found = true
+	}
+	if !found {
+		return 0, fmt.Errorf("process %d: not running", root)
+	}
+	return float64(ticks) / clockTicks, nil
+}

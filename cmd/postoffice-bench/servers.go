@@ -33,6 +33,8 @@ type instance interface {
 	Stop() error
 	// Memory returns the memory of the server's processes.
 	Memory() (memStats, error)
+	// PID is the server's main process, the root of its process tree.
+	PID() (int, error)
 }
 
 // tmplData is what the config templates in bench/ are filled with.
@@ -203,6 +205,13 @@ func (p *postoffice) Memory() (memStats, error) {
 	return treeMemory(p.d.cmd.Process.Pid)
 }
 
+func (p *postoffice) PID() (int, error) {
+	if p.d == nil {
+		return 0, errors.New("not running")
+	}
+	return p.d.cmd.Process.Pid, nil
+}
+
 // dovecot is a throwaway Dovecot serving POP3 from maildirs.
 type dovecot struct {
 	benchDir, dir string
@@ -278,6 +287,13 @@ func (v *dovecot) Memory() (memStats, error) {
 		return memStats{}, errors.New("not running")
 	}
 	return treeMemory(v.d.cmd.Process.Pid)
+}
+
+func (v *dovecot) PID() (int, error) {
+	if v.d == nil {
+		return 0, errors.New("not running")
+	}
+	return v.d.cmd.Process.Pid, nil
 }
 
 // postfix is a private Postfix instance delivering to maildirs with its
@@ -387,6 +403,8 @@ func (x *postfix) masterPID() (int, error) {
 	}
 	return pid, nil
 }
+
+func (x *postfix) PID() (int, error) { return x.masterPID() }
 
 func (x *postfix) Memory() (memStats, error) {
 	pid, err := x.masterPID()

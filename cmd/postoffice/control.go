@@ -78,6 +78,13 @@ Exits 75 when no server runs on the data directory.`+controlHelp)
 		fmt.Fprintf(e.stdout, ", config %s", st.ConfigFile)
 	}
 	fmt.Fprintln(e.stdout)
+	if st.Node != "" {
+		fmt.Fprintf(e.stdout, "store %s, node %s", st.Store, st.Node)
+		if len(st.Nodes) > 0 {
+			fmt.Fprintf(e.stdout, " (nodes alive: %s)", strings.Join(st.Nodes, ", "))
+		}
+		fmt.Fprintln(e.stdout)
+	}
 	fmt.Fprintln(e.stdout)
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tSTATE\tSESSIONS\tUPTIME\tADDRESSES")

@@ -21,6 +21,11 @@ type Service struct {
 	// MaxSessionsPerIP caps those of one client address.
 	MaxSessions      int `toml:"max_sessions"`
 	MaxSessionsPerIP int `toml:"max_sessions_per_ip"`
+	// ProxyProtocol: every connection to the service's listeners starts
+	// with a PROXY protocol header (HAProxy's, v1 or v2) from one of
+	// ProxyTrusted (addresses or prefixes); see proxy.go.
+	ProxyProtocol bool     `toml:"proxy_protocol"`
+	ProxyTrusted  []string `toml:"proxy_trusted"`
 }
 
 // Admin configures the web console and /metrics.

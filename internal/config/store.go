@@ -19,9 +19,8 @@ type Store struct {
 	// PostgresDSN is the connection string, URL or key=value
 	// ("postgres://postoffice@db.example.com:5432/postoffice").
 	PostgresDSN string `toml:"postgres_dsn"`
-	// PostgresPassword is added to the connection string when set, so
-	// that config show and the console can mask it (they show the DSN).
-	// PGPASSWORD and ~/.pgpass work too.
+	// PostgresPassword, when set, is used instead of a password in the
+	// connection string. PGPASSWORD and ~/.pgpass work too.
 	PostgresPassword string `toml:"postgres_password"`
 	// NodeName names this node in maildrop lock holders, queue claims,
 	// the journal and status; each node needs its own. Default: the

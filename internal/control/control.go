@@ -66,6 +66,13 @@ type Status struct {
 	Services   []ServiceStatus `json:"services"`
 	Queue      QueueStatus     `json:"queue"`
 	Console    string          `json:"console,omitempty"` // URL of the web console
+
+	// Store is the backend ("sqlite" or "postgres"), Node this node's
+	// name ([store] node_name) and Nodes the names of the nodes alive on
+	// the same database (postgres only).
+	Store string   `json:"store,omitempty"`
+	Node  string   `json:"node,omitempty"`
+	Nodes []string `json:"nodes,omitempty"`
 }
 
 // QueueStatus summarizes the outbound queue.

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -46,6 +47,20 @@ const (
 	maxKeyLen  = 128
 )
 
+// hashSlots bounds the argon2id computations running at once to the number
+// of CPUs. More cannot finish sooner, and each holds its memory cost (19
+// MiB by default) for the whole computation: a burst of 100 logins would
+// otherwise allocate 2 GiB at once, and the garbage collector would spend
+// its time on it.
+var hashSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+// idKey is argon2.IDKey, at most len(hashSlots) at a time.
+func idKey(password, salt []byte, time, memory uint32, threads uint8, keyLen uint32) []byte {
+	hashSlots <- struct{}{}
+	defer func() { <-hashSlots }()
+	return argon2.IDKey(password, salt, time, memory, threads, keyLen)
+}
+
 // b64 is the encoding of the PHC string format: standard alphabet, no padding.
 var b64 = base64.RawStdEncoding
 
@@ -57,7 +72,7 @@ func HashPassword(pw string) (string, error) {
 		return "", fmt.Errorf("reading random salt: %w", err)
 	}
 	p := hashParams
-	key := argon2.IDKey([]byte(pw), salt, p.time, p.memory, p.threads, keyLen)
+	key := idKey([]byte(pw), salt, p.time, p.memory, p.threads, keyLen)
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, p.memory, p.time, p.threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
@@ -92,7 +107,7 @@ func verifyArgon2id(hash, pw string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%w: argon2id: %v", ErrBadHash, err)
 	}
-	got := argon2.IDKey([]byte(pw), salt, p.time, p.memory, p.threads, uint32(len(key)))
+	got := idKey([]byte(pw), salt, p.time, p.memory, p.threads, uint32(len(key)))
 	return subtle.ConstantTimeCompare(got, key) == 1, nil
 }
 

@@ -20,12 +20,15 @@ func Canonical(r io.Reader) io.Reader {
 
 type canonReader struct {
 	src     *bufio.Reader
-	prevCR  bool // last byte read from src was CR (a CRLF was emitted for it)
-	last    byte // last byte emitted
-	emitted bool // at least one byte emitted
-	pending []byte
+	prevCR  bool   // last byte read from src was CR (a CRLF was emitted for it)
+	last    byte   // last byte emitted
+	emitted bool   // at least one byte emitted
+	pending []byte // emitted but not yet returned: the end of a CRLF
+	pbuf    [2]byte
 	eof     bool
 }
+
+var crlf = []byte("\r\n")
 
 func (c *canonReader) Read(p []byte) (int, error) {
 	n := 0
@@ -41,7 +44,7 @@ func (c *canonReader) Read(p []byte) (int, error) {
 		}
 		// Fast path: copy the run of ordinary bytes up to the next CR or
 		// LF straight from the buffer (the body of a message is mostly
-		// such runs); the byte-wise code below handles the line ends.
+		// such runs); line ends are handled one byte at a time.
 		k, err := c.copyRun(p[n:])
 		if k > 0 {
 			n += k
@@ -57,29 +60,24 @@ func (c *canonReader) Read(p []byte) (int, error) {
 			}
 			c.eof = true
 			if c.emitted && c.last != '\n' {
-				c.emit([]byte("\r\n"))
+				n += c.put(p[n:], crlf)
 			}
 			continue
 		}
-		switch {
-		case b == '\r':
+		switch b {
+		case '\r':
 			c.prevCR = true
-			c.emit([]byte("\r\n"))
-		case b == '\n':
+			n += c.put(p[n:], crlf)
+		case '\n':
 			if c.prevCR {
 				c.prevCR = false // the LF of a CRLF: already emitted
 				continue
 			}
-			c.emit([]byte("\r\n"))
+			n += c.put(p[n:], crlf)
 		default:
+			// Not reached: copyRun takes every other byte. Kept for safety.
 			c.prevCR = false
-			if n < len(p) && len(c.pending) == 0 {
-				p[n] = b
-				n++
-				c.last, c.emitted = b, true
-				continue
-			}
-			c.emit([]byte{b})
+			n += c.put(p[n:], []byte{b})
 		}
 	}
 	if n == 0 && c.eof && len(c.pending) == 0 {
@@ -88,9 +86,14 @@ func (c *canonReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *canonReader) emit(b []byte) {
-	c.pending = append(c.pending, b...)
+// put emits b: what fits into p, the rest (at most 2 bytes) pending.
+func (c *canonReader) put(p, b []byte) int {
+	k := copy(p, b)
+	if k < len(b) {
+		c.pending = c.pbuf[:copy(c.pbuf[:], b[k:])]
+	}
 	c.last, c.emitted = b[len(b)-1], true
+	return k
 }
 
 // copyRun copies into p the buffered bytes before the next CR or LF, and

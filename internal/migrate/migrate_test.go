@@ -356,6 +356,7 @@ func TestResume(t *testing.T) {
 // TestBothWays: embedded -> PostgreSQL -> embedded gives back the same
 // store, and each copy goes on where its source left off.
 func TestBothWays(t *testing.T) {
+	pgtest.BaseDSN(t)
 	from := openSQLite(t)
 	populate(t, from)
 	pg := openPostgres(t)

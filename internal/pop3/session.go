@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -47,8 +48,10 @@ func (st state) String() string {
 const (
 	maxCommandLine = 1024
 	maxSASLLine    = 8 * 1024
-	readBufSize    = 4096
-	writeBufSize   = 16 * 1024
+	// readBufSize is small: an idle session keeps it while it waits for a
+	// command, and longer lines are read in pieces anyway (readLine).
+	readBufSize  = 1024
+	writeBufSize = 16 * 1024
 )
 
 var errLineTooLong = errors.New("line too long")
@@ -106,7 +109,7 @@ func newSession(srv *Server, c net.Conn) *session {
 	s.ctx, s.cancel = context.WithCancel(clientinfo.WithRemote(srv.ctx, addrString(c.RemoteAddr())))
 	s.log = srv.log.With("session", s.id, "remote", addrString(c.RemoteAddr()))
 	s.br = bufio.NewReaderSize(c, readBufSize)
-	s.bw = bufio.NewWriterSize(connWriter{s}, writeBufSize)
+	s.acquireWriter()
 	return s
 }
 
@@ -142,6 +145,7 @@ func (s *session) serve() {
 		s.closeMaildrop()
 		s.conn.Close()
 		s.cancel()
+		s.releaseWriter()
 		s.log.Debug("pop3: session closed")
 	}()
 
@@ -166,6 +170,7 @@ func (s *session) serve() {
 			return
 		}
 		line, err := s.readLine(maxCommandLine)
+		s.acquireWriter()
 		if err != nil {
 			if errors.Is(err, errLineTooLong) {
 				if !s.badCommand("-ERR Line too long") {
@@ -199,7 +204,34 @@ func (s *session) flushIfIdle() error {
 			return nil
 		}
 	}
-	return s.bw.Flush()
+	if err := s.bw.Flush(); err != nil {
+		return err
+	}
+	s.releaseWriter()
+	return nil
+}
+
+// writerPool holds the response buffers of the sessions that wait for a
+// command: a session keeps none while idle, which would otherwise be most
+// of the memory of an idle logged-in session.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
+
+// acquireWriter gives the session a response buffer, if it has none.
+func (s *session) acquireWriter() {
+	if s.bw == nil {
+		s.bw = writerPool.Get().(*bufio.Writer)
+		s.bw.Reset(connWriter{s})
+	}
+}
+
+// releaseWriter returns the response buffer to the pool; anything still
+// in it is dropped (callers flush first).
+func (s *session) releaseWriter() {
+	if s.bw != nil {
+		s.bw.Reset(nil)
+		writerPool.Put(s.bw)
+		s.bw = nil
+	}
 }
 
 // readLine reads one line of at most limit octets (terminator excluded),

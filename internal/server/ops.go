@@ -37,6 +37,7 @@ func (s *Server) Status(ctx context.Context) (control.Status, error) {
 	for _, svc := range s.services {
 		st.Services = append(st.Services, svc.status(cfg))
 	}
+	s.clusterStatus(ctx, cfg, &st)
 	q, err := s.st.ListQueue(ctx)
 	if err != nil {
 		return st, err
@@ -149,6 +150,11 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 	}
 	if cfg.Log != old.Log {
 		notes = append(notes, "log: restart postoffice serve to apply the new log settings")
+	}
+	if cfg.Store != old.Store {
+		// The store is opened once, by serve: it keeps the old one.
+		notes = append(notes, "store: restart postoffice serve to apply the new [store] settings")
+		cfg.Store = old.Store
 	}
 	// Certificates: a new pair of files, or the same files read again.
 	src := s.currentTLS()

@@ -243,6 +243,7 @@ func (svc *service) bind(cfg config.Config, current []*boundListener) (all, fres
 			return bl.label == sp.label && bl.spec == sp.addr && bl.tls == sp.tls && !slices.Contains(all, bl)
 		})
 		if i >= 0 {
+			svc.setProxy(current[i].l, cfg)
 			all = append(all, current[i])
 			continue
 		}
@@ -253,7 +254,7 @@ func (svc *service) bind(cfg config.Config, current []*boundListener) (all, fres
 			}
 			return nil, nil, fmt.Errorf("%s: cannot listen on %s: %w", sp.label, sp.addr, unwrapSyscall(err))
 		}
-		bl := &boundListener{label: sp.label, spec: sp.addr, tls: sp.tls, l: l, done: make(chan struct{})}
+		bl := &boundListener{label: sp.label, spec: sp.addr, tls: sp.tls, l: svc.withProxy(l, cfg), done: make(chan struct{})}
 		all, fresh = append(all, bl), append(fresh, bl)
 	}
 	return all, fresh, nil

@@ -205,4 +205,3 @@ func (s *Store) releaseBlobs(ctx context.Context, tx pgx.Tx, refs map[int64]int)
 	_, err = tx.Exec(ctx, `DELETE FROM blobs WHERE id = ANY($1)`, gone)
 	return err
 }
-

@@ -74,9 +74,6 @@ type Store struct {
 	log      *slog.Logger
 	blobs    blobStore
 
-	// migrationKey is the advisory lock of this schema's migrations.
-	migrationKey int64
-
 	locksMu sync.Mutex
 	locks   map[string]int64 // token -> user ID of the maildrop locks held
 
@@ -130,8 +127,6 @@ func OpenWith(ctx context.Context, dsn, nodeName string, o Options) (*Store, err
 		cfg.ConnConfig.RuntimeParams = map[string]string{}
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "postoffice " + nodeName
-	// Times are stored as timestamptz; the session time zone changes
-	// nothing but what psql shows.
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
@@ -340,4 +335,13 @@ func RedactDSN(dsn string) string {
 		return "(unparsable URL)"
 	}
 	return dsnPassword.ReplaceAllString(dsn, "${1}xxxxx")
+}
+
+// LiveNodes returns the names of the nodes with a live instance, sorted.
+func (s *Store) LiveNodes(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT node FROM node_instances WHERE expires_at > now() ORDER BY node`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }

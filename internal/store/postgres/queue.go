@@ -286,8 +286,15 @@ func (s *Store) HoldQueued(ctx context.Context, id int64, held bool) error {
 // RetryQueued implements store.Queue.
 func (s *Store) RetryQueued(ctx context.Context, id int64, now time.Time) (int, error) {
 	if id == 0 {
-		tag, err := s.pool.Exec(ctx, `UPDATE queue SET next_attempt = $1`, sec(now))
-		return int(tag.RowsAffected()), err
+		// Every row: run again should two nodes lock them in different
+		// orders.
+		var n int
+		err := s.write(ctx, true, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `UPDATE queue SET next_attempt = $1`, sec(now))
+			n = int(tag.RowsAffected())
+			return err
+		})
+		return n, err
 	}
 	err := execOne(ctx, s.pool, fmt.Sprintf("queued message %d", id), `UPDATE queue SET next_attempt = $1 WHERE id = $2`, sec(now), id)
 	if err != nil {

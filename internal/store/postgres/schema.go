@@ -197,6 +197,16 @@ CREATE INDEX mailbox_locks_instance ON mailbox_locks (instance);
 // under a transaction-level advisory lock, so that nodes starting together
 // apply each step once: the others wait, then find it done.
 func (s *Store) migrate(ctx context.Context) error {
+	// The common case, a schema up to date, without a lock or DDL: every
+	// postoffice command (deliver, user ...) opens the store.
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err == nil && exists {
+		var v *int
+		err := s.pool.QueryRow(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v)
+		if err == nil && v != nil && *v == len(migrations) {
+			return nil
+		}
+	}
 	for {
 		done, err := s.migrateOne(ctx)
 		if err != nil {
@@ -210,13 +220,14 @@ func (s *Store) migrate(ctx context.Context) error {
 
 func (s *Store) migrateOne(ctx context.Context) (done bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var schema string
-		if err := tx.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		var cur *string
+		if err := tx.QueryRow(ctx, `SELECT current_schema()`).Scan(&cur); err != nil {
 			return err
 		}
-		if schema == "" {
-			return fmt.Errorf("no schema: the first schema of search_path does not exist")
+		if cur == nil {
+			return fmt.Errorf("no schema to create the tables in: none of search_path exists")
 		}
+		schema := *cur
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, int32(0x706f0000), lockKey(schema)); err != nil {
 			return err
 		}

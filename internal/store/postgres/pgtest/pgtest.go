@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // EnvVar names the connection string of the test database.
@@ -42,23 +42,24 @@ func Schema(t testing.TB) (name, dsn string) {
 	name = "pt_" + hex.EncodeToString(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
+	// A pool, which takes pool_* parameters a plain connection refuses.
+	conn, err := pgxpool.New(ctx, base)
 	if err != nil {
 		t.Fatalf("connecting to %s: %v", EnvVar, err)
 	}
-	defer conn.Close(ctx)
+	defer conn.Close()
 	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+name); err != nil {
 		t.Fatalf("creating schema %s: %v", name, err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
+		conn, err := pgxpool.New(ctx, base)
 		if err != nil {
 			t.Errorf("dropping schema %s: %v", name, err)
 			return
 		}
-		defer conn.Close(ctx)
+		defer conn.Close()
 		if _, err := conn.Exec(ctx, `DROP SCHEMA `+name+` CASCADE`); err != nil {
 			t.Errorf("dropping schema %s: %v", name, err)
 		}

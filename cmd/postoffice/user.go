@@ -88,26 +88,20 @@ func runUserPasswd(e *env, args []string) error {
 		return err
 	}
 	return e.withStore(func(st store.Store) error {
-		ctx := context.Background()
-		u, err := st.UserByAddress(ctx, addr)
-		if errors.Is(err, store.ErrNotFound) {
-			return fail(exitNoUser, "no user %s", addr)
-		}
-		if err != nil {
-			return err
-		}
-		pw, err := e.readPassword(*fromStdin)
-		if err != nil {
-			return err
-		}
-		if u.PasswordHash, err = directory.HashPassword(pw); err != nil {
-			return err
-		}
-		if err := st.UpdateUser(ctx, u); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "changed password of %s\n", u.Address)
-		return nil
+		return e.withUser(st, addr, func(u store.User) error {
+			pw, err := e.readPassword(*fromStdin)
+			if err != nil {
+				return err
+			}
+			if u.PasswordHash, err = directory.HashPassword(pw); err != nil {
+				return err
+			}
+			if err := st.UpdateUser(context.Background(), u); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "changed password of %s\n", u.Address)
+			return nil
+		})
 	})
 }
 
@@ -122,19 +116,13 @@ func runUserDel(e *env, args []string) error {
 		return err
 	}
 	return e.withStore(func(st store.Store) error {
-		ctx := context.Background()
-		u, err := st.UserByAddress(ctx, addr)
-		if errors.Is(err, store.ErrNotFound) {
-			return fail(exitNoUser, "no user %s", addr)
-		}
-		if err != nil {
-			return err
-		}
-		if err := st.DeleteUser(ctx, u.ID); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "deleted user %s\n", u.Address)
-		return nil
+		return e.withUser(st, addr, func(u store.User) error {
+			if err := st.DeleteUser(context.Background(), u.ID); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "deleted user %s\n", u.Address)
+			return nil
+		})
 	})
 }
 

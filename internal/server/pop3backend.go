@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"time"
 
 	"postoffice/internal/directory"
@@ -146,7 +147,20 @@ func expireMailbox(ctx context.Context, st store.Store, j *journal.Writer, u sto
 // is deleted and created again never repeats an id a client has seen. The
 // result is 16 characters (more only past 2^32 UIDs) of 0x30-0x46.
 func UIDL(validity uint32, uid uint64) string {
-	return fmt.Sprintf("%08X%08X", validity, uid)
+	if uid > math.MaxUint32 {
+		return fmt.Sprintf("%08X%08X", validity, uid)
+	}
+	// Without fmt: a login formats one per message (100,000 for a big
+	// mailbox).
+	const digits = "0123456789ABCDEF"
+	var b [16]byte
+	v, u := validity, uint32(uid)
+	for i := 7; i >= 0; i-- {
+		b[i], b[i+8] = digits[v&0xF], digits[u&0xF]
+		v >>= 4
+		u >>= 4
+	}
+	return string(b[:])
 }
 
 type maildrop struct {

@@ -147,7 +147,9 @@ func (s *Store) AppendJournal(ctx context.Context, entries []store.JournalEntry)
 	if len(entries) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	// Grouped: the journal's batches share the commit (and the fsync) of
+	// the deliveries and logins they record.
+	return s.writeGrouped(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO journal
 			(at, event, message_id, tx_id, sender, recipients, mailbox, size, client, detail)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)

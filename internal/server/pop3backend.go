@@ -106,7 +106,15 @@ func (b *pop3Backend) open(ctx context.Context, userID int64, lock store.Unlocke
 		return nil, fmt.Errorf("%s logged in at %s, login delay %v: %w", u.Address, u.LastLogin.Format(time.RFC3339), delay, pop3.ErrLoginDelay)
 	}
 	if err := b.st.RecordLogin(ctx, u.ID, now); err != nil {
-		return nil, pop3.TempError{Err: err}
+		// The time of this login is what enforces the next login delay:
+		// without a delay, a store that cannot write (disk full) must not
+		// keep users from reading their mail.
+		if delay > 0 {
+			return nil, pop3.TempError{Err: err}
+		}
+		if b.log != nil {
+			b.log.Warn("could not record the login time", "user", u.Address, "err", err)
+		}
 	}
 	// RFC 2449 section 6.7: messages retrieved longer ago than the
 	// retention period go before the snapshot is taken.

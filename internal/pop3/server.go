@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"postoffice/internal/netutil"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,30 +148,11 @@ func (s *Server) Serve(l net.Listener) error {
 	defer s.trackListener(&l, false)
 	defer l.Close()
 
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if s.isClosing() {
-				return ErrServerClosed
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return err
-			}
-			// Resource exhaustion (EMFILE...) or an aborted handshake
-			// before accept: back off and go on, like net/http.
-			if backoff == 0 {
-				backoff = 5 * time.Millisecond
-			} else if backoff *= 2; backoff > time.Second {
-				backoff = time.Second
-			}
-			s.log.Error("pop3: accept failed", "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		s.startSession(c)
+	err := netutil.AcceptLoop(l, s.isClosing, s.log, "pop3: accept failed", s.startSession)
+	if errors.Is(err, netutil.ErrClosed) {
+		return ErrServerClosed
 	}
+	return err
 }
 
 // Close closes every listener and every session at once. Deletions of open

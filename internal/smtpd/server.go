@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"postoffice/internal/netutil"
 	"sync"
 	"time"
 
@@ -108,41 +109,25 @@ func (s *Server) Serve(l net.Listener) error {
 	defer l.Close()
 	s.startOnce.Do(s.startEngines)
 
-	var backoff time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			if s.isClosing() {
-				return ErrServerClosed
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return err
-			}
-			// EMFILE and the like: back off and retry, like net/http.
-			if backoff == 0 {
-				backoff = 5 * time.Millisecond
-			} else if backoff *= 2; backoff > time.Second {
-				backoff = time.Second
-			}
-			s.log.Error("smtp: accept failed", "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
+	err := netutil.AcceptLoop(l, s.isClosing, s.log, "smtp: accept failed", func(nc net.Conn) {
 		c := s.register(nc)
 		if c == nil {
-			continue
+			return
 		}
 		c.log.Debug("smtp: connection opened", "local", nc.LocalAddr().String())
 		if c.implicit == nil {
 			if !s.plainLn.offer(c) {
 				c.Close()
 			}
-			continue
+			return
 		}
 		s.handshakes.Add(1)
 		go s.handshake(c)
+	})
+	if errors.Is(err, netutil.ErrClosed) {
+		return ErrServerClosed
 	}
+	return err
 }
 
 // handshake completes the TLS handshake of an implicit-TLS connection

@@ -101,10 +101,12 @@ type sessionFunc func(ctx context.Context, c *collector, addr string, u account)
 // (the default) logs every user in exactly once.
 func runPOP3Sessions(ctx context.Context, name string, o loadOpts, fn sessionFunc) Result {
 	conc := min(o.Concurrency, len(o.Users))
+	var end time.Time
 	if o.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.Duration)
 		defer cancel()
+		end, _ = ctx.Deadline()
 	}
 	if o.Count == 0 && o.Duration == 0 {
 		o.Count = len(o.Users)
@@ -127,8 +129,10 @@ func runPOP3Sessions(ctx context.Context, name string, o loadOpts, fn sessionFun
 				idx := w + (k%mine)*conc
 				t := time.Now()
 				if err := fn(ctx, c, o.Addr, o.Users[idx]); err != nil {
-					if ctx.Err() != nil && o.Duration > 0 {
-						return // cut off by the end of the run
+					// Cut off by the end of the run: the dialer may see
+					// the deadline pass a moment before ctx reports it.
+					if o.Duration > 0 && (ctx.Err() != nil || !time.Now().Before(end)) {
+						return
 					}
 					c.fail("session", err)
 					continue

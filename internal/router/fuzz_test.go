@@ -43,8 +43,9 @@ func FuzzSpool(f *testing.F) {
 	f.Add([]byte("a\nb\r\nc\rd"))
 	f.Add([]byte(""))
 	f.Add([]byte("\r\r\n\n."))
+	dir := f.TempDir() // one for all inputs: a directory per input is slow
 	f.Fuzz(func(t *testing.T, data []byte) {
-		sp, err := spool(bytes.NewReader(data), t.TempDir())
+		sp, err := spool(bytes.NewReader(data), dir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ package directory
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -154,4 +155,27 @@ func NormalizeAliasAddress(s string) (string, error) {
 		return "@" + d, nil
 	}
 	return NormalizeAddress(s)
+}
+
+// NormalizeAlias returns a with its address normalized (NormalizeAliasAddress)
+// and its targets normalized, sorted and deduplicated, as every backend
+// stores them. An alias without targets is invalid (store.ErrInvalid).
+func NormalizeAlias(a store.Alias) (store.Alias, error) {
+	addr, err := NormalizeAliasAddress(a.Address)
+	if err != nil {
+		return a, err
+	}
+	if len(a.Targets) == 0 {
+		return a, fmt.Errorf("alias %s has no targets: %w", addr, store.ErrInvalid)
+	}
+	targets := make([]string, 0, len(a.Targets))
+	for _, t := range a.Targets {
+		n, err := NormalizeAddress(t)
+		if err != nil {
+			return a, fmt.Errorf("alias %s: %w", addr, err)
+		}
+		targets = append(targets, n)
+	}
+	slices.Sort(targets)
+	return store.Alias{Address: addr, Targets: slices.Compact(targets)}, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -387,23 +386,11 @@ func (s *Store) ListAddresses(ctx context.Context, userID int64) ([]string, erro
 // SetAlias implements store.Directory. Targets are normalized, sorted and
 // deduplicated; the alias's domain is added if needed.
 func (s *Store) SetAlias(ctx context.Context, a store.Alias) error {
-	addr, err := directory.NormalizeAliasAddress(a.Address)
+	a, err := directory.NormalizeAlias(a)
 	if err != nil {
 		return err
 	}
-	if len(a.Targets) == 0 {
-		return fmt.Errorf("alias %s has no targets: %w", addr, store.ErrInvalid)
-	}
-	targets := make([]string, 0, len(a.Targets))
-	for _, t := range a.Targets {
-		n, err := directory.NormalizeAddress(t)
-		if err != nil {
-			return fmt.Errorf("alias %s: %w", addr, err)
-		}
-		targets = append(targets, n)
-	}
-	slices.Sort(targets)
-	targets = slices.Compact(targets)
+	addr, targets := a.Address, a.Targets
 
 	err = s.write(ctx, true, func(tx pgx.Tx) error {
 		if err := lockAddr(ctx, tx, addr); err != nil {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"postoffice/internal/directory"
@@ -368,23 +367,11 @@ func (s *Store) ListAddresses(ctx context.Context, userID int64) ([]string, erro
 // SetAlias implements store.Directory. Targets are normalized, sorted and
 // deduplicated; the alias's domain is added if needed.
 func (s *Store) SetAlias(ctx context.Context, a store.Alias) error {
-	addr, err := directory.NormalizeAliasAddress(a.Address)
+	a, err := directory.NormalizeAlias(a)
 	if err != nil {
 		return err
 	}
-	if len(a.Targets) == 0 {
-		return fmt.Errorf("alias %s has no targets: %w", addr, store.ErrInvalid)
-	}
-	targets := make([]string, 0, len(a.Targets))
-	for _, t := range a.Targets {
-		n, err := directory.NormalizeAddress(t)
-		if err != nil {
-			return fmt.Errorf("alias %s: %w", addr, err)
-		}
-		targets = append(targets, n)
-	}
-	slices.Sort(targets)
-	targets = slices.Compact(targets)
+	addr, targets := a.Address, a.Targets
 
 	return s.write(ctx, func(tx *sql.Tx) error {
 		var exists bool

@@ -70,8 +70,9 @@ type mailItem struct {
 }
 
 // bulkDeliver loads messages into postoffice's SQLite store much faster
-// than one Deliver (two fsyncs and a commit) per message: it writes the
-// body files as Deliver would, then adds their rows in one transaction,
+// than one Deliver per message: it writes the bodies as Deliver would
+// (inline up to sqlite.InlineMax octets, else in a body file), in one
+// transaction,
 // and syncs the file system once at the end. It writes the store's schema
 // directly, so it first checks the columns it uses; the result is what
 // Deliver makes, without per-copy trace headers. It is safe while serve
@@ -91,9 +92,11 @@ func bulkDeliver(ctx context.Context, dataDir string, ids map[string]int64, item
 		raw := make([]byte, 16)
 		rand.Read(raw)
 		id := hex.EncodeToString(raw)
-		p := filepath.Join(dataDir, "blobs", id[:2], id)
-		if err := os.WriteFile(p, it.body, 0o600); err != nil {
-			return err
+		if len(it.body) > sqlite.InlineMax {
+			p := filepath.Join(dataDir, "blobs", id[:2], id)
+			if err := os.WriteFile(p, it.body, 0o600); err != nil {
+				return err
+			}
 		}
 		blobIDs[i] = id
 	}
@@ -103,7 +106,7 @@ func bulkDeliver(ctx context.Context, dataDir string, ids map[string]int64, item
 	}
 	defer tx.Rollback()
 	now := time.Now().Unix()
-	insBlob, err := tx.PrepareContext(ctx, `INSERT INTO blobs (id, size, created_at) VALUES (?, ?, ?)`)
+	insBlob, err := tx.PrepareContext(ctx, `INSERT INTO blobs (id, size, created_at, data) VALUES (?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
@@ -128,7 +131,11 @@ func bulkDeliver(ctx context.Context, dataDir string, ids map[string]int64, item
 			nextUID[uid] = n
 		}
 		size := int64(len(it.body))
-		if _, err := insBlob.ExecContext(ctx, blobIDs[i], size, now); err != nil {
+		var data []byte // NULL: in the file
+		if size <= sqlite.InlineMax {
+			data = it.body
+		}
+		if _, err := insBlob.ExecContext(ctx, blobIDs[i], size, now, data); err != nil {
 			return err
 		}
 		if _, err := insMsg.ExecContext(ctx, uid, nextUID[uid], blobIDs[i], size, now); err != nil {
@@ -151,7 +158,7 @@ func bulkDeliver(ctx context.Context, dataDir string, ids map[string]int64, item
 // it writes.
 func checkSchema(ctx context.Context, db *sql.DB) error {
 	want := map[string][]string{
-		"blobs":    {"id", "size", "created_at"},
+		"blobs":    {"id", "size", "created_at", "data"},
 		"messages": {"user_id", "uid", "blob_id", "size", "delivered_at", "header"},
 		"users":    {"id", "next_uid", "msg_count", "msg_bytes"},
 	}

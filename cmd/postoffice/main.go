@@ -200,8 +200,9 @@ Global option:
                   built-in defaults are used: data in ./data, standard ports.
 
 Files:
-  DATA_DIR/postoffice.db     the directory, mailbox index, queue and journal
-  DATA_DIR/blobs/            message bodies, one file per message
+  DATA_DIR/postoffice.db     the directory, mailbox index, queue, journal
+                             and message bodies of up to 64 KiB
+  DATA_DIR/blobs/            larger message bodies, one file per message
   DATA_DIR/tls/              the self-signed certificate made on first start
   DATA_DIR/control.sock      control socket of a running serve (owner only),
                              used by status, start, stop and reload

@@ -2,8 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -120,9 +118,7 @@ func validID(id string) bool {
 // Put writes to a temporary file, syncs it, renames it into place and syncs
 // the directory: once Put returns, the blob survives a crash.
 func (b *fileBlobs) Put(ctx context.Context, r io.Reader) (id string, size int64, err error) {
-	raw := make([]byte, idLen/2)
-	_, _ = rand.Read(raw) // never fails since Go 1.24
-	id = hex.EncodeToString(raw)
+	id = newBlobID()
 	final, _ := b.path(id)
 
 	f, err := os.CreateTemp(filepath.Join(b.dir, tmpDir), "put-*")

@@ -61,9 +61,10 @@ func TestGroupCommitDeliveries(t *testing.T) {
 	if count, bytes, err := s.Usage(ctx, b); err != nil || count != 0 || bytes != 0 {
 		t.Errorf("Usage(b) = %d, %d, %v; want nothing", count, bytes, err)
 	}
-	// Only the delivered bodies have files: the refused ones were removed.
-	if files := blobFiles(t, s); len(files) != n-n/4 {
-		t.Errorf("%d body files, want %d", len(files), n-n/4)
+	// Only the delivered bodies have rows: the refused ones went with
+	// their transactions.
+	if inline, inFile := blobRows(t, s); inline != n-n/4 || inFile != 0 {
+		t.Errorf("%d inline and %d file blobs rows, want %d and 0", inline, inFile, n-n/4)
 	}
 }
 

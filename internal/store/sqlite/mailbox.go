@@ -15,9 +15,10 @@ import (
 	"postoffice/internal/store"
 )
 
-// Deliver implements store.Mailboxes. The body goes to one durable file
-// first; then one transaction assigns a UID in every mailbox, checks the
-// quotas and references the file. Each copy's header is kept in its
+// Deliver implements store.Mailboxes. A large body goes to one durable
+// file first (a small one is written inline, see InlineMax); then one
+// transaction stores the blob, assigns a UID in every mailbox, checks the
+// quotas and references the blob. Each copy's header is kept in its
 // messages row and counted in its size.
 func (s *Store) Deliver(ctx context.Context, body io.Reader, rcpts []store.Delivery) ([]uint64, error) {
 	if len(rcpts) == 0 {
@@ -34,16 +35,17 @@ func (s *Store) Deliver(ctx context.Context, body io.Reader, rcpts []store.Deliv
 		}
 	}
 
-	blobID, size, err := s.blobs.Put(ctx, body)
+	b, err := s.putBody(ctx, body)
 	if err != nil {
 		return nil, fmt.Errorf("storing message body: %w", err)
 	}
+	blobID, size := b.id, b.size
 	uids := make([]uint64, len(rcpts))
 	// Grouped: concurrent deliveries (SMTP sessions) share a commit and
 	// its fsync; each still returns only once its own rows are durable.
 	err = s.writeGrouped(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		now := time.Now().Unix()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO blobs (id, size, created_at) VALUES (?, ?, ?)`, blobID, size, now); err != nil {
+		if err := b.insert(ctx, tx, now); err != nil {
 			return err
 		}
 		for i, r := range rcpts {
@@ -73,7 +75,7 @@ func (s *Store) Deliver(ctx context.Context, body io.Reader, rcpts []store.Deliv
 		return nil
 	})
 	if err != nil {
-		s.removeIfUnreferenced(blobID)
+		s.discard(b)
 		return nil, err
 	}
 	return uids, nil
@@ -118,8 +120,8 @@ func (s *Store) removeBlobs(ids []string) {
 }
 
 // dropUnreferenced deletes the rows of the given blobs that no message and
-// no queue entry references any longer and returns their ids, for removal
-// after commit.
+// no queue entry references any longer and returns the ids of those whose
+// body is in a file, for removal after commit.
 func dropUnreferenced(ctx context.Context, tx *sql.Tx, blobIDs []string) ([]string, error) {
 	var dropped []string
 	if len(blobIDs) == 0 {
@@ -129,19 +131,21 @@ func dropUnreferenced(ctx context.Context, tx *sql.Tx, blobIDs []string) ([]stri
 	stmt, err := tx.PrepareContext(ctx, `DELETE FROM blobs
 			WHERE id = ?1
 				AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1)
-				AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?1)`)
+				AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?1)
+			RETURNING data IS NULL`)
 	if err != nil {
 		return nil, err
 	}
 	defer stmt.Close()
 	for _, id := range blobIDs {
-		res, err := stmt.ExecContext(ctx, id)
-		if err != nil {
+		var inFile bool
+		err := stmt.QueryRowContext(ctx, id).Scan(&inFile)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // still referenced, or gone already
+		} else if err != nil {
 			return nil, err
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return nil, err
-		} else if n > 0 {
+		if inFile {
 			dropped = append(dropped, id)
 		}
 	}
@@ -172,21 +176,24 @@ func (s *Store) List(ctx context.Context, userID int64) ([]store.MessageInfo, er
 	return ms, nil
 }
 
-// Open implements store.Mailboxes: the copy's header, then the shared body.
+// Open implements store.Mailboxes: the copy's header, then the shared body,
+// both read by one query when the body is inline.
 func (s *Store) Open(ctx context.Context, userID int64, uid uint64) (io.ReadCloser, error) {
 	if uid > math.MaxInt64 {
 		return nil, fmt.Errorf("message %d of user %d: %w", uid, userID, store.ErrNotFound)
 	}
-	const q = `SELECT blob_id, header FROM messages WHERE user_id = ? AND uid = ?`
+	const q = `SELECT m.blob_id, m.header, b.data IS NULL, b.data
+		FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.user_id = ? AND m.uid = ?`
 	var blobID string
-	var header []byte
-	if err := s.r.QueryRowContext(ctx, q, userID, uid).Scan(&blobID, &header); err != nil {
+	var header, data []byte
+	var inFile bool
+	if err := s.r.QueryRowContext(ctx, q, userID, uid).Scan(&blobID, &header, &inFile, &data); err != nil {
 		return nil, notFound(err, "message %d of user %d", uid, userID)
 	}
-	f, err := s.blobs.Open(blobID)
+	f, err := s.openBlob(blobID, inFile, data)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Most likely a Delete of the last reference ran in between.
-		if err2 := s.r.QueryRowContext(ctx, q, userID, uid).Scan(&blobID, &header); errors.Is(err2, sql.ErrNoRows) {
+		if err2 := s.r.QueryRowContext(ctx, q, userID, uid).Scan(&blobID, &header, &inFile, &data); errors.Is(err2, sql.ErrNoRows) {
 			return nil, fmt.Errorf("message %d of user %d: %w", uid, userID, store.ErrNotFound)
 		}
 		return nil, fmt.Errorf("message %d of user %d: body file missing: %w", uid, userID, err)
@@ -209,10 +216,11 @@ func withHeader(header []byte, rc io.ReadCloser) io.ReadCloser {
 }
 
 // Delete implements store.Mailboxes; files that lose their last reference
-// are removed after the commit.
+// are removed after the commit. Grouped: the QUITs of concurrent POP3
+// sessions share a commit.
 func (s *Store) Delete(ctx context.Context, userID int64, uids []uint64) error {
 	var dropped []string
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeGrouped(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := userExists(ctx, tx, userID); err != nil {
 			return err
 		}

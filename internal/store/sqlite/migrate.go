@@ -81,7 +81,13 @@ func (s *Store) ExportBodies(ctx context.Context, after string, limit int) ([]st
 
 // OpenBody implements store.Exporter.
 func (s *Store) OpenBody(ctx context.Context, key string) (io.ReadCloser, error) {
-	f, err := s.blobs.Open(key)
+	var data []byte
+	var inFile bool
+	err := s.r.QueryRowContext(ctx, `SELECT data IS NULL, data FROM blobs WHERE id = ?`, key).Scan(&inFile, &data)
+	if err != nil {
+		return nil, notFound(err, "body %s", key)
+	}
+	f, err := s.openBlob(key, inFile, data)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("body %s: %w", key, store.ErrNotFound)
 	}
@@ -170,17 +176,17 @@ func (s *Store) ImportMessage(ctx context.Context, open func() (io.ReadCloser, e
 	if err != nil {
 		return 0, err
 	}
-	blobID, size, err := s.blobs.Put(ctx, body)
+	b, err := s.putBody(ctx, body)
 	body.Close()
 	if err != nil {
 		return 0, fmt.Errorf("storing message body: %w", err)
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO blobs (id, size, created_at) VALUES (?, ?, ?)`, blobID, size, time.Now().Unix()); err != nil {
+		if err := b.insert(ctx, tx, time.Now().Unix()); err != nil {
 			return err
 		}
 		for _, c := range missing {
-			copySize := size + int64(len(c.Header))
+			copySize := b.size + int64(len(c.Header))
 			res, err := tx.ExecContext(ctx, `UPDATE users SET next_uid = max(next_uid, ?), msg_count = msg_count + 1,
 				msg_bytes = msg_bytes + ? WHERE id = ?`, c.UID+1, copySize, c.UserID)
 			if err != nil {
@@ -200,14 +206,14 @@ func (s *Store) ImportMessage(ctx context.Context, open func() (io.ReadCloser, e
 				retrieved = c.RetrievedAt.Unix()
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO messages (user_id, uid, blob_id, size, delivered_at, header, retrieved_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?)`, c.UserID, c.UID, blobID, copySize, c.DeliveredAt.Unix(), header, retrieved); err != nil {
+				VALUES (?, ?, ?, ?, ?, ?, ?)`, c.UserID, c.UID, b.id, copySize, c.DeliveredAt.Unix(), header, retrieved); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		s.removeIfUnreferenced(blobID)
+		s.discard(b)
 		return 0, err
 	}
 	return len(missing), nil
@@ -225,7 +231,7 @@ func (s *Store) ImportQueued(ctx context.Context, m store.QueuedMessage, body io
 	} else if !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	blobID, size, err := s.blobs.Put(ctx, body)
+	b, err := s.putBody(ctx, body)
 	if err != nil {
 		return fmt.Errorf("storing message body: %w", err)
 	}
@@ -236,12 +242,12 @@ func (s *Store) ImportQueued(ctx context.Context, m store.QueuedMessage, body io
 		return t.Unix()
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO blobs (id, size, created_at) VALUES (?, ?, ?)`, blobID, size, time.Now().Unix()); err != nil {
+		if err := b.insert(ctx, tx, time.Now().Unix()); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO queue (id, sender, blob_id, size, created_at, next_attempt, attempts, held,
 			last_attempt, warned, claimed_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
-			m.ID, m.From, blobID, size, m.CreatedAt.Unix(), m.NextAttempt.Unix(), m.Attempts, m.Held,
+			m.ID, m.From, b.id, b.size, m.CreatedAt.Unix(), m.NextAttempt.Unix(), m.Attempts, m.Held,
 			optional(m.LastAttempt), m.Warned); err != nil {
 			return err
 		}
@@ -255,7 +261,7 @@ func (s *Store) ImportQueued(ctx context.Context, m store.QueuedMessage, body io
 		return nil
 	})
 	if err != nil {
-		s.removeIfUnreferenced(blobID)
+		s.discard(b)
 		return err
 	}
 	return nil

@@ -40,7 +40,7 @@ func (s *Store) MarkRetrieved(ctx context.Context, userID int64, uids []uint64, 
 	if len(uids) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.writeGrouped(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `UPDATE messages SET retrieved_at = ?
 			WHERE user_id = ? AND uid = ? AND retrieved_at IS NULL`)
 		if err != nil {

@@ -37,14 +37,15 @@ func (s *Store) Enqueue(ctx context.Context, from string, rcpts []string, body i
 		seen[r] = true
 	}
 
-	blobID, size, err := s.blobs.Put(ctx, body)
+	b, err := s.putBody(ctx, body)
 	if err != nil {
 		return 0, fmt.Errorf("storing message body: %w", err)
 	}
+	blobID, size := b.id, b.size
 	var id int64
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		now := time.Now().Unix()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO blobs (id, size, created_at) VALUES (?, ?, ?)`, blobID, size, now); err != nil {
+		if err := b.insert(ctx, tx, now); err != nil {
 			return err
 		}
 		err := tx.QueryRowContext(ctx, `INSERT INTO queue (sender, blob_id, size, created_at, next_attempt)
@@ -66,7 +67,7 @@ func (s *Store) Enqueue(ctx context.Context, from string, rcpts []string, body i
 		return nil
 	})
 	if err != nil {
-		s.removeIfUnreferenced(blobID)
+		s.discard(b)
 		return 0, err
 	}
 	return id, nil
@@ -197,15 +198,17 @@ func (s *Store) QueuedMessage(ctx context.Context, id int64) (store.QueuedMessag
 
 // OpenQueued implements store.Queue.
 func (s *Store) OpenQueued(ctx context.Context, id int64) (io.ReadCloser, error) {
-	const q = `SELECT blob_id FROM queue WHERE id = ?`
+	const q = `SELECT q.blob_id, b.data IS NULL, b.data FROM queue q JOIN blobs b ON b.id = q.blob_id WHERE q.id = ?`
 	var blobID string
-	if err := s.r.QueryRowContext(ctx, q, id).Scan(&blobID); err != nil {
+	var data []byte
+	var inFile bool
+	if err := s.r.QueryRowContext(ctx, q, id).Scan(&blobID, &inFile, &data); err != nil {
 		return nil, notFound(err, "queued message %d", id)
 	}
-	f, err := s.blobs.Open(blobID)
+	f, err := s.openBlob(blobID, inFile, data)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Most likely a DeleteQueued ran in between.
-		if err2 := s.r.QueryRowContext(ctx, q, id).Scan(&blobID); errors.Is(err2, sql.ErrNoRows) {
+		if err2 := s.r.QueryRowContext(ctx, q, id).Scan(&blobID, &inFile, &data); errors.Is(err2, sql.ErrNoRows) {
 			return nil, fmt.Errorf("queued message %d: %w", id, store.ErrNotFound)
 		}
 		return nil, fmt.Errorf("queued message %d: body file missing: %w", id, err)

@@ -166,4 +166,11 @@ ALTER TABLE queue_recipients ADD COLUMN status TEXT NOT NULL DEFAULT '';
 ALTER TABLE queue_recipients ADD COLUMN remote_mta TEXT NOT NULL DEFAULT '';
 ALTER TABLE queue_recipients ADD COLUMN notified INTEGER NOT NULL DEFAULT 0;
 `,
+	// Version 5: small bodies inside the database (see InlineMax).
+	//
+	// data holds the body of a blob of at most InlineMax octets; NULL means
+	// the body is in its file, as for every blob written before.
+	`
+ALTER TABLE blobs ADD COLUMN data BLOB;
+`,
 }

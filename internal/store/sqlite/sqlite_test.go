@@ -60,6 +60,22 @@ func blobFiles(t *testing.T, s *Store) []string {
 	return ids
 }
 
+// blobRows counts the blobs rows with an inline body and with a file.
+func blobRows(t *testing.T, s *Store) (inline, inFile int) {
+	t.Helper()
+	err := s.r.QueryRowContext(t.Context(), `SELECT count(data), count(*) - count(data) FROM blobs`).Scan(&inline, &inFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inline, inFile
+}
+
+// fileBody returns a canonical body too large to be stored inline.
+func fileBody(tag string) string {
+	line := tag + strings.Repeat("x", 76-len(tag)) + "\r\n"
+	return strings.Repeat(line, InlineMax/len(line)+1)
+}
+
 func TestOpenCreatesPrivateDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "new", "data")
 	open(t, dir)
@@ -77,14 +93,14 @@ func TestOneFilePerDelivery(t *testing.T) {
 	s := open(t, t.TempDir())
 	a, b, c := addUser(t, s, "a@example.com", 0), addUser(t, s, "b@example.com", 0), addUser(t, s, "c@example.com", 10)
 
-	uids, err := s.Deliver(ctx, strings.NewReader("shared\r\n"), deliveries(a, b))
+	uids, err := s.Deliver(ctx, strings.NewReader(fileBody("shared")), deliveries(a, b))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := len(blobFiles(t, s)); n != 1 {
 		t.Fatalf("%d files after one delivery to two users, want 1", n)
 	}
-	if _, err := s.Deliver(ctx, strings.NewReader("too big for c\r\n"), deliveries(a, c)); !errors.Is(err, store.ErrQuota) {
+	if _, err := s.Deliver(ctx, strings.NewReader(fileBody("too big for c")), deliveries(a, c)); !errors.Is(err, store.ErrQuota) {
 		t.Fatalf("Deliver over quota: %v", err)
 	}
 	if n := len(blobFiles(t, s)); n != 1 {
@@ -103,13 +119,78 @@ func TestOneFilePerDelivery(t *testing.T) {
 	if n := len(blobFiles(t, s)); n != 0 {
 		t.Errorf("%d files once no mailbox has the message, want 0", n)
 	}
+	if inline, inFile := blobRows(t, s); inline+inFile != 0 {
+		t.Errorf("%d inline and %d file blobs rows left, want none", inline, inFile)
+	}
+}
+
+// Bodies up to InlineMax octets live in their blobs row: one row for all
+// the copies of a delivery, no file, gone with the last copy; one octet
+// more and the body is a file. Both read back byte for byte.
+func TestInlineBodies(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, t.TempDir())
+	a, b, c := addUser(t, s, "a@example.com", 0), addUser(t, s, "b@example.com", 0), addUser(t, s, "c@example.com", 10)
+
+	atMax := strings.Repeat("y", InlineMax-2) + "\r\n"
+	over := "z" + atMax
+	var uids [][]uint64
+	for _, body := range []string{"", "small\r\n", atMax, over} {
+		u, err := s.Deliver(ctx, strings.NewReader(body), deliveries(a, b))
+		if err != nil {
+			t.Fatalf("Deliver of %d octets: %v", len(body), err)
+		}
+		uids = append(uids, u)
+		for i, user := range []int64{a, b} {
+			rc, err := s.Open(ctx, user, u[i])
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || string(got) != body {
+				t.Errorf("body of %d octets read back as %d octets (%v)", len(body), len(got), err)
+			}
+		}
+	}
+	if inline, inFile := blobRows(t, s); inline != 3 || inFile != 1 {
+		t.Errorf("%d inline and %d file blobs rows, want 3 and 1", inline, inFile)
+	}
+	if n := len(blobFiles(t, s)); n != 1 {
+		t.Errorf("%d files, want 1 (the body over InlineMax)", n)
+	}
+	if _, err := s.Deliver(ctx, strings.NewReader("too big for c\r\n"), deliveries(a, c)); !errors.Is(err, store.ErrQuota) {
+		t.Fatalf("Deliver over quota: %v", err)
+	}
+	if inline, _ := blobRows(t, s); inline != 3 {
+		t.Errorf("%d inline rows after a refused delivery, want 3", inline)
+	}
+	for _, u := range uids {
+		if err := s.Delete(ctx, a, u[:1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if inline, inFile := blobRows(t, s); inline != 3 || inFile != 1 {
+		t.Errorf("b still has every message, but %d inline and %d file rows are left", inline, inFile)
+	}
+	for _, u := range uids {
+		if err := s.Delete(ctx, b, u[1:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if inline, inFile := blobRows(t, s); inline+inFile != 0 {
+		t.Errorf("%d inline and %d file rows once no mailbox has a message, want none", inline, inFile)
+	}
+	if n := len(blobFiles(t, s)); n != 0 {
+		t.Errorf("%d files once no mailbox has a message, want 0", n)
+	}
 }
 
 func TestMissingBodyIsNotNotFound(t *testing.T) {
 	ctx := t.Context()
 	s := open(t, t.TempDir())
 	a := addUser(t, s, "a@example.com", 0)
-	uids, err := s.Deliver(ctx, strings.NewReader("x\r\n"), deliveries(a))
+	uids, err := s.Deliver(ctx, strings.NewReader(fileBody("x")), deliveries(a))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +209,7 @@ func TestOrphansRemovedAtOpen(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
 	a := addUser(t, s, "a@example.com", 0)
-	if _, err := s.Deliver(t.Context(), strings.NewReader("kept\r\n"), deliveries(a)); err != nil {
+	if _, err := s.Deliver(t.Context(), strings.NewReader(fileBody("kept")), deliveries(a)); err != nil {
 		t.Fatal(err)
 	}
 	kept := blobFiles(t, s)[0]
@@ -226,20 +307,25 @@ func deliveries(ids ...int64) []store.Delivery {
 }
 
 // TestHeadersShareOneFile: copies with different headers still share one
-// body file.
+// body, in a file or inline.
 func TestHeadersShareOneFile(t *testing.T) {
 	ctx := t.Context()
 	s := open(t, t.TempDir())
 	a, b := addUser(t, s, "a@example.com", 0), addUser(t, s, "b@example.com", 0)
-	_, err := s.Deliver(ctx, strings.NewReader("body\r\n"), []store.Delivery{
-		{UserID: a, Header: []byte("Delivered-To: a@example.com\r\n")},
-		{UserID: b, Header: []byte("Delivered-To: b@example.com\r\n")},
-	})
-	if err != nil {
-		t.Fatal(err)
+	for _, body := range []string{fileBody("body"), "body\r\n"} {
+		_, err := s.Deliver(ctx, strings.NewReader(body), []store.Delivery{
+			{UserID: a, Header: []byte("Delivered-To: a@example.com\r\n")},
+			{UserID: b, Header: []byte("Delivered-To: b@example.com\r\n")},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	if n := len(blobFiles(t, s)); n != 1 {
-		t.Errorf("%d files after one delivery to two users with their own headers, want 1", n)
+		t.Errorf("%d files after one large delivery to two users with their own headers, want 1", n)
+	}
+	if inline, inFile := blobRows(t, s); inline != 1 || inFile != 1 {
+		t.Errorf("%d inline and %d file blobs rows after a small and a large delivery to two users, want 1 and 1", inline, inFile)
 	}
 }
 
@@ -249,7 +335,7 @@ func TestQueueFiles(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
 	s := open(t, dir)
-	id, err := s.Enqueue(ctx, "", []string{"x@remote.example"}, strings.NewReader("queued\r\n"))
+	id, err := s.Enqueue(ctx, "", []string{"x@remote.example"}, strings.NewReader(fileBody("queued")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,40 +362,63 @@ func TestQueueFiles(t *testing.T) {
 	}
 }
 
-// TestBlobSharedByMailboxAndQueue: a file referenced by a mailbox message
-// and a queue entry goes only with the last of them, whichever it is.
+// TestBlobSharedByMailboxAndQueue: a blob referenced by a mailbox message
+// and a queue entry goes only with the last of them, whichever it is, and
+// its file (if it has one) with it.
 func TestBlobSharedByMailboxAndQueue(t *testing.T) {
 	ctx := t.Context()
-	for _, mailboxFirst := range []bool{true, false} {
-		s := open(t, t.TempDir())
-		a := addUser(t, s, "a@example.com", 0)
-		uids, err := s.Deliver(ctx, strings.NewReader("both\r\n"), deliveries(a))
-		if err != nil {
-			t.Fatal(err)
-		}
-		// No API shares a blob yet (a router may one day): do it in SQL.
-		var qid int64
-		err = s.w.QueryRowContext(ctx, `INSERT INTO queue (sender, blob_id, size, created_at, next_attempt)
-			SELECT '', blob_id, 6, 0, 0 FROM messages WHERE user_id = ? RETURNING id`, a).Scan(&qid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		first := func() error { return s.Delete(ctx, a, uids) }
-		second := func() error { return s.DeleteQueued(ctx, qid) }
-		if !mailboxFirst {
-			first, second = second, first
-		}
-		if err := first(); err != nil {
-			t.Fatal(err)
-		}
-		if n := len(blobFiles(t, s)); n != 1 {
-			t.Errorf("mailbox first %v: %d files while one reference remains, want 1", mailboxFirst, n)
-		}
-		if err := second(); err != nil {
-			t.Fatal(err)
-		}
-		if n := len(blobFiles(t, s)); n != 0 {
-			t.Errorf("mailbox first %v: %d files once no reference remains, want 0", mailboxFirst, n)
+	for _, large := range []bool{true, false} {
+		for _, mailboxFirst := range []bool{true, false} {
+			s := open(t, t.TempDir())
+			a := addUser(t, s, "a@example.com", 0)
+			body, files := "both\r\n", 0
+			if large {
+				body, files = fileBody("both"), 1
+			}
+			uids, err := s.Deliver(ctx, strings.NewReader(body), deliveries(a))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// No API shares a blob yet (a router may one day): do it in SQL.
+			var qid int64
+			err = s.w.QueryRowContext(ctx, `INSERT INTO queue (sender, blob_id, size, created_at, next_attempt)
+				SELECT '', blob_id, size, 0, 0 FROM messages WHERE user_id = ? RETURNING id`, a).Scan(&qid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := func() error { return s.Delete(ctx, a, uids) }
+			second := func() error { return s.DeleteQueued(ctx, qid) }
+			if !mailboxFirst {
+				first, second = second, first
+			}
+			if err := first(); err != nil {
+				t.Fatal(err)
+			}
+			rc, err := s.OpenQueued(ctx, qid)
+			if !mailboxFirst {
+				rc, err = s.Open(ctx, a, uids[0])
+			}
+			if err != nil {
+				t.Fatalf("large %v, mailbox first %v: the remaining reference cannot be read: %v", large, mailboxFirst, err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || string(got) != body {
+				t.Errorf("large %v, mailbox first %v: remaining reference reads %d octets, %v", large, mailboxFirst, len(got), err)
+			}
+			inline, inFile := blobRows(t, s)
+			if n := len(blobFiles(t, s)); n != files || inline+inFile != 1 {
+				t.Errorf("large %v, mailbox first %v: %d files and %d rows while one reference remains, want %d and 1",
+					large, mailboxFirst, n, inline+inFile, files)
+			}
+			if err := second(); err != nil {
+				t.Fatal(err)
+			}
+			inline, inFile = blobRows(t, s)
+			if n := len(blobFiles(t, s)); n != 0 || inline+inFile != 0 {
+				t.Errorf("large %v, mailbox first %v: %d files and %d rows once no reference remains, want none",
+					large, mailboxFirst, n, inline+inFile)
+			}
 		}
 	}
 }

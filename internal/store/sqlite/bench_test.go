@@ -1,0 +1,150 @@
+package sqlite
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"testing"
+
+	"postoffice/internal/store"
+)
+
+// The store's side of the benchmark workloads (cmd/postoffice-bench),
+// for each body size: 20 KiB is inline (InlineMax), 100 KiB a file.
+var benchSizes = []int{20 << 10, 100 << 10}
+
+func benchBody(size int) []byte {
+	line := []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n")
+	return bytes.Repeat(line, size/len(line))
+}
+
+func benchUsers(b *testing.B, s *Store, n int) []int64 {
+	b.Helper()
+	ids := make([]int64, n)
+	for i := range ids {
+		u, err := s.AddUser(b.Context(), store.User{Address: fmt.Sprintf("u%d@example.com", i), Enabled: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = u.ID
+	}
+	return ids
+}
+
+// BenchmarkDeliver: one message to one mailbox, from parallel goroutines
+// as concurrent SMTP sessions deliver (they share commits).
+func BenchmarkDeliver(b *testing.B) {
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			s := openB(b)
+			ids := benchUsers(b, s, 50)
+			body := benchBody(size)
+			var n atomic.Int64
+			b.SetBytes(int64(len(body)))
+			b.SetParallelism(8)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					id := ids[n.Add(1)%int64(len(ids))]
+					if _, err := s.Deliver(b.Context(), bytes.NewReader(body), []store.Delivery{{UserID: id, Header: []byte("Delivered-To: x@example.com\r\n")}}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkDownload: what a POP3 client that downloads and deletes its
+// mail costs the store per message: its share of the List, one Open read
+// to the end, and its share of the Delete at QUIT (10 messages a session).
+// The mail is delivered outside the timer.
+func BenchmarkDownload(b *testing.B) {
+	const perSession = 10
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			s := openB(b)
+			id := benchUsers(b, s, 1)[0]
+			body := benchBody(size)
+			b.SetBytes(int64(len(body)))
+			for i := 0; i < b.N; i += perSession {
+				b.StopTimer()
+				for range min(perSession, b.N-i) {
+					if _, err := s.Deliver(b.Context(), bytes.NewReader(body), []store.Delivery{{UserID: id}}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				ms, err := s.List(b.Context(), id)
+				if err != nil {
+					b.Fatal(err)
+				}
+				uids := make([]uint64, len(ms))
+				for k, m := range ms {
+					rc, err := s.Open(b.Context(), id, m.UID)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := io.Copy(io.Discard, rc); err != nil {
+						b.Fatal(err)
+					}
+					rc.Close()
+					uids[k] = m.UID
+				}
+				if err := s.Delete(b.Context(), id, uids); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func openB(b *testing.B) *Store {
+	b.Helper()
+	s, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// BenchmarkOpen: RETR's read of one message (Open and read to the end),
+// from parallel goroutines as concurrent POP3 sessions.
+func BenchmarkOpen(b *testing.B) {
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			s := openB(b)
+			id := benchUsers(b, s, 1)[0]
+			body := benchBody(size)
+			var uids []uint64
+			for range 200 {
+				u, err := s.Deliver(b.Context(), bytes.NewReader(body), []store.Delivery{{UserID: id}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				uids = append(uids, u[0])
+			}
+			var n atomic.Int64
+			b.SetBytes(int64(len(body)))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					rc, err := s.Open(b.Context(), id, uids[n.Add(1)%int64(len(uids))])
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, err = io.Copy(io.Discard, rc)
+					rc.Close()
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

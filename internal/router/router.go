@@ -37,6 +37,10 @@ type Envelope struct {
 	Source     string // "smtp", "submission", "deliver", "bounce"
 	ID         string // transaction id, set by the router
 	Received   time.Time
+
+	// resolved keeps CheckRecipient's resolution of each recipient for
+	// Route, so that an SMTP transaction resolves every address once.
+	resolved map[string][]*Recipient
 }
 
 // Recipient is one final destination after resolution.
@@ -44,6 +48,9 @@ type Recipient struct {
 	Original string // the envelope recipient it came from
 	Address  string // final address (a user's address, or a remote one)
 	UserID   int64  // local mailbox, 0 for a remote address
+	// Quota is the local mailbox's quota in octets as resolved, 0 for
+	// none; the store enforces it again when the message is written.
+	Quota int64
 	// Err is set by a step that failed for this recipient after the message
 	// was accepted; NonDeliveryHandler steps turn it into a bounce.
 	Err error
@@ -84,7 +91,9 @@ type Body interface {
 // Resolver expands one envelope recipient. It returns ErrUnknownUser,
 // ErrRelayDenied (wrapped) or a *Error for a refusal; other errors are
 // temporary. Resolvers are tried in order; the first that returns a result
-// or a refusal wins, (nil, nil) means "not mine, ask the next".
+// or a refusal wins, (nil, nil) means "not mine, ask the next". A local
+// Recipient carries its mailbox's quota (Quota), which is what the router
+// checks before writing.
 type Resolver interface {
 	Resolve(ctx context.Context, env *Envelope, rcpt string) ([]*Recipient, error)
 }
@@ -223,6 +232,9 @@ func New(opt Options) *Router {
 
 // CheckRecipient resolves one recipient at RCPT time, so that unknown
 // users, relaying and full mailboxes are refused before the data is sent.
+// An accepted recipient's resolution is kept in env for Route: the few
+// seconds between RCPT and the end of DATA do not warrant a second look
+// (the store still refuses a mailbox deleted or filled meanwhile).
 func (r *Router) CheckRecipient(ctx context.Context, env *Envelope, rcpt string) error {
 	rcpts, err := r.resolve(ctx, env, rcpt)
 	if err != nil {
@@ -232,7 +244,7 @@ func (r *Router) CheckRecipient(ctx context.Context, env *Envelope, rcpt string)
 		if !rc.Local() {
 			continue
 		}
-		if err := r.checkQuota(ctx, rc.UserID, 0); err != nil {
+		if err := r.checkQuota(ctx, rc, 0); err != nil {
 			// A list with one full member still accepts; a single full
 			// mailbox is refused now rather than bounced later.
 			if len(rcpts) == 1 {
@@ -240,24 +252,26 @@ func (r *Router) CheckRecipient(ctx context.Context, env *Envelope, rcpt string)
 			}
 		}
 	}
+	if env.resolved == nil {
+		env.resolved = make(map[string][]*Recipient)
+	}
+	env.resolved[rcpt] = rcpts
 	return nil
 }
 
-func (r *Router) checkQuota(ctx context.Context, userID, size int64) error {
-	u, err := r.opt.Store.UserByID(ctx, userID)
-	if err != nil {
-		return tempError(err)
-	}
-	if u.QuotaBytes <= 0 {
+// checkQuota refuses a local recipient whose mailbox cannot take size
+// more octets (or is full already).
+func (r *Router) checkQuota(ctx context.Context, rc *Recipient, size int64) error {
+	if rc.Quota <= 0 {
 		return nil
 	}
-	_, used, err := r.opt.Store.Usage(ctx, userID)
+	_, used, err := r.opt.Store.Usage(ctx, rc.UserID)
 	if err != nil {
 		return tempError(err)
 	}
-	if used+size > u.QuotaBytes || used >= u.QuotaBytes {
+	if used+size > rc.Quota || used >= rc.Quota {
 		// RFC 3463 section 3.3: X.2.2 mailbox full.
-		return refuse(552, 5, 2, 2, ErrQuota, "Mailbox of %s is full", u.Address)
+		return refuse(552, 5, 2, 2, ErrQuota, "Mailbox of %s is full", rc.Address)
 	}
 	return nil
 }
@@ -304,9 +318,12 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 	seenUser := map[int64]bool{}
 	seenRemote := map[string]bool{}
 	for _, to := range env.To {
-		rcpts, err := r.resolve(ctx, env, to)
-		if err != nil {
-			return err
+		rcpts, ok := env.resolved[to]
+		if !ok {
+			rcpts, err = r.resolve(ctx, env, to)
+			if err != nil {
+				return err
+			}
 		}
 		for _, rc := range rcpts {
 			if rc.Local() {

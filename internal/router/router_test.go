@@ -302,3 +302,47 @@ func TestBareLFCanonicalised(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
+
+// countingResolver counts the resolutions the router asks for and leaves
+// them to the built-in resolver.
+type countingResolver struct{ n map[string]int }
+
+func (c *countingResolver) Resolve(ctx context.Context, env *router.Envelope, rcpt string) ([]*router.Recipient, error) {
+	c.n[rcpt]++
+	return nil, nil
+}
+
+// A transaction resolves each recipient once: at RCPT time
+// (CheckRecipient), its result kept for Route. A Route without a check
+// (the deliver command) resolves by itself.
+func TestRecipientsResolvedOnce(t *testing.T) {
+	c := &countingResolver{n: map[string]int{}}
+	f, r := newFixture(t, func(o *router.Options) { o.ExtraResolvers = []router.Resolver{c} })
+	f.user("a@local.test", 0)
+	f.user("b@local.test", 1000)
+	f.alias("team@local.test", "a@local.test", "b@local.test")
+	env := mx("s@remote.test")
+	for _, to := range []string{"a@local.test", "team@local.test"} {
+		if err := r.CheckRecipient(context.Background(), env, to); err != nil {
+			t.Fatal(err)
+		}
+		env.To = append(env.To, to)
+	}
+	if err := r.Route(context.Background(), env, strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	if c.n["a@local.test"] != 1 || c.n["team@local.test"] != 1 {
+		t.Errorf("resolutions %v, want one per recipient", c.n)
+	}
+	if err := r.Route(context.Background(), mx("s@remote.test", "b@local.test"), strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	if c.n["b@local.test"] != 1 {
+		t.Errorf("Route without CheckRecipient resolved b %d times, want 1", c.n["b@local.test"])
+	}
+	// a once (deduplicated through the alias), b twice; b's quota (from
+	// the resolution) was checked and let both in.
+	if na, nb := len(f.mailbox("a@local.test")), len(f.mailbox("b@local.test")); na != 1 || nb != 2 {
+		t.Errorf("a has %d messages, b %d; want 1 and 2", na, nb)
+	}
+}

@@ -66,7 +66,7 @@ func (d *directoryResolver) expand(ctx context.Context, original, addr string, d
 	if err == nil {
 		// The mailbox's own address, whichever of its addresses was used:
 		// that is what Delivered-To names and what duplicates are found by.
-		*out = append(*out, &Recipient{Original: original, Address: u.Address, UserID: u.ID})
+		*out = append(*out, &Recipient{Original: original, Address: u.Address, UserID: u.ID, Quota: u.QuotaBytes})
 		return nil
 	}
 	if !notFound(err) {
@@ -211,17 +211,15 @@ func (d *storeDeliverer) DeliverLocal(ctx context.Context, m *Message, rcpts []*
 			continue
 		}
 		header := append(append(append([]byte{}, m.LocalTrace...), m.PerRecipient[rc.UserID]...), m.Trace...)
-		u, err := d.st.UserByID(ctx, rc.UserID)
-		if err != nil {
-			return err
-		}
-		if u.QuotaBytes > 0 {
+		// A full mailbox is bounced alone; the store's own check (which
+		// would fail the delivery to every recipient) is for a race.
+		if rc.Quota > 0 {
 			_, used, err := d.st.Usage(ctx, rc.UserID)
 			if err != nil {
 				return err
 			}
-			if used+int64(len(header))+m.Body.Size() > u.QuotaBytes {
-				rc.Err = refuse(552, 5, 2, 2, ErrQuota, "Mailbox of %s is full", u.Address)
+			if used+int64(len(header))+m.Body.Size() > rc.Quota {
+				rc.Err = refuse(552, 5, 2, 2, ErrQuota, "Mailbox of %s is full", rc.Address)
 				continue
 			}
 		}

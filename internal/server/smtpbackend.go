@@ -44,6 +44,9 @@ func (b *smtpBackend) Authenticate(ctx context.Context, login, password string) 
 // the authenticated user's addresses (RFC 6409 section 6.1 lets the MSA
 // check the sender's identity).
 func (b *smtpBackend) CheckSender(ctx context.Context, env *smtpd.Envelope) error {
+	// The router's envelope lives as long as the transaction, so that the
+	// recipients resolved at RCPT time are not resolved again at DATA.
+	env.Backend = routerEnvelope(env)
 	if !env.Submission || !b.requireSenderMatch || env.AuthUser == "" {
 		return nil
 	}
@@ -70,11 +73,24 @@ func (b *smtpBackend) CheckSender(ctx context.Context, env *smtpd.Envelope) erro
 }
 
 func (b *smtpBackend) CheckRecipient(ctx context.Context, env *smtpd.Envelope, rcpt string) error {
-	return replyOf(b.router.CheckRecipient(ctx, routerEnvelope(env), rcpt))
+	return replyOf(b.router.CheckRecipient(ctx, transaction(env), rcpt))
 }
 
 func (b *smtpBackend) Deliver(ctx context.Context, env *smtpd.Envelope, body io.Reader) error {
-	return replyOf(b.router.Route(ctx, routerEnvelope(env), body))
+	renv := transaction(env)
+	renv.To = env.To
+	return replyOf(b.router.Route(ctx, renv, body))
+}
+
+// transaction returns the router's envelope of the transaction that
+// CheckSender began (a new one if, unexpectedly, it did not).
+func transaction(env *smtpd.Envelope) *router.Envelope {
+	if renv, ok := env.Backend.(*router.Envelope); ok {
+		return renv
+	}
+	renv := routerEnvelope(env)
+	env.Backend = renv
+	return renv
 }
 
 func routerEnvelope(env *smtpd.Envelope) *router.Envelope {

@@ -20,6 +20,11 @@ type Envelope struct {
 	Submission bool   // came in through the submission service
 	SMTPUTF8   bool
 	Body8Bit   bool // BODY=8BITMIME or BINARYMIME
+
+	// Backend is the backend's own state for the transaction, set by
+	// CheckSender and kept through the RCPT commands to Deliver (the
+	// recipients it resolved, say); smtpd never looks into it.
+	Backend any
 }
 
 // Error is a reply the backend wants the client to see: an RFC 5321 code

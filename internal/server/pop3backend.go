@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 
 	"postoffice/internal/directory"
@@ -31,6 +32,9 @@ type pop3Backend struct {
 	metrics    *metrics.Metrics
 	log        *slog.Logger
 	now        func() time.Time // nil: time.Now
+	// background, when set, lets a login that no login delay depends on
+	// record its time after the reply (see open).
+	background *sync.WaitGroup
 }
 
 func (b *pop3Backend) clock() time.Time {
@@ -105,16 +109,27 @@ func (b *pop3Backend) open(ctx context.Context, userID int64, lock store.Unlocke
 	if delay > 0 && !u.LastLogin.IsZero() && now.Sub(u.LastLogin) < delay {
 		return nil, fmt.Errorf("%s logged in at %s, login delay %v: %w", u.Address, u.LastLogin.Format(time.RFC3339), delay, pop3.ErrLoginDelay)
 	}
-	if err := b.st.RecordLogin(ctx, u.ID, now); err != nil {
-		// The time of this login is what enforces the next login delay:
-		// without a delay, a store that cannot write (disk full) must not
-		// keep users from reading their mail.
-		if delay > 0 {
-			return nil, pop3.TempError{Err: err}
+	if delay > 0 || b.background == nil {
+		// The time of this login is what enforces the next login delay,
+		// so it is durable before the login succeeds.
+		if err := b.st.RecordLogin(ctx, u.ID, now); err != nil {
+			if delay > 0 {
+				return nil, pop3.TempError{Err: err}
+			}
+			b.recordFailed(u, err)
 		}
-		if b.log != nil {
-			b.log.Warn("could not record the login time", "user", u.Address, "err", err)
-		}
+	} else {
+		// Without a delay the time is for information only (user list,
+		// console): the client need not wait for a commit, and a store
+		// that cannot write (disk full) must not keep users from their
+		// mail.
+		b.background.Go(func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := b.st.RecordLogin(ctx, u.ID, now); err != nil {
+				b.recordFailed(u, err)
+			}
+		})
 	}
 	// RFC 2449 section 6.7: messages retrieved longer ago than the
 	// retention period go before the snapshot is taken.
@@ -135,6 +150,12 @@ func (b *pop3Backend) open(ctx context.Context, userID int64, lock store.Unlocke
 		md.msgs[i] = pop3.Message{UID: UIDL(u.UIDValidity, m.UID), Size: m.Size}
 	}
 	return md, nil
+}
+
+func (b *pop3Backend) recordFailed(u store.User, err error) {
+	if b.log != nil {
+		b.log.Warn("could not record the login time", "user", u.Address, "err", err)
+	}
 }
 
 // expireMailbox removes the user's messages retrieved before the cut and

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ type policyEnv struct {
 	st  *sqlite.Store
 	b   *pop3Backend
 	now time.Time
+	bg  sync.WaitGroup // the backend's background writes, as in serve
 }
 
 func newPolicyEnv(t *testing.T, delay, expire time.Duration) *policyEnv {
@@ -34,7 +36,8 @@ func newPolicyEnv(t *testing.T, delay, expire time.Duration) *policyEnv {
 	e := &policyEnv{t: t, st: st, now: time.Unix(1700000000, 0)}
 	e.b = &pop3Backend{st: st, logins: newLogins(st, config.Auth{}, slog.New(slog.DiscardHandler)), holder: "test", loginDelay: delay, expire: expire,
 		journal: journal.NewSyncWriter(st, slog.New(slog.DiscardHandler)), log: slog.New(slog.DiscardHandler),
-		now: func() time.Time { return e.now }}
+		now: func() time.Time { return e.now }, background: &e.bg}
+	t.Cleanup(e.bg.Wait) // before the store closes
 	return e
 }
 
@@ -75,6 +78,28 @@ func (e *policyEnv) events(user string) []string {
 	}
 	slices.Reverse(out)
 	return out
+}
+
+// The login time is durable before the login succeeds when a login delay
+// depends on it, and written in the background otherwise.
+func TestLoginRecorded(t *testing.T) {
+	for _, delay := range []time.Duration{0, time.Minute} {
+		e := newPolicyEnv(t, delay, -1)
+		u := e.user("r@example.com", 0)
+		md := e.mustOpen("r@example.com")
+		if delay > 0 {
+			got, err := e.st.UserByID(context.Background(), u.ID)
+			if err != nil || !got.LastLogin.Equal(e.now) {
+				t.Errorf("delay %v: LastLogin %v (%v) when the login succeeds, want %v", delay, got.LastLogin, err, e.now)
+			}
+		}
+		md.Close()
+		e.bg.Wait()
+		got, err := e.st.UserByID(context.Background(), u.ID)
+		if err != nil || !got.LastLogin.Equal(e.now) {
+			t.Errorf("delay %v: LastLogin %v (%v), want %v", delay, got.LastLogin, err, e.now)
+		}
+	}
 }
 
 // TestLoginDelay: RFC 2449 section 6.5, one login per delay, the user's

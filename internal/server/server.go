@@ -36,6 +36,9 @@ type Server struct {
 	metrics *metrics.Metrics
 	journal *journal.Writer
 	logins  *logins // shared by POP3 and SMTP AUTH: one cache, one penalty
+	// background tracks writes that outlive the session that asked for
+	// them (login times); Shutdown waits for them.
+	background sync.WaitGroup
 
 	services []*service // pop3, smtp, submission, queue
 	reloadMu sync.Mutex // serializes reloads and configuration changes
@@ -242,6 +245,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	s.background.Wait()
 	s.journal.Close()
 	return errors.Join(errs...)
 }

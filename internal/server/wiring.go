@@ -95,6 +95,7 @@ func (s *Server) newPOP3(cfg config.Config) protoServer {
 			journal:    s.journal,
 			metrics:    s.metrics,
 			log:        s.log.With("service", "pop3"),
+			background: &s.background,
 		},
 		TLSConfig:          s.tlsConfig(),
 		InactivityTimeout:  seconds(p.InactivityTimeout),

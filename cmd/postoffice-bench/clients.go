@@ -181,6 +181,9 @@ type smtpClient struct {
 	c net.Conn
 	r *bufio.Reader
 	w *bufio.Writer
+	// pipelining: the server offers PIPELINING (RFC 2920), which MTAs
+	// such as Postfix's smtp(8) client then use.
+	pipelining bool
 }
 
 func dialSMTP(ctx context.Context, addr, helo string) (*smtpClient, error) {
@@ -193,51 +196,76 @@ func dialSMTP(ctx context.Context, addr, helo string) (*smtpClient, error) {
 		c.Close()
 		return nil, fmt.Errorf("greeting: %w", err)
 	}
-	if _, err := s.cmd("EHLO "+helo, 250); err != nil {
+	lines, err := s.cmdLines("EHLO "+helo, 250)
+	if err != nil {
 		c.Close()
 		return nil, err
+	}
+	for _, l := range lines[1:] {
+		if len(l) > 4 && strings.EqualFold(strings.TrimSpace(l[4:]), "PIPELINING") {
+			s.pipelining = true
+		}
 	}
 	return s, nil
 }
 
 func (s *smtpClient) Close() error { return s.c.Close() }
 
-// reply reads a (multi-line) reply and checks its code.
+// reply reads a (multi-line) reply and checks its code; it returns the
+// last line.
 func (s *smtpClient) reply(want int) (string, error) {
+	lines, err := s.replyLines(want)
+	if len(lines) == 0 {
+		return "", err
+	}
+	return lines[len(lines)-1], err
+}
+
+// replyLines reads a (multi-line) reply and checks its code.
+func (s *smtpClient) replyLines(want int) ([]string, error) {
 	s.c.SetReadDeadline(time.Now().Add(ioTimeout))
-	var last string
+	var lines []string
 	for {
 		line, err := s.r.ReadString('\n')
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		line = strings.TrimRight(line, "\r\n")
 		if len(line) < 3 {
-			return "", fmt.Errorf("malformed reply %q", line)
+			return nil, fmt.Errorf("malformed reply %q", line)
 		}
-		last = line
+		lines = append(lines, line)
 		if len(line) == 3 || line[3] != '-' {
 			break
 		}
 	}
+	last := lines[len(lines)-1]
 	code, err := strconv.Atoi(last[:3])
 	if err != nil {
-		return "", fmt.Errorf("malformed reply %q", last)
+		return lines, fmt.Errorf("malformed reply %q", last)
 	}
 	if code != want {
-		return last, fmt.Errorf("server: %q", truncate(last, 120))
+		return lines, fmt.Errorf("server: %q", truncate(last, 120))
 	}
-	return last, nil
+	return lines, nil
 }
 
 func (s *smtpClient) cmd(cmd string, want int) (string, error) {
+	lines, err := s.cmdLines(cmd, want)
+	if len(lines) == 0 {
+		return "", err
+	}
+	return lines[len(lines)-1], err
+}
+
+func (s *smtpClient) cmdLines(cmd string, want int) ([]string, error) {
 	s.c.SetWriteDeadline(time.Now().Add(ioTimeout))
 	s.w.WriteString(cmd)
 	s.w.WriteString("\r\n")
 	if err := s.w.Flush(); err != nil {
-		return "", err
+		return nil, err
 	}
-	r, err := s.reply(want)
+	r, err := s.replyLines(want)
 	if err != nil {
 		verb, _, _ := strings.Cut(cmd, " ")
 		return r, fmt.Errorf("%s: %w", verb, err)
@@ -246,16 +274,34 @@ func (s *smtpClient) cmd(cmd string, want int) (string, error) {
 }
 
 // send delivers one message in canonical CRLF form; it returns once the
-// server accepted it (250 to the end of DATA).
+// server accepted it (250 to the end of DATA). With PIPELINING, MAIL,
+// RCPT and DATA go in one write (RFC 2920 section 3.1: DATA last).
 func (s *smtpClient) send(from, to string, msg []byte) error {
-	if _, err := s.cmd("MAIL FROM:<"+from+">", 250); err != nil {
-		return err
-	}
-	if _, err := s.cmd("RCPT TO:<"+to+">", 250); err != nil {
-		return err
-	}
-	if _, err := s.cmd("DATA", 354); err != nil {
-		return err
+	cmds := []struct {
+		line string
+		want int
+	}{{"MAIL FROM:<" + from + ">", 250}, {"RCPT TO:<" + to + ">", 250}, {"DATA", 354}}
+	if s.pipelining {
+		s.c.SetWriteDeadline(time.Now().Add(ioTimeout))
+		for _, c := range cmds {
+			s.w.WriteString(c.line)
+			s.w.WriteString("\r\n")
+		}
+		if err := s.w.Flush(); err != nil {
+			return err
+		}
+		for _, c := range cmds {
+			if _, err := s.reply(c.want); err != nil {
+				verb, _, _ := strings.Cut(c.line, " ")
+				return fmt.Errorf("%s: %w", verb, err)
+			}
+		}
+	} else {
+		for _, c := range cmds {
+			if _, err := s.cmd(c.line, c.want); err != nil {
+				return err
+			}
+		}
 	}
 	s.c.SetWriteDeadline(time.Now().Add(ioTimeout))
 	writeDotStuffed(s.w, msg)

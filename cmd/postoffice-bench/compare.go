@@ -32,8 +32,10 @@ type compareOpts struct {
 	BenchDir  string // templates
 	TmpDir    string
 	Keep      bool
-	Password  string
-	Domain    string
+	// CPUProfile: directory for postoffice's CPU profiles, "" for none.
+	CPUProfile string
+	Password   string
+	Domain     string
 
 	PollUsers, PollMessages, PollConcurrency int
 	PollSize                                 sizeDist
@@ -397,6 +399,9 @@ func (o *compareOpts) setup(ctx context.Context, dir, peer string, users []accou
 	var err error
 	if p.po, err = newPostoffice(o.Bin, o.BenchDir, filepath.Join(dir, "postoffice")); err != nil {
 		return nil, err
+	}
+	if o.CPUProfile != "" {
+		p.po.profile = filepath.Join(o.CPUProfile, filepath.Base(dir))
 	}
 	if p.ids, err = addPostofficeUsers(ctx, p.po.dataDir(), users, hash); err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +33,16 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The load generator's own profile, to check that it is not what a
+	// workload measures.
+	if p := os.Getenv("POSTOFFICE_BENCH_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
+			code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+			pprof.StopCPUProfile()
+			f.Close()
+			os.Exit(code)
+		}
+	}
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -175,6 +186,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.BenchDir, "bench-dir", "bench", "directory of the config templates")
 	fs.StringVar(&o.TmpDir, "tmp", "", "parent of the throwaway data directory (default: $TMPDIR)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the data directory")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "directory for a CPU profile of each postoffice round (serve --cpuprofile)")
 	fs.StringVar(&o.Password, "password", "bench-password", "password of every user")
 	fs.StringVar(&o.Domain, "domain", "bench.test", "mail domain of the users")
 	jsonOut := fs.String("json", "", "also write every round's results and the summary as JSON to this file (- for stdout)")

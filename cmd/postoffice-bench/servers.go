@@ -150,6 +150,9 @@ type postoffice struct {
 	bin, benchDir, dir string
 	pop3, smtp         int
 	d                  *daemon
+	// profile, when set, is the path prefix of a CPU profile per start.
+	profile string
+	starts  int
 }
 
 func newPostoffice(bin, benchDir, dir string) (*postoffice, error) {
@@ -178,7 +181,12 @@ func (p *postoffice) config() string   { return filepath.Join(p.dir, "postoffice
 func (p *postoffice) dataDir() string  { return filepath.Join(p.dir, "data") }
 
 func (p *postoffice) Start(ctx context.Context) error {
-	d, err := startDaemon(filepath.Join(p.dir, "postoffice.log"), p.bin, "serve", "--config", p.config())
+	args := []string{"serve", "--config", p.config()}
+	if p.profile != "" {
+		p.starts++
+		args = append(args, "--cpuprofile", fmt.Sprintf("%s-%d.pprof", p.profile, p.starts))
+	}
+	d, err := startDaemon(filepath.Join(p.dir, "postoffice.log"), p.bin, args...)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -41,8 +42,16 @@ Signals:
 Logs go to standard error, as text or JSON ([log] format), one line per
 event, each session's lines carrying its session or conn id; passwords
 never appear in them.`)
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) to this file until shutdown")
 	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return fail(exitFailure, "cpu profile: %v", err)
+		}
+		defer stop()
 	}
 	cfg, err := e.loadConfig()
 	if err != nil {
@@ -97,6 +106,23 @@ never appear in them.`)
 		log.Warn("sessions closed at the end of the grace period", "err", err)
 	}
 	return nil
+}
+
+// startCPUProfile profiles the process into path until the returned
+// function is called: for measuring the server under a benchmark's load.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // newLogger makes the process's logger from [log].

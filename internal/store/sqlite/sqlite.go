@@ -81,8 +81,11 @@ func Open(dataDir string) (*Store, error) {
 	params := fmt.Sprintf("_busy_timeout=%d&_foreign_keys=1", busyTimeout.Milliseconds())
 
 	// synchronous=FULL: a commit is durable when it returns (in WAL mode
-	// NORMAL could lose the last commits on power failure).
-	w, err := sql.Open("sqlite", path+"?"+params+"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
+	// NORMAL could lose the last commits on power failure). temp_store in
+	// memory: the savepoints of group commit keep the pages they change in
+	// a statement journal, a temporary file otherwise (one write per page
+	// freed by a deletion).
+	w, err := sql.Open("sqlite", path+"?"+params+"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_pragma=temp_store(2)")
 	if err != nil {
 		return nil, err
 	}

@@ -56,6 +56,8 @@ type Store struct {
 	// group batches small concurrent writes (groupcommit.go).
 	group groupCommit
 
+	ckpt *checkpointer
+
 	stopSweep context.CancelFunc
 	sweepDone chan struct{}
 }
@@ -85,7 +87,9 @@ func Open(dataDir string) (*Store, error) {
 	// memory: the savepoints of group commit keep the pages they change in
 	// a statement journal, a temporary file otherwise (one write per page
 	// freed by a deletion).
-	w, err := sql.Open("sqlite", path+"?"+params+"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_pragma=temp_store(2)")
+	// The checkpoints are the checkpointer's (checkpoint.go).
+	w, err := sql.Open("sqlite", path+"?"+params+"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_pragma=temp_store(2)"+
+		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", writerAutocheckpoint))
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +110,11 @@ func Open(dataDir string) (*Store, error) {
 		w.Close()
 		r.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if s.ckpt, err = startCheckpointer(path + "?" + params + "&_synchronous=FULL"); err != nil {
+		w.Close()
+		r.Close()
+		return nil, err
 	}
 
 	// The sweep reads every blob's directory entry: in the background, so
@@ -129,7 +138,10 @@ func Open(dataDir string) (*Store, error) {
 func (s *Store) Close() error {
 	s.stopSweep()
 	<-s.sweepDone
-	return errors.Join(s.w.Close(), s.r.Close())
+	// The writer first: the last checkpoint then finds no transaction in
+	// progress.
+	werr := s.w.Close()
+	return errors.Join(werr, s.ckpt.Close(), s.r.Close())
 }
 
 // removeOrphans removes blobs that no row references and that were written

@@ -474,3 +474,34 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Errorf("Deliver after migration = %v, %v; want UID 2", uids, err)
 	}
 }
+
+// The checkpointer copies committed pages into the database file in the
+// background, well before the writer's own backstop would.
+func TestBackgroundCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	a := addUser(t, s, "a@example.com", 0)
+	body := strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n", 300) // 19,200 octets
+	for range 50 {
+		if _, err := s.Deliver(t.Context(), strings.NewReader(body), deliveries(a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pages := 50 * len(body) / 4096; pages >= writerAutocheckpoint {
+		t.Fatalf("%d pages would reach the writer's own checkpoint", pages)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fi, err := os.Stat(filepath.Join(dir, dbName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > int64(50*len(body)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d octets 10 s after 50 deliveries of %d: no checkpoint", fi.Size(), len(body))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

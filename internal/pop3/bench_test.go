@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -106,4 +107,24 @@ func benchSession(b *testing.B, addr string, n int) {
 		status("DELE", i)
 	}
 	status("QUIT", 0)
+}
+
+// BenchmarkDotWriter: RETR's dot-stuffing of a 20 KiB message of 78-octet
+// lines, a few of them starting with a dot.
+func BenchmarkDotWriter(b *testing.B) {
+	var msg []byte
+	for i := 0; len(msg) < 20<<10; i++ {
+		if i%50 == 0 {
+			msg = append(msg, '.')
+		}
+		msg = append(msg, strings.Repeat("x", 76)...)
+		msg = append(msg, "\r\n"...)
+	}
+	bw := bufio.NewWriterSize(io.Discard, 16<<10)
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		d := dotWriter{w: bw}
+		d.Write(msg)
+		d.Close()
+	}
 }

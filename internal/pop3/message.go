@@ -91,12 +91,11 @@ func (d *dotWriter) Write(p []byte) (int, error) {
 				return n, err
 			}
 		}
+		// Up to the next line that starts with a dot, or all of p: whole
+		// runs of lines in one copy rather than a copy per line.
 		seg := p
-		if j := bytes.IndexByte(p, '\n'); j >= 0 {
+		if j := bytes.Index(p, dotLine); j >= 0 {
 			seg = p[:j+1]
-			d.midLine = false
-		} else {
-			d.midLine = true
 		}
 		m, err := d.w.Write(seg)
 		n += m
@@ -104,10 +103,14 @@ func (d *dotWriter) Write(p []byte) (int, error) {
 			d.err = err
 			return n, err
 		}
+		d.midLine = seg[len(seg)-1] != '\n'
 		p = p[len(seg):]
 	}
 	return n, nil
 }
+
+// dotLine marks the start of a line that begins with a dot.
+var dotLine = []byte("\n.")
 
 // Close ends the multi-line response, first ending an unterminated last line.
 func (d *dotWriter) Close() error {

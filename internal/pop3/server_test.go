@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"strings"
@@ -268,6 +269,50 @@ func TestDotWriter(t *testing.T) {
 		bw.Flush()
 		if b.String() != tt.want {
 			t.Errorf("%q: got %q, want %q", tt.chunks, b.String(), tt.want)
+		}
+	}
+}
+
+// The dot-stuffer agrees with a line-by-line reference on random content
+// cut into random writes.
+func TestDotWriterRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte("..\r\nab\x00\xff")
+	for range 2000 {
+		msg := make([]byte, rng.IntN(300))
+		for i := range msg {
+			msg[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		// Reference: RFC 1939 section 3 line by line.
+		var want bytes.Buffer
+		for _, line := range bytes.SplitAfter(msg, []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			if line[0] == '.' {
+				want.WriteByte('.')
+			}
+			want.Write(line)
+		}
+		if len(msg) > 0 && msg[len(msg)-1] != '\n' {
+			want.WriteString("\r\n")
+		}
+		want.WriteString(".\r\n")
+
+		var got bytes.Buffer
+		bw := bufio.NewWriterSize(&got, 16)
+		d := &dotWriter{w: bw}
+		for rest := msg; len(rest) > 0; {
+			k := 1 + rng.IntN(len(rest))
+			if _, err := d.Write(rest[:k]); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[k:]
+		}
+		d.Close()
+		bw.Flush()
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("%q: got %q, want %q", msg, got.Bytes(), want.Bytes())
 		}
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"postoffice/internal/store"
 )
@@ -164,4 +166,46 @@ func BenchmarkAppendJournal(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/entry")
+}
+
+// BenchmarkDelete: QUIT's deletion of a 100-message mailbox. Its wall time
+// is mostly the commit's fsync; cpu-us/msg is the process's CPU time
+// (user and system) spent in the Delete calls, per message.
+func BenchmarkDelete(b *testing.B) {
+	const perQuit = 100
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			s := openB(b)
+			id := benchUsers(b, s, 1)[0]
+			body := benchBody(size)
+			var cpu time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				uids := make([]uint64, perQuit)
+				for k := range uids {
+					u, err := s.Deliver(b.Context(), bytes.NewReader(body), []store.Delivery{{UserID: id}})
+					if err != nil {
+						b.Fatal(err)
+					}
+					uids[k] = u[0]
+				}
+				b.StartTimer()
+				before := cpuTime(b)
+				if err := s.Delete(b.Context(), id, uids); err != nil {
+					b.Fatal(err)
+				}
+				cpu += cpuTime(b) - before
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*perQuit), "cpu-us/msg")
+		})
+	}
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"regexp"
 	"sort"
 	"strings"
@@ -41,21 +40,10 @@ func (s *Store) MarkRetrieved(ctx context.Context, userID int64, uids []uint64, 
 		return nil
 	}
 	return s.writeGrouped(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE messages SET retrieved_at = ?
-			WHERE user_id = ? AND uid = ? AND retrieved_at IS NULL`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, uid := range uids {
-			if uid > math.MaxInt64 {
-				continue
-			}
-			if _, err := stmt.ExecContext(ctx, t.Unix(), userID, uid); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err := tx.ExecContext(ctx, `UPDATE messages SET retrieved_at = ?
+			WHERE user_id = ? AND uid IN (SELECT value FROM json_each(?)) AND retrieved_at IS NULL`,
+			t.Unix(), userID, uidList(uids))
+		return err
 	})
 }
 

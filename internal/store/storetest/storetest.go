@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -700,8 +701,8 @@ func testDelete(t *testing.T, e *env) {
 		ub = append(ub, e.deliver("56\r\n", b.ID)[0])
 	}
 	e.del(a.ID, ua[0], ua[2])
-	e.del(a.ID, ua[0], ua[2])        // again: already gone, no error
-	e.del(a.ID, ua[2]+1000, ua[2]+1) // never assigned
+	e.del(a.ID, ua[0], ua[2])                        // again: already gone, no error
+	e.del(a.ID, ua[2]+1000, ua[2]+1, math.MaxUint64) // never assigned
 	e.del(a.ID)
 	if got := uids(e.list(a.ID)); !slices.Equal(got, ua[1:2]) {
 		t.Errorf("alice's UIDs after Delete = %v, want %v", got, ua[1:2])

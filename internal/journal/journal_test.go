@@ -138,3 +138,28 @@ func TestWriterFailureIsLogged(t *testing.T) {
 		t.Errorf("logs = %q, want the loss reported", logs.String())
 	}
 }
+
+// Entries recorded one at a time, a little apart (as RETRs are), are
+// committed together: the writer waits a moment (here: long) for more
+// after the first. A Flush still commits at once.
+func TestWriterLingers(t *testing.T) {
+	fj := &fakeJournal{}
+	w := newWriter(fj, slog.New(slog.DiscardHandler), time.Hour)
+	defer w.Close()
+	for i := range 10 {
+		w.Record(store.JournalEntry{Event: store.EventRetrieved, Detail: fmt.Sprint(i)})
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entries, commits := fj.got()
+	if len(entries) != 10 {
+		t.Fatalf("%d entries committed after Flush, want 10", len(entries))
+	}
+	if commits != 1 {
+		t.Errorf("10 entries 1 ms apart took %d commits, want 1", commits)
+	}
+}

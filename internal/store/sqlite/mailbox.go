@@ -189,14 +189,23 @@ func (s *Store) Open(ctx context.Context, userID int64, uid uint64) (io.ReadClos
 	const q = `SELECT m.blob_id, m.header, b.data IS NULL, b.data
 		FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.user_id = ? AND m.uid = ?`
 	var blobID string
-	var header, data []byte
+	var header []byte
 	var inFile bool
-	if err := s.r.QueryRowContext(ctx, q, userID, uid).Scan(&blobID, &header, &inFile, &data); err != nil {
+	buf := inlineBufs.Get().(*[]byte)
+	data, err := s.queryBody(ctx, q, []any{userID, uid}, (*buf)[:0], &blobID, &header, &inFile)
+	if err != nil {
+		inlineBufs.Put(buf)
 		return nil, notFound(err, "message %d of user %d", uid, userID)
 	}
-	f, err := s.openBlob(blobID, inFile, data)
+	if !inFile {
+		// The pooled buffer goes back when the reader is closed.
+		return withHeader(header, &pooledBody{Reader: bytes.NewReader(data), buf: buf}), nil
+	}
+	inlineBufs.Put(buf)
+	f, err := s.blobs.Open(blobID)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Most likely a Delete of the last reference ran in between.
+		var data []byte
 		if err2 := s.r.QueryRowContext(ctx, q, userID, uid).Scan(&blobID, &header, &inFile, &data); errors.Is(err2, sql.ErrNoRows) {
 			return nil, fmt.Errorf("message %d of user %d: %w", uid, userID, store.ErrNotFound)
 		}
@@ -206,6 +215,47 @@ func (s *Store) Open(ctx context.Context, userID int64, uid uint64) (io.ReadClos
 		return nil, err
 	}
 	return withHeader(header, f), nil
+}
+
+// queryBody runs q, which selects the columns of dest followed by a blob
+// column, and returns that blob appended to buf: the driver's copy is read
+// as sql.RawBytes and copied once into buf (a pooled buffer) instead of
+// being cloned into a new allocation by database/sql. sql.ErrNoRows if q
+// finds nothing.
+func (s *Store) queryBody(ctx context.Context, q string, args []any, buf []byte, dest ...any) ([]byte, error) {
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		return nil, sql.ErrNoRows
+	}
+	var raw sql.RawBytes
+	if err := rows.Scan(append(dest, &raw)...); err != nil {
+		return nil, err
+	}
+	buf = append(buf, raw...)
+	return buf, rows.Close()
+}
+
+// pooledBody reads an inline body from a buffer of inlineBufs, which Close
+// returns to the pool.
+type pooledBody struct {
+	*bytes.Reader
+	buf *[]byte
+}
+
+func (p *pooledBody) Close() error {
+	if p.buf != nil {
+		p.Reader.Reset(nil)
+		inlineBufs.Put(p.buf)
+		p.buf = nil
+	}
+	return nil
 }
 
 // withHeader returns rc's content preceded by header.

@@ -505,3 +505,50 @@ func TestBackgroundCheckpoint(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Inline bodies are read into pooled buffers: readers open at the same
+// time never share one, and a closed reader's buffer serves the next.
+func TestInlineReadersIndependent(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, t.TempDir())
+	a := addUser(t, s, "a@example.com", 0)
+	var bodies []string
+	var uids []uint64
+	for i := range 8 {
+		body := strings.Repeat(fmt.Sprintf("line %d of message %d\r\n", i, i), 100*(i+1))
+		u, err := s.Deliver(ctx, strings.NewReader(body), deliveries(a))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies, uids = append(bodies, body), append(uids, u[0])
+	}
+	for round := range 3 {
+		rcs := make([]io.ReadCloser, len(uids))
+		for i, uid := range uids {
+			rc, err := s.Open(ctx, a, uid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rcs[i] = rc
+		}
+		got := make([][]byte, len(rcs))
+		for done := false; !done; { // read all of them 100 octets at a time, in turn
+			done = true
+			for i, rc := range rcs {
+				p := make([]byte, 100)
+				n, _ := rc.Read(p)
+				if n > 0 {
+					got[i] = append(got[i], p[:n]...)
+					done = false
+				}
+			}
+		}
+		for i, rc := range rcs {
+			rc.Close()
+			rc.Close() // harmless
+			if string(got[i]) != bodies[i] {
+				t.Fatalf("round %d: message %d read back as %d octets, want %d", round, i, len(got[i]), len(bodies[i]))
+			}
+		}
+	}
+}

@@ -50,8 +50,13 @@ const (
 	maxSASLLine    = 8 * 1024
 	// readBufSize is small: an idle session keeps it while it waits for a
 	// command, and longer lines are read in pieces anyway (readLine).
-	readBufSize  = 1024
-	writeBufSize = 16 * 1024
+	readBufSize = 1024
+	// writeBufSize holds a typical message whole, so that RETR sends it in
+	// one write rather than one per 16 KiB, and the client reads it in as
+	// few: BenchmarkPOP3Download/45KiB (server and client CPU per message)
+	// 433 -> 401 us, medians of 7 runs. Only a session that is answering
+	// holds one (writerPool).
+	writeBufSize = 64 * 1024
 )
 
 var errLineTooLong = errors.New("line too long")

@@ -32,7 +32,7 @@ func (s *Store) Deliver(ctx context.Context, body io.Reader, rcpts []store.Deliv
 			return nil, fmt.Errorf("user %d listed twice: %w", r.UserID, store.ErrInvalid)
 		}
 		seen[r.UserID] = true
-		if reason := headerProblem(r.Header); reason != "" {
+		if reason := store.HeaderProblem(r.Header); reason != "" {
 			return nil, fmt.Errorf("header for user %d %s: %w", r.UserID, reason, store.ErrInvalid)
 		}
 	}
@@ -81,22 +81,6 @@ func (s *Store) Deliver(ctx context.Context, body io.Reader, rcpts []store.Deliv
 		return nil, err
 	}
 	return uids, nil
-}
-
-// headerProblem says what is wrong with a per-copy header, "" if nothing:
-// it must be empty or lines in canonical form, each ending in CRLF, or it
-// would run into the first line of the body.
-func headerProblem(h []byte) string {
-	if len(h) == 0 {
-		return ""
-	}
-	if !bytes.HasSuffix(h, []byte("\r\n")) {
-		return "does not end in CRLF"
-	}
-	if bytes.Count(h, []byte("\r")) != bytes.Count(h, []byte("\n")) || bytes.Count(h, []byte("\r\n")) != bytes.Count(h, []byte("\n")) {
-		return "has a bare CR or LF"
-	}
-	return ""
 }
 
 // removeIfUnreferenced removes the file of a delivery that failed. It asks

@@ -158,7 +158,7 @@ func (s *Store) ImportMessage(ctx context.Context, open func() (io.ReadCloser, e
 		if c.UID == 0 || c.UID > math.MaxInt64 {
 			return 0, fmt.Errorf("UID %d: %w", c.UID, store.ErrInvalid)
 		}
-		if reason := headerProblem(c.Header); reason != "" {
+		if reason := store.HeaderProblem(c.Header); reason != "" {
 			return 0, fmt.Errorf("header of UID %d of user %d %s: %w", c.UID, c.UserID, reason, store.ErrInvalid)
 		}
 		var one int

@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"postoffice/internal/store"
 )
@@ -22,13 +21,13 @@ func (s *Store) Enqueue(ctx context.Context, from string, rcpts []string, body i
 		return 0, fmt.Errorf("queued message without recipients: %w", store.ErrInvalid)
 	}
 	if from != "" {
-		if reason := queueAddressProblem(from); reason != "" {
+		if reason := store.QueueAddressProblem(from); reason != "" {
 			return 0, fmt.Errorf("sender %q %s: %w", from, reason, store.ErrInvalid)
 		}
 	}
 	seen := make(map[string]bool, len(rcpts))
 	for _, r := range rcpts {
-		if reason := queueAddressProblem(r); reason != "" {
+		if reason := store.QueueAddressProblem(r); reason != "" {
 			return 0, fmt.Errorf("recipient %q %s: %w", r, reason, store.ErrInvalid)
 		}
 		if seen[r] {
@@ -71,27 +70,6 @@ func (s *Store) Enqueue(ctx context.Context, from string, rcpts []string, body i
 		return 0, err
 	}
 	return id, nil
-}
-
-// queueAddressProblem says what is wrong with a remote address, "" if
-// nothing. It checks only what would break the SMTP dialogue: a remote
-// address is the remote host's business (its local part may be case
-// sensitive or quoted), so it is kept as given.
-func queueAddressProblem(a string) string {
-	switch {
-	case a == "":
-		return "is empty"
-	case !utf8.ValidString(a):
-		return "is not valid UTF-8"
-	case !strings.Contains(a, "@"):
-		return "has no @"
-	}
-	for _, r := range a {
-		if r < 0x20 || r == 0x7f {
-			return "contains a control character"
-		}
-	}
-	return ""
 }
 
 const queueColumns = `id, sender, size, created_at, next_attempt, attempts, held, last_attempt, warned, claimed_until`

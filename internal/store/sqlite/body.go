@@ -25,8 +25,9 @@ import (
 //   - deletion: the rows go in the deleting transaction, with no unlink.
 //
 // SQLite's own measurements ("Internal Versus External BLOBs") find reads
-// of blobs below about 100 KB faster from the database than from files.
-// Larger bodies go to files, so that a big attachment is streamed rather
+// of blobs below about 100 KB faster from the database than from files;
+// through this driver a 20 KiB read costs about what a file read does
+// (BenchmarkOpen), while delivery and deletion are far cheaper. Larger bodies go to files, so that a big attachment is streamed rather
 // than held in memory and does not bloat the WAL.
 const InlineMax = 64 << 10
 
@@ -39,7 +40,8 @@ type storedBody struct {
 	data []byte // the body when inline; nil when it is in a file
 }
 
-// inlineBufs recycles putBody's read buffers (InlineMax+1 bytes each).
+// inlineBufs recycles the buffers inline bodies pass through (InlineMax+1
+// bytes each): putBody reads a new body into one, Open an inline body.
 var inlineBufs = sync.Pool{New: func() any { b := make([]byte, InlineMax+1); return &b }}
 
 // putBody reads r to its end. A body of at most InlineMax octets is kept

@@ -117,11 +117,14 @@ func dropUnreferenced(ctx context.Context, tx *sql.Tx, blobIDs []string) ([]stri
 	if err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx, `DELETE FROM blobs
-			WHERE id IN (SELECT value FROM json_each(?))
-				AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = blobs.id)
-				AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = blobs.id)
-			RETURNING id, data IS NULL`, string(ids))
+	// Which are files first: typeof() needs only the column's type, not
+	// its content, where a RETURNING of the deleted rows read every inline
+	// body whole (a quarter of the CPU of deleting 20 KiB messages,
+	// BenchmarkDelete: 44-45 -> 31-35 us per message).
+	const unreferenced = `id IN (SELECT value FROM json_each(?1))
+		AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = blobs.id)
+		AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = blobs.id)`
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM blobs WHERE typeof(data) = 'null' AND `+unreferenced, string(ids))
 	if err != nil {
 		return nil, err
 	}
@@ -129,15 +132,18 @@ func dropUnreferenced(ctx context.Context, tx *sql.Tx, blobIDs []string) ([]stri
 	var dropped []string
 	for rows.Next() {
 		var id string
-		var inFile bool
-		if err := rows.Scan(&id, &inFile); err != nil {
+		if err := rows.Scan(&id); err != nil {
 			return nil, err
 		}
-		if inFile {
-			dropped = append(dropped, id)
-		}
+		dropped = append(dropped, id)
 	}
-	return dropped, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM blobs WHERE `+unreferenced, string(ids)); err != nil {
+		return nil, err
+	}
+	return dropped, nil
 }
 
 // List implements store.Mailboxes. It reads only the index, never bodies.

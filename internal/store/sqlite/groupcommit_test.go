@@ -118,29 +118,3 @@ func TestGroupCommitIsolation(t *testing.T) {
 		t.Errorf("RecordLogin of an unknown user: %v", err)
 	}
 }
-
-// The statement cache serves repeated and concurrent queries, and a bad
-// query reports its error rather than failing the cache.
-func TestStmtCache(t *testing.T) {
-	s := open(t, t.TempDir())
-	ctx := context.Background()
-	id := addUser(t, s, "a@example.org", 0)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for range 50 {
-				if u, err := s.UserByID(ctx, id); err != nil || u.Address != "a@example.org" {
-					t.Errorf("UserByID: %v %v", u, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := s.r.QueryRowContext(ctx, `SELECT nonsense FROM nowhere`).Scan(new(int)); err == nil {
-		t.Error("a bad query gave no error")
-	}
-	if n := s.r.n.Load(); n == 0 || n > maxCachedStmts {
-		t.Errorf("%d cached statements", n)
-	}
-}

@@ -47,10 +47,10 @@ type Store struct {
 	// loser sleeps in busy_timeout. Its transactions start with BEGIN
 	// IMMEDIATE, so that a transaction which reads and then writes never
 	// fails to upgrade its lock when another process wrote meanwhile.
-	w *stmtDB
+	w *sql.DB
 	// r is a pool of connections for reads, which WAL lets run alongside
 	// the writer. Both reuse prepared statements (stmtcache.go).
-	r     *stmtDB
+	r     *sql.DB
 	blobs blobStore
 	locks lockTable
 	// group batches small concurrent writes (groupcommit.go).
@@ -88,24 +88,17 @@ func Open(dataDir string) (*Store, error) {
 	// a statement journal, a temporary file otherwise (one write per page
 	// freed by a deletion).
 	// The checkpoints are the checkpointer's (checkpoint.go).
-	w, err := sql.Open("sqlite", path+"?"+params+"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_pragma=temp_store(2)"+
+	w := openDB(path + "?" + params + "&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_pragma=temp_store(2)" +
 		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", writerAutocheckpoint))
-	if err != nil {
-		return nil, err
-	}
 	w.SetMaxOpenConns(1)
-	r, err := sql.Open("sqlite", path+"?"+params+"&_query_only=1")
-	if err != nil {
-		w.Close()
-		return nil, err
-	}
+	r := openDB(path + "?" + params + "&_query_only=1")
 	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	// Keep them all: database/sql would close all but 2 idle ones, and a
 	// new connection opens the database again and prepares its
 	// statements again (stmtcache.go).
 	r.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 
-	s := &Store{w: newStmtDB(w), r: newStmtDB(r), blobs: blobs, sweepDone: make(chan struct{})}
+	s := &Store{w: w, r: r, blobs: blobs, sweepDone: make(chan struct{})}
 	if err := s.migrate(context.Background()); err != nil {
 		w.Close()
 		r.Close()

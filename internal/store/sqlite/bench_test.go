@@ -170,7 +170,7 @@ func BenchmarkAppendJournal(b *testing.B) {
 	}
 	n := float64(b.N * len(batch))
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/entry")
-	b.ReportMetric(float64((cpuTime(b) - before).Nanoseconds())/n, "cpu-ns/entry")
+	b.ReportMetric(float64((cpuTime(b)-before).Nanoseconds())/n, "cpu-ns/entry")
 }
 
 // BenchmarkDelete: QUIT's deletion of a 100-message mailbox. Its wall time

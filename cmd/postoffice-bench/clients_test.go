@@ -75,3 +75,25 @@ func (r *smallReader) Read(p []byte) (int, error) {
 	r.b = r.b[n:]
 	return n, nil
 }
+
+// BenchmarkSkipMulti: a 45 KiB message of 78-octet lines, some stuffed.
+func BenchmarkSkipMulti(b *testing.B) {
+	var wire bytes.Buffer
+	for i := 0; wire.Len() < 45<<10; i++ {
+		if i%50 == 0 {
+			wire.WriteString("..a stuffed line\r\n")
+		}
+		wire.WriteString("some text to fill the line up to seventy-eight characters or so, and more\r\n")
+	}
+	wire.WriteString(".\r\n")
+	b.SetBytes(int64(wire.Len()))
+	r := bytes.NewReader(wire.Bytes())
+	p := &pop3Client{r: bufio.NewReaderSize(r, 256<<10)}
+	for b.Loop() {
+		r.Reset(wire.Bytes())
+		p.r.Reset(r)
+		if _, err := p.skipMulti(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

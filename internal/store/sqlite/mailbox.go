@@ -176,7 +176,7 @@ func (s *Store) Open(ctx context.Context, userID int64, uid uint64) (io.ReadClos
 	if uid > math.MaxInt64 {
 		return nil, fmt.Errorf("message %d of user %d: %w", uid, userID, store.ErrNotFound)
 	}
-	const q = `SELECT m.blob_id, m.header, b.data IS NULL, b.data
+	const q = `SELECT m.blob_id, m.header, typeof(b.data) = 'null', b.data
 		FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.user_id = ? AND m.uid = ?`
 	var blobID string
 	var header []byte

@@ -83,7 +83,7 @@ func (s *Store) ExportBodies(ctx context.Context, after string, limit int) ([]st
 func (s *Store) OpenBody(ctx context.Context, key string) (io.ReadCloser, error) {
 	var data []byte
 	var inFile bool
-	err := s.r.QueryRowContext(ctx, `SELECT data IS NULL, data FROM blobs WHERE id = ?`, key).Scan(&inFile, &data)
+	err := s.r.QueryRowContext(ctx, `SELECT typeof(data) = 'null', data FROM blobs WHERE id = ?`, key).Scan(&inFile, &data)
 	if err != nil {
 		return nil, notFound(err, "body %s", key)
 	}

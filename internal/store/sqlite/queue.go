@@ -176,7 +176,7 @@ func (s *Store) QueuedMessage(ctx context.Context, id int64) (store.QueuedMessag
 
 // OpenQueued implements store.Queue.
 func (s *Store) OpenQueued(ctx context.Context, id int64) (io.ReadCloser, error) {
-	const q = `SELECT q.blob_id, b.data IS NULL, b.data FROM queue q JOIN blobs b ON b.id = q.blob_id WHERE q.id = ?`
+	const q = `SELECT q.blob_id, typeof(b.data) = 'null', b.data FROM queue q JOIN blobs b ON b.id = q.blob_id WHERE q.id = ?`
 	var blobID string
 	var data []byte
 	var inFile bool

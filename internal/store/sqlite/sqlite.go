@@ -86,9 +86,15 @@ func Open(dataDir string) (*Store, error) {
 	// NORMAL could lose the last commits on power failure). temp_store in
 	// memory: the savepoints of group commit keep the pages they change in
 	// a statement journal, a temporary file otherwise (one write per page
-	// freed by a deletion).
+	// freed by a deletion). auto_vacuum=INCREMENTAL, which takes effect
+	// when the database is created (an older one keeps its mode until a
+	// VACUUM): its pointer map tells a deletion where an inline body's
+	// next overflow page is, so QUIT frees the pages of the bodies it
+	// deletes without reading them (download workload: 0.33 -> 0.30 ms of
+	// server CPU per message), and PRAGMA incremental_vacuum can give
+	// freed pages back to the file system.
 	// The checkpoints are the checkpointer's (checkpoint.go).
-	w := openDB(path + "?" + params + "&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_pragma=temp_store(2)" +
+	w := openDB(path + "?" + params + "&_pragma=auto_vacuum(2)&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_pragma=temp_store(2)" +
 		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", writerAutocheckpoint))
 	w.SetMaxOpenConns(1)
 	r := openDB(path + "?" + params + "&_query_only=1")

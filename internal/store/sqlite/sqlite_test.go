@@ -88,6 +88,48 @@ func TestOpenCreatesPrivateDir(t *testing.T) {
 	}
 }
 
+// A new database keeps a pointer map (auto_vacuum=INCREMENTAL): deleting
+// a body frees its pages without reading them, and the freed pages can
+// be given back to the file system.
+func TestNewDatabaseIncrementalVacuum(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, t.TempDir())
+	var mode int
+	if err := s.w.QueryRowContext(ctx, `PRAGMA auto_vacuum`).Scan(&mode); err != nil || mode != 2 {
+		t.Fatalf("auto_vacuum %d (%v), want 2 (incremental)", mode, err)
+	}
+	a := addUser(t, s, "a@example.com", 0)
+	body := strings.Repeat("some text to fill the line up to seventy-eight characters or so, and more\r\n", 400)
+	var uids []uint64
+	for range 20 {
+		u, err := s.Deliver(ctx, strings.NewReader(body), deliveries(a))
+		if err != nil {
+			t.Fatal(err)
+		}
+		uids = append(uids, u...)
+	}
+	if err := s.Delete(ctx, a, uids); err != nil {
+		t.Fatal(err)
+	}
+	pages := func() (count, free int) {
+		t.Helper()
+		if err := s.w.QueryRowContext(ctx, `SELECT * FROM pragma_page_count(), pragma_freelist_count()`).Scan(&count, &free); err != nil {
+			t.Fatal(err)
+		}
+		return count, free
+	}
+	before, free := pages()
+	if want := 20 * len(body) / 4096; free < want {
+		t.Fatalf("%d free pages after deleting 20 bodies of %d octets, want at least %d", free, len(body), want)
+	}
+	if _, err := s.w.ExecContext(ctx, `PRAGMA incremental_vacuum`); err != nil {
+		t.Fatal(err)
+	}
+	if after, free := pages(); after > before-20*len(body)/4096 || free != 0 {
+		t.Errorf("incremental_vacuum: %d pages (%d free), %d before", after, free, before)
+	}
+}
+
 func TestOneFilePerDelivery(t *testing.T) {
 	ctx := t.Context()
 	s := open(t, t.TempDir())

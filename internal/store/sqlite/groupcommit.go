@@ -89,6 +89,12 @@ func (s *Store) commitBatch(batch []*groupReq) {
 			}
 		}
 	}
+	live := 0
+	for _, r := range batch {
+		if r.ctx.Err() == nil {
+			live++
+		}
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		finish(err)
@@ -96,6 +102,18 @@ func (s *Store) commitBatch(batch []*groupReq) {
 	}
 	for _, r := range batch {
 		if r.err = r.ctx.Err(); r.err != nil {
+			continue
+		}
+		if live == 1 {
+			// Alone in the transaction: no savepoint, which would copy
+			// every page the caller changes to the statement journal; a
+			// failure rolls back the transaction, which holds nothing
+			// else.
+			if r.err = r.fn(context.WithoutCancel(r.ctx), tx); r.err != nil {
+				_ = tx.Rollback()
+				finish(nil)
+				return
+			}
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT grouped`); err != nil {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -865,6 +866,7 @@ func (o *compareOpts) compareIdle(ctx context.Context, dir, peer, hash string, r
 // share, and other work may share too, the cost per operation is steadier
 // than the rate.
 func (o *compareOpts) measured(ctx context.Context, s instance, workload string, lo loadOpts) (Result, error) {
+	o.settle(ctx)
 	pid, err := s.PID()
 	if err != nil {
 		return Result{}, err
@@ -886,6 +888,86 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 	}
 	res.Values["server_cpu_s"] = after - before
 	return res, nil
+}
+
+// settle waits before a measured run for what the previous steps left
+// running (the other server's deferred writes and index updates, the
+// kernel writing back its files): it syncs, then waits until the CPUs are
+// at least settleIdle idle over a settleStep, for at most settleMax.
+// Without it the server measured second in a round paid for the first.
+func (o *compareOpts) settle(ctx context.Context) {
+	syscall.Sync()
+	deadline := time.Now().Add(settleMax)
+	prev, err := readCPUTimes()
+	for err == nil && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(settleStep):
+		}
+		var cur cpuTimes
+		if cur, err = readCPUTimes(); err != nil {
+			break
+		}
+		if cur.idleShare(prev) >= settleIdle {
+			return
+		}
+		prev = cur
+	}
+	if err != nil {
+		o.logf("warning: not waiting for an idle machine: %v", err)
+		return
+	}
+	o.logf("warning: machine still busy after %v; measuring anyway", settleMax)
+}
+
+const (
+	settleIdle = 0.9
+	settleStep = 250 * time.Millisecond
+	settleMax  = 15 * time.Second
+)
+
+// cpuTimes are the machine's CPU times from /proc/stat, in ticks.
+type cpuTimes struct{ idle, total int64 }
+
+// idleShare is the share of the CPU time since prev that was idle.
+func (c cpuTimes) idleShare(prev cpuTimes) float64 {
+	if c.total <= prev.total {
+		return 0
+	}
+	return float64(c.idle-prev.idle) / float64(c.total-prev.total)
+}
+
+func readCPUTimes() (cpuTimes, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}, err
+	}
+	return parseCPUTimes(b)
+}
+
+// parseCPUTimes reads the first line of /proc/stat: "cpu" and the times
+// user, nice, system, idle, iowait, irq, softirq, steal (and guest times,
+// already counted in user and nice). I/O wait is not idle: the writes
+// still going on are what settle waits for.
+func parseCPUTimes(b []byte) (cpuTimes, error) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTimes{}, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var t cpuTimes
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return cpuTimes{}, fmt.Errorf("/proc/stat: %q: %w", line, err)
+		}
+		t.total += n
+		if i == 3 {
+			t.idle = n
+		}
+	}
+	return t, nil
 }
 
 // describe prints the settings of a compare run.

@@ -133,3 +133,28 @@ func TestSummarizeRuns(t *testing.T) {
 		t.Errorf("summary:\n%s", b.String())
 	}
 }
+
+// The idle share comes from /proc/stat's idle column alone: I/O wait,
+// the writes settle waits for, counts as busy.
+func TestCPUTimes(t *testing.T) {
+	prev, err := parseCPUTimes([]byte("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n"))
+	if err != nil || prev != (cpuTimes{idle: 800, total: 1000}) {
+		t.Fatalf("parse: %+v, %v", prev, err)
+	}
+	cur, err := parseCPUTimes([]byte("cpu  110 0 60 980 50 0 0 0 0 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cur.idleShare(prev); got != 0.9 {
+		t.Errorf("idle share %v, want 0.9", got)
+	}
+	waiting, _ := parseCPUTimes([]byte("cpu  110 0 60 980 250 0 0 0 0 0\n"))
+	if got := waiting.idleShare(cur); got != 0 {
+		t.Errorf("idle share while waiting for I/O %v, want 0", got)
+	}
+	for _, bad := range []string{"", "intr 1 2 3", "cpu 1 2 x 4 5 6 7 8"} {
+		if _, err := parseCPUTimes([]byte(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}

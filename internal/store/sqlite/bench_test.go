@@ -73,11 +73,7 @@ func BenchmarkDownload(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			for i := 0; i < b.N; i += perSession {
 				b.StopTimer()
-				for range min(perSession, b.N-i) {
-					if _, err := s.Deliver(b.Context(), bytes.NewReader(body), []store.Delivery{{UserID: id}}); err != nil {
-						b.Fatal(err)
-					}
-				}
+				deliverN(b, s, id, body, min(perSession, b.N-i))
 				b.StartTimer()
 				ms, err := s.List(b.Context(), id)
 				if err != nil {
@@ -103,6 +99,20 @@ func BenchmarkDownload(b *testing.B) {
 	}
 }
 
+// deliverN delivers n copies of body to the user and returns their UIDs.
+func deliverN(b *testing.B, s *Store, id int64, body []byte, n int) []uint64 {
+	b.Helper()
+	uids := make([]uint64, n)
+	for k := range uids {
+		u, err := s.Deliver(b.Context(), bytes.NewReader(body), []store.Delivery{{UserID: id}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		uids[k] = u[0]
+	}
+	return uids
+}
+
 func openB(b *testing.B) *Store {
 	b.Helper()
 	s, err := Open(b.TempDir())
@@ -121,14 +131,7 @@ func BenchmarkOpen(b *testing.B) {
 			s := openB(b)
 			id := benchUsers(b, s, 1)[0]
 			body := benchBody(size)
-			var uids []uint64
-			for range 200 {
-				u, err := s.Deliver(b.Context(), bytes.NewReader(body), []store.Delivery{{UserID: id}})
-				if err != nil {
-					b.Fatal(err)
-				}
-				uids = append(uids, u[0])
-			}
+			uids := deliverN(b, s, id, body, 200)
 			var n atomic.Int64
 			b.SetBytes(int64(len(body)))
 			b.ResetTimer()
@@ -186,14 +189,7 @@ func BenchmarkDelete(b *testing.B) {
 			var cpu time.Duration
 			for b.Loop() {
 				b.StopTimer()
-				uids := make([]uint64, perQuit)
-				for k := range uids {
-					u, err := s.Deliver(b.Context(), bytes.NewReader(body), []store.Delivery{{UserID: id}})
-					if err != nil {
-						b.Fatal(err)
-					}
-					uids[k] = u[0]
-				}
+				uids := deliverN(b, s, id, body, perQuit)
 				b.StartTimer()
 				before := cpuTime(b)
 				if err := s.Delete(b.Context(), id, uids); err != nil {

@@ -124,20 +124,8 @@ func dropUnreferenced(ctx context.Context, tx *sql.Tx, blobIDs []string) ([]stri
 	const unreferenced = `id IN (SELECT value FROM json_each(?1))
 		AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = blobs.id)
 		AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = blobs.id)`
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM blobs WHERE typeof(data) = 'null' AND `+unreferenced, string(ids))
+	dropped, err := queryStrings(ctx, tx, `SELECT id FROM blobs WHERE typeof(data) = 'null' AND `+unreferenced, string(ids))
 	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var dropped []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		dropped = append(dropped, id)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM blobs WHERE `+unreferenced, string(ids)); err != nil {

@@ -49,6 +49,20 @@ func need(t *testing.T, tools ...string) {
 	}
 }
 
+// needSwaksTLS skips the test when swaks cannot speak TLS: Debian's swaks
+// has Net::SSLeay and IO::Socket::SSL only as recommended packages, so an
+// install with --no-install-recommends leaves them out.
+func needSwaksTLS(t *testing.T) {
+	t.Helper()
+	out, _ := exec.Command("swaks", "--support").CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "TLS not available") {
+			t.Skipf("swaks cannot use TLS (install libnet-ssleay-perl and libio-socket-ssl-perl): %s",
+				strings.TrimSpace(line))
+		}
+	}
+}
+
 // instance is one data directory and config, and the serve process on it.
 type instance struct {
 	t       *testing.T

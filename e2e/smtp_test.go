@@ -428,6 +428,7 @@ func TestSMTPLimits(t *testing.T) {
 // AUTH, with an attachment.
 func TestSwaks(t *testing.T) {
 	need(t, "swaks")
+	needSwaksTLS(t)
 	in := newInstance(t, "")
 	in.addUser("alice@example.org", "pw-a")
 	in.addUser("bob@example.org", "pw-b")

@@ -1,4 +1,4 @@
-module postoffice
+module github.com/postoffice-mail/postoffice
 
 go 1.26.8
 

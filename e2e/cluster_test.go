@@ -14,9 +14,9 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"postoffice/internal/store"
-	"postoffice/internal/store/postgres/pgtest"
-	"postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/postgres/pgtest"
+	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
 // Several postoffice nodes on one PostgreSQL database (skipped without

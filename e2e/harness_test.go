@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "postoffice")
-	build := exec.Command("go", "build", "-o", binary, "postoffice/cmd/postoffice")
+	build := exec.Command("go", "build", "-o", binary, "github.com/postoffice-mail/postoffice/cmd/postoffice")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building postoffice: %v\n%s", err, out)

@@ -18,7 +18,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
 // compareOpts configures a side-by-side run.

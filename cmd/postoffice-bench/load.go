@@ -15,8 +15,8 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
-	"postoffice/internal/store"
-	"postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
 // hashCosts are the argon2id parameters of the benchmark's password hash.

@@ -12,12 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/directory"
-	"postoffice/internal/message"
-	"postoffice/internal/pop3"
-	"postoffice/internal/smtpd"
-	"postoffice/internal/store"
-	"postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/message"
+	"github.com/postoffice-mail/postoffice/internal/pop3"
+	"github.com/postoffice-mail/postoffice/internal/smtpd"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
 // The smoke test runs every workload of the load generator briefly against

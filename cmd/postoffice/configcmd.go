@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/control"
 )
 
 var configCommand = &command{

@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/control"
 )
 
 // The commands that drive a running 'postoffice serve' over its control

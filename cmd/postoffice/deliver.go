@@ -8,9 +8,9 @@ import (
 	"log/slog"
 	"strings"
 
-	"postoffice/internal/directory"
-	"postoffice/internal/router"
-	"postoffice/internal/server"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/router"
+	"github.com/postoffice-mail/postoffice/internal/server"
 )
 
 const (

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"postoffice/internal/directory"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 var domainCommand = &command{

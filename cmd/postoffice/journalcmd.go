@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 const journalUsage = "[--since DURATION|DATE] [--user ADDRESS] [--event EVENT] [--grep TEXT] [--limit N] [--json]"

@@ -10,7 +10,7 @@ import (
 	"os"
 	"strings"
 
-	"postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/config"
 )
 
 // Exit codes from sysexits.h, as mail delivery agents use them.

@@ -7,9 +7,9 @@ import (
 	"os/signal"
 	"path/filepath"
 
-	"postoffice/internal/config"
-	"postoffice/internal/migrate"
-	"postoffice/internal/store/postgres"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/migrate"
+	"github.com/postoffice-mail/postoffice/internal/store/postgres"
 )
 
 const migrateSummary = "copy every user, mailbox, queued message and journal entry from one store to another"

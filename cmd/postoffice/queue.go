@@ -11,9 +11,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"postoffice/internal/queue"
-	"postoffice/internal/server"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/queue"
+	"github.com/postoffice-mail/postoffice/internal/server"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 var queueCommand = &command{

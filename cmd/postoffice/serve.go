@@ -12,9 +12,9 @@ import (
 	"syscall"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/control"
-	"postoffice/internal/server"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/server"
 )
 
 const serveSummary = "run the mail services in the foreground until SIGINT or SIGTERM"

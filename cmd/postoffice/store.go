@@ -5,10 +5,10 @@ import (
 	"os"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/store"
-	"postoffice/internal/store/postgres"
-	"postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/postgres"
+	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
 // openTimeout bounds connecting to (and migrating) a database server.

@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/term"
 
-	"postoffice/internal/directory"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 var userCommand = &command{

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 const userSetUsage = "ADDRESS [--name NAME] [--quota BYTES] [--enable|--disable] [--login-delay SECONDS|default] [--expire DAYS|never|default]"

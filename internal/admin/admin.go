@@ -28,10 +28,10 @@ import (
 	"sync"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/control"
-	"postoffice/internal/directory"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // Controller is the running server as the console drives it.

@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/control"
-	"postoffice/internal/directory"
-	"postoffice/internal/store"
-	"postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
 // fakeCtl is the server as the console sees it.

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/control"
-	"postoffice/internal/directory"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // Dashboard.

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 func TestNormalizeAddress(t *testing.T) {

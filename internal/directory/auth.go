@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // ErrAuthFailed is returned (wrapped, with the reason for the logs) for an

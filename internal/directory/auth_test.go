@@ -6,9 +6,9 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"postoffice/internal/directory"
-	"postoffice/internal/store"
-	"postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
 func TestAuthenticate(t *testing.T) {

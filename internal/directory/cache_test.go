@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // oneUser is a minimal in-memory directory for the cache tests.

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // maxBatch bounds the entries committed in one transaction; queueLen the

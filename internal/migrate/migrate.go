@@ -19,7 +19,7 @@ import (
 	"slices"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // Store is a store a migration reads or writes.

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/store"
-	"postoffice/internal/store/postgres"
-	"postoffice/internal/store/postgres/pgtest"
-	"postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/postgres"
+	"github.com/postoffice-mail/postoffice/internal/store/postgres/pgtest"
+	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
 func openSQLite(t *testing.T) *sqlite.Store {

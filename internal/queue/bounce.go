@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"postoffice/internal/dsn"
-	"postoffice/internal/router"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/router"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // replyRE finds the remote reply in a recipient's LastError, as

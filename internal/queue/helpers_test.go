@@ -22,8 +22,8 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"postoffice/internal/store"
-	"postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
 // txn is one transaction a sink accepted.

@@ -23,7 +23,7 @@ import (
 	"sync"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // TLSLevel is how much TLS an outbound connection insists on.

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/dsn"
 )
 
 // bouncer is the built-in non-delivery step: a delivery status

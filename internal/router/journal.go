@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // journalEntries describes an accepted message for the mail journal: the

@@ -7,8 +7,8 @@ import (
 	"sync"
 	"testing"
 
-	"postoffice/internal/router"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/router"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // TestJournalEntries: an accepted message is journaled as received (with

@@ -22,7 +22,7 @@ import (
 	"log/slog"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // Envelope describes one message transaction, whichever door it used.

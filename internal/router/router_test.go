@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/router"
-	"postoffice/internal/store"
-	"postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/router"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
 type fixture struct {

@@ -10,7 +10,7 @@ import (
 	"os"
 	"strings"
 
-	"postoffice/internal/message"
+	"github.com/postoffice-mail/postoffice/internal/message"
 )
 
 // spoolMemory is how much of a message is kept in memory; larger messages

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"postoffice/internal/directory"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // maxAliasDepth bounds nested alias expansion; deeper is treated as a loop.

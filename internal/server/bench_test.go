@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/directory"
-	"postoffice/internal/pop3"
-	"postoffice/internal/store"
-	"postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/pop3"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
 // BenchmarkPOP3Session1000 measures one full POP3 session against the real

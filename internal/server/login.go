@@ -6,11 +6,11 @@ import (
 	"log/slog"
 	"time"
 
-	"postoffice/internal/authguard"
-	"postoffice/internal/clientinfo"
-	"postoffice/internal/config"
-	"postoffice/internal/directory"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/authguard"
+	"github.com/postoffice-mail/postoffice/internal/clientinfo"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // logins is what every password login goes through, POP3 and SMTP AUTH

@@ -13,10 +13,10 @@ import (
 	"sync"
 	"time"
 
-	"postoffice/internal/admin"
-	"postoffice/internal/config"
-	"postoffice/internal/control"
-	"postoffice/internal/tlsutil"
+	"github.com/postoffice-mail/postoffice/internal/admin"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/tlsutil"
 )
 
 // The operations of a running server, for the control socket and the web

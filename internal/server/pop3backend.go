@@ -10,11 +10,11 @@ import (
 	"sync"
 	"time"
 
-	"postoffice/internal/directory"
-	"postoffice/internal/journal"
-	"postoffice/internal/metrics"
-	"postoffice/internal/pop3"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/journal"
+	"github.com/postoffice-mail/postoffice/internal/metrics"
+	"github.com/postoffice-mail/postoffice/internal/pop3"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // pop3Backend adapts the directory and the mailbox store to the small

@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/journal"
-	"postoffice/internal/pop3"
-	"postoffice/internal/store"
-	"postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/journal"
+	"github.com/postoffice-mail/postoffice/internal/pop3"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
 // policyEnv is a pop3Backend over a real store with a settable clock.

@@ -4,9 +4,9 @@ import (
 	"context"
 	"net"
 
-	"postoffice/internal/config"
-	"postoffice/internal/control"
-	"postoffice/internal/proxyproto"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/proxyproto"
 )
 
 // Every listener of a service goes through a proxyproto.Listener, so that

@@ -5,10 +5,10 @@ import (
 	"log/slog"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/queue"
-	"postoffice/internal/router"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/queue"
+	"github.com/postoffice-mail/postoffice/internal/router"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // newQueueRunner builds the outbound queue runner from [queue]. Its

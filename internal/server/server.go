@@ -13,14 +13,14 @@ import (
 	"sync"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/control"
-	"postoffice/internal/journal"
-	"postoffice/internal/metrics"
-	"postoffice/internal/queue"
-	"postoffice/internal/router"
-	"postoffice/internal/store"
-	"postoffice/internal/tlsutil"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/journal"
+	"github.com/postoffice-mail/postoffice/internal/metrics"
+	"github.com/postoffice-mail/postoffice/internal/queue"
+	"github.com/postoffice-mail/postoffice/internal/router"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/tlsutil"
 )
 
 // Server runs every configured service of one postoffice process: each

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/directory"
-	"postoffice/internal/store"
-	"postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
 // testServer is a running Server on loopback with a config file.

@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/control"
-	"postoffice/internal/pop3"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/pop3"
 )
 
 // protoServer is what pop3.Server and smtpd.Server have in common.

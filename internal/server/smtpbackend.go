@@ -3,14 +3,14 @@ package server
 import (
 	"context"
 	"errors"
+	"github.com/postoffice-mail/postoffice/internal/authguard"
 	"io"
-	"postoffice/internal/authguard"
 
-	"postoffice/internal/directory"
-	"postoffice/internal/metrics"
-	"postoffice/internal/router"
-	"postoffice/internal/smtpd"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/metrics"
+	"github.com/postoffice-mail/postoffice/internal/router"
+	"github.com/postoffice-mail/postoffice/internal/smtpd"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // smtpBackend adapts the router and the directory to the small interface

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"time"
 
-	"postoffice/internal/config"
-	"postoffice/internal/pop3"
-	"postoffice/internal/queue"
-	"postoffice/internal/smtpd"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/pop3"
+	"github.com/postoffice-mail/postoffice/internal/queue"
+	"github.com/postoffice-mail/postoffice/internal/smtpd"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 func seconds(n int) time.Duration { return time.Duration(n) * time.Second }

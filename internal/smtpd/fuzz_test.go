@@ -35,7 +35,7 @@ func (h panicCounter) Handle(_ context.Context, r slog.Record) error {
 		return true
 	})
 	if strings.Contains(detail, "nil pointer dereference") && strings.Contains(detail, "go-smtp.(*Conn).handleBdat.func1()") &&
-		!strings.Contains(detail, "postoffice/internal/smtpd.") {
+		!strings.Contains(detail, "github.com/postoffice-mail/postoffice/internal/smtpd.") {
 		return nil
 	}
 	h.n.Add(1)

@@ -15,9 +15,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/postoffice-mail/postoffice/internal/netutil"
 	"log/slog"
 	"net"
-	"postoffice/internal/netutil"
 	"sync"
 	"time"
 

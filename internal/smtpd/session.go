@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/postoffice-mail/postoffice/internal/clientinfo"
 	"net"
-	"postoffice/internal/clientinfo"
 	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"

@@ -7,8 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"postoffice/internal/store"
-	"postoffice/internal/store/postgres/pgtest"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/postgres/pgtest"
 )
 
 // benchStore opens a store with 50 users on a new schema.

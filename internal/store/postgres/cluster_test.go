@@ -13,8 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"postoffice/internal/store"
-	"postoffice/internal/store/postgres/pgtest"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/postgres/pgtest"
 )
 
 // Two Stores on one schema are two nodes of a cluster.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // Lock implements store.Mailboxes with a row of mailbox_locks that holds

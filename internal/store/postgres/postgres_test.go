@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/store"
-	"postoffice/internal/store/postgres/pgtest"
-	"postoffice/internal/store/storetest"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/postgres/pgtest"
+	"github.com/postoffice-mail/postoffice/internal/store/storetest"
 )
 
 // TestConformance runs the suite every backend passes, each test in a

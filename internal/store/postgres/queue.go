@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // Enqueue implements store.Queue in one transaction: the body, the entry

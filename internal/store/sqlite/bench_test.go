@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // The store's side of the benchmark workloads (cmd/postoffice-bench),

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"time"
 
-	"postoffice/internal/directory"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // AddDomain implements store.Directory.

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // Concurrent deliveries share commits; one over quota fails alone.

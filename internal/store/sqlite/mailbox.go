@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // Deliver implements store.Mailboxes. A large body goes to one durable

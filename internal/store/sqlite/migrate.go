@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"postoffice/internal/directory"
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // The store.Exporter and store.Importer of the embedded backend, for

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // durationOf reads a nullable column of seconds.

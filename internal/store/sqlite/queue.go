@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // Enqueue implements store.Queue like Deliver: the body goes to one durable

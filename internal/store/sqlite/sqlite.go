@@ -24,7 +24,7 @@ import (
 
 	_ "modernc.org/sqlite" // the "sqlite" driver
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 const (

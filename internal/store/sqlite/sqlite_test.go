@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/store"
-	"postoffice/internal/store/storetest"
+	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store/storetest"
 )
 
 func TestConformance(t *testing.T) {

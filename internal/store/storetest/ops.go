@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 func sameDuration(a, b *time.Duration) bool {

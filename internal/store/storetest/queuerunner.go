@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // The methods a queue runner uses: claiming due messages, recording the

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // OpenFunc opens the store whose data is kept under dir, a directory the

@@ -22,7 +22,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	"github.com/miekg/dns"
+	"github.com/postoffice-mail/postoffice/internal/testlib"
 )
 
 // The outbound queue end to end: the real binary delivering to another
@@ -35,53 +35,7 @@ import (
 // in the zone do not exist (NXDOMAIN).
 func startDNS(t *testing.T, zone ...string) string {
 	t.Helper()
-	var rrs []dns.RR
-	for _, z := range zone {
-		rr, err := dns.NewRR(z)
-		if err != nil {
-			t.Fatalf("zone record %q: %v", z, err)
-		}
-		rrs = append(rrs, rr)
-	}
-	handler := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(req)
-		q := req.Question[0]
-		exists := false
-		for _, rr := range rrs {
-			if strings.EqualFold(rr.Header().Name, q.Name) {
-				exists = true
-				if rr.Header().Rrtype == q.Qtype {
-					m.Answer = append(m.Answer, rr)
-				}
-			}
-		}
-		if !exists {
-			m.Rcode = dns.RcodeNameError
-		}
-		w.WriteMsg(m)
-	})
-	// The same port for UDP and TCP: retry while the TCP one is taken.
-	var pc net.PacketConn
-	var l net.Listener
-	for try := 0; l == nil; try++ {
-		var err error
-		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err != nil {
-			pc.Close()
-			if try == 50 {
-				t.Fatal(err)
-			}
-		}
-	}
-	udp := &dns.Server{PacketConn: pc, Handler: handler}
-	tcp := &dns.Server{Listener: l, Handler: handler}
-	go udp.ActivateAndServe()
-	go tcp.ActivateAndServe()
-	t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
-	return pc.LocalAddr().String()
+	return testlib.StartDNS(t, zone...).Addr
 }
 
 // commonPort finds one TCP port free on every given loopback address

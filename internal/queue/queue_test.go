@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/miekg/dns"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
+	"github.com/postoffice-mail/postoffice/internal/testlib"
 )
 
 func TestBackoff(t *testing.T) {
@@ -131,62 +131,14 @@ func TestLookupMX(t *testing.T) {
 }
 
 // startDNS serves zone (presentation-format records) on a loopback UDP
-// and TCP port with github.com/miekg/dns. Names under "fail." answer
-// SERVFAIL; "big.test" MX answers are truncated over UDP.
+// and TCP port. Names under "fail." answer SERVFAIL; "big.test" answers
+// are truncated over UDP.
 func startDNS(t *testing.T, zone ...string) string {
 	t.Helper()
-	var rrs []dns.RR
-	for _, z := range zone {
-		rr, err := dns.NewRR(z)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rrs = append(rrs, rr)
-	}
-	handler := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(req)
-		q := req.Question[0]
-		exists := false
-		for _, rr := range rrs {
-			if strings.EqualFold(rr.Header().Name, q.Name) {
-				exists = true
-				if rr.Header().Rrtype == q.Qtype {
-					m.Answer = append(m.Answer, rr)
-				}
-			}
-		}
-		switch {
-		case strings.HasSuffix(q.Name, "fail.test."):
-			m.Rcode = dns.RcodeServerFailure
-		case !exists:
-			m.Rcode = dns.RcodeNameError
-		case q.Name == "big.test." && w.RemoteAddr().Network() == "udp":
-			m.Answer, m.Truncated = nil, true
-		}
-		w.WriteMsg(m)
-	})
-	// The same port for UDP and TCP: retry while the TCP one is taken.
-	var pc net.PacketConn
-	var l net.Listener
-	for try := 0; l == nil; try++ {
-		var err error
-		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err != nil {
-			pc.Close()
-			if try == 50 {
-				t.Fatal(err)
-			}
-		}
-	}
-	udp := &dns.Server{PacketConn: pc, Handler: handler}
-	tcp := &dns.Server{Listener: l, Handler: handler}
-	go udp.ActivateAndServe()
-	go tcp.ActivateAndServe()
-	t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
-	return pc.LocalAddr().String()
+	d := testlib.StartDNS(t, zone...)
+	d.ServFail("fail.test.")
+	d.Truncate("big.test.")
+	return d.Addr
 }
 
 func TestDNSResolver(t *testing.T) {

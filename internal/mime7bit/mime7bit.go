@@ -3,8 +3,9 @@
 // cannot send 8-bit data convert it to 7 bit "using the MIME
 // content-transfer-encodings" (RFC 2045 section 6) instead of returning
 // it. Each leaf part with octets above 127 gets quoted-printable, when it
-// is text and mostly ASCII, or base64 otherwise (RFC 2045 section 6.2
-// names the first for mostly-ASCII data and the second for the rest);
+// is text and mostly ASCII, or base64 otherwise (RFC 2045 section 6.7
+// means the first for data that is largely printable ASCII, section 6.8
+// the second for arbitrary octets);
 // multipart bodies are converted part by part and message/rfc822 parts
 // recursively, since neither may be encoded (RFC 2046 sections 5.1 and
 // 5.2.1). Everything else, the header fields above all, is kept octet for
@@ -178,7 +179,10 @@ func convertEntity(out *bytes.Buffer, ent []byte, defaultType string, depth int)
 }
 
 // chooseEncoding picks quoted-printable for text that is mostly ASCII
-// (readable as it travels), base64 for the rest (RFC 2045 section 6.2).
+// (readable as it travels; RFC 2045 section 6.7), base64 for the rest
+// (section 6.8): binary content, and text in which more than a third of
+// the octets are 8-bit, which quoted-printable would make longer than
+// base64 does.
 func chooseEncoding(mediaType string, body []byte) string {
 	if !strings.HasPrefix(mediaType, "text/") || bytes.IndexByte(body, 0) >= 0 {
 		return "base64"
@@ -189,7 +193,7 @@ func chooseEncoding(mediaType string, body []byte) string {
 			high++
 		}
 	}
-	if high*4 > len(body) {
+	if high*3 > len(body) {
 		return "base64"
 	}
 	return "quoted-printable"

@@ -211,7 +211,7 @@ func TestConvertThunderbird(t *testing.T) {
 		"Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\r\n0J/RgNC4",
 		"Content-Type: application/octet-stream; name=\"raw.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\nAAH//iBiaW5hcnkggA==\r\n",
 		"ZURlY29kZT4+CnN0cmVhbQo=\r\n--------------mixed0123", // untouched
-		"\r\n.a line that starts with a dot",                      // QP keeps it; the SMTP client stuffs it
+		"\r\n.a line that starts with a dot",                  // QP keeps it; the SMTP client stuffs it
 	} {
 		if !bytes.Contains(out, []byte(c)) {
 			t.Errorf("output lacks %q", c)

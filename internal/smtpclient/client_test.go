@@ -89,7 +89,7 @@ func TestPipeliningAndDSN(t *testing.T) {
 			"RCPT TO:<d@y.test> ORCPT=utf-8;j\\x{F6}rg@y.test",
 			"DATA"),
 		S("250 2.1.0 ok", "250 2.1.5 ok", "450 4.2.1 try later", "250 2.1.5 ok", "354 go ahead"),
-		D(body+".\r\n"),
+		D(body + ".\r\n"),
 		S("250 2.0.0 ok"),
 		C("QUIT"),
 		S("221 bye"),
@@ -545,7 +545,7 @@ func TestConvertTo7Bit(t *testing.T) {
 		S("250-mx.test", "250-PIPELINING", "250 SIZE"),
 		G("MAIL FROM:<a@x.test> SIZE=113", "RCPT TO:<b@y.test>", "DATA"),
 		S("250 ok", "250 ok", "354 go"),
-		D(out+".\r\n"),
+		D(out + ".\r\n"),
 		S("250 ok"),
 	})
 	if len(out) != 113 {

@@ -217,7 +217,6 @@ type Conn struct {
 	created time.Time
 	broken  bool // an error left the connection in an unknown state
 	used    bool // a transaction ran: RSET before the next
-	sent    int  // transactions begun
 }
 
 // Dial connects to t and sets up a session: the greeting, EHLO (HELO to

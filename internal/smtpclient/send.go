@@ -190,7 +190,6 @@ func (c *Conn) transact(ctx context.Context, m *Message, prep *prepared) (res *R
 	}
 	cmds = append(cmds, command{"DATA", "DATA", t.DataInit, -1})
 	c.used = true
-	c.sent++
 
 	// RFC 2920 section 3.1: RSET, MAIL and RCPT may be sent without
 	// waiting for their replies, and DATA ends the group; the replies

@@ -259,6 +259,40 @@ func TestTLSMayFallsBack(t *testing.T) {
 	}
 }
 
+// STARTTLS refused with 454: "may" goes on in plaintext on the same
+// connection, without another EHLO; "encrypt" gives up.
+func TestSTARTTLSRefused(t *testing.T) {
+	s := serveScripts(t, []step{
+		S("220 mx.test ESMTP"),
+		C("EHLO client.test"),
+		S("250-mx.test", "250-STARTTLS", "250 PIPELINING"),
+		C("STARTTLS"),
+		S("454 4.7.0 TLS not available"),
+		G("MAIL FROM:<a@x.test>", "RCPT TO:<b@y.test>", "DATA"),
+		S("250 ok", "250 ok", "354 go"),
+		D("x\r\n.\r\n"),
+		S("250 ok"),
+	}, []step{
+		S("220 mx.test ESMTP"),
+		C("EHLO client.test"),
+		S("250-mx.test", "250 STARTTLS"),
+		C("STARTTLS"),
+		S("454 4.7.0 TLS not available"),
+		EOF(),
+	})
+	c := dialScript(t, s, Options{TLS: TLSMay})
+	if st := c.TLS(); st.Encrypted || !st.FellBack {
+		t.Errorf("TLS %+v", st)
+	}
+	if _, err := send(t, c, msg("a@x.test", "x\r\n", "b@y.test")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Dial(context.Background(), testConfig(), s.target(), Options{TLS: TLSEncrypt})
+	if e, ok := AsError(err); !ok || e.Kind != KindReply || e.Command != "STARTTLS" || e.Reply.Code != 454 {
+		t.Errorf("encrypt, STARTTLS refused: %v", err)
+	}
+}
+
 // A reply that comes with the 220 to STARTTLS came before TLS: refused.
 func TestSTARTTLSInjection(t *testing.T) {
 	s := serveScripts(t, []step{

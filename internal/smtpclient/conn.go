@@ -314,7 +314,12 @@ func (c *Conn) setup(level TLSLevel) (*Error, bool) {
 		return localError(c.host, "EHLO", KindTLS, false, "4.7.4", "STARTTLS is not offered, and TLS level %q requires it", level), false
 	}
 	if useTLS {
-		if err, handshake := c.startTLS(level); err != nil {
+		err, handshake := c.startTLS(level)
+		if err != nil && err.Kind == KindReply && level == TLSMay && !c.broken {
+			// STARTTLS refused (454, RFC 3207 section 4): the session is
+			// as it was, and "may" goes on in plaintext.
+			c.tls.FellBack = true
+		} else if err != nil {
 			return err, handshake
 		}
 	}
@@ -373,10 +378,7 @@ func (c *Conn) startTLS(level TLSLevel) (*Error, bool) {
 		return err, false
 	}
 	if rep.Code != 220 {
-		e := replyError(c.host, "STARTTLS", rep)
-		// A refused STARTTLS is like a failed handshake: "may" goes on
-		// in plaintext on a new connection.
-		return e, true
+		return replyError(c.host, "STARTTLS", rep), false
 	}
 	if c.r.Buffered() > 0 {
 		// Whatever the peer sent after its 220 came before TLS and would

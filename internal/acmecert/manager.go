@@ -147,6 +147,8 @@ type Manager struct {
 	now    func() time.Time
 
 	mu     sync.RWMutex
+	wanted []string           // the names of the last check, hostname first
+	busy   bool               // at the last check, another node held the lock
 	certs  map[string]*loaded // by name
 	state  map[string]*persisted
 	client *acme.Client // nil until the first issuance
@@ -312,6 +314,10 @@ func (m *Manager) Wake() {
 func (m *Manager) nextCheck(now time.Time) time.Duration {
 	next := now.Add(m.cfg.CheckInterval)
 	m.mu.RLock()
+	if m.busy {
+		// Another node is obtaining: look for its certificates soon.
+		next = now.Add(min(m.cfg.CheckInterval, 30*time.Second))
+	}
 	for name, p := range m.state {
 		if m.certs[name] == nil && p.NextAttempt.Before(next) {
 			next = p.NextAttempt // no certificate: the retry
@@ -350,6 +356,9 @@ func (m *Manager) Check(ctx context.Context) error {
 		return err
 	}
 	m.forgetOthers(names)
+	m.mu.Lock()
+	m.wanted, m.busy = names, false
+	m.mu.Unlock()
 	var due []string
 	for _, n := range names {
 		m.load(ctx, n)
@@ -367,6 +376,9 @@ func (m *Manager) Check(ctx context.Context) error {
 	}
 	if !ok {
 		m.log.Info("another node is obtaining certificates", "due", len(due))
+		m.mu.Lock()
+		m.busy = true
+		m.mu.Unlock()
 		return nil
 	}
 	defer func() {
@@ -575,33 +587,13 @@ func (m *Manager) backoff(n int) time.Duration {
 	return d - time.Duration(rand.Int64N(int64(d)/10+1))
 }
 
-// Status returns the status of every name, hostname first.
+// Status returns the status of every name wanted at the last check,
+// hostname first, also of those without a certificate yet.
 func (m *Manager) Status() []Status {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	names := make([]string, 0, len(m.certs)+len(m.state))
-	for n := range m.certs {
-		names = append(names, n)
-	}
-	for n := range m.state {
-		if m.certs[n] == nil {
-			names = append(names, n)
-		}
-	}
-	slices.SortFunc(names, func(a, b string) int {
-		if a == b {
-			return 0
-		}
-		if a == m.cfg.Hostname {
-			return -1
-		}
-		if b == m.cfg.Hostname {
-			return 1
-		}
-		return strings.Compare(a, b)
-	})
-	st := make([]Status, len(names))
-	for i, n := range names {
+	st := make([]Status, len(m.wanted))
+	for i, n := range m.wanted {
 		st[i] = m.statusLocked(n)
 	}
 	return st

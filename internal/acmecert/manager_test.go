@@ -263,6 +263,15 @@ func TestOtherNodeHoldsLock(t *testing.T) {
 	if !strings.Contains(f.logs.String(), "another node is obtaining certificates") {
 		t.Fatalf("log:\n%s", f.logs.String())
 	}
+	// Both names are reported, without certificates yet, and this node
+	// looks again soon rather than after CheckInterval.
+	st := f.m.Status()
+	if len(st) != 2 || st[0].Name != "mail.example.com" || !st[0].NotAfter.IsZero() || !st[1].NotAfter.IsZero() {
+		t.Fatalf("status %+v", st)
+	}
+	if d := f.m.nextCheck(f.now); d != 30*time.Second {
+		t.Fatalf("next check in %v, want 30s while another node obtains", d)
+	}
 	// The other node stores its certificates; this one serves them at its
 	// next check.
 	c := f.store(t, "autoconfig.example.com", f.now, f.now.Add(90*24*time.Hour))

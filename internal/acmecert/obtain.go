@@ -97,6 +97,7 @@ func (m *Manager) obtain(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	m.log.Info("requesting a certificate", "name", name, "challenge", m.cfg.Challenge, "directory", m.cfg.DirectoryURL)
 	order, err := c.AuthorizeOrder(ctx, acme.DomainIDs(name))
 	if err != nil {
 		return fmt.Errorf("new order: %w", err)

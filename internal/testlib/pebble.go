@@ -160,15 +160,22 @@ func (p *Pebble) Stop() {
 	})
 }
 
-// Roots returns pebble's root certificates (they change at every start),
-// from its management interface: what a client trusts to verify the
-// certificates pebble issued.
-func (p *Pebble) Roots(t testing.TB) *x509.CertPool {
+// RootsPEM returns pebble's root certificate in PEM (it changes at every
+// start), from its management interface: what a client trusts to verify
+// the certificates pebble issued.
+func (p *Pebble) RootsPEM(t testing.TB) []byte {
 	t.Helper()
 	b, err := p.get(t, "/roots/0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+// Roots returns RootsPEM as a pool.
+func (p *Pebble) Roots(t testing.TB) *x509.CertPool {
+	t.Helper()
+	b := p.RootsPEM(t)
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
 		t.Fatalf("pebble's /roots/0 holds no PEM certificate: %q", b)

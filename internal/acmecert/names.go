@@ -74,8 +74,8 @@ func Names(hostname string, templates, domains []string) (names []string, skippe
 // normalizeName returns name in lower-case A-label form, or why it cannot
 // have a certificate from a public CA: only letters, digits and hyphens in
 // labels of 1 to 63 octets (RFC 1123 section 2.1), at least two labels, at
-// most 253 octets; no wildcard (HTTP-01 and TLS-ALPN-01 cannot validate
-// one, RFC 8555 section 7.1.3).
+// most 253 octets; no wildcard (CAs validate those by DNS-01 only, which
+// this package does not answer).
 func normalizeName(name string) (string, error) {
 	name = strings.TrimSuffix(name, ".")
 	a, err := idna.Lookup.ToASCII(name)

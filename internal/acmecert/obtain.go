@@ -142,8 +142,8 @@ func (m *Manager) obtain(ctx context.Context, name string) error {
 }
 
 // authorize answers the configured challenge of one authorization, unless
-// it is already valid (the CA may reuse a recent one, RFC 8555 section
-// 7.1.4).
+// it is already valid (completed for a previous order, RFC 8555 section
+// 7.4).
 func (m *Manager) authorize(ctx context.Context, c *acme.Client, url string) error {
 	z, err := c.GetAuthorization(ctx, url)
 	if err != nil {

@@ -110,10 +110,10 @@ func ParseAddress(s string) (addr, domain string, err error) {
 
 // SRVRecords returns the SRV records (presentation format, without TTL)
 // that let clients find the listeners of domain's mail (RFC 6186 section
-// 3; _submissions of RFC 8314 section 5.1), implicit TLS first by priority
-// (RFC 6186 section 3.4: the lowest priority across _pop3 and _pop3s is
-// tried first), and IMAP declared absent with the target "." (RFC 2782),
-// so that clients do not look for it.
+// 3; _submissions of RFC 8314 section 5.1), implicit TLS with the lower,
+// preferred priority (RFC 2782; RFC 8314 section 3 prefers implicit TLS),
+// and IMAP declared absent with the target "." (RFC 2782), so that
+// clients do not look for it.
 func (h Host) SRVRecords(domain string) []string {
 	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
 	target := strings.TrimSuffix(h.Hostname, ".") + "."

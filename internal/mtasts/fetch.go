@@ -120,7 +120,7 @@ type Result struct {
 // that policy; with a new id, the policy fetched anew, or the cached one
 // if fetching fails; without a record (or when DNS fails), the cached one
 // until it expires: a withdrawn record does not withdraw a cached policy
-// (section 10.2 withdraws by publishing mode none). Without any, Policy
+// (section 8.3 withdraws by publishing mode none). Without any, Policy
 // is nil: deliver as if the domain had no MTA-STS.
 func (f *Fetcher) Get(ctx context.Context, domain string) Result {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
@@ -154,9 +154,10 @@ func (f *Fetcher) Get(ctx context.Context, domain string) Result {
 	}
 	f.mu.Lock()
 	fresh := c.policy != nil && c.id == rec.ID && now.Before(c.fetched.Add(c.policy.MaxAge))
-	// RFC 8461 section 5.1: a policy still in use is refreshed before it
-	// expires, so that a short outage of the policy host at its expiry
-	// does not drop it; here once half its max_age has passed.
+	// A policy still in use is refreshed before it expires (section 5.1
+	// allows checking for a new policy at any time), so that a short
+	// outage of the policy host at its expiry does not drop it; here once
+	// half its max_age has passed.
 	stale := fresh && !now.Before(c.fetched.Add(c.policy.MaxAge/2))
 	backoff := c.failedID == rec.ID && now.Before(c.retryAt)
 	lastErr := c.lastErr

@@ -25,8 +25,9 @@ type Record struct {
 }
 
 // Mailto returns the rua URI for reports by mail to address, with the
-// characters RFC 8460 section 3 says must be encoded ("," and ";", and
-// what a mailto URI itself encodes, RFC 6068) percent-encoded.
+// characters RFC 8460 section 3 says must be encoded in a tlsrpt-uri (",",
+// "!" and ";"), and what a mailto URI itself encodes (RFC 6068),
+// percent-encoded.
 func Mailto(address string) string {
 	return "mailto:" + (&url.URL{Path: address}).EscapedPath()
 }
@@ -39,7 +40,7 @@ func (r Record) String() string {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(strings.NewReplacer(",", "%2C", ";", "%3B").Replace(u))
+		b.WriteString(strings.NewReplacer(",", "%2C", "!", "%21", ";", "%3B").Replace(u))
 	}
 	for _, e := range r.Extensions {
 		b.WriteString("; " + e[0] + "=" + e[1])
@@ -50,7 +51,8 @@ func (r Record) String() string {
 // Parse parses a record by the ABNF of RFC 8460 section 3: "v=TLSRPTv1"
 // first, fields separated by ";" with optional spaces around it, rua
 // required (a list of mailto: or https: URIs separated by ","; the first
-// rua field counts), unknown fields kept.
+// rua field counts; "!" inside one must be percent-encoded), unknown
+// fields kept.
 func Parse(txt string) (Record, error) {
 	var r Record
 	rest, ok := strings.CutPrefix(txt, "v=TLSRPTv1")
@@ -85,7 +87,7 @@ func Parse(txt string) (Record, error) {
 		for _, u := range strings.Split(value, ",") {
 			u = strings.Trim(u, " \t")
 			pu, err := url.Parse(u)
-			if err != nil || (pu.Scheme != "mailto" && pu.Scheme != "https") || strings.ContainsAny(u, " \t") {
+			if err != nil || (pu.Scheme != "mailto" && pu.Scheme != "https") || strings.ContainsAny(u, " \t!") {
 				return r, fmt.Errorf("tls-rpt record: rua %q: a mailto: or https: URI", u)
 			}
 			if pu.Scheme == "mailto" && !strings.Contains(pu.Opaque, "@") {

@@ -2,6 +2,7 @@ package tlsrpt
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -16,7 +17,10 @@ func TestRecord(t *testing.T) {
 		t.Fatalf("Parse(String) = %+v, %v", back, err)
 	}
 	// An address with "," or ";" is percent-encoded, so the record parses.
-	odd := Record{RUA: []string{Mailto(`"a,b;c"@example.com`)}}
+	odd := Record{RUA: []string{Mailto(`"a,b;c!"@example.com`)}}
+	if strings.ContainsAny(strings.TrimPrefix(odd.String(), "v=TLSRPTv1; "), ",;!") {
+		t.Fatalf("unencoded in %q", odd.String())
+	}
 	if back, err := Parse(odd.String()); err != nil || len(back.RUA) != 1 {
 		t.Fatalf("%q: %+v, %v", odd.String(), back, err)
 	}
@@ -42,6 +46,7 @@ func TestParse(t *testing.T) {
 		"v=TLSRPTv1; rua=", "v=TLSRPTv1; rua=http://r.example/", "v=TLSRPTv1; rua=ftp://r.example/",
 		"v=TLSRPTv1; rua=mailto:nobody", "v=TLSRPTv1; rua=https:///path", "rua=mailto:a@example.com; v=TLSRPTv1",
 		"v=TLSRPTv1x; rua=mailto:a@example.com", "v=TLSRPTv1; rua=mailto:a@example.com; e=a=b",
+		"v=TLSRPTv1; rua=mailto:a!b@example.com",
 	} {
 		if r, err := Parse(txt); err == nil {
 			t.Errorf("Parse(%q) accepted: %+v", txt, r)

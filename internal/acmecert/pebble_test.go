@@ -330,7 +330,8 @@ func TestPebbleRenewal(t *testing.T) {
 // is logged and reported, and the old certificate keeps serving.
 func TestPebbleDown(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 30*time.Second)
+	// Renewal falls due after 30 s, leaving 15 s for two failures.
+	e := newEnv(t, 45*time.Second)
 	var mu sync.Mutex
 	var failed []acmecert.Status
 	m := e.manager(func(c *acmecert.Config) {

@@ -45,7 +45,8 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 }
 
 // TLSConfig returns a copy of base (nil: a new config, TLS 1.2 or newer)
-// that serves the ACME certificates and answers TLS-ALPN-01 validation.
+// that serves the ACME certificates and answers TLS-ALPN-01 validation;
+// base's Certificates are dropped (Config.Fallback serves other names).
 // Only a ClientHello offering exactly "acme-tls/1", as a CA sends (RFC 8737
 // section 3), is answered with the challenge certificate and that protocol;
 // other clients see base's NextProtos unchanged, so a listener's own ALPN

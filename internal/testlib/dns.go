@@ -13,8 +13,8 @@ import (
 )
 
 // DNS is an authoritative DNS server on a loopback UDP and TCP port (the
-// same port for both), serving records in presentation format. Names not
-// in the zone do not exist (NXDOMAIN); names under a ServFail suffix
+// same port for both), serving records in presentation format, following
+// CNAMEs inside the zone. Names not in the zone do not exist (NXDOMAIN); names under a ServFail suffix
 // answer SERVFAIL; answers for a Truncate name over UDP are empty and
 // truncated, so that a resolver retries over TCP (RFC 7766 section 5).
 type DNS struct {
@@ -116,13 +116,29 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	name := strings.ToLower(q.Name)
 	d.mu.Lock()
 	exists := false
-	for _, rr := range d.rrs {
-		if strings.EqualFold(rr.Header().Name, q.Name) {
+	// A name that has a CNAME answers with it and, for another type, with
+	// the records of its target in the zone (RFC 1034 section 4.3.2, step
+	// 3a), as an authoritative server does; at most 8 links.
+	for qname, hops := q.Name, 0; hops < 8; hops++ {
+		var cname *dns.CNAME
+		found := false
+		for _, rr := range d.rrs {
+			if !strings.EqualFold(rr.Header().Name, qname) {
+				continue
+			}
 			exists = true
 			if rr.Header().Rrtype == q.Qtype || q.Qtype == dns.TypeANY {
 				m.Answer = append(m.Answer, dns.Copy(rr))
+				found = true
+			} else if c, ok := rr.(*dns.CNAME); ok {
+				cname = c
 			}
 		}
+		if found || cname == nil {
+			break
+		}
+		m.Answer = append(m.Answer, dns.Copy(cname))
+		qname = cname.Target
 	}
 	servFail := false
 	for _, s := range d.servFail {

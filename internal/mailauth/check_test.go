@@ -19,7 +19,7 @@ var (
 
 // authDNS starts a DNS server with the SPF, DKIM and DMARC records the
 // checks below need.
-func authDNS(t *testing.T) *testlib.DNS {
+func authDNS(t testing.TB) *testlib.DNS {
 	t.Helper()
 	rk, ek := testKeys(t)
 	d := keyDNS(t, rk, ek)

@@ -30,7 +30,7 @@ func txtRR(name, value string) string {
 }
 
 // keyDNS starts a DNS server with the key records of keys.
-func keyDNS(t *testing.T, keys ...Key) *testlib.DNS {
+func keyDNS(t testing.TB, keys ...Key) *testlib.DNS {
 	t.Helper()
 	d := testlib.StartDNS(t)
 	for _, k := range keys {

@@ -34,6 +34,7 @@ func TestServer(t *testing.T) {
 		`mx1.a.test. 60 IN A 192.0.2.1`,
 		`mx1.a.test. 60 IN AAAA 2001:db8::1`,
 		`v4only.a.test. 60 IN A 192.0.2.2`,
+		`alias.a.test. 60 IN CNAME mx1.a.test.`,
 		`1.2.0.192.in-addr.arpa. 60 IN PTR mx1.a.test.`,
 		`_submissions._tcp.a.test. 60 IN SRV 0 1 465 mx1.a.test.`,
 		`big.a.test. 60 IN TXT "`+strings.Repeat("x", 250)+`"`,
@@ -88,6 +89,14 @@ func TestServer(t *testing.T) {
 	// failure.
 	if addrs, err := r.LookupIPAddr(ctx, "v4only.a.test"); err != nil || len(addrs) != 1 {
 		t.Errorf("v4only = %v, %v", addrs, err)
+	}
+
+	// Through a CNAME: the target's records, not the CNAME itself.
+	if addrs, err := r.LookupIPAddr(ctx, "alias.a.test"); err != nil || len(addrs) != 2 || !addrs[0].IP.Equal(net.ParseIP("192.0.2.1")) {
+		t.Errorf("alias = %v, %v; want mx1's two addresses", addrs, err)
+	}
+	if txts, err := r.LookupTXT(ctx, "alias.a.test"); !dnsError(t, err).IsNotFound {
+		t.Errorf("TXT through a CNAME to a name without TXT: %q, %v; want not found", txts, err)
 	}
 
 	names, err := r.LookupAddr(ctx, "192.0.2.1")

@@ -13,8 +13,9 @@ import (
 )
 
 // DNS is an authoritative DNS server on a loopback UDP and TCP port (the
-// same port for both), serving records in presentation format. Names not
-// in the zone do not exist (NXDOMAIN); names under a ServFail suffix
+// same port for both), serving records in presentation format; a CNAME
+// is followed inside the zone. Names not in the zone do not exist
+// (NXDOMAIN); names under a ServFail suffix
 // answer SERVFAIL; answers for a Truncate name over UDP are empty and
 // truncated, so that a resolver retries over TCP (RFC 7766 section 5).
 type DNS struct {
@@ -116,13 +117,29 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	name := strings.ToLower(q.Name)
 	d.mu.Lock()
 	exists := false
-	for _, rr := range d.rrs {
-		if strings.EqualFold(rr.Header().Name, q.Name) {
-			exists = true
+	// A name with a CNAME answers with it and with the target's records,
+	// as far as the zone holds them (RFC 1034 section 4.3.2, step 3a).
+	owner := q.Name
+	for hops := 0; hops < 8; hops++ {
+		var cname string
+		for _, rr := range d.rrs {
+			if !strings.EqualFold(rr.Header().Name, owner) {
+				continue
+			}
+			if hops == 0 {
+				exists = true
+			}
 			if rr.Header().Rrtype == q.Qtype || q.Qtype == dns.TypeANY {
 				m.Answer = append(m.Answer, dns.Copy(rr))
+			} else if c, ok := rr.(*dns.CNAME); ok {
+				m.Answer = append(m.Answer, dns.Copy(rr))
+				cname = c.Target
 			}
 		}
+		if cname == "" {
+			break
+		}
+		owner = cname
 	}
 	servFail := false
 	for _, s := range d.servFail {

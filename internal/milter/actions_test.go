@@ -358,3 +358,32 @@ func TestChain(t *testing.T) {
 		t.Errorf("second rejects: %+v", res.Verdict)
 	}
 }
+
+// A milter that needs no more headers or body says skip (protocol 6):
+// it gets none, and still its end of message.
+func TestSkip(t *testing.T) {
+	ctx := context.Background()
+	sc := &script{answer: func(ev, arg string) *gomilter.Response {
+		if ev == "header" || ev == "body" {
+			return gomilter.RespSkip
+		}
+		return nil
+	}, eom: func(m gomilter.Modifier) error { return m.AddHeader("X-Seen", "end") }}
+	c, _ := newClient(t, Config{Address: startScript(t, sc, gomilter.WithProtocol(gomilter.OptSkip))})
+	s := c.Session(testConn)
+	defer s.Close()
+	body := strings.Repeat("x", 3*chunkSize)
+	res := end(t, ctx, transaction(t, ctx, s, "bob@example.org"), "From: a@example.net\r\nTo: b@example.org\r\n\r\n"+body)
+	var headers, chunks int
+	for _, e := range sc.Events() {
+		if strings.HasPrefix(e, "header ") {
+			headers++
+		}
+		if strings.HasPrefix(e, "body ") {
+			chunks++
+		}
+	}
+	if headers != 1 || chunks != 1 || !strings.Contains(readAll(t, res.Message()), "X-Seen: end") {
+		t.Errorf("%d headers, %d chunks after skips; result %+v", headers, chunks, res.Verdict)
+	}
+}

@@ -163,7 +163,7 @@ func (b scriptMilter) Abort(m gomilter.Modifier) error {
 
 // startScript serves a script on loopback (or the unix socket path
 // given) and returns its address for Config.Address.
-func startScript(t *testing.T, s *script, opts ...gomilter.Option) string {
+func startScript(t testing.TB, s *script, opts ...gomilter.Option) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -172,7 +172,7 @@ func startScript(t *testing.T, s *script, opts ...gomilter.Option) string {
 	return serveScript(t, ln, s, opts...)
 }
 
-func serveScript(t *testing.T, ln net.Listener, s *script, opts ...gomilter.Option) string {
+func serveScript(t testing.TB, ln net.Listener, s *script, opts ...gomilter.Option) string {
 	t.Helper()
 	opts = append([]gomilter.Option{
 		gomilter.WithMilter(func() gomilter.Milter { return scriptMilter{s: s} }),

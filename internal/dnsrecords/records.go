@@ -28,8 +28,8 @@ import (
 )
 
 // Ports are the ports of the client services; 0 for a service not
-// offered, which gets a "not available" SRV record (target ".", RFC 6186
-// section 4).
+// offered, which gets a "not available" SRV record (target ".": the
+// service "is decidedly not available", RFC 2782).
 type Ports struct {
 	Submission  int // SMTP submission with STARTTLS (587, RFC 6409)
 	Submissions int // submission over implicit TLS (465, RFC 8314)
@@ -257,7 +257,7 @@ func Records(d Domain) ([]Record, error) {
 		comment := fmt.Sprintf("Mail clients find %s at port %d (RFC 6186).", what, port)
 		if port == 0 {
 			rr.Priority, rr.Weight, rr.Target = 0, 0, "."
-			comment = fmt.Sprintf("No %s here: clients need not try (RFC 6186 section 4).", what)
+			comment = fmt.Sprintf("No %s here: clients need not try (target \".\", RFC 2782).", what)
 		}
 		add(comment, rr)
 	}

@@ -153,7 +153,7 @@ func TestCheckDMARC(t *testing.T) {
 			from: "alice@example.org", signed: true,
 			dmarc: ResultPass, disposition: DispositionNone, action: Accept, record: "example.org"},
 		// A forwarded message: SPF fails for the forwarder's address, the
-		// aligned signature carries it (RFC 7489 section 4.2).
+		// aligned signature carries it (RFC 7489 section 6.6.2).
 		{name: "pass by DKIM alone",
 			env:  Envelope{evilIP, "forwarder.test", "alice@example.org"},
 			from: "alice@example.org", signed: true,

@@ -93,7 +93,7 @@ func lookupRecord(ctx context.Context, r resolver.Resolver, domain string) (*dma
 		}
 		return nil, err
 	}
-	// Section 6.6.3 step 3: records that do not start with a v= tag of
+	// Section 6.6.3 steps 2 and 4: records that do not start with a v= tag of
 	// this version are discarded.
 	var records []string
 	for _, txt := range txts {
@@ -152,7 +152,7 @@ func EvaluateDMARC(ctx context.Context, r resolver.Resolver, fromDomain string, 
 		res.Policy = Disposition(rec.SubdomainPolicy)
 	}
 
-	// Section 4.2: a pass needs one aligned, passing identifier.
+	// Section 6.6.2: a pass needs one aligned, passing identifier.
 	if spfRes.Result == ResultPass && aligned(spfRes.Domain, fromDomain, rec.SPFAlignment) {
 		res.SPFAligned = true
 	}

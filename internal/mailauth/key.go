@@ -32,8 +32,8 @@ const (
 const RSABits = 2048
 
 // DefaultAlgorithms are the keys a domain gets when none is named: one of
-// each, so that every message carries two signatures (RFC 8463 section 1
-// expects dual signing while verifiers learn Ed25519).
+// each, so that every message carries two signatures: not every verifier
+// knows Ed25519 (RFC 8463) yet, every one knows RSA.
 var DefaultAlgorithms = []Algorithm{Ed25519, RSA}
 
 // Key is one DKIM signing key of a domain. The key record in DNS is at
@@ -208,8 +208,9 @@ var (
 // (DefaultAlgorithms when none is given), each under a fresh selector
 // from NewSelector, or under selector when one algorithm is asked for.
 // The keys sign from now on, next to the domain's older keys until those
-// are retired: the rotation of RFC 6376 section 3.1 ("selectors ...
-// allow ... old keys to be retired") without a moment unsigned.
+// are retired: a rotation under new selectors (RFC 6376 section 3.1)
+// without a moment unsigned; publish the new records before retiring
+// the old keys.
 func Keygen(ctx context.Context, store KeyStore, domain, selector string, algs []Algorithm, now time.Time) ([]Key, error) {
 	if len(algs) == 0 {
 		algs = DefaultAlgorithms

@@ -20,12 +20,13 @@ import (
 // 5.4.1: "SHOULD NOT be included").
 //
 // Oversigning: a name listed once more than the fields present makes the
-// signature fail when a field of that name is added later (section 5.4.2:
-// "nonexistent header fields do not contribute", and section 8.15 on
-// added fields). oversignAlways are listed even when absent: an added
+// signature fail when a field of that name is added later (names without
+// a field contribute nothing to the hash, RFC 6376 section 3.5, h=; see
+// section 5.4.2 on several instances of a field and section 8.15 on
+// added ones). oversignAlways are listed even when absent: an added
 // Reply-To, Cc or second Subject breaks the signature; oversignPresent
-// are oversigned only when present, so that a relay adding a missing Date
-// or Message-ID does not (RFC 5321 section 6.4 allows it).
+// are oversigned only when present, so that a submission server adding a
+// missing Date or Message-ID (RFC 6409 section 8) does not.
 var (
 	oversignAlways  = []string{"From", "Reply-To", "Subject", "To", "Cc"}
 	oversignPresent = []string{"Date", "Message-ID", "Sender", "In-Reply-To", "References",

@@ -26,9 +26,9 @@ const (
 )
 
 // MaxSignatures is how many DKIM-Signature fields of a message are
-// verified; the rest are ignored (RFC 6376 section 6.1: "Verifiers MAY
-// limit the number of signatures they tries to verify"), so that a
-// message cannot make us do unbounded DNS lookups and hashing.
+// verified; the rest are ignored (RFC 6376 lets a verifier bound the
+// signatures it tries, against denial of service), so that a message
+// cannot make us do unbounded DNS lookups and hashing.
 const MaxSignatures = 8
 
 // DKIMResult is the outcome of one DKIM signature (RFC 6376 section 6).
@@ -40,7 +40,7 @@ type DKIMResult struct {
 	Identifier string // i=, the agent or user identifier
 	// SignaturePrefix is the start of b=, which tells apart two
 	// signatures of one domain in Authentication-Results (header.b, RFC
-	// 6008 section 4).
+	// 6008).
 	SignaturePrefix string
 	Reason          string // why it did not pass, for people
 }

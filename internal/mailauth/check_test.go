@@ -224,6 +224,12 @@ func TestCheckDMARC(t *testing.T) {
 			env:   Envelope{evilIP, "mx.evil.test", "x@tempfail.test"},
 			from:  "x@bigmail.test",
 			dmarc: ResultFail, disposition: DispositionReject, action: Reject, record: "bigmail.test"},
+		// A From field that does not parse as an address list still has
+		// its domains checked.
+		{name: "unparsable From",
+			env:   Envelope{evilIP, "mx.evil.test", "attacker@evil.test"},
+			from:  "PayPal <service@bigmail.test>,,, <",
+			dmarc: ResultFail, disposition: DispositionReject, action: Reject, record: "bigmail.test"},
 		// RFC 7489 section 6.6.1: each author domain; the strictest
 		// failing policy wins.
 		{name: "two authors, one forged",

@@ -132,25 +132,51 @@ func fromDomains(fields []field) (domains []string, count int) {
 			continue
 		}
 		count++
-		addrs, err := mail.ParseAddressList(f.value())
-		if err != nil {
-			continue
+		var found []string
+		if addrs, err := mail.ParseAddressList(f.value()); err == nil {
+			for _, a := range addrs {
+				if at := strings.LastIndexByte(a.Address, '@'); at >= 0 {
+					found = append(found, a.Address[at+1:])
+				}
+			}
+		} else {
+			// A field our parser refuses may still show an address to a
+			// reader: every domain after an "@" counts, so that odd
+			// syntax cannot get a forged author past DMARC.
+			found = atDomains(f.value())
 		}
-		for _, a := range addrs {
-			at := strings.LastIndexByte(a.Address, '@')
-			if at < 0 {
+		for _, x := range found {
+			d, err := normalizeDomain(x)
+			if err != nil || contains(domains, d) {
 				continue
 			}
-			d, err := normalizeDomain(a.Address[at+1:])
-			if err != nil {
-				continue
-			}
-			if !contains(domains, d) {
-				domains = append(domains, d)
-			}
+			domains = append(domains, d)
 		}
 	}
 	return domains, count
+}
+
+// atDomains returns what follows each "@" in s, up to a character that
+// cannot be in a domain name.
+func atDomains(s string) []string {
+	var out []string
+	for {
+		at := strings.IndexByte(s, '@')
+		if at < 0 {
+			return out
+		}
+		s = s[at+1:]
+		end := strings.IndexFunc(s, func(r rune) bool {
+			return !(r == '.' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= 0x80)
+		})
+		if end < 0 {
+			end = len(s)
+		}
+		if d := strings.Trim(s[:end], "."); d != "" {
+			out = append(out, d)
+		}
+		s = s[end:]
+	}
 }
 
 // normalizeDomain lower-cases a domain, drops a final dot and converts

@@ -70,7 +70,7 @@ type Domain struct {
 // Record is one DNS record the domain needs.
 type Record struct {
 	Name    string // owner, fully qualified: "_dmarc.example.com."
-	Type    string // "MX", "TXT", "SRV" or "CNAME"
+	Type    string // "MX", "A", "AAAA", "PTR", "TXT", "SRV" or "CNAME"
 	Value   string // the data in zone-file syntax, e.g. "10 mail.example.com."
 	Comment string // what it is for
 	rr      dns.RR
@@ -98,14 +98,6 @@ const (
 
 // String is the record as a zone-file line.
 func (r Record) String() string { return r.rr.String() }
-
-// Record types used.
-const (
-	TypeMX    = "MX"
-	TypeTXT   = "TXT"
-	TypeSRV   = "SRV"
-	TypeCNAME = "CNAME"
-)
 
 func fqdn(name string) string { return dns.Fqdn(strings.ToLower(name)) }
 

@@ -1,0 +1,292 @@
+// Package dnsrecords says which DNS records a mail domain served by
+// postoffice needs, in zone-file syntax ready to paste, and checks
+// through a resolver which of them are published, missing or wrong:
+// what `postoffice domain records` and `domain check` print and the
+// console's domain page shows.
+//
+// The records: the MX (RFC 5321 section 5.1); SPF for the domain and for
+// the mail host's HELO name (RFC 7208); one DKIM key record per active
+// key (RFC 6376 section 3.6.2); DMARC (RFC 7489 section 6.1); the SRV
+// records that let mail clients find the services (RFC 6186, RFC 8314
+// section 5.1); MTA-STS (RFC 8461 section 3.1) and its policy host;
+// TLS reporting (RFC 8460 section 3); the autoconfig name that
+// Thunderbird asks.
+package dnsrecords
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/postoffice-mail/postoffice/internal/mailauth"
+	"golang.org/x/net/idna"
+)
+
+// Ports are the ports of the client services; 0 for a service not
+// offered, which gets a "not available" SRV record (target ".": the
+// service "is decidedly not available", RFC 2782).
+type Ports struct {
+	Submission  int // SMTP submission with STARTTLS (587, RFC 6409)
+	Submissions int // submission over implicit TLS (465, RFC 8314)
+	POP3        int // POP3 with STLS (110)
+	POP3S       int // POP3 over implicit TLS (995)
+}
+
+// DefaultPorts are the standard ports, postoffice's defaults.
+var DefaultPorts = Ports{Submission: 587, Submissions: 465, POP3: 110, POP3S: 995}
+
+// MTASTS is the MTA-STS policy of a domain (RFC 8461 section 3.2).
+type MTASTS struct {
+	Mode   string        // "enforce", "testing" or "none"; "": no MTA-STS records
+	MaxAge time.Duration // 0: a week
+}
+
+// Domain is a mail domain and what its records point at.
+type Domain struct {
+	Name string // e.g. "example.com"
+	MX   string // the mail host, e.g. "mail.example.com"
+	// Keys are the domain's DKIM keys; the active ones are published.
+	Keys  []mailauth.Key
+	Ports Ports
+	// DMARCPolicy is the policy to publish: DispositionQuarantine when
+	// empty, a start that no mistake elsewhere turns into lost mail.
+	DMARCPolicy mailauth.Disposition
+	// ReportAddress receives DMARC aggregate and TLS reports;
+	// "postmaster@" the domain when empty.
+	ReportAddress string
+	MTASTS        MTASTS
+	// IPs are the mail host's public addresses, if known: they get
+	// address records and the reverse (PTR) records that receivers check
+	// (RFC 8601 section 2.7.3's iprev; Gmail requires them).
+	IPs []net.IP
+	TTL uint32 // 0: an hour
+}
+
+// Record is one DNS record the domain needs.
+type Record struct {
+	Name    string // owner, fully qualified: "_dmarc.example.com."
+	Type    string // "MX", "A", "AAAA", "PTR", "TXT", "SRV" or "CNAME"
+	Value   string // the data in zone-file syntax, e.g. "10 mail.example.com."
+	Comment string // what it is for
+	rr      dns.RR
+	kind    kind
+	key     mailauth.Key // for kindDKIM
+	ip      net.IP       // for kindAddress and kindPTR
+}
+
+// kind is what a record is for, which says how to check it.
+type kind int
+
+const (
+	kindMX kind = iota
+	kindAddress
+	kindPTR
+	kindSPF
+	kindHELOSPF
+	kindDKIM
+	kindDMARC
+	kindSRV
+	kindMTASTS
+	kindAlias
+	kindTLSRPT
+)
+
+// String is the record as a zone-file line.
+func (r Record) String() string { return r.rr.String() }
+
+func fqdn(name string) string { return dns.Fqdn(strings.ToLower(name)) }
+
+// asciiName converts a domain to A-labels for DNS (RFC 5891), lower
+// case, without a final dot.
+func asciiName(name string) (string, error) {
+	name = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(name), "."))
+	if name == "" {
+		return "", fmt.Errorf("empty domain name")
+	}
+	a, err := idna.Lookup.ToASCII(name)
+	if err != nil {
+		return "", fmt.Errorf("domain %q: %v", name, err)
+	}
+	if _, ok := dns.IsDomainName(a); !ok {
+		return "", fmt.Errorf("domain %q: not a domain name", name)
+	}
+	return a, nil
+}
+
+// txtStrings cuts a TXT value into character-strings of at most 255
+// octets (RFC 1035 section 3.3.14); verifiers join them (RFC 6376
+// section 3.6.2.2, RFC 7208 section 3.3).
+func txtStrings(v string) []string {
+	var out []string
+	for len(v) > 255 {
+		out = append(out, v[:255])
+		v = v[255:]
+	}
+	return append(out, v)
+}
+
+func (d Domain) reportAddress() string {
+	if d.ReportAddress != "" {
+		return d.ReportAddress
+	}
+	return "postmaster@" + d.Name
+}
+
+// MTASTSPolicy is the text of the domain's MTA-STS policy (RFC 8461
+// section 3.2), served at https://mta-sts.DOMAIN/.well-known/mta-sts.txt;
+// "" without one. Its hash is the id of the _mta-sts record, so the id
+// changes exactly when the policy does (section 3.1).
+func MTASTSPolicy(d Domain) string {
+	if d.MTASTS.Mode == "" {
+		return ""
+	}
+	maxAge := d.MTASTS.MaxAge
+	if maxAge <= 0 {
+		maxAge = 7 * 24 * time.Hour
+	}
+	mx, err := asciiName(d.MX)
+	if err != nil {
+		mx = d.MX
+	}
+	return "version: STSv1\r\nmode: " + d.MTASTS.Mode + "\r\nmx: " + mx +
+		"\r\nmax_age: " + strconv.Itoa(int(maxAge/time.Second)) + "\r\n"
+}
+
+// mtaSTSID is the policy's id: 1 to 32 letters and digits (RFC 8461
+// section 3.1), from its hash.
+func mtaSTSID(policy string) string {
+	sum := sha256.Sum256([]byte(policy))
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:])[:20])
+}
+
+// Records returns every record the domain needs, in the order a person
+// reads them: mail routing, authentication, client services, policies.
+func Records(d Domain) ([]Record, error) {
+	name, err := asciiName(d.Name)
+	if err != nil {
+		return nil, err
+	}
+	mx, err := asciiName(d.MX)
+	if err != nil {
+		return nil, fmt.Errorf("mail host: %v", err)
+	}
+	d.Name, d.MX = name, mx
+	ttl := d.TTL
+	if ttl == 0 {
+		ttl = 3600
+	}
+	hdr := func(owner string, t uint16) dns.RR_Header {
+		return dns.RR_Header{Name: fqdn(owner), Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+	}
+	var recs []Record
+	var k kind
+	add := func(comment string, rr dns.RR) {
+		h := rr.Header()
+		value := strings.TrimPrefix(rr.String(), h.String())
+		recs = append(recs, Record{Name: h.Name, Type: dns.TypeToString[h.Rrtype], Value: value, Comment: comment, rr: rr, kind: k})
+	}
+	txt := func(owner, v string) dns.RR {
+		return &dns.TXT{Hdr: hdr(owner, dns.TypeTXT), Txt: txtStrings(v)}
+	}
+
+	k = kindMX
+	add("Mail for "+name+" goes to "+mx+" (RFC 5321 section 5.1).",
+		&dns.MX{Hdr: hdr(name, dns.TypeMX), Preference: 10, Mx: fqdn(mx)})
+	for _, ip := range d.IPs {
+		k = kindAddress
+		if ip4 := ip.To4(); ip4 != nil {
+			add("The mail host's address.", &dns.A{Hdr: hdr(mx, dns.TypeA), A: ip4})
+		} else {
+			add("The mail host's address.", &dns.AAAA{Hdr: hdr(mx, dns.TypeAAAA), AAAA: ip})
+		}
+		recs[len(recs)-1].ip = ip
+		k = kindPTR
+		rev, err := dns.ReverseAddr(ip.String())
+		if err != nil {
+			return nil, err
+		}
+		add("The address's name, set where the address comes from (the hosting provider): receivers want it to match (forward-confirmed reverse DNS).",
+			&dns.PTR{Hdr: hdr(rev, dns.TypePTR), Ptr: fqdn(mx)})
+		recs[len(recs)-1].ip = ip
+	}
+	k = kindSPF
+	add("SPF: only the domain's mail hosts send its mail (RFC 7208).",
+		txt(name, "v=spf1 mx -all"))
+	k = kindHELOSPF
+	add("SPF for the mail host's own name, which it gives in EHLO (RFC 7208 section 2.3).",
+		txt(mx, "v=spf1 a -all"))
+	k = kindDKIM
+	for _, key := range d.Keys {
+		if !key.Active() || !strings.EqualFold(key.Domain, name) {
+			continue
+		}
+		v, err := key.TXT()
+		if err != nil {
+			return nil, err
+		}
+		add(fmt.Sprintf("DKIM key %s (%s), created %s (RFC 6376 section 3.6.2).", key.Selector, key.Algorithm, key.Created.Format("2006-01-02")),
+			txt(key.Selector+"._domainkey."+name, v))
+		recs[len(recs)-1].key = key
+	}
+	policy := d.DMARCPolicy
+	if policy == "" {
+		policy = mailauth.DispositionQuarantine
+	}
+	k = kindDMARC
+	add("DMARC: what receivers do with mail that claims to be from "+name+" and is not authenticated (RFC 7489).",
+		txt("_dmarc."+name, "v=DMARC1; p="+string(policy)+"; rua=mailto:"+d.reportAddress()))
+
+	// RFC 6186 and RFC 8314 section 5.1: implicit TLS preferred (lower
+	// priority number), a port of 0 published as "not available".
+	k = kindSRV
+	srv := func(service, what string, prio uint16, port int) {
+		rr := &dns.SRV{Hdr: hdr("_"+service+"._tcp."+name, dns.TypeSRV), Priority: prio, Weight: 1, Port: uint16(port), Target: fqdn(mx)}
+		comment := fmt.Sprintf("Mail clients find %s at port %d (RFC 6186).", what, port)
+		if port == 0 {
+			rr.Priority, rr.Weight, rr.Target = 0, 0, "."
+			comment = fmt.Sprintf("No %s here: clients need not try (target \".\", RFC 2782).", what)
+		}
+		add(comment, rr)
+	}
+	srv("submissions", "submission over TLS", 0, d.Ports.Submissions)
+	srv("submission", "submission with STARTTLS", 10, d.Ports.Submission)
+	srv("pop3s", "POP3 over TLS", 0, d.Ports.POP3S)
+	srv("pop3", "POP3 with STLS", 10, d.Ports.POP3)
+	// postoffice has no IMAP: say so, rather than let clients probe.
+	srv("imaps", "IMAP over TLS", 0, 0)
+	srv("imap", "IMAP", 0, 0)
+
+	if p := MTASTSPolicy(d); p != "" {
+		k = kindMTASTS
+		add("MTA-STS: senders use TLS to "+mx+" (RFC 8461 section 3.1); the id changes with the policy.",
+			txt("_mta-sts."+name, "v=STSv1; id="+mtaSTSID(p)))
+		k = kindAlias
+		add("The MTA-STS policy is served over HTTPS by the mail host (RFC 8461 section 3.2).",
+			&dns.CNAME{Hdr: hdr("mta-sts."+name, dns.TypeCNAME), Target: fqdn(mx)})
+	}
+	k = kindTLSRPT
+	add("TLS reports from senders (RFC 8460 section 3).",
+		txt("_smtp._tls."+name, "v=TLSRPTv1; rua=mailto:"+d.reportAddress()))
+	k = kindAlias
+	add("Thunderbird asks autoconfig."+name+" for the account settings.",
+		&dns.CNAME{Hdr: hdr("autoconfig."+name, dns.TypeCNAME), Target: fqdn(mx)})
+	return recs, nil
+}
+
+// Zone writes records as zone-file lines, each after its comment.
+func Zone(recs []Record) string {
+	var b strings.Builder
+	for _, r := range recs {
+		b.WriteString("; ")
+		b.WriteString(r.Comment)
+		b.WriteByte('\n')
+		b.WriteString(r.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

@@ -67,12 +67,28 @@ type Status struct {
 	Queue      QueueStatus     `json:"queue"`
 	Console    string          `json:"console,omitempty"` // URL of the web console
 
-	// Store is the backend ("sqlite" or "postgres"), Node this node's
-	// name ([store] node_name) and Nodes the names of the nodes alive on
-	// the same database (postgres only).
-	Store string   `json:"store,omitempty"`
-	Node  string   `json:"node,omitempty"`
-	Nodes []string `json:"nodes,omitempty"`
+	// Store is the backend ("sqlite" or "postgres") and Node this node's
+	// name ([store] node_name). On a database several nodes share
+	// (postgres), Instance is this process's id, and Instances lists the
+	// process holding each node name, alive or gone in the last day.
+	Store     string     `json:"store,omitempty"`
+	Node      string     `json:"node,omitempty"`
+	Instance  string     `json:"instance,omitempty"`
+	Instances []Instance `json:"instances,omitempty"`
+}
+
+// Instance is the process holding a node name: one at a time.
+type Instance struct {
+	Node     string    `json:"node"`
+	Instance string    `json:"instance"`
+	Host     string    `json:"host"`
+	PID      int       `json:"pid"`
+	Started  time.Time `json:"started"`
+	Renewed  time.Time `json:"renewed"`
+	// LeaseUntil is the end of its lease unless renewed: once passed
+	// (Alive false), its queue claims are void and its node name free.
+	LeaseUntil time.Time `json:"lease_until"`
+	Alive      bool      `json:"alive"`
 }
 
 // QueueStatus summarizes the outbound queue.

@@ -495,3 +495,50 @@ func (p *popConn) expectClosed() {
 		p.t.Errorf("connection not closed: %v", err)
 	}
 }
+
+// TestClusterNodeNameLost: node A is cut off from the database for longer
+// than its lease; meanwhile a serve under A's name starts, waits for A's
+// lease and takes the name. When A reaches the database again it finds
+// its name held by another process: it stops, with exit status 75 and a
+// message naming the other, rather than run as a second node-a.
+func TestClusterNodeNameLost(t *testing.T) {
+	_, dsn := pgtest.Schema(t)
+	pa, dsnA := pgtest.NewProxy(t, dsn)
+	a := faultNode(t, dsnA, "node-a", "a.mail.test", "", clusterLease)
+	twin := faultNode(t, dsn, "node-a", "twin.mail.test", "", clusterLease)
+	a.addUser("alice@example.org", "pw-alice")
+	a.start()
+	idA := instanceID(t, a)
+	pa.Cut()
+	cut := time.Now()
+	twin.start()
+	t.Logf("the namesake held node-a %v after node A was cut off (lease %ds)", time.Since(cut).Round(10*time.Millisecond), clusterLease)
+	idTwin := instanceID(t, twin)
+	pa.Restore()
+	back := time.Now()
+	code, ok := a.waitExit(30 * time.Second)
+	if !ok {
+		t.Fatalf("node A still runs %v after it reached the database again, its name held by %s:\n%s", time.Since(back), idTwin, a.logText())
+	}
+	t.Logf("node A stopped %v after it reached the database again", time.Since(back).Round(10*time.Millisecond))
+	if code != 75 || !strings.Contains(a.logText(), "no longer holds its node name") || !strings.Contains(a.logText(), idTwin) {
+		t.Errorf("node A exited %d, want 75 with a message naming %s:\n%s", code, idTwin, a.logText())
+	}
+	if id := instanceID(t, twin); id != idTwin || id == idA {
+		t.Errorf("node-a is held by %s, want the namesake %s", id, idTwin)
+	}
+}
+
+// waitExit waits until the serve process ends by itself and returns its
+// exit status.
+func (in *instance) waitExit(d time.Duration) (int, bool) {
+	in.mu.Lock()
+	cmd, exited := in.cmd, in.exited
+	in.mu.Unlock()
+	select {
+	case <-exited:
+		return cmd.ProcessState.ExitCode(), true
+	case <-time.After(d):
+		return 0, false
+	}
+}

@@ -193,3 +193,63 @@ func TestLockReleasedAfterOutage(t *testing.T) {
 	t.Logf("lock released %v after the database came back (lease %v)", time.Since(back).Round(10*time.Millisecond), lease)
 	lb.Unlock()
 }
+
+// TestClaimOfLapsedProcess: node A claims a message and is cut off from
+// the database for longer than the lease; node B takes the message. When
+// A is back and records the outcome of its attempt, the outcome counts but
+// B's claim stays: no third runner gets the message while B works on it.
+func TestClaimOfLapsedProcess(t *testing.T) {
+	_, dsn := pgtest.Schema(t)
+	proxy, viaProxy := pgtest.NewProxy(t, dsn)
+	a := openDSN(t, viaProxy, "node-a")
+	b := openDSN(t, dsn, "node-b")
+	c := openDSN(t, dsn, "node-c")
+	ctx := t.Context()
+	id, err := b.Enqueue(ctx, "", []string{"r@remote.example", "s@remote.example"}, strings.NewReader("m\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Add(time.Second)
+	if got, err := a.ClaimQueued(ctx, now, time.Hour, 1); err != nil || len(got) != 1 {
+		t.Fatalf("A claims %d, %v", len(got), err)
+	}
+	proxy.Cut()
+	if !within(4*a.lease, func() bool {
+		got, err := b.ClaimQueued(ctx, now, time.Hour, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got) == 1
+	}) {
+		t.Fatal("B never took the message A claimed before it was cut off")
+	}
+	proxy.Restore()
+	if !within(4*a.lease, func() bool {
+		return a.UpdateQueued(ctx, id, store.QueueUpdate{Recipients: []store.QueueRecipient{
+			{Address: "r@remote.example", State: store.QueueDelivered, Status: "2.0.0"}}, Attempted: true, At: time.Now()}) == nil
+	}) {
+		t.Fatal("A could not record its outcome once back")
+	}
+	m, err := b.QueuedMessage(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Attempts != 1 || m.Recipients[0].State != store.QueueDelivered {
+		t.Errorf("A's outcome not recorded: %+v", m)
+	}
+	if m.ClaimedUntil.IsZero() {
+		t.Errorf("A's update ended B's claim")
+	}
+	if err := c.ReleaseClaims(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.ClaimQueued(ctx, now, time.Hour, 1); err != nil || len(got) != 0 {
+		t.Errorf("node C claims %d (%v) while B works on the message", len(got), err)
+	}
+	if err := b.UpdateQueued(ctx, id, store.QueueUpdate{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.ClaimQueued(ctx, now, time.Hour, 1); err != nil || len(got) != 1 {
+		t.Errorf("node C claims %d (%v) once B is done", len(got), err)
+	}
+}

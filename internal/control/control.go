@@ -130,6 +130,7 @@ const DefaultGrace = 10 * time.Second
 // Server serves the control socket.
 type Server struct {
 	path string
+	lock *os.File // path + ".lock", locked
 	l    net.Listener
 	c    Controller
 	log  *slog.Logger
@@ -141,7 +142,31 @@ var ErrRunning = errors.New("another postoffice serve is running on this data di
 
 // Listen creates the socket (mode 0600) at path. A socket left by a
 // process that died is replaced; one that answers is not (ErrRunning).
+// The socket's lock file (path + ".lock"), locked while the Server lives
+// and unlocked by the kernel when its process dies, orders processes that
+// start at the same moment: only one gets the socket.
 func Listen(path string, c Controller, log *slog.Logger) (*Server, error) {
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("control socket lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w", path, ErrRunning)
+		}
+		return nil, fmt.Errorf("control socket lock: %w", err)
+	}
+	s, err := listen(path, c, log)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+func listen(path string, c Controller, log *slog.Logger) (*Server, error) {
 	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		conn.Close()
 		return nil, fmt.Errorf("%s: %w", path, ErrRunning)
@@ -172,6 +197,7 @@ func Listen(path string, c Controller, log *slog.Logger) (*Server, error) {
 func (s *Server) Close() error {
 	err := s.l.Close()
 	s.wg.Wait()
+	s.lock.Close() // after the socket is gone
 	return err
 }
 

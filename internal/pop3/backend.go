@@ -77,11 +77,11 @@ type PolicyMaildrop interface {
 
 // LeasedMaildrop is implemented by a Maildrop whose lock can end while the
 // session lasts: a lock with a lease in a store that several servers share,
-// lost when it could not be renewed in time. RFC 1939 section 4 gives the
-// session exclusive access to the maildrop, and section 6 applies its
-// deletions only then: once LockErr returns an error (wrapping
-// ErrLockLost), the session answers its next command with -ERR [SYS/TEMP]
-// (RFC 3206 section 4) and ends without deleting anything.
+// lost when it could not be renewed in time. The session's exclusive access
+// (RFC 1939 section 4) is what makes its removals in the UPDATE state
+// (section 6) safe: once LockErr returns an error (wrapping ErrLockLost),
+// the session answers its next command with -ERR [SYS/TEMP] (RFC 3206
+// section 4) and ends without deleting anything.
 type LeasedMaildrop interface {
 	LockErr() error
 }

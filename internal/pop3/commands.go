@@ -81,10 +81,12 @@ func (s *session) dispatch(line []byte) bool {
 }
 
 // respLockLost answers any command of a session whose maildrop lock was
-// lost: RFC 1939 section 4 promises exclusive access to the maildrop and
-// section 6 applies deletions only with it, so the session ends without
-// removing anything; RFC 3206 section 4: the failure is the server's and
-// temporary.
+// lost. RFC 1939 section 4: the session holds an exclusive-access lock so
+// that no one else modifies or removes messages before it enters the
+// UPDATE state (section 6), where it removes those it marked deleted;
+// without the lock another session may have the maildrop, so this one
+// ends without removing anything. RFC 3206 section 4: the failure is the
+// server's, and temporary.
 const respLockLost = "-ERR [SYS/TEMP] Maildrop lock lost (the mail store was out of reach); session ended, no messages deleted, try again later."
 
 // lockLost ends a session whose maildrop lock was lost.

@@ -40,27 +40,25 @@ func faultNode(t *testing.T, dsn, node, hostname, queue string, lease int) *inst
 	})
 }
 
-// instanceID is the instance id the node's status gives.
+// statusInstance is one entry of status --json's instances.
+type statusInstance struct {
+	Node     string `json:"node"`
+	Instance string `json:"instance"`
+	Alive    bool   `json:"alive"`
+}
+
+// instanceID is the instance id the node's status gives, which its list
+// of instances shows alive.
 func instanceID(t *testing.T, in *instance) string {
 	t.Helper()
 	var st struct {
-		Instance  string `json:"instance"`
-		Instances []struct {
-			Node     string `json:"node"`
-			Instance string `json:"instance"`
-			Alive    bool   `json:"alive"`
-		} `json:"instances"`
+		Instance  string           `json:"instance"`
+		Instances []statusInstance `json:"instances"`
 	}
 	if err := json.Unmarshal([]byte(in.must("", "status", "--json")), &st); err != nil {
 		t.Fatalf("status --json: %v", err)
 	}
-	if st.Instance == "" || !slices.ContainsFunc(st.Instances, func(i struct {
-		Node     string `json:"node"`
-		Instance string `json:"instance"`
-		Alive    bool   `json:"alive"`
-	}) bool {
-		return i.Instance == st.Instance && i.Alive
-	}) {
+	if st.Instance == "" || !slices.ContainsFunc(st.Instances, func(i statusInstance) bool { return i.Instance == st.Instance && i.Alive }) {
 		t.Fatalf("status --json does not list this process's instance %q as alive: %+v", st.Instance, st.Instances)
 	}
 	return st.Instance

@@ -63,7 +63,7 @@ func (b testPOP3Backend) OpenMaildrop(ctx context.Context, user string) (pop3.Ma
 type testMaildrop struct {
 	st    *sqlite.Store
 	user  int64
-	lock  store.Unlocker
+	lock  store.MaildropLock
 	infos []store.MessageInfo
 	msgs  []pop3.Message
 }

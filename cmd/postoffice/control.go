@@ -54,6 +54,8 @@ func runStatus(e *env, args []string) error {
 (pop3 with pop3s, smtp, submission with submissions, and the outbound queue),
 whether it runs, the addresses it listens on, its open sessions and since
 when it runs; the messages in the outbound queue; the web console's address.
+On PostgreSQL: this process's instance id, and the process holding each
+node name (alive with the time its lease has left, or gone since when).
 Exits 75 when no server runs on the data directory.`+controlHelp)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
@@ -80,10 +82,13 @@ Exits 75 when no server runs on the data directory.`+controlHelp)
 	fmt.Fprintln(e.stdout)
 	if st.Node != "" {
 		fmt.Fprintf(e.stdout, "store %s, node %s", st.Store, st.Node)
-		if len(st.Nodes) > 0 {
-			fmt.Fprintf(e.stdout, " (nodes alive: %s)", strings.Join(st.Nodes, ", "))
+		if st.Instance != "" {
+			fmt.Fprintf(e.stdout, ", instance %s", st.Instance)
 		}
 		fmt.Fprintln(e.stdout)
+	}
+	if len(st.Instances) > 0 {
+		printInstances(e.stdout, st)
 	}
 	fmt.Fprintln(e.stdout)
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
@@ -119,6 +124,25 @@ Exits 75 when no server runs on the data directory.`+controlHelp)
 		fmt.Fprintf(e.stdout, "web console: %s\n", st.Console)
 	}
 	return nil
+}
+
+// printInstances lists the process holding each node name on a shared
+// database, and how long its lease runs (or since when it ran out).
+func printInstances(w io.Writer, st *control.Status) {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tINSTANCE\tHOST\tPID\tUPTIME\tLEASE")
+	for _, i := range st.Instances {
+		lease := "alive, " + roundDuration(time.Until(i.LeaseUntil)) + " left"
+		if !i.Alive {
+			lease = "gone: ran out " + roundDuration(time.Since(i.LeaseUntil)) + " ago"
+		}
+		if i.Instance == st.Instance {
+			lease += " (this process)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", i.Node, i.Instance, i.Host, i.PID, roundDuration(time.Since(i.Started)), lease)
+	}
+	tw.Flush()
 }
 
 func roundDuration(d time.Duration) string {

@@ -39,6 +39,13 @@ Signals:
   SIGHUP           reload the configuration file and the certificates
                    without dropping sessions (like 'postoffice reload')
 
+With the PostgreSQL store, serve holds its node name ([store] node_name)
+for as long as it runs: a second serve under the same name is refused (exit
+75) while the first renews its lease, and waits for the lease of one that
+died (at most [store] lease seconds). A serve that lost its node name to
+another process, while cut off from the database for longer than the
+lease, stops (exit 75).
+
 Logs go to standard error, as text or JSON ([log] format), one line per
 event, each session's lines carrying its session or conn id; passwords
 never appear in them.`)
@@ -58,7 +65,7 @@ never appear in them.`)
 		return err
 	}
 	log := newLogger(e, cfg.Log)
-	st, err := openStore(cfg)
+	st, err := openStoreAs(cfg, true)
 	if err != nil {
 		return err
 	}
@@ -89,15 +96,30 @@ never appear in them.`)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
+	// A store shared by several nodes tells when another process has
+	// taken this one's node name (it was cut off from the database for
+	// longer than the lease): then this process stops.
+	var lost <-chan struct{}
+	if l, ok := st.(nodeLoser); ok {
+		lost = l.Lost()
+	}
+	var lostErr error
+wait:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				break wait
+			}
 			notes, err := srv.Reload(context.Background())
 			if err != nil {
 				log.Error("reload failed", "err", err, "notes", strings.Join(notes, "; "))
 			}
-			continue
+		case <-lost:
+			lostErr = st.(nodeLoser).LostErr()
+			log.Error("stopping: this process no longer holds its node name", "err", lostErr)
+			break wait
 		}
-		break
 	}
 	log.Info("shutting down", "grace", shutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
@@ -105,7 +127,17 @@ never appear in them.`)
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("sessions closed at the end of the grace period", "err", err)
 	}
+	if lostErr != nil {
+		return fail(exitTempFail, "%v", lostErr)
+	}
 	return nil
+}
+
+// nodeLoser is a store whose node name another process can take over
+// (postgres.Store).
+type nodeLoser interface {
+	Lost() <-chan struct{}
+	LostErr() error
 }
 
 // startCPUProfile profiles the process into path until the returned

@@ -14,17 +14,30 @@ import (
 // openTimeout bounds connecting to (and migrating) a database server.
 const openTimeout = 30 * time.Second
 
-// openStore opens the configured backend ([store] backend). A failure is
-// temporary for a delivery agent's caller (exit 75): the data directory or
-// the database server may come back.
+// openStore opens the configured backend ([store] backend) for a command
+// other than serve. A failure is temporary for a delivery agent's caller
+// (exit 75): the data directory or the database server may come back.
 func openStore(cfg config.Config) (store.Store, error) {
+	return openStoreAs(cfg, false)
+}
+
+// openStoreAs is openStore; serving, the process becomes its node's one
+// live instance on PostgreSQL (postgres.Options.Join), which may wait up
+// to the lease for a previous process of the node that died.
+func openStoreAs(cfg config.Config, serving bool) (store.Store, error) {
 	switch cfg.Store.Backend {
 	case config.BackendPostgres:
-		ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+		lease := time.Duration(cfg.Store.Lease) * time.Second
+		timeout := openTimeout
+		if serving {
+			timeout += lease
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		st, err := postgres.OpenWith(ctx, cfg.Store.PostgresDSN, cfg.Store.NodeName, postgres.Options{
 			Password: cfg.Store.PostgresPassword,
-			Lease:    time.Duration(cfg.Store.Lease) * time.Second,
+			Lease:    lease,
+			Join:     serving,
 			// Background problems (lock renewals) in the format of the
 			// process's other logs.
 			Logger: newLogger(&env{stderr: os.Stderr}, cfg.Log),

@@ -67,12 +67,28 @@ type Status struct {
 	Queue      QueueStatus     `json:"queue"`
 	Console    string          `json:"console,omitempty"` // URL of the web console
 
-	// Store is the backend ("sqlite" or "postgres"), Node this node's
-	// name ([store] node_name) and Nodes the names of the nodes alive on
-	// the same database (postgres only).
-	Store string   `json:"store,omitempty"`
-	Node  string   `json:"node,omitempty"`
-	Nodes []string `json:"nodes,omitempty"`
+	// Store is the backend ("sqlite" or "postgres") and Node this node's
+	// name ([store] node_name). On a database several nodes share
+	// (postgres), Instance is this process's id, and Instances lists the
+	// process holding each node name, alive or gone in the last day.
+	Store     string     `json:"store,omitempty"`
+	Node      string     `json:"node,omitempty"`
+	Instance  string     `json:"instance,omitempty"`
+	Instances []Instance `json:"instances,omitempty"`
+}
+
+// Instance is the process holding a node name: one at a time.
+type Instance struct {
+	Node     string    `json:"node"`
+	Instance string    `json:"instance"`
+	Host     string    `json:"host"`
+	PID      int       `json:"pid"`
+	Started  time.Time `json:"started"`
+	Renewed  time.Time `json:"renewed"`
+	// LeaseUntil is the end of its lease unless renewed: once passed
+	// (Alive false), its queue claims are void and its node name free.
+	LeaseUntil time.Time `json:"lease_until"`
+	Alive      bool      `json:"alive"`
 }
 
 // QueueStatus summarizes the outbound queue.
@@ -114,6 +130,7 @@ const DefaultGrace = 10 * time.Second
 // Server serves the control socket.
 type Server struct {
 	path string
+	lock *os.File // path + ".lock", locked
 	l    net.Listener
 	c    Controller
 	log  *slog.Logger
@@ -125,7 +142,31 @@ var ErrRunning = errors.New("another postoffice serve is running on this data di
 
 // Listen creates the socket (mode 0600) at path. A socket left by a
 // process that died is replaced; one that answers is not (ErrRunning).
+// The socket's lock file (path + ".lock"), locked while the Server lives
+// and unlocked by the kernel when its process dies, orders processes that
+// start at the same moment: only one gets the socket.
 func Listen(path string, c Controller, log *slog.Logger) (*Server, error) {
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("control socket lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w", path, ErrRunning)
+		}
+		return nil, fmt.Errorf("control socket lock: %w", err)
+	}
+	s, err := listen(path, c, log)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+func listen(path string, c Controller, log *slog.Logger) (*Server, error) {
 	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		conn.Close()
 		return nil, fmt.Errorf("%s: %w", path, ErrRunning)
@@ -156,6 +197,7 @@ func Listen(path string, c Controller, log *slog.Logger) (*Server, error) {
 func (s *Server) Close() error {
 	err := s.l.Close()
 	s.wg.Wait()
+	s.lock.Close() // after the socket is gone
 	return err
 }
 

@@ -136,3 +136,34 @@ func TestSecondServerRefused(t *testing.T) {
 	}
 	srv.Close()
 }
+
+// TestSecondServerRefusedRace: of serve processes starting on one data
+// directory at the same moment, exactly one gets the control socket; the
+// others are refused, none runs without it.
+func TestSecondServerRefusedRace(t *testing.T) {
+	for round := range 50 {
+		path := filepath.Join(t.TempDir(), "c.sock")
+		var mu sync.Mutex
+		var won []*Server
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				srv, err := Listen(path, &fakeController{}, slog.New(slog.DiscardHandler))
+				if err == nil {
+					mu.Lock()
+					won = append(won, srv)
+					mu.Unlock()
+				} else if !errors.Is(err, ErrRunning) {
+					t.Errorf("round %d: Listen: %v, want ErrRunning", round, err)
+				}
+			})
+		}
+		wg.Wait()
+		for _, srv := range won {
+			srv.Close()
+		}
+		if len(won) != 1 {
+			t.Fatalf("round %d: %d of 4 simultaneous Listens on one path succeeded, want 1", round, len(won))
+		}
+	}
+}

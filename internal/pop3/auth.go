@@ -142,6 +142,7 @@ func (s *session) login(user, mech string) bool {
 		return true
 	}
 	s.drop = drop
+	s.leased, _ = drop.(LeasedMaildrop)
 	s.user = user
 	s.msgs = msgs
 	s.deleted = make([]bool, len(msgs))

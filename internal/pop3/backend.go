@@ -18,6 +18,9 @@ var (
 	// ErrLoginDelay: the user logged in less than its login delay ago
 	// (RFC 2449 section 8.1.1): -ERR [LOGIN-DELAY].
 	ErrLoginDelay = errors.New("logged in too recently")
+	// ErrLockLost: the maildrop lock ended while the session had the
+	// maildrop (see LeasedMaildrop).
+	ErrLockLost = errors.New("maildrop lock lost")
 )
 
 // TempError marks a backend failure as temporary (-ERR [SYS/TEMP]); any
@@ -70,4 +73,15 @@ type RetrievalRecorder interface {
 // results is that of Config.LoginDelay and Config.Expire.
 type PolicyMaildrop interface {
 	Policy() (loginDelay time.Duration, expire *time.Duration)
+}
+
+// LeasedMaildrop is implemented by a Maildrop whose lock can end while the
+// session lasts: a lock with a lease in a store that several servers share,
+// lost when it could not be renewed in time. The session's exclusive access
+// (RFC 1939 section 4) is what makes its removals in the UPDATE state
+// (section 6) safe: once LockErr returns an error (wrapping ErrLockLost),
+// the session answers its next command with -ERR [SYS/TEMP] (RFC 3206
+// section 4) and ends without deleting anything.
+type LeasedMaildrop interface {
+	LockErr() error
 }

@@ -2,6 +2,7 @@ package pop3
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -71,7 +72,29 @@ func (s *session) dispatch(line []byte) bool {
 	if s.log.Enabled(s.ctx, slog.LevelDebug) { // no allocation otherwise
 		s.log.Debug("pop3: command", "cmd", string(up[:len(kw)]))
 	}
+	if s.state == stateTransaction && s.leased != nil {
+		if err := s.leased.LockErr(); err != nil {
+			return s.lockLost(err)
+		}
+	}
 	return cmd.fn(s, string(rest))
+}
+
+// respLockLost answers any command of a session whose maildrop lock was
+// lost. RFC 1939 section 4: the session holds an exclusive-access lock so
+// that no one else modifies or removes messages before it enters the
+// UPDATE state (section 6), where it removes those it marked deleted;
+// without the lock another session may have the maildrop, so this one
+// ends without removing anything. RFC 3206 section 4: the failure is the
+// server's, and temporary.
+const respLockLost = "-ERR [SYS/TEMP] Maildrop lock lost (the mail store was out of reach); session ended, no messages deleted, try again later."
+
+// lockLost ends a session whose maildrop lock was lost.
+func (s *session) lockLost(err error) bool {
+	s.log.Error("pop3: maildrop lock lost: session ended without deleting", "user", s.user, "deleted", s.nDeleted, "err", err)
+	s.closeMaildrop()
+	s.reply(respLockLost)
+	return false
 }
 
 // parseNumber parses a non-negative decimal argument of digits only (no
@@ -295,6 +318,10 @@ func cmdQuit(s *session, arg string) bool {
 			}
 		}
 		if err := s.drop.Commit(s.ctx, deleted); err != nil {
+			if errors.Is(err, ErrLockLost) {
+				// Found lost by the transaction that would have deleted.
+				return s.lockLost(err)
+			}
 			s.log.Error("pop3: removing deleted messages failed", "user", s.user, "deleted", len(deleted), "err", err)
 			s.closeMaildrop()
 			// RFC 1939 section 6: "-ERR some deleted messages not removed";

@@ -29,8 +29,9 @@ type fakeBackend struct {
 	openErr   error
 	commitErr error
 	bodyErr   error
-	badUID    bool // the snapshot carries an invalid unique-id
-	failRead  bool // bodies fail after their first bytes
+	lockErr   error // what LockErr returns
+	badUID    bool  // the snapshot carries an invalid unique-id
+	failRead  bool  // bodies fail after their first bytes
 
 	opened    int
 	closed    int
@@ -173,6 +174,12 @@ func (d *fakeDrop) Commit(ctx context.Context, deleted []int) error {
 	}
 	d.b.boxes[d.user] = slices.DeleteFunc(d.b.boxes[d.user], func(m fakeMsg) bool { return gone[m.uid] })
 	return nil
+}
+
+func (d *fakeDrop) LockErr() error {
+	d.b.mu.Lock()
+	defer d.b.mu.Unlock()
+	return d.b.lockErr
 }
 
 func (d *fakeDrop) Close() error {

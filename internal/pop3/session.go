@@ -89,6 +89,7 @@ type session struct {
 	user        string // canonical user once authenticated
 
 	drop        Maildrop
+	leased      LeasedMaildrop // drop, if its lock can be lost
 	dropClosed  bool
 	msgs        []Message
 	deleted     []bool

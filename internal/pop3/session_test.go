@@ -273,6 +273,39 @@ func TestCommitFailure(t *testing.T) {
 	c.expect("STAT", "+OK 3 134")
 }
 
+// TestLockLost: a session whose maildrop lock is lost (LeasedMaildrop)
+// answers its next command, QUIT included, with -ERR [SYS/TEMP] and ends
+// without committing its deletions; so does a QUIT whose commit finds the
+// lock lost.
+func TestLockLost(t *testing.T) {
+	lost := fmt.Errorf("%w: lease ran out", ErrLockLost)
+	for _, cmd := range []string{"QUIT", "RETR 2", "STAT", "NOOP"} {
+		t.Run(cmd, func(t *testing.T) {
+			e := newEnv(t, nil)
+			c := e.dial()
+			c.login()
+			c.expect("DELE 1", "+OK Message 1 deleted")
+			e.be.set(func(b *fakeBackend) { b.lockErr = lost })
+			c.expect(cmd, respLockLost)
+			c.expectEOF()
+			e.be.waitClosed(t, 1)
+			if _, _, bodyOpens, commits := e.be.snapshot(); len(commits) != 0 || bodyOpens != 0 {
+				t.Errorf("after the lock was lost: commits %v, bodies opened %d", commits, bodyOpens)
+			}
+		})
+	}
+	t.Run("found at commit", func(t *testing.T) {
+		e := newEnv(t, nil)
+		e.be.set(func(b *fakeBackend) { b.commitErr = TempError{Err: lost} })
+		c := e.dial()
+		c.login()
+		c.expect("DELE 1", "+OK Message 1 deleted")
+		c.expect("QUIT", respLockLost)
+		c.expectEOF()
+		e.be.waitClosed(t, 1)
+	})
+}
+
 func TestInUse(t *testing.T) {
 	e := newEnv(t, nil)
 	c1 := e.dial()

@@ -117,7 +117,10 @@ type Config struct {
 }
 
 // claimLease is how long a claim protects a message being delivered from
-// another runner; an attempt is bounded by far less (timeouts).
+// another runner while its runner lives; an attempt is bounded by far
+// less (timeouts). The claims of a runner that dies end sooner: at its
+// next start (ReleaseClaims), and in a store that several nodes share
+// with the liveness lease of its process, when another node takes them.
 const claimLease = time.Hour
 
 // maxTargets bounds how many host addresses one attempt tries
@@ -211,8 +214,9 @@ func New(cfg Config) *Runner {
 	}
 }
 
-// Start ends the claims a previous process left (this runner is the only
-// one of its store) and starts delivering in the background.
+// Start ends the claims that no running runner holds (those a crashed
+// process left, never those of another live node's runner) and starts
+// delivering in the background.
 func (r *Runner) Start() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -95,7 +95,7 @@ func (b *pop3Backend) OpenMaildrop(ctx context.Context, user string) (pop3.Maild
 }
 
 // open runs under the maildrop lock, which orders the logins of one user.
-func (b *pop3Backend) open(ctx context.Context, userID int64, lock store.Unlocker) (*maildrop, error) {
+func (b *pop3Backend) open(ctx context.Context, userID int64, lock store.MaildropLock) (*maildrop, error) {
 	u, err := b.st.UserByID(ctx, userID) // LastLogin as of the lock
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -195,7 +195,7 @@ func UIDL(validity uint32, uid uint64) string {
 type maildrop struct {
 	b     *pop3Backend
 	user  store.User
-	lock  store.Unlocker
+	lock  store.MaildropLock
 	infos []store.MessageInfo
 	msgs  []pop3.Message
 
@@ -255,12 +255,26 @@ func (m *maildrop) flushRetrieved(ctx context.Context) {
 	m.retrieved = m.retrieved[:0]
 }
 
+// LockErr implements pop3.LeasedMaildrop.
+func (m *maildrop) LockErr() error {
+	if err := m.lock.Err(); err != nil {
+		return fmt.Errorf("%w: %w", pop3.ErrLockLost, err)
+	}
+	return nil
+}
+
+// Commit deletes under the maildrop lock, in a transaction that checks
+// the lock is still this session's (RFC 1939 section 6: the UPDATE state
+// of the session with exclusive access).
 func (m *maildrop) Commit(ctx context.Context, deleted []int) error {
 	uids := make([]uint64, len(deleted))
 	for k, i := range deleted {
 		uids[k] = m.infos[i].UID
 	}
-	if err := m.b.st.Delete(ctx, m.user.ID, uids); err != nil {
+	if err := m.lock.Delete(ctx, uids); err != nil {
+		if errors.Is(err, store.ErrLockLost) {
+			err = fmt.Errorf("%w: %w", pop3.ErrLockLost, err)
+		}
 		m.flushRetrieved(ctx)
 		return pop3.TempError{Err: err}
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
 	"github.com/postoffice-mail/postoffice/internal/proxyproto"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // Every listener of a service goes through a proxyproto.Listener, so that
@@ -37,17 +38,28 @@ func (svc *service) setProxy(l net.Listener, cfg config.Config) {
 	}
 }
 
-// liveNodes is what a store shared by several nodes tells about them.
-type liveNodes interface {
-	LiveNodes(ctx context.Context) ([]string, error)
+// instances is what a store shared by several nodes tells about the
+// processes holding their names.
+type instances interface {
+	Instance() string
+	Instances(ctx context.Context) ([]store.Instance, error)
 }
 
-// clusterStatus adds the store and node to a status.
+// clusterStatus adds the store, the node and the instances to a status.
 func (s *Server) clusterStatus(ctx context.Context, cfg config.Config, st *control.Status) {
 	st.Store, st.Node = cfg.Store.Backend, cfg.Store.NodeName
-	if ln, ok := s.st.(liveNodes); ok {
-		if nodes, err := ln.LiveNodes(ctx); err == nil {
-			st.Nodes = nodes
-		}
+	is, ok := s.st.(instances)
+	if !ok {
+		return
+	}
+	st.Instance = is.Instance()
+	all, err := is.Instances(ctx)
+	if err != nil {
+		s.log.Warn("status: listing the node instances", "err", err)
+		return
+	}
+	for _, i := range all {
+		st.Instances = append(st.Instances, control.Instance{Node: i.Node, Instance: i.Instance, Host: i.Host, PID: i.PID,
+			Started: i.Started, Renewed: i.Renewed, LeaseUntil: i.Expires, Alive: i.Alive})
 	}
 }

@@ -25,6 +25,10 @@ var (
 	ErrQuota = errors.New("mailbox quota exceeded")
 	// ErrInvalid: the argument is malformed (bad address, empty target list...).
 	ErrInvalid = errors.New("invalid argument")
+	// ErrLockLost: a maildrop lock is no longer held (released, or its
+	// lease in a store shared by several processes ran out without being
+	// renewed): another session may have the maildrop now.
+	ErrLockLost = errors.New("maildrop lock lost")
 )
 
 // Domain is a mail domain the host is the final destination for.
@@ -141,11 +145,25 @@ type Mailboxes interface {
 	// Lock takes the exclusive maildrop lock (RFC 1939 section 8) for a POP3
 	// session; ErrLocked if another holder has it. The lock must go away
 	// when the process that holds it dies. holder is for diagnostics.
-	Lock(ctx context.Context, userID int64, holder string) (Unlocker, error)
+	Lock(ctx context.Context, userID int64, holder string) (MaildropLock, error)
 }
 
-// Unlocker releases a maildrop lock. Calling it twice is harmless.
-type Unlocker interface {
+// MaildropLock is one acquisition of a maildrop lock.
+type MaildropLock interface {
+	// Err is nil while the lock is held and ErrLockLost (wrapped) once it
+	// is not: after Unlock, or, in a store shared by several processes,
+	// once its lease has run out without renewal (the database was out of
+	// reach for longer than the lease), since another session may have
+	// taken the maildrop then.
+	Err() error
+	// Delete is Mailboxes.Delete fenced by the lock: the transaction that
+	// deletes checks that this acquisition still holds the lock, and
+	// deletes nothing (ErrLockLost) if it does not, so that only the
+	// session with exclusive access applies its deletions (RFC 1939
+	// sections 4 and 6).
+	Delete(ctx context.Context, uids []uint64) error
+	// Unlock releases the lock. Calling it twice is harmless, and never
+	// releases a later acquisition.
 	Unlock()
 }
 
@@ -238,11 +256,16 @@ type Queue interface {
 	// not after now), earliest NextAttempt first, and claims them until
 	// now+lease in the same transaction, so that no two runners get the
 	// same message while a claim lasts. UpdateQueued ends the claim; so
-	// does the lease running out (a runner that died).
+	// does the lease running out (a runner that hangs). A store shared by
+	// several processes ends the claims of a process sooner, with its
+	// liveness: a claim belongs to the process that made it.
 	ClaimQueued(ctx context.Context, now time.Time, lease time.Duration, max int) ([]QueuedMessage, error)
-	// ReleaseClaims ends every claim. The queue runner, the only one of
-	// its store, calls it when it starts: what a crashed process had
-	// claimed is due again at once.
+	// ReleaseClaims ends the claims no running queue runner holds: a
+	// runner calls it when it starts (any earlier runner of the process
+	// has stopped), so that what a crashed process, or a runner stopped
+	// without recording its outcome, had claimed is due again at once. In
+	// a store shared by several processes, the claims of another live
+	// process stay.
 	ReleaseClaims(ctx context.Context) error
 	// UpdateQueued records the outcome of an attempt (see QueueUpdate)
 	// durably and ends the claim on the message. ErrNotFound if the
@@ -256,6 +279,19 @@ type Queue interface {
 	// due at now, held or not (a hold still applies), and returns how many
 	// it rescheduled; ErrNotFound for an absent id.
 	RetryQueued(ctx context.Context, id int64, now time.Time) (int, error)
+}
+
+// Instance is the process holding a node name in a store that several
+// nodes share (see the postgres backend): one at a time per name.
+type Instance struct {
+	Node     string
+	Instance string // random, one per process
+	Host     string
+	PID      int
+	Started  time.Time // when it took the name
+	Renewed  time.Time // its last renewal
+	Expires  time.Time // the end of its lease unless renewed
+	Alive    bool      // Expires is ahead of the store's clock
 }
 
 // Store is a complete backend.

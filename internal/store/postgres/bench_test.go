@@ -29,7 +29,7 @@ func benchStore(b *testing.B) (*Store, []int64) {
 func openB(b *testing.B) (*Store, string) {
 	b.Helper()
 	_, dsn := pgtest.Schema(b)
-	s, err := Open(b.Context(), dsn, "bench")
+	s, err := OpenWith(b.Context(), dsn, "bench", Options{Join: true})
 	if err != nil {
 		b.Fatal(err)
 	}

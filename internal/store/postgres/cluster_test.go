@@ -24,7 +24,7 @@ import (
 func (s *Store) crash() {
 	s.once.Do(func() {
 		close(s.stop)
-		<-s.stopped
+		s.bg.Wait()
 		s.pool.Close()
 	})
 }
@@ -90,7 +90,7 @@ func TestLockAcrossNodes(t *testing.T) {
 	}
 	died := time.Now()
 	a.crash()
-	var lc store.Unlocker
+	var lc store.MaildropLock
 	if !within(3*b.lease, func() bool {
 		lc, err = b.Lock(t.Context(), u.ID, "session 7")
 		return err == nil
@@ -155,7 +155,8 @@ func TestClaimsAcrossNodes(t *testing.T) {
 	}
 	t.Logf("claims: node-a %d, node-b %d", len(ofA), len(ofB))
 
-	// B restarts its runner: only its own claims end.
+	// B restarts its runner: only its own claims end, not those of A,
+	// a live process.
 	if err := b.ReleaseClaims(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -382,18 +383,32 @@ func TestBodiesStoredOnce(t *testing.T) {
 	}
 }
 
-// TestNodes: each Store registers as a live instance of its node, and
-// leaves at Close.
-func TestNodes(t *testing.T) {
+// TestInstances: each joined Store holds its node name as a live
+// instance, and leaves at Close; a Store that has not joined does not
+// show, and may not lock or claim.
+func TestInstances(t *testing.T) {
 	a, dsn := open(t, "node-a")
 	b := openDSN(t, dsn, "node-b")
-	ns, err := a.Nodes(t.Context())
-	if err != nil || len(ns) != 2 || ns[0].Node != "node-a" || ns[1].Node != "node-b" {
-		t.Fatalf("Nodes = %+v, %v", ns, err)
+	c, err := Open(t.Context(), dsn, "node-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ns, err := a.Instances(t.Context())
+	if err != nil || len(ns) != 2 || ns[0].Node != "node-a" || ns[1].Node != "node-b" ||
+		ns[0].Instance != a.Instance() || ns[1].Instance != b.Instance() || !ns[0].Alive || !ns[1].Alive {
+		t.Fatalf("Instances = %+v, %v", ns, err)
 	}
 	b.Close()
-	if ns, _ := a.Nodes(t.Context()); len(ns) != 1 {
-		t.Errorf("Nodes after B's Close = %+v", ns)
+	if ns, _ := a.Instances(t.Context()); len(ns) != 1 {
+		t.Errorf("Instances after B's Close = %+v", ns)
+	}
+	u := addUser(t, c, "carol@example.com")
+	if _, err := c.Lock(t.Context(), u.ID, "session"); !errors.Is(err, errNotMember) {
+		t.Errorf("Lock on a store that has not joined: %v", err)
+	}
+	if _, err := c.ClaimQueued(t.Context(), time.Now(), time.Hour, 1); !errors.Is(err, errNotMember) {
+		t.Errorf("ClaimQueued on a store that has not joined: %v", err)
 	}
 	if _, err := Open(t.Context(), dsn, " "); err == nil {
 		t.Errorf("Open with an empty node name succeeded")

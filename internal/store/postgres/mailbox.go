@@ -3,7 +3,6 @@ package postgres
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -218,7 +217,3 @@ func (s *Store) Usage(ctx context.Context, userID int64) (count int, bytes int64
 	err = s.pool.QueryRow(ctx, `SELECT msg_count, msg_bytes FROM users WHERE id = $1`, userID).Scan(&count, &bytes)
 	return count, bytes, notFound(err, "user %d", userID)
 }
-
-// errLockLost is logged when a lock's row was taken from under its
-// holder (it was not renewed in time).
-var errLockLost = errors.New("maildrop lock lost: not renewed within its lease")

@@ -5,14 +5,20 @@
 // Everything a node knows lives in the database, so any node can serve any
 // mailbox; what must hold across nodes is done there too:
 //
+//   - A node name is held by one live process at a time, its instance (a
+//     random id), which renews a lease on it (node.go): a second process
+//     under the same name is refused, or takes the name over only once
+//     the first stopped renewing.
 //   - The maildrop lock (RFC 1939 section 8) is a row with a lease that the
-//     holding node renews while the session lasts (lock.go): a node that
-//     dies stops renewing, and its locks can be taken once the lease runs
-//     out.
-//   - Queue claims name the node that made them; a claim made by a node
-//     that is no longer alive (whose heartbeat in node_instances ran out)
-//     is handed out again at once, whatever the length of its lease
-//     (queue.go). Rows are claimed with SELECT ... FOR UPDATE SKIP LOCKED.
+//     holding process renews while the session lasts (lock.go): a session
+//     whose lock was not renewed within the lease knows it lost it, and the
+//     deletions at QUIT are applied only in a transaction that finds the
+//     lock still held. A lock whose release failed (the database was out
+//     of reach) is released again in the background.
+//   - Queue claims name the instance that made them; a claim of an
+//     instance that no longer holds its node name's lease is handed out
+//     again at once, whatever the length of the claim (queue.go). Rows
+//     are claimed with SELECT ... FOR UPDATE SKIP LOCKED.
 //   - UIDs come from a per-mailbox counter (users.next_uid) updated in the
 //     delivering transaction, UID validities from one counter row (meta):
 //     both are unique whichever node assigns them.
@@ -33,7 +39,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/url"
-	"os"
 	"regexp"
 	"runtime"
 	"strings"
@@ -47,15 +52,16 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
-// DefaultLease is how long a maildrop lock, and a node's liveness, outlast
-// the last renewal: a node that dies releases its locks and its queue
-// claims within this time.
+// DefaultLease is how long a node's liveness, and each maildrop lock it
+// holds, outlast their last renewal: the locks and queue claims of a
+// process that dies go within this time.
 const DefaultLease = 30 * time.Second
 
 // Options tune a Store beyond its connection string and node name.
 type Options struct {
-	// Lease bounds how long a dead node's maildrop locks and queue claims
-	// outlive it (DefaultLease if 0). It is renewed every third of it.
+	// Lease bounds how long a dead process's maildrop locks and queue
+	// claims outlive it (DefaultLease if 0). It is renewed every third of
+	// it.
 	Lease time.Duration
 	// Logger receives the background work's problems (slog.Default() if
 	// nil).
@@ -63,22 +69,39 @@ type Options struct {
 	// Password, if set, is used instead of any in dsn (which then need
 	// not carry a secret).
 	Password string
+	// Join makes this process the node's one live instance (see node.go),
+	// as postoffice serve needs in order to take maildrop locks and claim
+	// queued messages: OpenWith waits, at most the other process's lease,
+	// for a previous instance that stopped renewing, and fails with an
+	// error naming a live one. Without Join (the other commands: deliver,
+	// user, queue...) the store reads and writes everything else, and Lock
+	// and ClaimQueued fail.
+	Join bool
 }
 
 // Store is the PostgreSQL backend; it implements store.Store.
 type Store struct {
 	pool     *pgxpool.Pool
 	node     string // the configured node name
-	instance string // this process's Store: node name and a random suffix
+	instance string // this process's random identity while it holds node
+	joined   bool
 	lease    time.Duration
 	log      *slog.Logger
 	blobs    blobStore
 
-	locksMu sync.Mutex
-	locks   map[string]int64 // token -> user ID of the maildrop locks held
+	locksMu  sync.Mutex
+	locks    map[string]*lockHandle // token -> maildrop lock held
+	releases map[string]release     // token -> lock whose release failed
+	retrying bool                   // a goroutine retries the releases
+
+	lastBeat time.Time // when the last renewal of the node name was sent
+
+	lostOnce sync.Once
+	lost     chan struct{} // closed once another process holds the node name
+	lostErr  error         // why, set before lost is closed
 
 	stop     chan struct{}
-	stopped  chan struct{}
+	bg       sync.WaitGroup // background goroutines, ended by stop
 	closeErr error
 	once     sync.Once
 }
@@ -86,10 +109,9 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 // Open connects to the database dsn (a PostgreSQL URL or key=value
-// string; pgxpool's pool_* parameters are honoured), creates or migrates
-// the schema and registers this process as a live instance of node
-// nodeName. The schema is the first of the connection's search_path
-// (e.g. ?search_path=postoffice in a URL).
+// string; pgxpool's pool_* parameters are honoured) and creates or
+// migrates the schema. The schema is the first of the connection's
+// search_path (e.g. ?search_path=postoffice in a URL).
 func Open(ctx context.Context, dsn, nodeName string) (*Store, error) {
 	return OpenWith(ctx, dsn, nodeName, Options{})
 }
@@ -138,50 +160,97 @@ func OpenWith(ctx context.Context, dsn, nodeName string, o Options) (*Store, err
 	s := &Store{
 		pool:     pool,
 		node:     nodeName,
-		instance: fmt.Sprintf("%s/%d/%s", nodeName, os.Getpid(), randomHex(6)),
+		instance: randomHex(8),
 		lease:    o.Lease,
 		log:      o.Logger.With("store", "postgres", "node", nodeName),
-		locks:    map[string]int64{},
+		locks:    map[string]*lockHandle{},
+		releases: map[string]release{},
+		lost:     make(chan struct{}),
 		stop:     make(chan struct{}),
-		stopped:  make(chan struct{}),
 	}
 	s.blobs = dbBlobs{q: pool}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	if err := s.heartbeat(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("postgres: registering node %s: %w", nodeName, err)
+	if o.Join {
+		s.log = s.log.With("instance", s.instance)
+		if err := s.join(ctx); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+		s.joined = true
+		s.bg.Add(1)
+		go s.renewLoop()
 	}
-	go s.renewLoop()
 	return s, nil
 }
 
-// Node returns the node name this store registered as.
+// Node returns the node name this store was opened as.
 func (s *Store) Node() string { return s.node }
 
-// Close stops renewing, releases this process's maildrop locks and
-// liveness row (its queue claims then go to other nodes at once, should it
+// Instance returns this process's instance id: random, and the holder of
+// the node name while the process lives (Options.Join).
+func (s *Store) Instance() string { return s.instance }
+
+// Lost is closed once this process no longer holds its node name because
+// another process took it (this one lost the database for longer than
+// the lease, and the other started meanwhile). The process should stop:
+// its maildrop locks and queue claims are void. LostErr says why.
+func (s *Store) Lost() <-chan struct{} { return s.lost }
+
+// LostErr is the reason Lost was closed, nil before.
+func (s *Store) LostErr() error {
+	select {
+	case <-s.lost:
+		return s.lostErr
+	default:
+		return nil
+	}
+}
+
+// member is nil while this process holds its node name: the condition
+// for taking maildrop locks and claiming queued messages.
+func (s *Store) member() error {
+	if !s.joined {
+		return fmt.Errorf("postgres: %w: this process has not joined as node %s (only postoffice serve does)", errNotMember, s.node)
+	}
+	select {
+	case <-s.lost:
+		return fmt.Errorf("postgres: %w: %w", errNotMember, s.lostErr)
+	default:
+		return nil
+	}
+}
+
+// errNotMember: the process does not hold its node name.
+var errNotMember = errors.New("not the node's live instance")
+
+// Close stops renewing, releases this process's maildrop locks and its
+// node name (its queue claims then go to other nodes at once, should it
 // have left any), and closes the connections.
 func (s *Store) Close() error {
 	s.once.Do(func() {
+		s.locksMu.Lock() // no release retry starts after this
 		close(s.stop)
-		<-s.stopped
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, err1 := s.pool.Exec(ctx, `DELETE FROM mailbox_locks WHERE instance = $1`, s.instance)
-		_, err2 := s.pool.Exec(ctx, `DELETE FROM node_instances WHERE instance = $1`, s.instance)
-		s.closeErr = errors.Join(err1, err2)
+		s.locksMu.Unlock()
+		s.bg.Wait()
+		if s.joined {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err1 := s.pool.Exec(ctx, `DELETE FROM mailbox_locks WHERE instance = $1`, s.instance)
+			_, err2 := s.pool.Exec(ctx, `DELETE FROM nodes WHERE node = $1 AND instance = $2`, s.node, s.instance)
+			s.closeErr = errors.Join(err1, err2)
+		}
 		s.pool.Close()
 	})
 	return s.closeErr
 }
 
-// renewLoop renews this instance's liveness and its maildrop locks every
-// third of the lease, until Close.
+// renewLoop renews this instance's hold on its node name and its maildrop
+// locks every third of the lease, until Close.
 func (s *Store) renewLoop() {
-	defer close(s.stopped)
+	defer s.bg.Done()
 	t := time.NewTicker(s.lease / 3)
 	defer t.Stop()
 	for {
@@ -192,53 +261,13 @@ func (s *Store) renewLoop() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.lease/3)
 		if err := s.heartbeat(ctx); err != nil {
-			s.log.Error("renewing node liveness", "err", err)
+			s.log.Error("renewing the node's liveness", "err", err)
 		}
 		if err := s.renewLocks(ctx); err != nil {
 			s.log.Error("renewing maildrop locks", "err", err)
 		}
 		cancel()
 	}
-}
-
-// heartbeat records that this instance is alive for one more lease, and
-// forgets instances dead for long.
-func (s *Store) heartbeat(ctx context.Context) error {
-	host, _ := os.Hostname()
-	_, err := s.pool.Exec(ctx, `INSERT INTO node_instances (instance, node, host, pid, started_at, expires_at)
-		VALUES ($1, $2, $3, $4, now(), now() + $5 * interval '1 millisecond')
-		ON CONFLICT (instance) DO UPDATE SET expires_at = EXCLUDED.expires_at`,
-		s.instance, s.node, host, os.Getpid(), s.lease.Milliseconds())
-	if err != nil {
-		return err
-	}
-	_, err = s.pool.Exec(ctx, `DELETE FROM node_instances WHERE expires_at < now() - interval '1 day'`)
-	return err
-}
-
-// NodeInfo describes one live postoffice process using the database.
-type NodeInfo struct {
-	Node     string
-	Instance string
-	Host     string
-	PID      int
-	Started  time.Time
-	Expires  time.Time
-}
-
-// Nodes lists the instances whose liveness has not run out, by node name.
-func (s *Store) Nodes(ctx context.Context) ([]NodeInfo, error) {
-	rows, err := s.pool.Query(ctx, `SELECT node, instance, host, pid, started_at, expires_at
-		FROM node_instances WHERE expires_at > now() ORDER BY node, started_at`)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (NodeInfo, error) {
-		var n NodeInfo
-		err := r.Scan(&n.Node, &n.Instance, &n.Host, &n.PID, &n.Started, &n.Expires)
-		n.Started, n.Expires = n.Started.UTC(), n.Expires.UTC()
-		return n, err
-	})
 }
 
 // write runs fn in a transaction and commits it; a commit is durable when
@@ -335,13 +364,4 @@ func RedactDSN(dsn string) string {
 		return "(unparsable URL)"
 	}
 	return dsnPassword.ReplaceAllString(dsn, "${1}xxxxx")
-}
-
-// LiveNodes returns the names of the nodes with a live instance, sorted.
-func (s *Store) LiveNodes(ctx context.Context) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT node FROM node_instances WHERE expires_at > now() ORDER BY node`)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
 }

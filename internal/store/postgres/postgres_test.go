@@ -25,7 +25,7 @@ func TestConformance(t *testing.T) {
 			dsns[dir] = dsn
 		}
 		mu.Unlock()
-		s, err := OpenWith(t.Context(), dsn, "test-node", Options{Lease: 3 * time.Second})
+		s, err := OpenWith(t.Context(), dsn, "test-node", Options{Lease: 3 * time.Second, Join: true})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -42,7 +42,7 @@ func open(t *testing.T, node string) (*Store, string) {
 
 func openDSN(t *testing.T, dsn, node string) *Store {
 	t.Helper()
-	s, err := OpenWith(context.Background(), dsn, node, Options{Lease: 3 * time.Second})
+	s, err := OpenWith(context.Background(), dsn, node, Options{Lease: 3 * time.Second, Join: true})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

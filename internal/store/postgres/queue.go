@@ -168,12 +168,18 @@ func (s *Store) DeleteQueued(ctx context.Context, id int64) error {
 // ClaimQueued implements store.Queue across nodes. Due entries are locked
 // with FOR UPDATE SKIP LOCKED, so that runners on several nodes claiming
 // at once each get different entries without waiting for one another, and
-// marked claimed by this node in the same statement. An entry whose claim
-// has not run out is claimable anyway when its node has no live instance
-// (it died, and its lease would otherwise keep the message for an hour).
+// marked claimed by this instance in the same statement. An entry whose
+// claim has not run out is claimable anyway when the instance that made it
+// no longer holds its node name's lease (it died, or lost the database for
+// longer than the lease): a claim lasts at most the lease beyond the last
+// heartbeat of its process, however long the claim was made for. A
+// process whose own lease ran out claims nothing until it has renewed it.
 func (s *Store) ClaimQueued(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.QueuedMessage, error) {
 	if limit <= 0 {
 		return nil, nil
+	}
+	if err := s.member(); err != nil {
+		return nil, err
 	}
 	now = sec(now)
 	until := sec(now.Add(lease))
@@ -186,13 +192,14 @@ func (s *Store) ClaimQueued(ctx context.Context, now time.Time, lease time.Durat
 				SELECT id FROM queue q
 				WHERE NOT held AND next_attempt <= $1
 					AND (claimed_until IS NULL OR claimed_until <= $1
-						OR NOT EXISTS (SELECT 1 FROM node_instances n
-							WHERE n.node = q.claimed_by AND n.expires_at > now()))
+						OR NOT EXISTS (SELECT 1 FROM nodes n
+							WHERE n.instance = q.claimed_by AND n.expires_at > now()))
+					AND EXISTS (SELECT 1 FROM nodes WHERE instance = $4 AND expires_at > now())
 				ORDER BY next_attempt, id
 				LIMIT $2
 				FOR UPDATE SKIP LOCKED)
 			UPDATE queue SET claimed_until = $3, claimed_by = $4 FROM due WHERE queue.id = due.id
-			RETURNING queue.id`, now, limit, until, s.node)
+			RETURNING queue.id`, now, limit, until, s.instance)
 		if err != nil {
 			return err
 		}
@@ -210,11 +217,17 @@ func (s *Store) ClaimQueued(ctx context.Context, now time.Time, lease time.Durat
 	return ms, nil
 }
 
-// ReleaseClaims implements store.Queue for this node: a runner starting
-// on node N ends the claims N's previous process left, and never those of
-// another node's running process.
+// ReleaseClaims implements store.Queue across nodes: it ends this
+// instance's claims and those of the instances that no longer hold their
+// node name's lease (which ClaimQueued treats as void already), never
+// those of another live process, whatever its node name.
 func (s *Store) ReleaseClaims(ctx context.Context) error {
-	_, err := s.pool.Exec(ctx, `UPDATE queue SET claimed_until = NULL, claimed_by = NULL WHERE claimed_by = $1`, s.node)
+	if err := s.member(); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE queue q SET claimed_until = NULL, claimed_by = NULL
+		WHERE claimed_by = $1 OR (claimed_by IS NOT NULL
+			AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.instance = q.claimed_by AND n.expires_at > now()))`, s.instance)
 	return err
 }
 
@@ -269,11 +282,18 @@ func (s *Store) UpdateQueued(ctx context.Context, id int64, u store.QueueUpdate)
 			t := sec(u.NextAttempt)
 			next = &t
 		}
-		_, err := tx.Exec(ctx, `UPDATE queue SET claimed_until = NULL, claimed_by = NULL, warned = warned OR $1,
+		// The claim ends if it is this instance's or void; the live claim
+		// of another (made while this process was cut off from the
+		// database for longer than the lease) stays.
+		const ends = `(claimed_by IS NULL OR claimed_by = $6 OR NOT EXISTS (SELECT 1 FROM nodes n
+			WHERE n.instance = queue.claimed_by AND n.expires_at > now()))`
+		_, err := tx.Exec(ctx, `UPDATE queue SET warned = warned OR $1,
 			attempts = attempts + CASE WHEN $2 THEN 1 ELSE 0 END,
 			last_attempt = coalesce($3, last_attempt),
-			next_attempt = coalesce($4, next_attempt)
-			WHERE id = $5`, u.Warned, u.Attempted, last, next, id)
+			next_attempt = coalesce($4, next_attempt),
+			claimed_until = CASE WHEN `+ends+` THEN NULL ELSE claimed_until END,
+			claimed_by = CASE WHEN `+ends+` THEN NULL ELSE claimed_by END
+			WHERE id = $5`, u.Warned, u.Attempted, last, next, id, s.instance)
 		return err
 	})
 }

@@ -191,6 +191,27 @@ CREATE TABLE mailbox_locks (
 );
 CREATE INDEX mailbox_locks_instance ON mailbox_locks (instance);
 `},
+	{"one live process per node name", `
+-- Each node name and the process (instance, a random id) holding it: one
+-- at a time. The holder renews expires_at every third of its lease; a
+-- process starting under the name takes the row only once expires_at is
+-- behind the database's clock (the holder died, or lost the database for
+-- longer than the lease). Queue claims and maildrop locks name the
+-- instance, so that they end with its lease, not with the name's.
+DROP TABLE node_instances;
+CREATE TABLE nodes (
+	node       text PRIMARY KEY,
+	instance   text NOT NULL UNIQUE,
+	host       text NOT NULL,
+	pid        integer NOT NULL,
+	started_at timestamptz NOT NULL,
+	renewed_at timestamptz NOT NULL,
+	expires_at timestamptz NOT NULL
+);
+-- claimed_by named nodes before: those claims end here.
+UPDATE queue SET claimed_until = NULL, claimed_by = NULL WHERE claimed_by IS NOT NULL;
+COMMENT ON COLUMN queue.claimed_by IS 'the instance (nodes.instance) whose queue runner claimed the entry';
+`},
 }
 
 // migrate brings the schema to len(migrations), one step per transaction

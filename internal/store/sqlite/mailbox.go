@@ -329,9 +329,9 @@ func (s *Store) Usage(ctx context.Context, userID int64) (count int, bytes int64
 // Lock implements store.Mailboxes with a lock held in this process's
 // memory: it cannot outlive the process, and it does not exclude sessions
 // of another process serving the same data directory.
-func (s *Store) Lock(ctx context.Context, userID int64, holder string) (store.Unlocker, error) {
+func (s *Store) Lock(ctx context.Context, userID int64, holder string) (store.MaildropLock, error) {
 	if err := userExists(ctx, s.r, userID); err != nil {
 		return nil, err
 	}
-	return s.locks.lock(userID, holder)
+	return s.lock(userID, holder)
 }

@@ -262,7 +262,9 @@ func (s *Store) ClaimQueued(ctx context.Context, now time.Time, lease time.Durat
 	return ms, nil
 }
 
-// ReleaseClaims implements store.Queue.
+// ReleaseClaims implements store.Queue: it ends every claim, since the
+// only queue runner of a data directory is that of its one serve process
+// (a second serve is refused: internal/control).
 func (s *Store) ReleaseClaims(ctx context.Context) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE queue SET claimed_until = 0 WHERE claimed_until != 0`)

@@ -238,12 +238,13 @@ type lockTable struct {
 }
 
 type lockHolder struct {
-	t      *lockTable
+	s      *Store
 	userID int64
 	holder string
 }
 
-func (t *lockTable) lock(userID int64, holder string) (store.Unlocker, error) {
+func (s *Store) lock(userID int64, holder string) (store.MaildropLock, error) {
+	t := &s.locks
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if h, ok := t.held[userID]; ok {
@@ -252,17 +253,39 @@ func (t *lockTable) lock(userID int64, holder string) (store.Unlocker, error) {
 	if t.held == nil {
 		t.held = make(map[int64]*lockHolder)
 	}
-	h := &lockHolder{t: t, userID: userID, holder: holder}
+	h := &lockHolder{s: s, userID: userID, holder: holder}
 	t.held[userID] = h
 	return h, nil
+}
+
+// Err implements store.MaildropLock: a lock in memory is lost only by
+// Unlock.
+func (h *lockHolder) Err() error {
+	h.s.locks.mu.Lock()
+	defer h.s.locks.mu.Unlock()
+	if h.s.locks.held[h.userID] != h {
+		return fmt.Errorf("user %d: %w (released)", h.userID, store.ErrLockLost)
+	}
+	return nil
+}
+
+// Delete implements store.MaildropLock. Only Unlock, called by the
+// session holding h, ends the lock, so the check before the transaction
+// holds for the whole of it.
+func (h *lockHolder) Delete(ctx context.Context, uids []uint64) error {
+	if err := h.Err(); err != nil {
+		return err
+	}
+	return h.s.Delete(ctx, h.userID, uids)
 }
 
 // Unlock releases the lock if h still holds it: a second call must not
 // release the lock of a session that took it since.
 func (h *lockHolder) Unlock() {
-	h.t.mu.Lock()
-	defer h.t.mu.Unlock()
-	if h.t.held[h.userID] == h {
-		delete(h.t.held, h.userID)
+	t := &h.s.locks
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.held[h.userID] == h {
+		delete(t.held, h.userID)
 	}
 }

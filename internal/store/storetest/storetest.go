@@ -754,14 +754,35 @@ func testLock(t *testing.T, e *env) {
 	lb, err := e.s.Lock(e.ctx, b.ID, "session 3")
 	e.must(err, "Lock of another user while the first is locked")
 
+	// The lock fences deletions: its holder's Delete applies them.
+	uids := e.deliver("one\r\n", a.ID)
+	uids = append(uids, e.deliver("two\r\n", a.ID)...)
+	uids = append(uids, e.deliver("three\r\n", a.ID)...)
+	if err := l1.Err(); err != nil {
+		t.Errorf("Err of a held lock: %v", err)
+	}
+	e.must(l1.Delete(e.ctx, uids[:1]), "Delete under the lock")
+	if l := e.list(a.ID); len(l) != 2 || l[0].UID != uids[1] {
+		t.Errorf("after Delete under the lock the mailbox lists %+v, want UIDs %v", l, uids[1:])
+	}
+
 	l1.Unlock()
+	wantErr(t, l1.Err(), store.ErrLockLost, "Err after Unlock")
 	l2, err := e.s.Lock(e.ctx, a.ID, "session 4")
 	e.must(err, "Lock after Unlock")
 	l1.Unlock() // harmless, and must not release session 4's lock
 	_, err = e.s.Lock(e.ctx, a.ID, "session 5")
 	wantErr(t, err, store.ErrLocked, "Lock after a stale Unlock")
+	// A released acquisition deletes nothing, even while another holds
+	// the lock.
+	wantErr(t, l1.Delete(e.ctx, uids[1:2]), store.ErrLockLost, "Delete with a released lock")
+	if l := e.list(a.ID); len(l) != 2 {
+		t.Errorf("Delete with a released lock deleted: the mailbox lists %+v", l)
+	}
+	e.must(l2.Delete(e.ctx, uids[1:2]), "Delete under the second lock")
 	l2.Unlock()
 	lb.Unlock()
+	e.wantUsage(a.ID, 1, int64(len("three\r\n")))
 
 	_, err = e.s.Lock(e.ctx, b.ID+1000, "session 6")
 	wantErr(t, err, store.ErrNotFound, "Lock of an unknown mailbox")

@@ -40,7 +40,7 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 }
 
 func runJournal(e *env, args []string) error {
-	fs := newFlags(e, "journal", journalUsage, `Show the mail journal, oldest first: every message received (with its envelope,
+	fs := newFlags(e, "journal", journalUsage, `Show the mail journal, newest first (as the web console does): every message received (with its envelope,
 size and client), delivered to a mailbox, queued, forwarded, deferred or
 bounced, retrieved or deleted by a POP3 client, or expired. Each line has the
 time, the event, the sender, the recipient or mailbox, the size and details
@@ -52,7 +52,7 @@ Events: `+strings.Join(eventNames(), ", "))
 	user := fs.String("user", "", "only entries where ADDRESS is the sender, a recipient or the mailbox")
 	event := fs.String("event", "", "only this event")
 	grep := fs.String("grep", "", "only entries whose message id, addresses, client or details contain TEXT")
-	limit := fs.Int("limit", 200, "at most this many entries (the latest)")
+	limit := fs.Int("limit", 200, "at most this many entries (the newest)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
 	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
 		return err
@@ -79,7 +79,6 @@ Events: `+strings.Join(eventNames(), ", "))
 		if err != nil {
 			return err
 		}
-		slices.Reverse(entries)
 		if *asJSON {
 			enc := json.NewEncoder(e.stdout)
 			for _, en := range entries {

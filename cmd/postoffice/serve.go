@@ -58,7 +58,10 @@ never appear in them.`)
 		return err
 	}
 	log := newLogger(e, cfg.Log)
-	st, err := openStore(cfg)
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
+	st, err := openStore(cfg, createStore)
 	if err != nil {
 		return err
 	}

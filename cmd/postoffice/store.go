@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"time"
 
@@ -14,12 +15,32 @@ import (
 // openTimeout bounds connecting to (and migrating) a database server.
 const openTimeout = 30 * time.Second
 
-// openStore opens the configured backend ([store] backend). A failure is
-// temporary for a delivery agent's caller (exit 75): the data directory or
-// the database server may come back.
-func openStore(cfg config.Config) (store.Store, error) {
+// Which commands create a store. Like Postfix's and Dovecot's own tools,
+// only those that set a server up do: serve, and the commands that add
+// the first things to it (domain add, user add, alias add, admin add, and
+// migrate's target). The others (lists, changes, deletions, the queue, the
+// journal, deliver) need the store to exist: pointed at a data directory
+// where there is none (a relative data_dir from another directory, a
+// mistyped --config) they say so and exit 66 instead of showing an empty
+// new store. deliver in particular never creates one: a delivery agent
+// pointed at the wrong place must not answer "unknown user" (67), which
+// makes the MTA bounce the mail; it exits 75 so that the mail waits.
+type storeUse int
+
+const (
+	existingStore storeUse = iota // fail when there is no store
+	createStore                   // create it when absent
+)
+
+// openStore opens the configured backend ([store] backend). A store that
+// cannot be opened is a temporary failure (exit 75: the data directory or
+// the database server may come back), except when it is absent (66) or
+// may not be read (77, EX_NOPERM).
+func openStore(cfg config.Config, use storeUse) (store.Store, error) {
 	switch cfg.Store.Backend {
 	case config.BackendPostgres:
+		// The store is the database's tables, created (or migrated) by
+		// whichever command connects first.
 		ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 		defer cancel()
 		st, err := postgres.OpenWith(ctx, cfg.Store.PostgresDSN, cfg.Store.NodeName, postgres.Options{
@@ -34,7 +55,21 @@ func openStore(cfg config.Config) (store.Store, error) {
 		}
 		return st, nil
 	default:
+		if use == existingStore {
+			ok, err := sqlite.Exists(cfg.DataDir)
+			switch {
+			case errors.Is(err, os.ErrPermission):
+				return nil, fail(exitNoPerm, "cannot read the store in %s: %v (run as the user postoffice serve runs as)", cfg.DataDir, err)
+			case err != nil:
+				return nil, fail(exitTempFail, "opening the store in %s: %v", cfg.DataDir, err)
+			case !ok:
+				return nil, fail(exitNoInput, "no store in %s (data_dir): check --config and data_dir; 'postoffice serve' or 'postoffice user add' creates one", cfg.DataDir)
+			}
+		}
 		st, err := sqlite.Open(cfg.DataDir)
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fail(exitNoPerm, "opening the store in %s: %v (run as the user postoffice serve runs as)", cfg.DataDir, err)
+		}
 		if err != nil {
 			return nil, fail(exitTempFail, "opening the store in %s: %v", cfg.DataDir, err)
 		}

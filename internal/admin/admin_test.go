@@ -421,7 +421,7 @@ func TestAliasesAndDomains(t *testing.T) {
 	}
 	// A domain in use is not deleted, and the page says why.
 	e.post(e.c, "/domains/delete", url.Values{"csrf": {csrf}, "name": {"example.org"}})
-	if _, body, _ := e.get(e.c, "/domains"); !strings.Contains(body, "still has") {
+	if _, body, _ := e.get(e.c, "/domains"); !strings.Contains(body, "example.org is still in use by") {
 		t.Errorf("no reason shown for a refused domain deletion")
 	}
 	e.post(e.c, "/aliases/delete", url.Values{"csrf": {csrf}, "address": {"team@example.org"}})
@@ -430,15 +430,17 @@ func TestAliasesAndDomains(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
+// TestParseQuota: the console reads quotas with the one size parser
+// (config.ParseSize); empty is unlimited.
+func TestParseQuota(t *testing.T) {
 	for in, want := range map[string]int64{"": 0, "0": 0, "1024": 1024, "500M": 500 << 20, "2g": 2 << 30, "1.5K": 1536, "10 MiB": 10 << 20} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		if got, err := parseQuota(in); err != nil || got != want {
+			t.Errorf("parseQuota(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
 	for _, bad := range []string{"-1", "lots", "1X"} {
-		if _, err := parseSize(bad); err == nil {
-			t.Errorf("parseSize(%q) accepted", bad)
+		if _, err := parseQuota(bad); err == nil || !strings.Contains(err.Error(), "500M") {
+			t.Errorf("parseQuota(%q): %v", bad, err)
 		}
 	}
 }

@@ -151,35 +151,17 @@ func reason(err error) string {
 	return msg
 }
 
-// parseSize reads a quota: bytes, or a number with K, M, G or T (powers
-// of 1024); empty or 0 is unlimited.
-func parseSize(in string) (int64, error) {
-	in = strings.TrimSpace(strings.ToUpper(in))
-	in = strings.TrimSuffix(strings.TrimSuffix(in, "B"), "I")
-	if in == "" {
+// parseQuota reads a quota with config.ParseSize (500M, 2G, bytes);
+// empty or 0 is unlimited.
+func parseQuota(in string) (int64, error) {
+	if strings.TrimSpace(in) == "" {
 		return 0, nil
 	}
-	mult := int64(1)
-	if n := len(in); n > 0 {
-		switch in[n-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		case 'T':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			in = strings.TrimSpace(in[:n-1])
-		}
+	n, err := config.ParseSize(in)
+	if err != nil {
+		return 0, fmt.Errorf("quota: %v (0 or empty for unlimited)", err)
 	}
-	f, err := strconv.ParseFloat(in, 64)
-	if err != nil || f < 0 || f*float64(mult) > 1<<62 {
-		return 0, fmt.Errorf("quota %q is not a size such as 500M or 2G (0 for unlimited)", in)
-	}
-	return int64(f * float64(mult)), nil
+	return int64(n), nil
 }
 
 func (c *Console) newPassword(r *http.Request) (string, error) {
@@ -204,7 +186,7 @@ func (c *Console) addUser(w http.ResponseWriter, r *http.Request, s *session) {
 		fail("%q is not a valid address: %s", form.Address, reason(err))
 		return
 	}
-	quota, err := parseSize(form.Quota)
+	quota, err := parseQuota(form.Quota)
 	if err != nil {
 		fail("%v", err)
 		return
@@ -292,12 +274,7 @@ func (c *Console) showUser(w http.ResponseWriter, r *http.Request, s *session, u
 		}
 	}
 	if u.QuotaBytes > 0 {
-		d.QuotaText = fmtBytes(u.QuotaBytes)
-		if u.QuotaBytes%(1<<20) == 0 {
-			d.QuotaText = fmt.Sprintf("%dM", u.QuotaBytes>>20)
-		} else {
-			d.QuotaText = strconv.FormatInt(u.QuotaBytes, 10)
-		}
+		d.QuotaText = config.Size(u.QuotaBytes).String()
 	}
 	c.render(w, r, status, "user", s, page{Title: u.Address, Nav: "users", Error: errMsg, Data: d})
 }
@@ -327,7 +304,7 @@ func (c *Console) userAction(w http.ResponseWriter, r *http.Request, s *session)
 		}
 		c.addFlash(s, "ok", "Changed the password of %s.", u.Address)
 	case "profile":
-		quota, err := parseSize(r.PostFormValue("quota"))
+		quota, err := parseQuota(r.PostFormValue("quota"))
 		if err != nil {
 			fail("%v", err)
 			return

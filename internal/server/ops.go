@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -143,7 +144,10 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("%v (nothing changed)", err)
 	}
 	old := s.Config()
-	var notes []string
+	notes := cfg.Warnings()
+	for _, w := range notes {
+		s.log.Warn(w)
+	}
 	if cfg.DataDir != old.DataDir {
 		notes = append(notes, fmt.Sprintf("data_dir: restart postoffice serve to use %s (still on %s)", cfg.DataDir, old.DataDir))
 		cfg.DataDir = old.DataDir
@@ -156,8 +160,10 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 		notes = append(notes, "store: restart postoffice serve to apply the new [store] settings")
 		cfg.Store = old.Store
 	}
-	// Certificates: a new pair of files, or the same files read again.
+	// Certificates: a new pair of files, or the same files read again
+	// (renewed in place); said only when the certificate changed.
 	src := s.currentTLS()
+	was := leaf(src)
 	if cfg.TLS != old.TLS {
 		if src, err = tlsutil.Load(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.DataDir, cfg.Hostname); err != nil {
 			return nil, fmt.Errorf("%v (nothing changed)", err)
@@ -165,7 +171,9 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 	} else if err := src.Reload(); err != nil {
 		return nil, fmt.Errorf("%v (nothing changed)", err)
 	}
-	notes = append(notes, "certificates reloaded")
+	if now := leaf(src); !bytes.Equal(now, was) {
+		notes = append(notes, "certificate reloaded: new certificate in use")
+	}
 	s.mu.Lock()
 	s.cfg, s.tls = cfg, src
 	if cfg.Hostname != old.Hostname {
@@ -192,8 +200,17 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 	return notes, errors.Join(errs...)
 }
 
-// SetConfig implements admin.Controller: one key changed in the
-// configuration file, then a reload.
+// leaf is the DER of the certificate src serves, nil without one.
+func leaf(src *tlsutil.Source) []byte {
+	c, err := src.Config().GetCertificate(nil)
+	if err != nil || c == nil || len(c.Certificate) == 0 {
+		return nil
+	}
+	return c.Certificate[0]
+}
+
+// SetConfig implements admin.Controller: one key changed at run time (in
+// the overlay in the data directory, config.Set), then a reload.
 func (s *Server) SetConfig(ctx context.Context, key, value string) ([]string, error) {
 	s.reloadMu.Lock()
 	before, after, err := config.Set(s.opts.ConfigPath, key, value)
@@ -201,9 +218,8 @@ func (s *Server) SetConfig(ctx context.Context, key, value string) ([]string, er
 	if err != nil {
 		return nil, err
 	}
-	b, _ := config.Lookup(before, key)
-	a, _ := config.Lookup(after, key)
-	notes := []string{fmt.Sprintf("%s: %s -> %s (written to %s)", key, b.Value, a.Value, s.opts.ConfigPath)}
+	notes := []string{config.DescribeChange(before, after, key)}
+	notes = append(notes, after.Config.Warnings()...)
 	more, err := s.Reload(ctx)
 	return append(notes, more...), err
 }

@@ -52,8 +52,8 @@ type Submission struct {
 	// authenticated user's addresses.
 	RequireSenderMatch bool `toml:"require_sender_match"`
 	// MaxMessageSize and Timeout override those of [smtp] when not 0.
-	MaxMessageSize Size  `toml:"max_message_size"`
-	Timeout        int   `toml:"timeout"`
+	MaxMessageSize Size `toml:"max_message_size"`
+	Timeout        int  `toml:"timeout"`
 	Service
 }
 

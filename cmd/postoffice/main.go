@@ -230,6 +230,32 @@ Exit status (sysexits.h):
 `)
 }
 
+// noConfig are the commands that read no configuration file.
+var noConfig = map[string]bool{"migrate": true, "version": true, "help": true}
+
+// synopsis is one line per command, in the table's order, with its
+// arguments and options: README.md's list of commands is this text (a test
+// holds them together).
+func synopsis() string {
+	var b strings.Builder
+	var list func(prefix string, cs []*command)
+	list = func(prefix string, cs []*command) {
+		for _, c := range cs {
+			if len(c.sub) > 0 {
+				list(prefix+c.name+" ", c.sub)
+				continue
+			}
+			head := "postoffice [--config FILE] "
+			if noConfig[c.name] && prefix == "" {
+				head = "postoffice "
+			}
+			fmt.Fprintln(&b, strings.TrimSpace(head+prefix+c.name+" "+c.usage))
+		}
+	}
+	list("", commands)
+	return b.String()
+}
+
 func printCommandHelp(w io.Writer, path []string, c *command) {
 	fmt.Fprintf(w, "Usage: postoffice [--config FILE] %s %s\n\n%s\n", strings.Join(path, " "), c.usage, c.summary)
 	if len(c.sub) > 0 {

@@ -19,14 +19,16 @@ import (
 
 const serveSummary = "run the mail services in the foreground until SIGINT or SIGTERM"
 
-var serveCommand = &command{name: "serve", summary: serveSummary, run: runServe}
+const serveUsage = "[--cpuprofile FILE]"
+
+var serveCommand = &command{name: "serve", usage: serveUsage, summary: serveSummary, run: runServe}
 
 // shutdownGrace is how long sessions may take to finish on SIGTERM before
 // they are closed (without applying their deletions).
 const shutdownGrace = 10 * time.Second
 
 func runServe(e *env, args []string) error {
-	fs := newFlags(e, "serve", "", serveSummary+`.
+	fs := newFlags(e, "serve", serveUsage, serveSummary+`.
 
 Starts every service whose autostart is true (pop3, smtp, submission and the
 outbound queue by default), the control socket DATA_DIR/control.sock used by

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/journal"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -51,7 +52,7 @@ Events: `+strings.Join(eventNames(), ", "))
 	since := fs.String("since", "", "only entries since this long ago (24h, 7d) or this date")
 	user := fs.String("user", "", "only entries where ADDRESS is the sender, a recipient or the mailbox")
 	event := fs.String("event", "", "only this event")
-	grep := fs.String("grep", "", "only entries whose message id, addresses, client or details contain TEXT")
+	grep := fs.String("grep", "", "only entries whose message id, addresses, client or details contain TEXT (a message id finds its copies' retrieved and deleted entries too)")
 	limit := fs.Int("limit", 200, "at most this many entries (the newest)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
 	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
@@ -73,7 +74,7 @@ Events: `+strings.Join(eventNames(), ", "))
 		}
 	}
 	return e.withStore(func(st store.Store) error {
-		entries, err := st.QueryJournal(context.Background(), store.JournalQuery{
+		entries, err := journal.Search(context.Background(), st, store.JournalQuery{
 			Since: from, User: *user, Event: store.JournalEvent(*event), Text: *grep, Limit: *limit,
 		})
 		if err != nil {

@@ -193,28 +193,23 @@ func keysOf(data []byte) map[string]bool {
 	return out
 }
 
+// Change is one key to set at run time, with the value as typed.
+type Change struct{ Key, Value string }
+
 // Set changes one key at run time: it is written to the overlay in the
 // data directory (created if absent, keeping its other lines), once the
 // configuration with the change loads. The configuration file itself is
 // never written: it belongs to the operator, or to the package manager.
-// It returns the configuration before and after, and the overlay's path.
+// It returns the configuration before and after.
 func Set(path, key, input string) (before, after *Layers, err error) {
+	return SetMany(path, []Change{{key, input}})
+}
+
+// SetMany is Set for several keys at once, checked together (so that
+// tls.cert_file and tls.key_file can change together): all are written, or
+// none.
+func SetMany(path string, changes []Change) (before, after *Layers, err error) {
 	if before, err = LoadLayers(path); err != nil {
-		return nil, nil, err
-	}
-	s, ok := Lookup(before.Config, key)
-	if !ok {
-		return nil, nil, fmt.Errorf("unknown key %q (see: postoffice config show)", key)
-	}
-	if key == "data_dir" {
-		where := "the configuration file"
-		if before.File != "" {
-			where = before.File
-		}
-		return nil, nil, fmt.Errorf("data_dir holds the settings changed at run time, so only the configuration file sets it: edit %s (and restart serve)", where)
-	}
-	text, err := ValueText(s, input)
-	if err != nil {
 		return nil, nil, err
 	}
 	data, err := os.ReadFile(before.Overlay)
@@ -225,24 +220,44 @@ func Set(path, key, input string) (before, after *Layers, err error) {
 		data = []byte("# Settings changed at run time (postoffice config set, the web console).\n" +
 			"# They override the configuration file; 'postoffice config show' tells where each value comes from.\n")
 	}
-	table, name := splitKey(key)
-	edited := setInTOML(data, table, name, text)
-	if after, err = load(path, edited); err != nil {
+	wants := make([]Config, len(changes))
+	for i, c := range changes {
+		s, ok := Lookup(before.Config, c.Key)
+		if !ok {
+			return nil, nil, fmt.Errorf("unknown key %q (see: postoffice config show)", c.Key)
+		}
+		if c.Key == "data_dir" {
+			where := "the configuration file"
+			if before.File != "" {
+				where = before.File
+			}
+			return nil, nil, fmt.Errorf("data_dir holds the settings changed at run time, so only the configuration file sets it: edit %s (and restart serve)", where)
+		}
+		text, err := ValueText(s, c.Value)
+		if err != nil {
+			return nil, nil, err
+		}
+		table, name := splitKey(c.Key)
+		data = setInTOML(data, table, name, text)
+		wants[i] = Default()
+		if err := decode(&wants[i], []byte(tableLine(table)+name+" = "+text+"\n"), before.Overlay); err != nil {
+			return nil, nil, err
+		}
+		resolvePaths(&wants[i], filepath.Dir(before.Overlay), nil)
+	}
+	if after, err = load(path, data); err != nil {
 		return nil, nil, err
 	}
-	want := Default()
-	if err := decode(&want, []byte(tableLine(table)+name+" = "+text+"\n"), before.Overlay); err != nil {
-		return nil, nil, err
-	}
-	resolvePaths(&want, filepath.Dir(before.Overlay), nil)
-	if got, _ := Lookup(after.Config, key); got.Value != mustLookup(want, key).Value {
-		return nil, nil, fmt.Errorf("could not change %q in %s automatically (is it written as a dotted key or an inline table?): edit the file", key, before.Overlay)
+	for i, c := range changes {
+		if got, _ := Lookup(after.Config, c.Key); got.Value != mustLookup(wants[i], c.Key).Value {
+			return nil, nil, fmt.Errorf("could not change %q in %s automatically (is it written as a dotted key or an inline table?): edit the file", c.Key, before.Overlay)
+		}
 	}
 	dir := filepath.Dir(before.Overlay)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
-	if err := writeOwned(before.Overlay, edited, dir); err != nil {
+	if err := writeOwned(before.Overlay, data, dir); err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
 	return before, after, nil

@@ -186,10 +186,14 @@ listen = ["127.0.0.1:25"]
 	cfg = set("smtp.autostart", "false")
 	cfg = set("smtp.listen", `["127.0.0.1:2525"]`)
 	cfg = set("submission.listen", "")
-	// Both certificate keys at once, by hand: one alone does not load.
-	data, _ = os.ReadFile(overlay)
-	os.WriteFile(overlay, append(data, []byte("[tls]\ncert_file = \"tls/real.pem\"\nkey_file = \"/etc/ssl/real.key\"\n")...), 0o600)
-	cfg = set("tls.key_file", "/etc/ssl/real.key")
+	// One certificate key alone does not load; both at once do.
+	if _, _, err := Set(path, "tls.cert_file", "tls/real.pem"); err == nil || !strings.Contains(err.Error(), "set both or neither") {
+		t.Errorf("cert_file alone: %v", err)
+	}
+	if _, _, err := SetMany(path, []Change{{"tls.cert_file", "tls/real.pem"}, {"tls.key_file", "/etc/ssl/real.key"}}); err != nil {
+		t.Fatalf("SetMany of both certificate keys: %v", err)
+	}
+	cfg, _ = Load(path)
 	if cfg.POP3.LoginDelay != 300 || cfg.DataDir != filepath.Join(dir, "data") || cfg.Hostname != "mx.example.com" ||
 		cfg.Admin.Listen != "127.0.0.1:8080" || cfg.SMTP.Autostart || cfg.SMTP.Listen[0] != "127.0.0.1:2525" || len(cfg.Submission.Listen) != 0 {
 		t.Errorf("after sets: %s", Show(cfg))

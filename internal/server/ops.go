@@ -17,6 +17,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/admin"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/tlsutil"
 )
 
@@ -209,19 +210,28 @@ func leaf(src *tlsutil.Source) []byte {
 	return c.Certificate[0]
 }
 
-// SetConfig implements admin.Controller: one key changed at run time (in
-// the overlay in the data directory, config.Set), then a reload.
-func (s *Server) SetConfig(ctx context.Context, key, value string) ([]string, error) {
+// SetConfig implements admin.Controller: keys changed at run time
+// together (in the overlay in the data directory, config.SetMany), then a
+// reload.
+func (s *Server) SetConfig(ctx context.Context, changes []config.Change) ([]string, error) {
 	s.reloadMu.Lock()
-	before, after, err := config.Set(s.opts.ConfigPath, key, value)
+	before, after, err := config.SetMany(s.opts.ConfigPath, changes)
 	s.reloadMu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	notes := []string{config.DescribeChange(before, after, key)}
-	notes = append(notes, after.Config.Warnings()...)
+	var notes []string
+	for _, c := range changes {
+		notes = append(notes, config.DescribeChange(before, after, c.Key))
+	}
 	more, err := s.Reload(ctx)
 	return append(notes, more...), err
+}
+
+// ConfigLayers implements admin.Controller: the configuration files as
+// they are now, and where each key comes from.
+func (s *Server) ConfigLayers() (*config.Layers, error) {
+	return config.LoadLayers(s.opts.ConfigPath)
 }
 
 // console is the running web console.
@@ -343,20 +353,47 @@ const sweepInterval = time.Hour
 
 func (s *Server) startSweeper() {
 	s.sweep, s.swept = make(chan struct{}), make(chan struct{})
+	s.SampleQueue(context.Background())
 	go func() {
 		defer close(s.swept)
 		t := time.NewTimer(time.Minute)
 		defer t.Stop()
+		// The queue's size, for the console's chart, once a minute.
+		sample := time.NewTicker(sampleInterval)
+		defer sample.Stop()
 		for {
 			select {
 			case <-s.sweep:
 				return
+			case <-sample.C:
+				s.SampleQueue(context.Background())
+				continue
 			case <-t.C:
 			}
 			s.Sweep(context.Background())
 			t.Reset(sweepInterval)
 		}
 	}()
+}
+
+// sampleInterval is how often the queue's size is sampled for the
+// console's chart of it.
+const sampleInterval = time.Minute
+
+// SampleQueue records the outbound queue's size now in the hourly
+// history (metrics.Hours).
+func (s *Server) SampleQueue(ctx context.Context) {
+	q, err := s.st.ListQueue(ctx)
+	if err != nil {
+		return
+	}
+	s.metrics.QueueSample(time.Now(), len(q))
+}
+
+// Hours implements admin.Controller: logins and queue sizes per hour, as
+// this process saw them.
+func (s *Server) Hours(now time.Time, n int) []metrics.Hour {
+	return s.metrics.Hours(now, n)
 }
 
 func (s *Server) stopSweeper() {

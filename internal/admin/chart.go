@@ -35,6 +35,7 @@ type chart struct {
 // chartsData is the dashboard's charts of one period: Range "24h" (per
 // hour) or "30d" (per day).
 type chartsData struct {
+	End         string // what the last period is: "now", "today"
 	Range       string
 	Per         string // "hour" or "day"
 	Charts      []chart
@@ -52,7 +53,7 @@ var chartEvents = []struct {
 
 // buildCharts gathers the charts of the period rng ending now.
 func (c *Console) buildCharts(ctx context.Context, rng string, now time.Time) (chartsData, error) {
-	d := chartsData{Range: rng, Per: "hour"}
+	d := chartsData{Range: rng, Per: "hour", End: "this hour"}
 	hourStart := now.Truncate(time.Hour)
 	var (
 		since  time.Time
@@ -61,7 +62,7 @@ func (c *Console) buildCharts(ctx context.Context, rng string, now time.Time) (c
 		labels []string
 	)
 	if rng == "30d" {
-		d.Per = "day"
+		d.Per, d.End = "day", "today"
 		y, m, dd := now.Date()
 		since = time.Date(y, m, dd-29, 0, 0, 0, 0, now.Location())
 		hours = int(hourStart.Sub(since)/time.Hour) + 1

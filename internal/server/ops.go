@@ -391,8 +391,10 @@ func (s *Server) SampleQueue(ctx context.Context) {
 }
 
 // Hours implements admin.Controller: logins and queue sizes per hour, as
-// this process saw them.
+// this process saw them; the queue is sampled first, so that the current
+// hour shows its size now.
 func (s *Server) Hours(now time.Time, n int) []metrics.Hour {
+	s.SampleQueue(context.Background())
 	return s.metrics.Hours(now, n)
 }
 

@@ -26,7 +26,8 @@ func TestDebianPackage(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("installing a package needs root")
 	}
-	need(t, "dpkg", "dpkg-deb", "dpkg-statoverride")
+	needFrom(t, "dpkg", "dpkg", "dpkg-deb", "dpkg-statoverride", "dpkg-query")
+	needFrom(t, "passwd", "useradd", "userdel", "groupdel")
 	if exec.Command("dpkg-query", "-W", "postoffice").Run() == nil {
 		t.Skip("a postoffice package is installed already: not touching it")
 	}

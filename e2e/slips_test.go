@@ -75,7 +75,7 @@ func TestPermissionErrorsExit77(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to run the commands as another user (nobody)")
 	}
-	need(t, "runuser")
+	needFrom(t, "util-linux", "runuser")
 	if _, err := user.Lookup("nobody"); err != nil {
 		t.Skip("no user nobody")
 	}

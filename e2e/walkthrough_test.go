@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -66,7 +67,8 @@ func TestWalkthrough(t *testing.T) {
 	defer cancel()
 	var cmd *exec.Cmd
 	if os.Geteuid() == 0 {
-		need(t, "runuser", "unshare", "ip")
+		needFrom(t, "util-linux", "runuser", "unshare")
+		needFrom(t, "iproute2", "ip")
 		nobody, err := user.Lookup("nobody")
 		if err != nil {
 			t.Skip("no user nobody to run the walk-through as")
@@ -79,6 +81,15 @@ func TestWalkthrough(t *testing.T) {
 		cmd = exec.CommandContext(ctx, "unshare", "--net", "--", "sh", "-c",
 			`ip link set lo up && exec runuser -u nobody -- bash -e walkthrough.sh`)
 	} else {
+		// Already unprivileged, on the machine's own loopback: its fixed
+		// ports must be free.
+		for _, port := range []string{"1110", "1995", "2525", "1587"} {
+			l, err := net.Listen("tcp", "127.0.0.1:"+port)
+			if err != nil {
+				t.Skipf("port %s, which the walk-through uses, is taken: %v", port, err)
+			}
+			l.Close()
+		}
 		cmd = exec.CommandContext(ctx, "bash", "-e", "walkthrough.sh")
 	}
 	cmd.Dir = dir

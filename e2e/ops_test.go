@@ -294,7 +294,7 @@ func TestSIGHUPReloadsCertificate(t *testing.T) {
 	p.quit()
 	// And the control command does the same.
 	writeCert(t, dir, "mail.test", 3003)
-	if out := in.must("", "reload"); !strings.Contains(out, "certificates reloaded") {
+	if out := in.must("", "reload"); !strings.Contains(out, "certificate reloaded: new certificate in use") {
 		t.Errorf("reload: %q", out)
 	}
 	if s := serial(t, in.addr("pop3s")); s != 3003 {
@@ -577,8 +577,8 @@ func TestMetricsAndJournal(t *testing.T) {
 	for _, m := range events {
 		got = append(got, m[1])
 	}
-	if strings.Join(got, " ") != "received delivered retrieved deleted" {
-		t.Errorf("journal events %v, want received delivered retrieved deleted:\n%s", got, lines)
+	if strings.Join(got, " ") != "deleted retrieved delivered received" {
+		t.Errorf("journal events %v, want deleted retrieved delivered received (newest first):\n%s", got, lines)
 	}
 	if !strings.Contains(lines, "<metrics-1@example.net>") || !strings.Contains(lines, "s@example.net") {
 		t.Errorf("journal lacks the message id or the sender:\n%s", lines)

@@ -15,7 +15,7 @@ import (
 // eval runs a script in the page and decodes its JSON result into v.
 func (b *browser) eval(js string, v any) {
 	b.t.Helper()
-	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`JSON.stringify(` + js + `)`))
+	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`JSON.stringify(`+js+`)`))
 	if err != nil {
 		b.t.Fatalf("eval %s: %v", js, err)
 	}
@@ -119,7 +119,10 @@ func TestConsoleCharts(t *testing.T) {
 			return 23 - int(now.Truncate(time.Hour).Sub(t.Truncate(time.Hour))/time.Hour)
 		}},
 		{"30d", "dashboard-30-days", 30, func(now, t time.Time) int {
-			day := func(x time.Time) time.Time { y, m, d := x.Local().Date(); return time.Date(y, m, d, 0, 0, 0, 0, time.Local) }
+			day := func(x time.Time) time.Time {
+				y, m, d := x.Local().Date()
+				return time.Date(y, m, d, 0, 0, 0, 0, time.Local)
+			}
 			return 29 - int(day(now).Sub(day(t)).Hours()/24+0.5)
 		}},
 	} {
@@ -180,4 +183,3 @@ func TestConsoleCharts(t *testing.T) {
 	}
 	b.screenshot("journal-message-id")
 }
-

@@ -132,11 +132,11 @@ func load(path string, overlay []byte) (*Layers, error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		name := path
-		if len(l.inOver) > 0 {
-			name = path + " + " + l.Overlay
-		}
 		if name == "" {
 			name = "(defaults)"
+		}
+		if len(l.inOver) > 0 {
+			name += " + " + l.Overlay
 		}
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}

@@ -160,6 +160,13 @@ func TestDebianPackage(t *testing.T) {
 	if out, err := as("", "status"); err != nil || !strings.Contains(out, "config /etc/postoffice/postoffice.toml") {
 		t.Errorf("status as the service user: %v %s", err, out)
 	}
+	// Root, forgetting sudo -u postoffice, is told, and writes nothing
+	// the service could not write after it.
+	root := exec.Command("/usr/bin/postoffice", "--config", "/etc/postoffice/postoffice.toml", "user", "add", "x@example.com", "--password-stdin")
+	root.Stdin = strings.NewReader("pw\n")
+	if out, err := root.CombinedOutput(); exitCode(err) != 77 || !strings.Contains(string(out), "sudo -u postoffice") {
+		t.Errorf("user add as root on the service's data: %v %s, want exit 77 naming sudo -u postoffice", err, out)
+	}
 	stopAs(t)
 
 	// Purge: the package's files and the configuration go; the mail and
@@ -257,6 +264,16 @@ func stopAs(t *testing.T) {
 		<-done
 		t.Error("the installed postoffice did not stop on SIGTERM")
 	}
+}
+
+func exitCode(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }
 
 func stderrOf(err error) string {

@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/user"
+	"syscall"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/config"
@@ -55,6 +58,9 @@ func openStore(cfg config.Config, use storeUse) (store.Store, error) {
 		}
 		return st, nil
 	default:
+		if err := notAsRoot(cfg.DataDir); err != nil {
+			return nil, err
+		}
 		if use == existingStore {
 			ok, err := sqlite.Exists(cfg.DataDir)
 			switch {
@@ -75,4 +81,27 @@ func openStore(cfg config.Config, use storeUse) (store.Store, error) {
 		}
 		return st, nil
 	}
+}
+
+// notAsRoot refuses to open, as root, a data directory that belongs to
+// another user (the service's, as the package installs it): the database
+// files root would create or change there could not be written by the
+// service afterwards.
+func notAsRoot(dataDir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(dataDir)
+	if err != nil {
+		return nil
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == 0 {
+		return nil
+	}
+	name := fmt.Sprint(st.Uid)
+	if u, err := user.LookupId(name); err == nil {
+		name = u.Username
+	}
+	return fail(exitNoPerm, "the data directory %s belongs to the user %s: run the command as that user (sudo -u %s postoffice ...), so that the files it writes stay the service's", dataDir, name, name)
 }

@@ -240,7 +240,19 @@ func TestConsole(t *testing.T) {
 	p.login("alice@example.org", "pw")
 	p.quit()
 
-	// Users: add one, see it in the list, find it by search.
+	// Users: add one, see it in the list, find it by search. The form's
+	// fields come in pairs on one line (the password and its repetition
+	// never split), at the console's usual widths.
+	for _, width := range []int64{1024, 1280, 1366} {
+		b.do(chromedp.EmulateViewport(width, 900))
+		b.open("/users")
+		var tops map[string]float64
+		b.eval(`Object.fromEntries(["address","name","password","password2"].map(id => [id, document.getElementById(id).getBoundingClientRect().top]))`, &tops)
+		if tops["address"] != tops["name"] || tops["password"] != tops["password2"] || tops["password"] <= tops["address"] {
+			t.Errorf("at %d px the add-user fields are not in pairs: %v", width, tops)
+		}
+	}
+	b.do(chromedp.EmulateViewport(1366, 900))
 	b.open("/users")
 	b.do(
 		chromedp.SendKeys(chromedp.CSS("#address"), "bob@example.org"),
@@ -309,12 +321,32 @@ func TestConsole(t *testing.T) {
 		t.Errorf("flash after retry: %q", got)
 	}
 	opsWait(t, "the retried attempt", func() bool { b.open("/queue"); return attempts() > before })
+	// A long error (the failed DNS lookup) takes at most two lines, here
+	// and in the dashboard's recent mail; the whole text is its title.
+	maxLines := func(sel string) {
+		t.Helper()
+		var r struct {
+			N     int
+			Lines float64
+			Title string
+		}
+		b.eval(`(() => { const es = [...document.querySelectorAll(`+"`"+sel+"`"+`)];
+			const lines = Math.max(0, ...es.map(e => e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)));
+			return {N: es.length, Lines: lines, Title: es.length ? es[0].title : ""}; })()`, &r)
+		if r.N == 0 || r.Lines > 2.05 || !strings.Contains(r.Title, "remote.test") {
+			t.Errorf("%s: %d elements, up to %.1f lines, title %q: want the error clamped to 2 lines", sel, r.N, r.Lines, r.Title)
+		}
+	}
+	maxLines("#queue .error-text")
+	b.open("/")
+	maxLines(".table-journal .clamp")
+	b.open("/queue")
 
 	// The other pages render.
 	for _, pg := range []struct{ path, shot, want string }{
 		{"/aliases", "aliases", "Add or replace an alias"},
 		{"/domains", "domains", "example.org"},
-		{"/settings", "settings", "pop3.login_delay"},
+		{"/settings", "settings", "[pop3]"},
 		{"/journal?user=alice%40example.org", "journal", "delivered"},
 	} {
 		b.open(pg.path)
@@ -322,6 +354,47 @@ func TestConsole(t *testing.T) {
 			t.Errorf("%s lacks %q", pg.path, pg.want)
 		}
 		b.screenshot(pg.shot)
+	}
+
+	// The alias form: its labels on one line, its placeholder whole.
+	b.open("/aliases")
+	var alias struct{ A, T, Text, Field float64 }
+	b.eval(`(() => { const i = document.getElementById("address"); const c = document.createElement("canvas").getContext("2d");
+		c.font = getComputedStyle(i).font;
+		return {A: document.querySelector("label[for=address]").getBoundingClientRect().top,
+			T: document.querySelector("label[for=targets]").getBoundingClientRect().top,
+			Text: c.measureText(i.placeholder).width, Field: i.clientWidth - parseFloat(getComputedStyle(i).paddingLeft) - parseFloat(getComputedStyle(i).paddingRight)}; })()`, &alias)
+	if alias.A != alias.T || alias.Text > alias.Field {
+		t.Errorf("alias form: labels at %v and %v, placeholder %.0f px in %.0f px", alias.A, alias.T, alias.Text, alias.Field)
+	}
+
+	// Server attributes: one form and one Save button per section, folded
+	// (a short page); a section saved changes its keys at run time, and
+	// each key says where its value comes from.
+	b.open("/settings")
+	var settings struct{ Sections, Saves, Height int }
+	b.eval(`({Sections: document.querySelectorAll("details.settings-section").length,
+		Saves: document.querySelectorAll("details.settings-section button").length,
+		Height: document.documentElement.scrollHeight})`, &settings)
+	if settings.Sections < 10 || settings.Saves != settings.Sections || settings.Height > 2000 {
+		t.Errorf("settings page: %+v; want a Save per section and a page under 2000 px", settings)
+	}
+	b.open("/settings?open=pop3#section-pop3")
+	b.do(chromedp.WaitVisible(chromedp.CSS("#v-pop3-login_delay")))
+	if src := b.text("#pop3-login_delay .source"); src != "default" {
+		t.Errorf("pop3.login_delay's source before: %q", src)
+	}
+	b.screenshot("settings-pop3")
+	b.do(chromedp.SetValue(chromedp.CSS("#v-pop3-login_delay"), "30"))
+	b.submit(chromedp.Click(chromedp.CSS("#section-pop3 .settings-save button")))
+	if got := b.text(".flash-ok"); !strings.Contains(got, "pop3.login_delay: 0 -> 30 (written to "+filepath.Join(in.dir, "data", "settings.toml")+")") {
+		t.Errorf("flash after saving [pop3]: %q", got)
+	}
+	if src := b.text("#pop3-login_delay .source"); src != "run time" {
+		t.Errorf("pop3.login_delay's source after saving: %q", src)
+	}
+	if v := strings.TrimSpace(in.must("", "config", "show", "pop3.login_delay")); v != "30" {
+		t.Errorf("config show after the console saved 30: %q", v)
 	}
 
 	// CSRF: the same signed-in browser posting a form without the token

@@ -49,6 +49,17 @@ func need(t *testing.T, tools ...string) {
 	}
 }
 
+// needFrom skips the test when a program that Debian's package pkg
+// brings is missing.
+func needFrom(t *testing.T, pkg string, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (install it, e.g. apt-get install %s, or run .ci/run)", tool, pkg)
+		}
+	}
+}
+
 // needSwaksTLS skips the test when swaks cannot speak TLS: Debian's swaks
 // has Net::SSLeay and IO::Socket::SSL only as recommended packages, so an
 // install with --no-install-recommends leaves them out.

@@ -294,7 +294,7 @@ func TestSIGHUPReloadsCertificate(t *testing.T) {
 	p.quit()
 	// And the control command does the same.
 	writeCert(t, dir, "mail.test", 3003)
-	if out := in.must("", "reload"); !strings.Contains(out, "certificates reloaded") {
+	if out := in.must("", "reload"); !strings.Contains(out, "certificate reloaded: new certificate in use") {
 		t.Errorf("reload: %q", out)
 	}
 	if s := serial(t, in.addr("pop3s")); s != 3003 {
@@ -416,10 +416,15 @@ func TestExpire(t *testing.T) {
 }
 
 // TestConfigShowSet: config show prints the effective settings, config set
-// changes one in the file (keeping the rest), the running server applies it
-// at once and says so.
+// changes one at run time in DATA_DIR/settings.toml (the configuration
+// file stays as it is, and may be read-only, as under systemd's
+// ProtectSystem=strict), the running server applies it at once and says
+// so, and the change outlives a restart.
 func TestConfigShowSet(t *testing.T) {
 	in := newInstance(t, "# the POP3 service\ninactivity_timeout = 900")
+	orig, _ := os.ReadFile(in.cfgPath)
+	os.Chmod(in.cfgPath, 0o400)
+	overlay := filepath.Join(in.dir, "data", "settings.toml")
 	out := in.must("", "config", "show")
 	for _, want := range []string{"[pop3]", "inactivity_timeout = 900", "login_delay = 0", `expire = "never"`, "[admin]", "autostart = true"} {
 		if !strings.Contains(out, want) {
@@ -452,9 +457,19 @@ func TestConfigShowSet(t *testing.T) {
 	if v := strings.TrimSpace(in.must("", "config", "show", "pop3.login_delay")); v != "120" {
 		t.Errorf("config show after set: %q", v)
 	}
-	data, _ := os.ReadFile(in.cfgPath)
-	if !strings.Contains(string(data), "# the POP3 service") || strings.Count(string(data), "login_delay") != 1 {
-		t.Errorf("the file after set:\n%s", data)
+	if data, _ := os.ReadFile(in.cfgPath); string(data) != string(orig) {
+		t.Errorf("config set wrote the configuration file:\n%s", data)
+	}
+	if data, _ := os.ReadFile(overlay); strings.Count(string(data), "login_delay") != 1 || !strings.Contains(string(data), "login_delay = 120") {
+		t.Errorf("the overlay after set:\n%s", data)
+	}
+	// config show says where each value comes from.
+	out = in.must("", "config", "show")
+	for _, want := range []string{"# configuration file: " + in.cfgPath, "# settings changed at run time: " + overlay,
+		"login_delay = 120  # set at run time;", "inactivity_timeout = 900  # from the file;", "max_recipients = 100  # most"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("config show lacks %q:\n%s", want, out)
+		}
 	}
 	// A listener moved by config set: the service follows at once.
 	free, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -473,8 +488,14 @@ func TestConfigShowSet(t *testing.T) {
 			t.Errorf("config set %v: exit %d %q", bad, r.code, r.stderr)
 		}
 	}
-	if after, _ := os.ReadFile(in.cfgPath); !strings.Contains(string(after), "login_delay = 120") {
-		t.Errorf("a refused set changed the file:\n%s", after)
+	if after, _ := os.ReadFile(overlay); !strings.Contains(string(after), "login_delay = 120") {
+		t.Errorf("a refused set changed the overlay:\n%s", after)
+	}
+	// The change outlives a restart.
+	in.stop()
+	in.start()
+	if c := capaOf(dialPOP(t, in.addr("pop3"))); !hasLine(c, "LOGIN-DELAY 120 USER") {
+		t.Errorf("after a restart CAPA %q", c)
 	}
 }
 
@@ -556,8 +577,8 @@ func TestMetricsAndJournal(t *testing.T) {
 	for _, m := range events {
 		got = append(got, m[1])
 	}
-	if strings.Join(got, " ") != "received delivered retrieved deleted" {
-		t.Errorf("journal events %v, want received delivered retrieved deleted:\n%s", got, lines)
+	if strings.Join(got, " ") != "deleted retrieved delivered received" {
+		t.Errorf("journal events %v, want deleted retrieved delivered received (newest first):\n%s", got, lines)
 	}
 	if !strings.Contains(lines, "<metrics-1@example.net>") || !strings.Contains(lines, "s@example.net") {
 		t.Errorf("journal lacks the message id or the sender:\n%s", lines)

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+
+	"github.com/postoffice-mail/postoffice/internal/config"
 )
 
 // sizeDist draws message sizes: a fixed size, or a log-normal distribution
@@ -16,21 +18,14 @@ type sizeDist struct {
 	sigma            float64 // 0: fixed size median
 }
 
-// parseSize reads "2048", "20k", "1m" (powers of 1024).
+// parseSize reads one size of a specification with config.ParseSize, the
+// server's size syntax ("2048", "20k", "1m", "1.5G"); it must be positive.
 func parseSize(s string) (int, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	mult := 1
-	switch {
-	case strings.HasSuffix(t, "k"):
-		mult, t = 1024, t[:len(t)-1]
-	case strings.HasSuffix(t, "m"):
-		mult, t = 1024*1024, t[:len(t)-1]
+	n, err := config.ParseSize(s)
+	if err != nil || n <= 0 || n > math.MaxInt32 {
+		return 0, fmt.Errorf("size %q: want a positive size such as 2048, 20k or 1m", s)
 	}
-	n, err := strconv.Atoi(t)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("size %q: want a positive number with an optional k or m suffix", s)
-	}
-	return n * mult, nil
+	return int(n), nil
 }
 
 // minMessageSize is the smallest message generateMessage makes exactly.

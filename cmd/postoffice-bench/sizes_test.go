@@ -9,12 +9,12 @@ import (
 )
 
 func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int{"2048": 2048, "20k": 20 * 1024, "1M": 1 << 20, " 4K ": 4096} {
+	for in, want := range map[string]int{"2048": 2048, "20k": 20 * 1024, "1M": 1 << 20, " 4K ": 4096, "1.5k": 1536, "1g": 1 << 30} {
 		if got, err := parseSize(in); err != nil || got != want {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "k", "-1", "0", "1g", "1.5k"} {
+	for _, in := range []string{"", "k", "-1", "0", "2x", "4T"} {
 		if _, err := parseSize(in); err == nil {
 			t.Errorf("parseSize(%q): no error", in)
 		}

@@ -10,6 +10,10 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
+// minAdminPassword is the shortest operator password: the web console can
+// change everything (NIST SP 800-63B section 5.1.1.1: at least 8).
+const minAdminPassword = 8
+
 var adminCommand = &command{
 	name:    "admin",
 	usage:   "add|passwd|del|list",
@@ -26,14 +30,18 @@ func runAdminAdd(e *env, args []string) error {
 	fs := newFlags(e, "admin add", "NAME [--password-stdin]", `Add an operator account that signs in to the web console ([admin] listen).
 NAME is 1 to 64 letters, digits, '.', '_', '@' or '-'. The password is read
 from standard input with --password-stdin, otherwise prompted for twice on
-the terminal; it is stored as an argon2id hash and never taken from the
+the terminal; it needs at least `+fmt.Sprint(minAdminPassword)+` characters (the console can change
+everything), is stored as an argon2id hash and is never taken from the
 command line.`)
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
-	pos, err := e.parseArgs(fs, args, 1, 1)
+	pos, err := e.parseArgs(fs, args, 1, 2)
 	if err != nil {
 		return err
 	}
-	pw, err := e.readPassword(*fromStdin)
+	if err := noPasswordArg(pos, 1, "admin add NAME"); err != nil {
+		return err
+	}
+	pw, err := e.readPassword(*fromStdin, minAdminPassword)
 	if err != nil {
 		return err
 	}
@@ -41,7 +49,7 @@ command line.`)
 	if err != nil {
 		return err
 	}
-	return e.withStore(func(st store.Store) error {
+	return e.withNewStore(func(st store.Store) error {
 		err := st.AddAdmin(context.Background(), store.Admin{Name: pos[0], PasswordHash: hash})
 		switch {
 		case errors.Is(err, store.ErrExists):
@@ -57,10 +65,13 @@ command line.`)
 }
 
 func runAdminPasswd(e *env, args []string) error {
-	fs := newFlags(e, "admin passwd", "NAME [--password-stdin]", "Change the password of an operator account of the web console.")
+	fs := newFlags(e, "admin passwd", "NAME [--password-stdin]", "Change the password of an operator account of the web console (at least\n"+fmt.Sprint(minAdminPassword)+" characters).")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
-	pos, err := e.parseArgs(fs, args, 1, 1)
+	pos, err := e.parseArgs(fs, args, 1, 2)
 	if err != nil {
+		return err
+	}
+	if err := noPasswordArg(pos, 1, "admin passwd NAME"); err != nil {
 		return err
 	}
 	return e.withStore(func(st store.Store) error {
@@ -70,7 +81,7 @@ func runAdminPasswd(e *env, args []string) error {
 		} else if err != nil {
 			return err
 		}
-		pw, err := e.readPassword(*fromStdin)
+		pw, err := e.readPassword(*fromStdin, minAdminPassword)
 		if err != nil {
 			return err
 		}

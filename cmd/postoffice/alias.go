@@ -52,7 +52,7 @@ func runAliasAdd(e *env, args []string) error {
 		}
 		targets = append(targets, a)
 	}
-	return e.withStore(func(st store.Store) error {
+	return e.withNewStore(func(st store.Store) error {
 		if err := st.SetAlias(context.Background(), store.Alias{Address: addr, Targets: targets}); err != nil {
 			if errors.Is(err, store.ErrExists) {
 				return fail(exitFailure, "%s is already a user or an extra address", addr)

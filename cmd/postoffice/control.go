@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,8 +38,11 @@ func (e *env) call(req control.Request) (control.Response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	resp, err := control.Call(ctx, control.SocketPath(cfg.DataDir), req)
-	if errors.Is(err, control.ErrNotRunning) {
+	switch {
+	case errors.Is(err, control.ErrNotRunning):
 		return resp, fail(exitTempFail, "%v", err)
+	case errors.Is(err, os.ErrPermission):
+		return resp, fail(exitNoPerm, "%v (the control socket is its owner's: run as the user postoffice serve runs as)", err)
 	}
 	return resp, err
 }
@@ -115,7 +119,7 @@ Exits 75 when no server runs on the data directory.`+controlHelp)
 		}
 	}
 	tw.Flush()
-	fmt.Fprintf(e.stdout, "\nqueue: %d messages", st.Queue.Messages)
+	fmt.Fprintf(e.stdout, "\nqueue: %s", plural(st.Queue.Messages, "message"))
 	if st.Queue.Held > 0 {
 		fmt.Fprintf(e.stdout, " (%d held)", st.Queue.Held)
 	}
@@ -143,6 +147,14 @@ func printInstances(w io.Writer, st *control.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", i.Node, i.Instance, i.Host, i.PID, roundDuration(time.Since(i.Started)), lease)
 	}
 	tw.Flush()
+}
+
+// plural is "1 message", "2 messages".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func roundDuration(d time.Duration) string {

@@ -54,8 +54,14 @@ func runDeliver(e *env, args []string) error {
 	if err != nil {
 		return &exitError{code: exitTempFail, msg: err.Error()}
 	}
-	st, err := openStore(cfg)
+	st, err := openStore(cfg, existingStore)
 	if err != nil {
+		// Whatever the reason, the mail waits at the calling MTA: 66 or
+		// 77 would make Postfix bounce it (5.3.0, 5.7.0).
+		var ee *exitError
+		if errors.As(err, &ee) {
+			ee.code = exitTempFail
+		}
 		return err
 	}
 	defer st.Close()

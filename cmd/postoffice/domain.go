@@ -51,7 +51,7 @@ the domain remain: delete those first.`, func(st store.Store, d string) error {
 			if errors.Is(err, store.ErrNotFound) {
 				return fail(exitFailure, "no domain %s", d)
 			}
-			return fail(exitFailure, "cannot delete domain %s: %v", d, err)
+			return fail(exitFailure, "cannot delete: %v", err)
 		}
 		fmt.Fprintf(e.stdout, "deleted domain %s\n", d)
 		return nil
@@ -59,6 +59,10 @@ the domain remain: delete those first.`, func(st store.Store, d string) error {
 }
 
 func (e *env) withDomain(args []string, name, summary string, f func(store.Store, string) error) error {
+	with := e.withStore
+	if name == "domain add" {
+		with = e.withNewStore
+	}
 	fs := newFlags(e, name, "DOMAIN", summary)
 	pos, err := e.parseArgs(fs, args, 1, 1)
 	if err != nil {
@@ -68,7 +72,7 @@ func (e *env) withDomain(args []string, name, summary string, f func(store.Store
 	if err != nil {
 		return err
 	}
-	return e.withStore(func(st store.Store) error { return f(st, d) })
+	return with(func(st store.Store) error { return f(st, d) })
 }
 
 func runDomainList(e *env, args []string) error {
@@ -88,13 +92,24 @@ func runDomainList(e *env, args []string) error {
 	})
 }
 
-// withStore loads the configuration, opens the store, runs f and closes.
+// withStore loads the configuration, opens the existing store, runs f and
+// closes it.
 func (e *env) withStore(f func(store.Store) error) error {
+	return e.openAnd(existingStore, f)
+}
+
+// withNewStore is withStore for the commands that set a server up: it
+// creates the store when there is none.
+func (e *env) withNewStore(f func(store.Store) error) error {
+	return e.openAnd(createStore, f)
+}
+
+func (e *env) openAnd(use storeUse, f func(store.Store) error) error {
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
 	}
-	st, err := openStore(cfg)
+	st, err := openStore(cfg, use)
 	if err != nil {
 		return err
 	}

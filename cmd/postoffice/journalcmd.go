@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/journal"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -40,7 +41,7 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 }
 
 func runJournal(e *env, args []string) error {
-	fs := newFlags(e, "journal", journalUsage, `Show the mail journal, oldest first: every message received (with its envelope,
+	fs := newFlags(e, "journal", journalUsage, `Show the mail journal, newest first (as the web console does): every message received (with its envelope,
 size and client), delivered to a mailbox, queued, forwarded, deferred or
 bounced, retrieved or deleted by a POP3 client, or expired. Each line has the
 time, the event, the sender, the recipient or mailbox, the size and details
@@ -51,8 +52,8 @@ Events: `+strings.Join(eventNames(), ", "))
 	since := fs.String("since", "", "only entries since this long ago (24h, 7d) or this date")
 	user := fs.String("user", "", "only entries where ADDRESS is the sender, a recipient or the mailbox")
 	event := fs.String("event", "", "only this event")
-	grep := fs.String("grep", "", "only entries whose message id, addresses, client or details contain TEXT")
-	limit := fs.Int("limit", 200, "at most this many entries (the latest)")
+	grep := fs.String("grep", "", "only entries whose message id, addresses, client or details contain TEXT (a message id finds its copies' retrieved and deleted entries too)")
+	limit := fs.Int("limit", 200, "at most this many entries (the newest)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
 	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
 		return err
@@ -73,13 +74,12 @@ Events: `+strings.Join(eventNames(), ", "))
 		}
 	}
 	return e.withStore(func(st store.Store) error {
-		entries, err := st.QueryJournal(context.Background(), store.JournalQuery{
+		entries, err := journal.Search(context.Background(), st, store.JournalQuery{
 			Since: from, User: *user, Event: store.JournalEvent(*event), Text: *grep, Limit: *limit,
 		})
 		if err != nil {
 			return err
 		}
-		slices.Reverse(entries)
 		if *asJSON {
 			enc := json.NewEncoder(e.stdout)
 			for _, en := range entries {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/postoffice-mail/postoffice/internal/config"
@@ -20,9 +21,11 @@ const (
 	exitUsage    = 64 // EX_USAGE
 	exitDataErr  = 65 // EX_DATAERR: the message cannot be accepted
 	exitNoUser   = 67 // EX_NOUSER: unknown recipient
+	exitNoInput  = 66 // EX_NOINPUT: no store where the configuration points
 	exitSoftware = 70 // EX_SOFTWARE
-	exitConfig   = 78 // EX_CONFIG
 	exitTempFail = 75 // EX_TEMPFAIL: try again later
+	exitNoPerm   = 77 // EX_NOPERM: not allowed to read or write a file or socket
+	exitConfig   = 78 // EX_CONFIG
 )
 
 // env is what every command gets: the global options and the standard files.
@@ -196,10 +199,13 @@ Commands:
 	list("", commands)
 	fmt.Fprint(w, `
 Global option:
-  --config FILE   TOML configuration (before or after the command); without it
+  --config FILE   TOML configuration (before or after the command); relative
+                  paths in it are taken from its directory. Without it
                   built-in defaults are used: data in ./data, standard ports.
 
 Files:
+  DATA_DIR/`+config.OverlayName+`     settings changed at run time (config set, the
+                             web console), over the --config file
   DATA_DIR/postoffice.db     the directory, mailbox index, queue, journal
                              and message bodies of up to 64 KiB
   DATA_DIR/blobs/            larger message bodies, one file per message
@@ -211,13 +217,43 @@ Signals (to serve):
   SIGTERM, SIGINT  stop gracefully: sessions get 10 seconds to finish
   SIGHUP           reload the configuration and the certificates
 
-Exit status:
+Exit status (sysexits.h):
   0 success; 1 failure; 64 usage error; 65 message refused (deliver);
-  67 unknown recipient (deliver); 75 temporary failure, or no running serve
-  (status, start, stop, reload); 78 configuration error.
+  66 no store in the data directory (commands other than serve and the
+  adding ones); 67 unknown recipient (deliver); 75 temporary failure, or no
+  running serve (status, start, stop, reload); 77 permission denied (a file,
+  the store or the control socket belongs to another user); 78 configuration
+  error. deliver exits only 0, 64, 65, 67 or 75, so that the calling MTA
+  never bounces mail for a problem of this host.
 
 'postoffice help COMMAND' or 'postoffice COMMAND --help' explains a command.
 `)
+}
+
+// noConfig are the commands that read no configuration file.
+var noConfig = map[string]bool{"migrate": true, "version": true, "help": true}
+
+// synopsis is one line per command, in the table's order, with its
+// arguments and options: README.md's list of commands is this text (a test
+// holds them together).
+func synopsis() string {
+	var b strings.Builder
+	var list func(prefix string, cs []*command)
+	list = func(prefix string, cs []*command) {
+		for _, c := range cs {
+			if len(c.sub) > 0 {
+				list(prefix+c.name+" ", c.sub)
+				continue
+			}
+			head := "postoffice [--config FILE] "
+			if noConfig[c.name] && prefix == "" {
+				head = "postoffice "
+			}
+			fmt.Fprintln(&b, strings.TrimSpace(head+prefix+c.name+" "+c.usage))
+		}
+	}
+	list("", commands)
+	return b.String()
 }
 
 func printCommandHelp(w io.Writer, path []string, c *command) {
@@ -231,6 +267,8 @@ func printCommandHelp(w io.Writer, path []string, c *command) {
 }
 
 func runHelp(e *env, args []string) error {
+	// "help user --help" is "help user".
+	args = slices.DeleteFunc(slices.Clone(args), func(a string) bool { return isHelp(a) && a != "help" })
 	if len(args) == 0 {
 		printUsage(e.stdout)
 		return nil
@@ -297,11 +335,29 @@ func (e *env) parseArgs(fs *flag.FlagSet, args []string, minPos, maxPos int) ([]
 	return pos, nil
 }
 
-// loadConfig reads the configuration named by --config, or the defaults.
+// loadConfig reads the configuration named by --config (or the defaults)
+// and the settings changed at run time.
 func (e *env) loadConfig() (config.Config, error) {
-	cfg, err := config.Load(e.configPath)
+	l, err := e.loadLayers()
 	if err != nil {
-		return cfg, &exitError{code: exitConfig, msg: err.Error()}
+		return config.Config{}, err
 	}
-	return cfg, nil
+	return l.Config, nil
+}
+
+func (e *env) loadLayers() (*config.Layers, error) {
+	l, err := config.LoadLayers(e.configPath)
+	if err != nil {
+		return nil, configError(err)
+	}
+	return l, nil
+}
+
+// configError is a configuration that does not load: 78 (EX_CONFIG), or
+// 77 (EX_NOPERM) when a file may not be read.
+func configError(err error) error {
+	if errors.Is(err, os.ErrPermission) {
+		return &exitError{code: exitNoPerm, msg: err.Error() + " (run as the user postoffice serve runs as, or as root)"}
+	}
+	return &exitError{code: exitConfig, msg: err.Error()}
 }

@@ -55,12 +55,12 @@ Example, from the embedded store to PostgreSQL:
 		return fail(exitUsage, "migrate: --from and --to name the same store")
 	}
 
-	src, err := openStore(cfgFrom)
+	src, err := openStore(cfgFrom, existingStore)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, err := openStore(cfgTo)
+	dst, err := openStore(cfgTo, createStore)
 	if err != nil {
 		return err
 	}

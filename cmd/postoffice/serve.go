@@ -19,14 +19,16 @@ import (
 
 const serveSummary = "run the mail services in the foreground until SIGINT or SIGTERM"
 
-var serveCommand = &command{name: "serve", summary: serveSummary, run: runServe}
+const serveUsage = "[--cpuprofile FILE]"
+
+var serveCommand = &command{name: "serve", usage: serveUsage, summary: serveSummary, run: runServe}
 
 // shutdownGrace is how long sessions may take to finish on SIGTERM before
 // they are closed (without applying their deletions).
 const shutdownGrace = 10 * time.Second
 
 func runServe(e *env, args []string) error {
-	fs := newFlags(e, "serve", "", serveSummary+`.
+	fs := newFlags(e, "serve", serveUsage, serveSummary+`.
 
 Starts every service whose autostart is true (pop3, smtp, submission and the
 outbound queue by default), the control socket DATA_DIR/control.sock used by
@@ -65,7 +67,10 @@ never appear in them.`)
 		return err
 	}
 	log := newLogger(e, cfg.Log)
-	st, err := openStoreAs(cfg, true)
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
+	st, err := openStore(cfg, serveStore)
 	if err != nil {
 		return err
 	}

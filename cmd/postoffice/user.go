@@ -10,7 +10,11 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"unicode/utf8"
+
 	"golang.org/x/term"
+
+	"github.com/postoffice-mail/postoffice/internal/config"
 
 	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/store"
@@ -21,7 +25,7 @@ var userCommand = &command{
 	usage:   "add|passwd|del|list",
 	summary: "manage users: each user has one mailbox and logs in with its full address",
 	sub: []*command{
-		{name: "add", usage: "ADDRESS [--password-stdin] [--name NAME] [--quota BYTES]", summary: "add a user (and its domain if new)", run: runUserAdd},
+		{name: "add", usage: "ADDRESS [--password-stdin] [--name NAME] [--quota SIZE]", summary: "add a user (and its domain if new)", run: runUserAdd},
 		{name: "passwd", usage: "ADDRESS [--password-stdin]", summary: "change a user's password", run: runUserPasswd},
 		{name: "del", usage: "ADDRESS", summary: "delete a user and its mailbox", run: runUserDel},
 		{name: "list", summary: "list users with their mailbox usage", run: runUserList},
@@ -37,23 +41,24 @@ func addressArg(s string) (string, error) {
 }
 
 func runUserAdd(e *env, args []string) error {
-	fs := newFlags(e, "user add", "ADDRESS [--password-stdin] [--name NAME] [--quota BYTES]",
-		"Add a user. The password is read from standard input with --password-stdin,\notherwise prompted for on the terminal. The login name is the full address.")
+	fs := newFlags(e, "user add", "ADDRESS [--password-stdin] [--name NAME] [--quota SIZE]",
+		"Add a user. The password is read from standard input with --password-stdin,\notherwise prompted for on the terminal; never from the command line. The\nlogin name is the full address. Example:\n\n  echo 'correct horse' | postoffice user add you@example.com --password-stdin --quota 2G")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
 	name := fs.String("name", "", "display name")
-	quota := fs.Int64("quota", 0, "mailbox quota in bytes (0: unlimited)")
-	pos, err := e.parseArgs(fs, args, 1, 1)
+	var quota config.Size
+	fs.Var(&quota, "quota", "mailbox quota: bytes, or with K, M, G or T (500M, 2G); 0: unlimited")
+	pos, err := e.parseArgs(fs, args, 1, 2)
 	if err != nil {
+		return err
+	}
+	if err := noPasswordArg(pos, 1, "user add ADDRESS"); err != nil {
 		return err
 	}
 	addr, err := addressArg(pos[0])
 	if err != nil {
 		return err
 	}
-	if *quota < 0 {
-		return fail(exitUsage, "--quota must not be negative")
-	}
-	pw, err := e.readPassword(*fromStdin)
+	pw, err := e.readPassword(*fromStdin, 1)
 	if err != nil {
 		return err
 	}
@@ -61,9 +66,9 @@ func runUserAdd(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return e.withStore(func(st store.Store) error {
+	return e.withNewStore(func(st store.Store) error {
 		_, err := st.AddUser(context.Background(), store.User{
-			Address: addr, DisplayName: *name, PasswordHash: hash, Enabled: true, QuotaBytes: *quota,
+			Address: addr, DisplayName: *name, PasswordHash: hash, Enabled: true, QuotaBytes: int64(quota),
 		})
 		if errors.Is(err, store.ErrExists) {
 			return fail(exitFailure, "%s already exists (as a user, address or alias)", addr)
@@ -79,8 +84,11 @@ func runUserAdd(e *env, args []string) error {
 func runUserPasswd(e *env, args []string) error {
 	fs := newFlags(e, "user passwd", "ADDRESS [--password-stdin]", "Change a user's password. The new password is read from standard input with\n--password-stdin, otherwise prompted for twice on the terminal; it is stored\nas an argon2id hash. Sessions already open are not affected.")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
-	pos, err := e.parseArgs(fs, args, 1, 1)
+	pos, err := e.parseArgs(fs, args, 1, 2)
 	if err != nil {
+		return err
+	}
+	if err := noPasswordArg(pos, 1, "user passwd ADDRESS"); err != nil {
 		return err
 	}
 	addr, err := addressArg(pos[0])
@@ -89,7 +97,7 @@ func runUserPasswd(e *env, args []string) error {
 	}
 	return e.withStore(func(st store.Store) error {
 		return e.withUser(st, addr, func(u store.User) error {
-			pw, err := e.readPassword(*fromStdin)
+			pw, err := e.readPassword(*fromStdin, 1)
 			if err != nil {
 				return err
 			}
@@ -146,7 +154,7 @@ func runUserList(e *env, args []string) error {
 			}
 			quota := "unlimited"
 			if u.QuotaBytes > 0 {
-				quota = fmt.Sprint(u.QuotaBytes)
+				quota = config.Size(u.QuotaBytes).String()
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%d\t%s\n", u.Address, u.DisplayName, u.Enabled, n, size, quota)
 		}
@@ -154,10 +162,21 @@ func runUserList(e *env, args []string) error {
 	})
 }
 
+// noPasswordArg refuses a password given as an argument after the n
+// expected ones, saying how to give it instead.
+func noPasswordArg(pos []string, n int, cmd string) error {
+	if len(pos) <= n {
+		return nil
+	}
+	return fail(exitUsage, "passwords are never taken from the command line (ps and the shell's history would show them): "+
+		"type it at the prompt, or give it on standard input: echo 'PASSWORD' | postoffice %s --password-stdin", cmd)
+}
+
 // readPassword reads a new password from stdin's first line, or prompts
-// twice on the terminal. Passwords never come from arguments (they would
-// show in ps and shell history).
-func (e *env) readPassword(fromStdin bool) (string, error) {
+// twice on the terminal; it must have at least minLen characters.
+// Passwords never come from arguments (they would show in ps and shell
+// history).
+func (e *env) readPassword(fromStdin bool, minLen int) (string, error) {
 	var pw string
 	if fromStdin {
 		line, err := bufio.NewReader(e.stdin).ReadString('\n')
@@ -189,6 +208,9 @@ func (e *env) readPassword(fromStdin bool) (string, error) {
 	}
 	if pw == "" {
 		return "", fail(exitUsage, "the password must not be empty")
+	}
+	if n := utf8.RuneCountInString(pw); n < minLen {
+		return "", fail(exitUsage, "the password is too short (%d characters): at least %d", n, minLen)
 	}
 	return pw, nil
 }

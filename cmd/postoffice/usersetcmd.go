@@ -12,7 +12,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
-const userSetUsage = "ADDRESS [--name NAME] [--quota BYTES] [--enable|--disable] [--login-delay SECONDS|default] [--expire DAYS|never|default]"
+const userSetUsage = "ADDRESS [--name NAME] [--quota SIZE] [--enable|--disable] [--login-delay SECONDS|default] [--expire DAYS|never|default]"
 
 var userSetCommand = &command{name: "set", usage: userSetUsage, summary: "change a user's attributes: name, quota, enabled, POP3 login delay and expire", run: runUserSet}
 
@@ -27,7 +27,8 @@ long a message is kept after its first retrieval (EXPIRE): a number of days,
 a duration such as 36h, or never. "default" follows the server again. The
 user's CAPA shows its own values once it has logged in.`)
 	name := fs.String("name", "", "display name")
-	quota := fs.Int64("quota", 0, "mailbox quota in bytes (0: unlimited)")
+	var quota config.Size
+	fs.Var(&quota, "quota", "mailbox quota: bytes, or with K, M, G or T (500M, 2G); 0: unlimited")
 	enable := fs.Bool("enable", false, "allow the user to log in and receive mail")
 	disable := fs.Bool("disable", false, "refuse the user's logins and mail")
 	delay := fs.String("login-delay", "", "seconds between logins, or default")
@@ -43,9 +44,6 @@ user's CAPA shows its own values once it has logged in.`)
 	}
 	if *enable && *disable {
 		return fail(exitUsage, "--enable and --disable exclude each other")
-	}
-	if *quota < 0 {
-		return fail(exitUsage, "--quota must not be negative")
 	}
 	addr, err := addressArg(pos[0])
 	if err != nil {
@@ -74,7 +72,7 @@ user's CAPA shows its own values once it has logged in.`)
 				u.DisplayName = *name
 			}
 			if set["quota"] {
-				u.QuotaBytes = *quota
+				u.QuotaBytes = int64(quota)
 			}
 			if *enable {
 				u.Enabled = true
@@ -101,7 +99,7 @@ user's CAPA shows its own values once it has logged in.`)
 func describeUser(u store.User) string {
 	quota := "unlimited"
 	if u.QuotaBytes > 0 {
-		quota = fmt.Sprint(u.QuotaBytes)
+		quota = config.Size(u.QuotaBytes).String()
 	}
 	delay, expire := "default", "default"
 	if u.LoginDelay != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
 	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -39,8 +40,13 @@ type Controller interface {
 	control.Controller
 	// Config is the configuration in effect.
 	Config() config.Config
-	// SetConfig changes one key in the configuration file and reloads.
-	SetConfig(ctx context.Context, key, value string) ([]string, error)
+	// SetConfig changes keys at run time (config.SetMany) and reloads.
+	SetConfig(ctx context.Context, changes []config.Change) ([]string, error)
+	// ConfigLayers tells where each key's value comes from.
+	ConfigLayers() (*config.Layers, error)
+	// Hours is the process's logins and queue sizes per hour
+	// (metrics.Hours), the n hours up to the one of now.
+	Hours(now time.Time, n int) []metrics.Hour
 	// QueueRetry makes a queued message (or all, id 0) due now.
 	QueueRetry(ctx context.Context, id int64) (int, error)
 }
@@ -179,7 +185,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("POST /domains/delete", c.auth(c.deleteDomain))
 
 	c.mux.HandleFunc("GET /settings", c.auth(c.settings))
-	c.mux.HandleFunc("POST /settings", c.auth(c.setSetting))
+	c.mux.HandleFunc("POST /settings", c.auth(c.setSettings))
 
 	c.mux.HandleFunc("GET /queue", c.auth(c.queue))
 	c.mux.HandleFunc("POST /queue/{id}/{action}", c.auth(c.queueAction))

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -16,6 +17,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
 	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
@@ -63,9 +65,23 @@ func (f *fakeCtl) Reload(context.Context) ([]string, error) {
 
 func (f *fakeCtl) Config() config.Config { return f.cfg }
 
-func (f *fakeCtl) SetConfig(_ context.Context, key, value string) ([]string, error) {
-	f.record("set " + key + "=" + value)
-	return []string{key + " changed"}, nil
+func (f *fakeCtl) SetConfig(_ context.Context, changes []config.Change) ([]string, error) {
+	var notes []string
+	for _, c := range changes {
+		f.record("set " + c.Key + "=" + c.Value)
+		notes = append(notes, c.Key+" changed")
+	}
+	return notes, nil
+}
+
+func (f *fakeCtl) ConfigLayers() (*config.Layers, error) { return nil, errors.New("no files") }
+
+func (f *fakeCtl) Hours(now time.Time, n int) []metrics.Hour {
+	out := make([]metrics.Hour, n)
+	for i := range out {
+		out[i] = metrics.Hour{Start: now.Truncate(time.Hour).Add(time.Duration(i-n+1) * time.Hour), Seen: true, Logins: int64(i)}
+	}
+	return out
 }
 
 func (f *fakeCtl) QueueRetry(_ context.Context, id int64) (int, error) {
@@ -376,7 +392,11 @@ func TestServicesAndSettings(t *testing.T) {
 	e.post(e.c, "/services/pop3/stop", url.Values{"csrf": {csrf}})
 	e.post(e.c, "/services/smtp/start", url.Values{"csrf": {csrf}})
 	e.post(e.c, "/reload", url.Values{"csrf": {csrf}, "back": {"/settings"}})
-	e.post(e.c, "/settings", url.Values{"csrf": {csrf}, "key": {"pop3.login_delay"}, "value": {"60"}})
+	// One section is saved at once; only the keys whose value changed are
+	// set, an empty password keeps the one set.
+	e.post(e.c, "/settings", url.Values{"csrf": {csrf}, "section": {"pop3"}, "v:pop3.login_delay": {"60"},
+		"v:pop3.inactivity_timeout": {"600"}, "v:smtp.timeout": {"1"}})
+	e.post(e.c, "/settings", url.Values{"csrf": {csrf}, "section": {"queue"}, "v:queue.relay_password": {""}, "v:queue.mx_port": {"25"}})
 	e.post(e.c, "/queue/0/retry", url.Values{"csrf": {csrf}})
 	if got, want := e.ctl.got(), "stop pop3|start smtp|reload|set pop3.login_delay=60|retry"; got != want {
 		t.Errorf("controller calls %q, want %q", got, want)
@@ -421,7 +441,7 @@ func TestAliasesAndDomains(t *testing.T) {
 	}
 	// A domain in use is not deleted, and the page says why.
 	e.post(e.c, "/domains/delete", url.Values{"csrf": {csrf}, "name": {"example.org"}})
-	if _, body, _ := e.get(e.c, "/domains"); !strings.Contains(body, "still has") {
+	if _, body, _ := e.get(e.c, "/domains"); !strings.Contains(body, "example.org is still in use by") {
 		t.Errorf("no reason shown for a refused domain deletion")
 	}
 	e.post(e.c, "/aliases/delete", url.Values{"csrf": {csrf}, "address": {"team@example.org"}})
@@ -430,15 +450,17 @@ func TestAliasesAndDomains(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
+// TestParseQuota: the console reads quotas with the one size parser
+// (config.ParseSize); empty is unlimited.
+func TestParseQuota(t *testing.T) {
 	for in, want := range map[string]int64{"": 0, "0": 0, "1024": 1024, "500M": 500 << 20, "2g": 2 << 30, "1.5K": 1536, "10 MiB": 10 << 20} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		if got, err := parseQuota(in); err != nil || got != want {
+			t.Errorf("parseQuota(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
 	for _, bad := range []string{"-1", "lots", "1X"} {
-		if _, err := parseSize(bad); err == nil {
-			t.Errorf("parseSize(%q) accepted", bad)
+		if _, err := parseQuota(bad); err == nil || !strings.Contains(err.Error(), "500M") {
+			t.Errorf("parseQuota(%q): %v", bad, err)
 		}
 	}
 }

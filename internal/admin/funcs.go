@@ -22,6 +22,7 @@ var funcs = template.FuncMap{
 	"urlid":    func(key string) string { return strings.ReplaceAll(key, ".", "-") },
 	"plural":   plural,
 	"since":    func(t time.Time) string { return fmtDuration(time.Since(t)) },
+	"section":  sectionName,
 }
 
 // plural is "1 message", "2 messages".

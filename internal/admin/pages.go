@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,12 +13,14 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
 	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/journal"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // Dashboard.
 
 type dashData struct {
+	Charts   chartsData
 	Status   control.Status
 	Uptime   time.Duration
 	Today    map[string]int64
@@ -50,6 +53,10 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, s *session) 
 	d.Today = map[string]int64{}
 	for ev, n := range counts {
 		d.Today[string(ev)] = n
+	}
+	if d.Charts, err = c.buildCharts(ctx, r.FormValue("range"), c.opt.Now()); err != nil {
+		c.serverError(w, r, s, err)
+		return
 	}
 	d.Recent, _ = c.st.QueryJournal(ctx, store.JournalQuery{Limit: 8})
 	users, _ := c.st.ListUsers(ctx)
@@ -151,35 +158,17 @@ func reason(err error) string {
 	return msg
 }
 
-// parseSize reads a quota: bytes, or a number with K, M, G or T (powers
-// of 1024); empty or 0 is unlimited.
-func parseSize(in string) (int64, error) {
-	in = strings.TrimSpace(strings.ToUpper(in))
-	in = strings.TrimSuffix(strings.TrimSuffix(in, "B"), "I")
-	if in == "" {
+// parseQuota reads a quota with config.ParseSize (500M, 2G, bytes);
+// empty or 0 is unlimited.
+func parseQuota(in string) (int64, error) {
+	if strings.TrimSpace(in) == "" {
 		return 0, nil
 	}
-	mult := int64(1)
-	if n := len(in); n > 0 {
-		switch in[n-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		case 'T':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			in = strings.TrimSpace(in[:n-1])
-		}
+	n, err := config.ParseSize(in)
+	if err != nil {
+		return 0, fmt.Errorf("quota: %v (0 or empty for unlimited)", err)
 	}
-	f, err := strconv.ParseFloat(in, 64)
-	if err != nil || f < 0 || f*float64(mult) > 1<<62 {
-		return 0, fmt.Errorf("quota %q is not a size such as 500M or 2G (0 for unlimited)", in)
-	}
-	return int64(f * float64(mult)), nil
+	return int64(n), nil
 }
 
 func (c *Console) newPassword(r *http.Request) (string, error) {
@@ -204,7 +193,7 @@ func (c *Console) addUser(w http.ResponseWriter, r *http.Request, s *session) {
 		fail("%q is not a valid address: %s", form.Address, reason(err))
 		return
 	}
-	quota, err := parseSize(form.Quota)
+	quota, err := parseQuota(form.Quota)
 	if err != nil {
 		fail("%v", err)
 		return
@@ -292,12 +281,7 @@ func (c *Console) showUser(w http.ResponseWriter, r *http.Request, s *session, u
 		}
 	}
 	if u.QuotaBytes > 0 {
-		d.QuotaText = fmtBytes(u.QuotaBytes)
-		if u.QuotaBytes%(1<<20) == 0 {
-			d.QuotaText = fmt.Sprintf("%dM", u.QuotaBytes>>20)
-		} else {
-			d.QuotaText = strconv.FormatInt(u.QuotaBytes, 10)
-		}
+		d.QuotaText = config.Size(u.QuotaBytes).String()
 	}
 	c.render(w, r, status, "user", s, page{Title: u.Address, Nav: "users", Error: errMsg, Data: d})
 }
@@ -327,7 +311,7 @@ func (c *Console) userAction(w http.ResponseWriter, r *http.Request, s *session)
 		}
 		c.addFlash(s, "ok", "Changed the password of %s.", u.Address)
 	case "profile":
-		quota, err := parseSize(r.PostFormValue("quota"))
+		quota, err := parseQuota(r.PostFormValue("quota"))
 		if err != nil {
 			fail("%v", err)
 			return
@@ -545,6 +529,9 @@ func (c *Console) deleteDomain(w http.ResponseWriter, r *http.Request, s *sessio
 
 type settingGroup struct {
 	Name     string
+	Open     bool // shown unfolded
+	Changed  int  // keys set at run time
+	InFile   int  // keys set in the file
 	Settings []settingRow
 }
 
@@ -552,38 +539,60 @@ type settingRow struct {
 	config.Setting
 	Input  string // the value as typed in the form
 	Secret bool
+	Source string // config.FromDefault, FromFile or FromOverlay
 }
 
-func (c *Console) settings(w http.ResponseWriter, r *http.Request, s *session) {
-	cfg := c.ctl.Config()
+// settingGroups is the configuration by section, with where each value
+// comes from.
+func (c *Console) settingGroups(open string) ([]settingGroup, *config.Layers) {
+	layers, err := c.ctl.ConfigLayers()
+	if err != nil {
+		layers = nil // the files do not load now: show what is in effect
+	}
 	var groups []settingGroup
-	for _, st := range config.Settings(cfg) {
+	for _, st := range config.Settings(c.ctl.Config()) {
 		table := "general"
 		if i := strings.LastIndexByte(st.Key, '.'); i >= 0 {
 			table = st.Key[:i]
 		}
 		if len(groups) == 0 || groups[len(groups)-1].Name != table {
-			groups = append(groups, settingGroup{Name: table})
+			groups = append(groups, settingGroup{Name: table, Open: table == open})
 		}
-		row := settingRow{Setting: st, Input: inputText(st)}
+		row := settingRow{Setting: st, Input: inputText(st), Source: config.FromDefault}
+		if layers != nil {
+			row.Source = layers.Source(st.Key)
+		}
 		if strings.Contains(st.Key, "password") {
 			row.Secret, row.Input = true, ""
 		}
 		g := &groups[len(groups)-1]
+		switch row.Source {
+		case config.FromOverlay:
+			g.Changed++
+		case config.FromFile:
+			g.InFile++
+		}
 		g.Settings = append(g.Settings, row)
 	}
-	status, _ := c.ctl.Status(r.Context())
-	c.render(w, r, http.StatusOK, "settings", s, page{Title: "Server attributes", Nav: "settings",
-		Data: struct {
-			Groups     []settingGroup
-			ConfigFile string
-		}{groups, status.ConfigFile}})
+	return groups, layers
+}
+
+func (c *Console) settings(w http.ResponseWriter, r *http.Request, s *session) {
+	groups, layers := c.settingGroups(r.FormValue("open"))
+	d := struct {
+		Groups              []settingGroup
+		ConfigFile, Overlay string
+	}{Groups: groups}
+	if layers != nil {
+		d.ConfigFile, d.Overlay = layers.File, layers.Overlay
+	}
+	c.render(w, r, http.StatusOK, "settings", s, page{Title: "Server attributes", Nav: "settings", Data: d})
 }
 
 // inputText is a setting's value as an operator would type it.
 func inputText(st config.Setting) string {
 	switch st.Kind {
-	case "string", "expire":
+	case "string", "expire", "size":
 		if u, err := strconv.Unquote(st.Value); err == nil {
 			return u
 		}
@@ -603,21 +612,56 @@ func inputText(st config.Setting) string {
 	return st.Value
 }
 
-func (c *Console) setSetting(w http.ResponseWriter, r *http.Request, s *session) {
-	key, value := r.PostFormValue("key"), r.PostFormValue("value")
-	if st, ok := config.Lookup(c.ctl.Config(), key); ok && st.Kind == "boolean" && value == "" {
-		value = "false"
+// setSettings saves one section of the Server attributes page: the keys
+// whose value differs from the one in effect change together, at run time
+// (config.SetMany), and the server reloads.
+func (c *Console) setSettings(w http.ResponseWriter, r *http.Request, s *session) {
+	section := r.PostFormValue("section")
+	var changes []config.Change
+	for _, st := range config.Settings(c.ctl.Config()) {
+		table := "general"
+		if i := strings.LastIndexByte(st.Key, '.'); i >= 0 {
+			table = st.Key[:i]
+		}
+		if table != section || st.Kind == "table" {
+			continue
+		}
+		v, ok := r.PostForm["v:"+st.Key]
+		if !ok {
+			continue
+		}
+		value := strings.TrimSpace(v[0])
+		if strings.Contains(st.Key, "password") {
+			if value == "" {
+				continue // the form never shows a secret: empty keeps it
+			}
+		} else if value == inputText(st) {
+			continue
+		}
+		changes = append(changes, config.Change{Key: st.Key, Value: value})
 	}
-	if strings.Contains(key, "password") && value == "" {
-		// The form never shows a secret: empty means "keep it".
-		c.addFlash(s, "ok", "%s: unchanged (type a new value to replace it; 'postoffice config set' clears it)", key)
-		redirect(w, r, "/settings")
+	back := "/settings?open=" + url.QueryEscape(section) + "#section-" + section
+	if len(changes) == 0 {
+		c.addFlash(s, "ok", "Nothing changed in %s.", sectionName(section))
+		redirect(w, r, back)
 		return
 	}
-	notes, err := c.ctl.SetConfig(r.Context(), key, value)
-	c.log.Info("admin: setting changed", "admin", s.admin, "key", key, "err", err)
+	notes, err := c.ctl.SetConfig(r.Context(), changes)
+	keys := make([]string, len(changes))
+	for i, ch := range changes {
+		keys[i] = ch.Key
+	}
+	c.log.Info("admin: settings changed", "admin", s.admin, "keys", strings.Join(keys, ","), "err", err)
 	c.flashResult(s, notes, err)
-	redirect(w, r, "/settings#"+strings.ReplaceAll(key, ".", "-"))
+	redirect(w, r, back)
+}
+
+// sectionName is how a section is named on the page.
+func sectionName(table string) string {
+	if table == "general" {
+		return "General"
+	}
+	return "[" + table + "]"
 }
 
 // Outbound queue.
@@ -718,11 +762,11 @@ func (c *Console) journal(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	if errMsg == "" {
 		var err error
-		if d.Entries, err = c.st.QueryJournal(r.Context(), q); err != nil {
+		if d.Entries, err = journal.Search(r.Context(), c.st, q); err != nil {
 			c.serverError(w, r, s, err)
 			return
 		}
-		if len(d.Entries) == journalPage {
+		if len(d.Entries) >= journalPage {
 			d.Older = d.Entries[len(d.Entries)-1].ID
 		}
 	}

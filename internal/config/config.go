@@ -35,7 +35,7 @@ type Config struct {
 // SMTP configures the inbound MX service (RFC 5321, port 25).
 type SMTP struct {
 	Listen             []string `toml:"listen"`
-	MaxMessageSize     int64    `toml:"max_message_size"` // octets, advertised with SIZE (RFC 1870)
+	MaxMessageSize     Size     `toml:"max_message_size"` // octets, advertised with SIZE (RFC 1870)
 	MaxRecipients      int      `toml:"max_recipients"`
 	Timeout            int      `toml:"timeout"` // seconds to wait for a command or a piece of data
 	AllowPlaintextAuth bool     `toml:"allow_plaintext_auth"`
@@ -52,8 +52,8 @@ type Submission struct {
 	// authenticated user's addresses.
 	RequireSenderMatch bool `toml:"require_sender_match"`
 	// MaxMessageSize and Timeout override those of [smtp] when not 0.
-	MaxMessageSize int64 `toml:"max_message_size"`
-	Timeout        int   `toml:"timeout"`
+	MaxMessageSize Size `toml:"max_message_size"`
+	Timeout        int  `toml:"timeout"`
 	Service
 }
 
@@ -122,35 +122,36 @@ func Default() Config {
 	}
 }
 
-// Load reads path over the defaults. An empty path returns the defaults.
-// Errors name the key and the problem in one line.
-func Load(path string) (Config, error) {
-	cfg := Default()
-	if path == "" {
-		return cfg, cfg.Validate()
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
-	}
-	return Parse(data, path)
-}
-
 // Parse reads a configuration file's content over the defaults; name is
-// used in error messages.
+// used in error messages. Relative paths stay as written: Load resolves
+// them against the file's directory.
 func Parse(data []byte, name string) (Config, error) {
 	cfg := Default()
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	// For Expire, which takes a number or a string.
-	dec.EnableUnmarshalerInterface()
-	if err := dec.Decode(&cfg); err != nil {
-		return cfg, fmt.Errorf("config %s: %s", name, describe(err))
+	if err := decode(&cfg, data, name); err != nil {
+		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", name, err)
 	}
 	return cfg, nil
+}
+
+// decode reads TOML over cfg: the keys data sets replace those of cfg.
+func decode(cfg *Config, data []byte, name string) error {
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	// For Expire and Size, which take a number or a string.
+	dec.EnableUnmarshalerInterface()
+	if err := dec.Decode(cfg); err != nil {
+		var se *sizeError
+		if errors.As(err, &se) {
+			// go-toml does not add the key to an unmarshaler's error:
+			// find the size key whose value does not parse.
+			return fmt.Errorf("config %s: %s", name, badSizeKey(data, se))
+		}
+		return fmt.Errorf("config %s: %s", name, describe(err))
+	}
+	return nil
 }
 
 // describe turns go-toml's errors into one line naming the key.
@@ -200,7 +201,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.SMTP.MaxMessageSize <= 0 {
-		return fmt.Errorf(`key "smtp.max_message_size": must be a positive number of octets, got %d`, c.SMTP.MaxMessageSize)
+		return fmt.Errorf(`key "smtp.max_message_size": must be a positive size, got %v`, c.SMTP.MaxMessageSize)
 	}
 	if c.SMTP.MaxRecipients <= 0 {
 		return fmt.Errorf(`key "smtp.max_recipients": must be positive, got %d`, c.SMTP.MaxRecipients)

@@ -21,7 +21,8 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.DataDir != "data" || c.POP3.InactivityTimeout != 600 || c.POP3.AllowPlaintextAuth {
+	wd, _ := os.Getwd()
+	if c.DataDir != filepath.Join(wd, "data") || c.POP3.InactivityTimeout != 600 || c.POP3.AllowPlaintextAuth {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 	if strings.Join(c.POP3.Listen, ",") != ":110" || strings.Join(c.POP3.TLSListen, ",") != ":995" {

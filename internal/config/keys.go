@@ -2,7 +2,6 @@ package config
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -81,7 +80,10 @@ var docs = map[string]string{
 	"submission.proxy_trusted":        "addresses or prefixes of the load balancers allowed to send PROXY headers",
 }
 
-var expireType = reflect.TypeFor[Expire]()
+var (
+	expireType = reflect.TypeFor[Expire]()
+	sizeType   = reflect.TypeFor[Size]()
+)
 
 // Settings lists every key of c in file order.
 func Settings(c Config) []Setting {
@@ -199,6 +201,8 @@ func kindOf(t reflect.Type) string {
 	switch {
 	case t == expireType:
 		return "expire"
+	case t == sizeType:
+		return "size"
 	case t.Kind() == reflect.String:
 		return "string"
 	case t.Kind() == reflect.Bool:
@@ -223,6 +227,13 @@ func tomlValue(v reflect.Value) string {
 			return quote(e.String())
 		}
 		return e.String()
+	}
+	if v.Type() == sizeType {
+		s := v.Interface().(Size)
+		if str := s.String(); str != strconv.FormatInt(int64(s), 10) {
+			return quote(str)
+		}
+		return strconv.FormatInt(int64(s), 10)
 	}
 	switch v.Kind() {
 	case reflect.String:
@@ -310,6 +321,12 @@ func ValueText(s Setting, input string) (string, error) {
 			return "", fmt.Errorf("key %q: %q is not a whole number", s.Key, input)
 		}
 		return strconv.FormatInt(n, 10), nil
+	case "size":
+		n, err := ParseSize(in)
+		if err != nil {
+			return "", fmt.Errorf("key %q: %v", s.Key, err)
+		}
+		return tomlValue(reflect.ValueOf(n)), nil
 	case "expire":
 		e, err := ParseExpire(in)
 		if err != nil {
@@ -329,50 +346,6 @@ func ValueText(s Setting, input string) (string, error) {
 		return "[" + strings.Join(items, ", ") + "]", nil
 	}
 	return "", fmt.Errorf("key %q is a %s: edit the file to change it", s.Key, s.Kind)
-}
-
-// Set changes one key in the configuration file at path, keeping the rest
-// of the file (comments included), and writes it back atomically once the
-// result is valid. It returns the configuration before and after.
-func Set(path, key, input string) (before, after Config, err error) {
-	if path == "" {
-		return before, after, errors.New("no configuration file: give one with --config FILE")
-	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		data, err = nil, nil
-	}
-	if err != nil {
-		return before, after, fmt.Errorf("config: %w", err)
-	}
-	if before, err = Parse(data, path); err != nil {
-		return before, after, err
-	}
-	s, ok := Lookup(before, key)
-	if !ok {
-		return before, after, fmt.Errorf("unknown key %q (see: postoffice config show)", key)
-	}
-	text, err := ValueText(s, input)
-	if err != nil {
-		return before, after, err
-	}
-	table, name := splitKey(key)
-	edited := setInTOML(data, table, name, text)
-	if after, err = Parse(edited, path); err != nil {
-		return before, after, err
-	}
-	want, err := Parse([]byte(tableLine(table)+name+" = "+text+"\n"), path)
-	if err != nil {
-		return before, after, err
-	}
-	if got, _ := Lookup(after, key); got.Value != mustLookup(want, key).Value {
-		return before, after, fmt.Errorf("could not change %q in %s automatically (is it written as a dotted key or an inline table?): edit the file", key, path)
-	}
-	mode := os.FileMode(0o600)
-	if fi, err := os.Stat(path); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	return before, after, writeAtomic(path, edited, mode)
 }
 
 func mustLookup(c Config, key string) Setting {
@@ -595,7 +568,8 @@ func insertLine(lines []string, at int, line string) []byte {
 }
 
 // writeAtomic replaces path with data: temporary file, fsync, rename.
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
+// uid and gid, when not -1, become the file's owner.
+func writeAtomic(path string, data []byte, mode os.FileMode, uid, gid int) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
@@ -608,6 +582,12 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return err
+	}
+	if uid != -1 || gid != -1 {
+		if err := tmp.Chown(uid, gid); err != nil {
+			tmp.Close()
+			return err
+		}
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()

@@ -154,9 +154,9 @@ func (c Config) ServiceHostname(s Service) string {
 // SubmissionMaxMessageSize is [submission] max_message_size, or [smtp]'s.
 func (c Config) SubmissionMaxMessageSize() int64 {
 	if c.Submission.MaxMessageSize > 0 {
-		return c.Submission.MaxMessageSize
+		return int64(c.Submission.MaxMessageSize)
 	}
-	return c.SMTP.MaxMessageSize
+	return int64(c.SMTP.MaxMessageSize)
 }
 
 // SubmissionTimeout is [submission] timeout, or [smtp]'s, in seconds.
@@ -183,7 +183,7 @@ func (c Config) validateOps() error {
 		}
 	}
 	if c.Submission.MaxMessageSize < 0 {
-		return fmt.Errorf(`key "submission.max_message_size": must be 0 (that of [smtp]) or positive, got %d`, c.Submission.MaxMessageSize)
+		return fmt.Errorf(`key "submission.max_message_size": must be 0 (that of [smtp]) or positive, got %v`, c.Submission.MaxMessageSize)
 	}
 	if c.Submission.Timeout < 0 {
 		return fmt.Errorf(`key "submission.timeout": must be 0 (that of [smtp]) or positive, got %d`, c.Submission.Timeout)
@@ -207,4 +207,16 @@ func (c Config) validateOps() error {
 		return fmt.Errorf(`key "log.level": %q is not "debug", "info", "warn" or "error"`, c.Log.Level)
 	}
 	return nil
+}
+
+// Warnings lists settings that load but go against a standard or are
+// likely mistakes; serve logs them, config set prints them.
+func (c Config) Warnings() []string {
+	var w []string
+	if c.POP3.InactivityTimeout < 600 {
+		// RFC 1939 section 3: "Such a timer MUST be of at least 10
+		// minutes' duration."
+		w = append(w, fmt.Sprintf("warning: pop3.inactivity_timeout = %d: RFC 1939 section 3 asks for at least 600 seconds (10 minutes); clients that pause longer are cut off", c.POP3.InactivityTimeout))
+	}
+	return w
 }

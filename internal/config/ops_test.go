@@ -127,6 +127,9 @@ func TestShowRoundTrip(t *testing.T) {
 	}
 }
 
+// TestSet: a change at run time goes to the overlay in the data directory
+// (kept owner-only, keeping its other lines); the configuration file is
+// never written; every value says where it comes from.
 func TestSet(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "postoffice.toml")
@@ -143,21 +146,25 @@ inactivity_timeout = 600
 [smtp]
 listen = ["127.0.0.1:25"]
 `
-	if err := os.WriteFile(path, []byte(orig), 0o640); err != nil {
+	if err := os.WriteFile(path, []byte(orig), 0o440); err != nil {
 		t.Fatal(err)
 	}
+	overlay := filepath.Join(dir, "data", OverlayName)
 	set := func(key, value string) Config {
 		t.Helper()
-		_, after, err := Set(path, key, value)
+		before, after, err := Set(path, key, value)
 		if err != nil {
 			t.Fatalf("Set(%s, %s): %v", key, value, err)
+		}
+		if before.Overlay != overlay || after.Source(key) != FromOverlay || after.SourcePath(key) != overlay {
+			t.Fatalf("Set(%s): overlay %s, source %s %s", key, before.Overlay, after.Source(key), after.SourcePath(key))
 		}
 		again, err := Load(path)
 		if err != nil {
 			t.Fatalf("Load after Set(%s): %v", key, err)
 		}
-		if Show(again) != Show(after) {
-			t.Fatalf("Set returned a config other than the file's")
+		if Show(again) != Show(after.Config) {
+			t.Fatalf("Set returned a config other than the files'")
 		}
 		return again
 	}
@@ -165,34 +172,60 @@ listen = ["127.0.0.1:25"]
 	if strings.Join(cfg.POP3.Listen, " ") != "127.0.0.1:2110 127.0.0.1:2111" {
 		t.Errorf("pop3.listen = %v", cfg.POP3.Listen)
 	}
+	// An operator's comment in the overlay survives later changes.
+	data, _ := os.ReadFile(overlay)
+	os.WriteFile(overlay, append(data, []byte("# moved for the load balancer\n")...), 0o600)
 	cfg = set("pop3.expire", "never")
 	cfg = set("pop3.expire", "14")
 	if cfg.POP3.Expire.Duration() != 14*day {
 		t.Errorf("pop3.expire = %v", cfg.POP3.Expire)
 	}
 	cfg = set("pop3.login_delay", "300")
-	cfg = set("data_dir", "/var/lib/postoffice")
 	cfg = set("hostname", "mx.example.com")
 	cfg = set("admin.listen", "127.0.0.1:8080")
 	cfg = set("smtp.autostart", "false")
 	cfg = set("smtp.listen", `["127.0.0.1:2525"]`)
 	cfg = set("submission.listen", "")
-	if cfg.POP3.LoginDelay != 300 || cfg.DataDir != "/var/lib/postoffice" || cfg.Hostname != "mx.example.com" ||
+	// One certificate key alone does not load; both at once do.
+	if _, _, err := Set(path, "tls.cert_file", "tls/real.pem"); err == nil || !strings.Contains(err.Error(), "set both or neither") {
+		t.Errorf("cert_file alone: %v", err)
+	}
+	if _, _, err := SetMany(path, []Change{{"tls.cert_file", "tls/real.pem"}, {"tls.key_file", "/etc/ssl/real.key"}}); err != nil {
+		t.Fatalf("SetMany of both certificate keys: %v", err)
+	}
+	cfg, _ = Load(path)
+	if cfg.POP3.LoginDelay != 300 || cfg.DataDir != filepath.Join(dir, "data") || cfg.Hostname != "mx.example.com" ||
 		cfg.Admin.Listen != "127.0.0.1:8080" || cfg.SMTP.Autostart || cfg.SMTP.Listen[0] != "127.0.0.1:2525" || len(cfg.Submission.Listen) != 0 {
 		t.Errorf("after sets: %s", Show(cfg))
 	}
-	data, _ := os.ReadFile(path)
+	// A relative path in the overlay is taken from the data directory.
+	if cfg.TLS.CertFile != filepath.Join(dir, "data", "tls", "real.pem") || cfg.TLS.KeyFile != "/etc/ssl/real.key" {
+		t.Errorf("tls files %q %q", cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	}
+	if now, _ := os.ReadFile(path); string(now) != orig {
+		t.Errorf("the configuration file was written:\n%s", now)
+	}
+	data, _ = os.ReadFile(overlay)
 	text := string(data)
-	for _, keep := range []string{"# my mail server", "# where it all goes", "# the listeners", "inactivity_timeout = 600"} {
+	for _, keep := range []string{"# moved for the load balancer", "login_delay = 300", "[smtp]"} {
 		if !strings.Contains(text, keep) {
-			t.Errorf("the file lost %q:\n%s", keep, text)
+			t.Errorf("the overlay lacks %q:\n%s", keep, text)
 		}
 	}
 	if strings.Count(text, "[pop3]") != 1 || strings.Count(text, "listen =") != 4 {
 		t.Errorf("keys or tables duplicated:\n%s", text)
 	}
-	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o640 {
-		t.Errorf("mode %v, want 0640 kept", fi.Mode().Perm())
+	if fi, _ := os.Stat(overlay); fi.Mode().Perm() != 0o600 {
+		t.Errorf("overlay mode %v, want 0600", fi.Mode().Perm())
+	}
+	l, err := LoadLayers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"pop3.login_delay": FromOverlay, "pop3.inactivity_timeout": FromFile, "data_dir": FromFile, "smtp.timeout": FromDefault} {
+		if got := l.Source(key); got != want {
+			t.Errorf("source of %s: %s, want %s", key, got, want)
+		}
 	}
 
 	for _, tc := range []struct{ key, value, want string }{
@@ -201,21 +234,46 @@ listen = ["127.0.0.1:25"]
 		{"pop3.login_delay", "-4", "pop3.login_delay"},
 		{"smtp.autostart", "maybe", "true or false"},
 		{"pop3.listen", "nohostport", "pop3.listen"},
+		{"data_dir", "/var/lib/elsewhere", "edit " + path},
 	} {
 		if _, _, err := Set(path, tc.key, tc.value); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Set(%s, %s): %v, want an error with %q", tc.key, tc.value, err, tc.want)
 		}
 	}
-	if after, _ := os.ReadFile(path); string(after) != text {
-		t.Errorf("a refused Set changed the file")
+	if after, _ := os.ReadFile(overlay); string(after) != text {
+		t.Errorf("a refused Set changed the overlay")
 	}
-	if _, _, err := Set("", "hostname", "x"); err == nil {
-		t.Errorf("Set without a file accepted")
+	// The overlay cannot move the data directory it lives in.
+	os.WriteFile(overlay, []byte("data_dir = \"/elsewhere\"\n"), 0o600)
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "data_dir") {
+		t.Errorf("data_dir in the overlay: %v", err)
 	}
-	// A file that does not exist yet is created.
-	fresh := filepath.Join(dir, "new.toml")
-	if _, after, err := Set(fresh, "pop3.login_delay", "5"); err != nil || after.POP3.LoginDelay != 5 {
-		t.Errorf("Set on a new file: %v", err)
+}
+
+// TestRelativePaths: relative paths in the file are taken from the file's
+// directory, whatever the working directory.
+func TestRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "etc", "postoffice.toml")
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	os.WriteFile(path, []byte("data_dir = \"../var\"\n[tls]\ncert_file = \"c.pem\"\nkey_file = \"/abs/k.pem\"\n"), 0o600)
+	t.Chdir(t.TempDir())
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != filepath.Join(dir, "var") || cfg.TLS.CertFile != filepath.Join(dir, "etc", "c.pem") || cfg.TLS.KeyFile != "/abs/k.pem" {
+		t.Errorf("paths %q %q %q", cfg.DataDir, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	}
+	// Relative to the file also when --config itself is relative.
+	t.Chdir(dir)
+	if cfg, err := Load("etc/postoffice.toml"); err != nil || cfg.DataDir != filepath.Join(dir, "var") {
+		t.Errorf("relative --config: %q %v", cfg.DataDir, err)
+	}
+	// The default data_dir is beside the file too.
+	os.WriteFile(path, []byte("hostname = \"mail.example.com\"\n"), 0o600)
+	if cfg, err := Load(path); err != nil || cfg.DataDir != filepath.Join(dir, "etc", "data") {
+		t.Errorf("default data_dir with a file: %q %v", cfg.DataDir, err)
 	}
 }
 

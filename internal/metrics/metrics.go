@@ -29,12 +29,14 @@ type Metrics struct {
 	retrievedBytes  prometheus.Counter
 	deliveryLatency *prometheus.HistogramVec
 	serviceUp       *prometheus.GaugeVec
+
+	hourly *hourly // logins and queue size per hour, for the console
 }
 
 // New creates the metrics. queueSize, if not nil, is called at each scrape
 // for the number of messages in the outbound queue.
 func New(version string, queueSize func(context.Context) (int, error)) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry(), hourly: newHourly(time.Now())}
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.sessions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "postoffice_sessions", Help: "Open client sessions by protocol.",
@@ -141,6 +143,9 @@ func (m *Metrics) Login(protocol string, ok bool) {
 		result = "ok"
 	}
 	m.logins.WithLabelValues(protocol, result).Inc()
+	if protocol != "admin" {
+		m.LoginAt(time.Now(), ok)
+	}
 }
 
 // ServiceUp records whether a service runs.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/admin"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/tlsutil"
 )
 
@@ -143,7 +145,10 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("%v (nothing changed)", err)
 	}
 	old := s.Config()
-	var notes []string
+	notes := cfg.Warnings()
+	for _, w := range notes {
+		s.log.Warn(w)
+	}
 	if cfg.DataDir != old.DataDir {
 		notes = append(notes, fmt.Sprintf("data_dir: restart postoffice serve to use %s (still on %s)", cfg.DataDir, old.DataDir))
 		cfg.DataDir = old.DataDir
@@ -156,8 +161,10 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 		notes = append(notes, "store: restart postoffice serve to apply the new [store] settings")
 		cfg.Store = old.Store
 	}
-	// Certificates: a new pair of files, or the same files read again.
+	// Certificates: a new pair of files, or the same files read again
+	// (renewed in place); said only when the certificate changed.
 	src := s.currentTLS()
+	was := leaf(src)
 	if cfg.TLS != old.TLS {
 		if src, err = tlsutil.Load(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.DataDir, cfg.Hostname); err != nil {
 			return nil, fmt.Errorf("%v (nothing changed)", err)
@@ -165,7 +172,9 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 	} else if err := src.Reload(); err != nil {
 		return nil, fmt.Errorf("%v (nothing changed)", err)
 	}
-	notes = append(notes, "certificates reloaded")
+	if now := leaf(src); !bytes.Equal(now, was) {
+		notes = append(notes, "certificate reloaded: new certificate in use")
+	}
 	s.mu.Lock()
 	s.cfg, s.tls = cfg, src
 	if cfg.Hostname != old.Hostname {
@@ -192,20 +201,37 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 	return notes, errors.Join(errs...)
 }
 
-// SetConfig implements admin.Controller: one key changed in the
-// configuration file, then a reload.
-func (s *Server) SetConfig(ctx context.Context, key, value string) ([]string, error) {
+// leaf is the DER of the certificate src serves, nil without one.
+func leaf(src *tlsutil.Source) []byte {
+	c, err := src.Config().GetCertificate(nil)
+	if err != nil || c == nil || len(c.Certificate) == 0 {
+		return nil
+	}
+	return c.Certificate[0]
+}
+
+// SetConfig implements admin.Controller: keys changed at run time
+// together (in the overlay in the data directory, config.SetMany), then a
+// reload.
+func (s *Server) SetConfig(ctx context.Context, changes []config.Change) ([]string, error) {
 	s.reloadMu.Lock()
-	before, after, err := config.Set(s.opts.ConfigPath, key, value)
+	before, after, err := config.SetMany(s.opts.ConfigPath, changes)
 	s.reloadMu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	b, _ := config.Lookup(before, key)
-	a, _ := config.Lookup(after, key)
-	notes := []string{fmt.Sprintf("%s: %s -> %s (written to %s)", key, b.Value, a.Value, s.opts.ConfigPath)}
+	var notes []string
+	for _, c := range changes {
+		notes = append(notes, config.DescribeChange(before, after, c.Key))
+	}
 	more, err := s.Reload(ctx)
 	return append(notes, more...), err
+}
+
+// ConfigLayers implements admin.Controller: the configuration files as
+// they are now, and where each key comes from.
+func (s *Server) ConfigLayers() (*config.Layers, error) {
+	return config.LoadLayers(s.opts.ConfigPath)
 }
 
 // console is the running web console.
@@ -327,20 +353,49 @@ const sweepInterval = time.Hour
 
 func (s *Server) startSweeper() {
 	s.sweep, s.swept = make(chan struct{}), make(chan struct{})
+	s.SampleQueue(context.Background())
 	go func() {
 		defer close(s.swept)
 		t := time.NewTimer(time.Minute)
 		defer t.Stop()
+		// The queue's size, for the console's chart, once a minute.
+		sample := time.NewTicker(sampleInterval)
+		defer sample.Stop()
 		for {
 			select {
 			case <-s.sweep:
 				return
+			case <-sample.C:
+				s.SampleQueue(context.Background())
+				continue
 			case <-t.C:
 			}
 			s.Sweep(context.Background())
 			t.Reset(sweepInterval)
 		}
 	}()
+}
+
+// sampleInterval is how often the queue's size is sampled for the
+// console's chart of it.
+const sampleInterval = time.Minute
+
+// SampleQueue records the outbound queue's size now in the hourly
+// history (metrics.Hours).
+func (s *Server) SampleQueue(ctx context.Context) {
+	q, err := s.st.ListQueue(ctx)
+	if err != nil {
+		return
+	}
+	s.metrics.QueueSample(time.Now(), len(q))
+}
+
+// Hours implements admin.Controller: logins and queue sizes per hour, as
+// this process saw them; the queue is sampled first, so that the current
+// hour shows its size now.
+func (s *Server) Hours(now time.Time, n int) []metrics.Hour {
+	s.SampleQueue(context.Background())
+	return s.metrics.Hours(now, n)
 }
 
 func (s *Server) stopSweeper() {

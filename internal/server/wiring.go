@@ -111,7 +111,7 @@ func (s *Server) newPOP3(cfg config.Config) protoServer {
 // newSMTP is an SMTP server for one generation of the smtp (MX) or the
 // submission service.
 func (s *Server) newSMTP(cfg config.Config, submission bool) protoServer {
-	name, svc, size, timeout := "smtp", cfg.SMTP.Service, cfg.SMTP.MaxMessageSize, cfg.SMTP.Timeout
+	name, svc, size, timeout := "smtp", cfg.SMTP.Service, int64(cfg.SMTP.MaxMessageSize), cfg.SMTP.Timeout
 	if submission {
 		name, svc, size, timeout = "submission", cfg.Submission.Service, cfg.SubmissionMaxMessageSize(), cfg.SubmissionTimeout()
 	}

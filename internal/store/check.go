@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -45,3 +46,33 @@ func QueueAddressProblem(a string) string {
 	}
 	return ""
 }
+
+// DomainInUseError is DeleteDomain's refusal of a domain that still has
+// users, extra addresses or aliases. It is ErrExists for errors.Is.
+type DomainInUseError struct {
+	Domain                    string
+	Users, Addresses, Aliases int
+}
+
+func (e *DomainInUseError) Error() string {
+	var parts []string
+	for _, c := range []struct {
+		n           int
+		one, plural string
+	}{{e.Users, "user", "users"}, {e.Addresses, "extra address", "extra addresses"}, {e.Aliases, "alias", "aliases"}} {
+		switch {
+		case c.n == 1:
+			parts = append(parts, "1 "+c.one)
+		case c.n > 1:
+			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.plural))
+		}
+	}
+	list := strings.Join(parts, ", ")
+	if i := strings.LastIndex(list, ", "); i >= 0 {
+		list = list[:i] + " and " + list[i+2:]
+	}
+	return fmt.Sprintf("domain %s is still in use by %s: delete those first", e.Domain, list)
+}
+
+// Is makes the error ErrExists.
+func (e *DomainInUseError) Is(target error) bool { return target == ErrExists }

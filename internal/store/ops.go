@@ -101,6 +101,11 @@ type Journal interface {
 	QueryJournal(ctx context.Context, q JournalQuery) ([]JournalEntry, error)
 	// CountJournal counts the entries of each event at or after since.
 	CountJournal(ctx context.Context, since time.Time) (map[JournalEvent]int64, error)
+	// JournalHistogram counts the entries of each event in n consecutive
+	// periods of length step from since: out[event][i] counts those at or
+	// after since+i*step and before since+(i+1)*step. Events without
+	// entries are absent; step is whole milliseconds, at least one.
+	JournalHistogram(ctx context.Context, since time.Time, step time.Duration, n int) (map[JournalEvent][]int64, error)
 	// PruneJournal removes entries older than before and returns how many.
 	PruneJournal(ctx context.Context, before time.Time) (int64, error)
 }

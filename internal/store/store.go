@@ -75,8 +75,9 @@ type Alias struct {
 // at once (no caching that outlives a call).
 type Directory interface {
 	AddDomain(ctx context.Context, name string) error // ErrExists
-	// DeleteDomain removes a domain; it refuses (ErrExists wrapped with a
-	// reason) while users, addresses or aliases of the domain remain.
+	// DeleteDomain removes a domain; it refuses (a *DomainInUseError,
+	// which is ErrExists) while users, addresses or aliases of the domain
+	// remain.
 	DeleteDomain(ctx context.Context, name string) error
 	ListDomains(ctx context.Context) ([]Domain, error)
 	HasDomain(ctx context.Context, name string) (bool, error)

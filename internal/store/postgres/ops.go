@@ -194,6 +194,34 @@ func (s *Store) CountJournal(ctx context.Context, since time.Time) (map[store.Jo
 	return out, err
 }
 
+// JournalHistogram implements store.Journal.
+func (s *Store) JournalHistogram(ctx context.Context, since time.Time, step time.Duration, n int) (map[store.JournalEvent][]int64, error) {
+	if step < time.Millisecond || n <= 0 {
+		return nil, fmt.Errorf("journal histogram: step %v, %d periods: %w", step, n, store.ErrInvalid)
+	}
+	since = since.Truncate(time.Millisecond)
+	ms := step.Milliseconds()
+	rows, err := s.pool.Query(ctx, `SELECT event, floor(extract(epoch FROM at - $1) * 1000 / $2)::bigint, count(*) FROM journal
+		WHERE at >= $1 AND at < $3 GROUP BY 1, 2`, since, ms, since.Add(time.Duration(ms*int64(n))*time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	out := map[store.JournalEvent][]int64{}
+	var ev string
+	var i, c int64
+	_, err = pgx.ForEachRow(rows, []any{&ev, &i, &c}, func() error {
+		e := store.JournalEvent(ev)
+		if out[e] == nil {
+			out[e] = make([]int64, n)
+		}
+		if i >= 0 && i < int64(n) {
+			out[e][i] = c
+		}
+		return nil
+	})
+	return out, err
+}
+
 // PruneJournal implements store.Journal.
 func (s *Store) PruneJournal(ctx context.Context, before time.Time) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `DELETE FROM journal WHERE at < $1`, before.Truncate(time.Millisecond))

@@ -45,8 +45,7 @@ func (s *Store) DeleteDomain(ctx context.Context, name string) error {
 			return err
 		}
 		if users+addrs+aliases > 0 {
-			return fmt.Errorf("domain %s still has %d users, %d extra addresses and %d aliases: %w",
-				d, users, addrs, aliases, store.ErrExists)
+			return &store.DomainInUseError{Domain: d, Users: users, Addresses: addrs, Aliases: aliases}
 		}
 		return deleteOne(ctx, tx, `DELETE FROM domains WHERE name = ?`, d, "domain "+d)
 	})

@@ -270,6 +270,34 @@ func (s *Store) CountJournal(ctx context.Context, since time.Time) (map[store.Jo
 	return out, rows.Err()
 }
 
+// JournalHistogram implements store.Journal.
+func (s *Store) JournalHistogram(ctx context.Context, since time.Time, step time.Duration, n int) (map[store.JournalEvent][]int64, error) {
+	if step < time.Millisecond || n <= 0 {
+		return nil, fmt.Errorf("journal histogram: step %v, %d periods: %w", step, n, store.ErrInvalid)
+	}
+	from, ms := since.UnixMilli(), step.Milliseconds()
+	rows, err := s.r.QueryContext(ctx, `SELECT event, (at - ?1) / ?2, count(*) FROM journal
+		WHERE at >= ?1 AND at < ?3 GROUP BY 1, 2`, from, ms, from+ms*int64(n))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[store.JournalEvent][]int64{}
+	for rows.Next() {
+		var ev string
+		var i, c int64
+		if err := rows.Scan(&ev, &i, &c); err != nil {
+			return nil, err
+		}
+		e := store.JournalEvent(ev)
+		if out[e] == nil {
+			out[e] = make([]int64, n)
+		}
+		out[e][i] = c
+	}
+	return out, rows.Err()
+}
+
 // PruneJournal implements store.Journal.
 func (s *Store) PruneJournal(ctx context.Context, before time.Time) (int64, error) {
 	res, err := s.w.ExecContext(ctx, `DELETE FROM journal WHERE at < ?`, before.UnixMilli())

@@ -289,3 +289,16 @@ func (h *lockHolder) Unlock() {
 		delete(t.held, h.userID)
 	}
 }
+
+// Exists reports whether dataDir holds a store (its database file),
+// without creating anything.
+func Exists(dataDir string) (bool, error) {
+	_, err := os.Stat(filepath.Join(dataDir, dbName))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	}
+	return false, err
+}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -171,6 +172,17 @@ func testJournal(t *testing.T, e *env) {
 	e.must(err, "CountJournal")
 	if counts[store.EventReceived] != 0 || counts[store.EventDelivered] != 1 || counts[store.EventQueued] != 1 || counts[store.EventRetrieved] != 1 {
 		t.Errorf("CountJournal = %v", counts)
+	}
+	// Per period: t0 is in the first of 2 periods of 1s from t0, the
+	// entries at t0+1s and t0+2s (the queued one, 2s later) in the second
+	// and outside; the one stamped now in none.
+	h, err := e.s.JournalHistogram(e.ctx, t0, time.Second, 2)
+	e.must(err, "JournalHistogram")
+	if fmt.Sprint(h[store.EventReceived]) != "[1 0]" || fmt.Sprint(h[store.EventDelivered]) != "[0 1]" || h[store.EventRetrieved] != nil || h[store.EventQueued] != nil {
+		t.Errorf("JournalHistogram(t0, 1s, 2) = %v", h)
+	}
+	if _, err := e.s.JournalHistogram(e.ctx, t0, 0, 2); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("JournalHistogram with step 0: %v", err)
 	}
 	n, err := e.s.PruneJournal(e.ctx, t0.Add(1500*time.Millisecond))
 	e.must(err, "PruneJournal")

@@ -279,6 +279,14 @@ func testDeleteDomainInUse(t *testing.T, e *env) {
 		}
 		wantErr(t, e.s.DeleteDomain(e.ctx, d), store.ErrExists, "DeleteDomain of a domain in use: "+d)
 	}
+	// The refusal says what is left, in words a person reads.
+	e.must(e.s.SetAlias(e.ctx, store.Alias{Address: "a1@users.example", Targets: []string{"x@remote.example"}}), "SetAlias")
+	var inUse *store.DomainInUseError
+	if err := e.s.DeleteDomain(e.ctx, "users.example"); !errors.As(err, &inUse) || inUse.Users != 1 || inUse.Aliases != 1 ||
+		err.Error() != "domain users.example is still in use by 1 user and 1 alias: delete those first" {
+		t.Errorf("DeleteDomain of a domain in use: %v", err)
+	}
+	e.must(e.s.DeleteAlias(e.ctx, "a1@users.example"), "DeleteAlias")
 
 	e.must(e.s.DeleteUser(e.ctx, u.ID), "DeleteUser")
 	e.must(e.s.DeleteAddress(e.ctx, "bob@extra.example"), "DeleteAddress")

@@ -346,3 +346,43 @@ func TestRecipientsResolvedOnce(t *testing.T) {
 		t.Errorf("a has %d messages, b %d; want 1 and 2", na, nb)
 	}
 }
+
+// TestQuotedAddresses: envelope addresses in their written form (quoted
+// local parts) keep it through the pipeline: a remote recipient is
+// queued as written (its local part's case too), the trace fields write
+// every address through package address, and a quoted local part of a
+// local domain reaches the catch-all rather than an error.
+func TestQuotedAddresses(t *testing.T) {
+	f, r := newFixture(t)
+	f.user("a@local.test", 0)
+	f.alias("@local.test", "a@local.test")
+	env := mx(`"john smith"@remote.test`, `"Big Boss"@Remote.TEST`)
+	env.AuthUser = "a@local.test"
+	if err := r.Route(context.Background(), env, strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	q := f.queue()
+	if len(q) != 1 || q[0].From != `"john smith"@remote.test` || q[0].Recipients[0].Address != `"Big Boss"@remote.test` {
+		t.Fatalf("queue: %+v", q)
+	}
+	rc, _ := f.st.OpenQueued(context.Background(), q[0].ID)
+	qb, _ := io.ReadAll(rc)
+	rc.Close()
+	if !strings.Contains(string(qb), "\tfor <\"Big Boss\"@Remote.TEST>;") {
+		t.Errorf("queued copy: %q", qb)
+	}
+
+	if err := r.Route(context.Background(), mx(`"x y"@remote.test`, `"a b"@local.test`), strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	got := f.mailbox("a@local.test")
+	if len(got) != 1 || !strings.HasPrefix(got[0], "Return-Path: <\"x y\"@remote.test>\r\nDelivered-To: a@local.test\r\n") {
+		t.Fatalf("local copy: %q", got)
+	}
+	// What package address refuses never becomes a header field.
+	err := r.Route(context.Background(), mx("a>b@remote.test", "a@local.test"), strings.NewReader(body))
+	var re *router.Error
+	if !errors.As(err, &re) || re.Code != 501 || re.Enhanced != [3]int{5, 1, 7} {
+		t.Fatalf("unwritable sender: %v", err)
+	}
+}

@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// The holes of issue 13, each shown closed over real sockets with the
+// real binary: SECURITY.md names these tests.
+
+// smtpConn is a raw SMTP client: the test writes exact bytes and reads
+// every reply.
+type smtpConn struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialSMTP(t *testing.T, addr string) *smtpConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	s := &smtpConn{t: t, c: c, r: bufio.NewReader(c)}
+	s.expect(220, "")
+	return s
+}
+
+// reply reads one reply (all its lines) and returns its code and the
+// text of its last line.
+func (s *smtpConn) reply() (int, string) {
+	s.t.Helper()
+	for {
+		l, err := s.r.ReadString('\n')
+		if err != nil {
+			s.t.Fatalf("reading a reply: %v (got %q)", err, l)
+		}
+		l = strings.TrimRight(l, "\r\n")
+		var code int
+		if len(l) < 4 || func() bool { _, err := fmt.Sscanf(l[:3], "%d", &code); return err != nil }() {
+			s.t.Fatalf("malformed reply %q", l)
+		}
+		if l[3] == ' ' {
+			return code, l[4:]
+		}
+	}
+}
+
+func (s *smtpConn) expect(code int, prefix string) string {
+	s.t.Helper()
+	got, text := s.reply()
+	if got != code || !strings.HasPrefix(text, prefix) {
+		s.t.Fatalf("got %d %q, want %d %q...", got, text, code, prefix)
+	}
+	return text
+}
+
+func (s *smtpConn) cmd(line string, code int, prefix string) string {
+	s.t.Helper()
+	fmt.Fprintf(s.c, "%s\r\n", line)
+	return s.expect(code, prefix)
+}
+
+// wireSink is a go-smtp server that keeps its whole conversation, so a
+// test can read the commands exactly as they arrived.
+type wireSink struct {
+	*mailSink
+	mu   sync.Mutex
+	wire strings.Builder
+}
+
+func (w *wireSink) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.wire.Write(p)
+}
+
+// lines returns the lines of the conversation starting with prefix.
+func (w *wireSink) lines(prefix string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, l := range strings.Split(w.wire.String(), "\r\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func startWireSink(t *testing.T) (*wireSink, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &wireSink{mailSink: &mailSink{}}
+	s := smtp.NewServer(w.mailSink)
+	s.Domain = "sink.test"
+	s.ReadTimeout, s.WriteTimeout = time.Minute, time.Minute
+	s.ErrorLog = nopLogger{}
+	s.EnableSMTPUTF8 = true
+	s.Debug = w
+	go s.Serve(l)
+	t.Cleanup(func() { s.Close() })
+	return w, l.Addr().String()
+}
+
+// TestQuotedSenderInjection (issue 13, point 1): on port 25, without a
+// login, a quoted local part carrying "> PARAM=..." is refused at MAIL
+// (501 5.1.7); a quoted local part that can be written safely is
+// accepted, forwarded (an alias to a remote address) as a well-formed
+// quoted MAIL FROM, with no parameter smuggled in, and written quoted in
+// the local copy's Return-Path.
+func TestQuotedSenderInjection(t *testing.T) {
+	sink, sinkAddr := startWireSink(t)
+	in := newInstanceWith(t, map[string]string{
+		"queue": fmt.Sprintf("poll_interval = 1\n[queue.routes]\n\"remote.test\" = %q\n", sinkAddr),
+	})
+	in.addUser("alice@example.org", "pw-a")
+	in.must("", "alias", "add", "fwd@example.org", "ext@remote.test", "alice@example.org")
+	in.start()
+
+	c := dialSMTP(t, in.addr("smtp"))
+	c.cmd("EHLO client.test", 250, "")
+	for _, from := range []string{
+		`"ceo@bank.com> ENVID=x"@evil.test`,
+		`"a> SMTPUTF8 NOTIFY=NEVER x"@evil.test`,
+	} {
+		c.cmd("MAIL FROM:<"+from+">", 501, "5.1.7")
+	}
+	c.cmd(`MAIL FROM:<"a SMTPUTF8 NOTIFY=NEVER x"@evil.test>`, 250, "2.0.0")
+	c.cmd(`RCPT TO:<"x> NOTIFY=NEVER"@example.org>`, 501, "5.1.3")
+	c.cmd("RCPT TO:<fwd@example.org>", 250, "2.0.0")
+	c.cmd("DATA", 354, "")
+	fmt.Fprintf(c.c, "From: a@evil.test\r\nSubject: quoted\r\n\r\nhello\r\n.\r\n")
+	c.expect(250, "2.0.0")
+	c.cmd("QUIT", 221, "")
+
+	waitFor(t, "the forwarded copy at the sink", func() bool { return len(sink.got()) > 0 })
+	mail := sink.lines("MAIL FROM:")
+	if len(mail) != 1 || !strings.HasPrefix(mail[0], `MAIL FROM:<"a SMTPUTF8 NOTIFY=NEVER x"@evil.test>`) {
+		t.Fatalf("the next hop got %q, want one MAIL FROM:<\"a SMTPUTF8 NOTIFY=NEVER x\"@evil.test>", mail)
+	}
+	for _, param := range strings.Fields(strings.SplitN(mail[0], "@evil.test>", 2)[1]) {
+		if param != "BODY=8BITMIME" && !strings.HasPrefix(param, "SIZE=") {
+			t.Errorf("parameter %q in %q", param, mail[0])
+		}
+	}
+	got := sink.got()
+	if got[0].from != "a SMTPUTF8 NOTIFY=NEVER x@evil.test" || len(got[0].rcpts) != 1 || got[0].rcpts[0] != "ext@remote.test" {
+		t.Errorf("the next hop understood from %q to %q", got[0].from, got[0].rcpts)
+	}
+	msgs := retrieveAll(t, in, "alice@example.org", "pw-a")
+	if len(msgs) != 1 || !strings.HasPrefix(msgs[0], "Return-Path: <\"a SMTPUTF8 NOTIFY=NEVER x\"@evil.test>\r\n") {
+		t.Errorf("local copies %q", msgs)
+	}
+	// The journal holds the address as written, quotes and all.
+	if j := in.must("", "journal", "--event", "received"); !strings.Contains(j, `"a SMTPUTF8 NOTIFY=NEVER x"@evil.test`) {
+		t.Errorf("journal:\n%s", j)
+	}
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"strings"
@@ -169,4 +170,40 @@ func TestQuotedSenderInjection(t *testing.T) {
 	if j := in.must("", "journal", "--event", "received"); !strings.Contains(j, `"a SMTPUTF8 NOTIFY=NEVER x"@evil.test`) {
 		t.Errorf("journal:\n%s", j)
 	}
+}
+
+// TestMXAuthSenderRule (issue 13, point 2): the MX listener does not
+// offer AUTH by default; switched on ([smtp] allow_auth), a user logged
+// in there cannot send in someone else's name, as on submission (553
+// 5.7.1), and can in their own.
+func TestMXAuthSenderRule(t *testing.T) {
+	in := newInstance(t, "")
+	in.addUser("alice@example.org", "pw-a")
+	in.start()
+	c := dialSMTP(t, in.addr("smtp"))
+	if caps := c.cmd("EHLO client.test", 250, ""); strings.Contains(caps, "AUTH") {
+		t.Errorf("EHLO on port 25 offers AUTH by default")
+	}
+	c.cmd("AUTH PLAIN "+plainAuth("alice@example.org", "pw-a"), 503, "5.5.1")
+	c.cmd("MAIL FROM:<ceo@bank.com>", 250, "2.0.0") // an ordinary inbound sender
+	c.cmd("RCPT TO:<victim@elsewhere.test>", 554, "5.7.1")
+	c.cmd("QUIT", 221, "")
+	in.stop()
+
+	in = newInstanceWith(t, map[string]string{"smtp": "allow_auth = true"})
+	in.addUser("alice@example.org", "pw-a")
+	in.start()
+	c = dialSMTP(t, in.addr("smtp"))
+	c.cmd("EHLO client.test", 250, "")
+	c.cmd("AUTH PLAIN "+plainAuth("alice@example.org", "pw-a"), 235, "")
+	c.cmd("MAIL FROM:<ceo@bank.com>", 553, "5.7.1")
+	c.cmd("MAIL FROM:<>", 553, "5.7.1")
+	c.cmd("MAIL FROM:<alice@example.org>", 250, "2.0.0")
+	c.cmd("RCPT TO:<friend@elsewhere.test>", 250, "2.0.0")
+	c.cmd("RSET", 250, "")
+	c.cmd("QUIT", 221, "")
+}
+
+func plainAuth(user, pass string) string {
+	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
 }

@@ -34,11 +34,14 @@ type Config struct {
 
 // SMTP configures the inbound MX service (RFC 5321, port 25).
 type SMTP struct {
-	Listen             []string `toml:"listen"`
-	MaxMessageSize     int64    `toml:"max_message_size"` // octets, advertised with SIZE (RFC 1870)
-	MaxRecipients      int      `toml:"max_recipients"`
-	Timeout            int      `toml:"timeout"` // seconds to wait for a command or a piece of data
-	AllowPlaintextAuth bool     `toml:"allow_plaintext_auth"`
+	Listen         []string `toml:"listen"`
+	MaxMessageSize int64    `toml:"max_message_size"` // octets, advertised with SIZE (RFC 1870)
+	MaxRecipients  int      `toml:"max_recipients"`
+	Timeout        int      `toml:"timeout"` // seconds to wait for a command or a piece of data
+	// AllowAuth offers AUTH on the MX listener too (off by default, as
+	// Postfix's smtpd_sasl_auth_enable): users submit on [submission].
+	AllowAuth          bool `toml:"allow_auth"`
+	AllowPlaintextAuth bool `toml:"allow_plaintext_auth"`
 	Service
 }
 
@@ -48,8 +51,9 @@ type SMTP struct {
 type Submission struct {
 	Listen    []string `toml:"listen"`
 	TLSListen []string `toml:"tls_listen"`
-	// RequireSenderMatch: the envelope sender must be one of the
-	// authenticated user's addresses.
+	// RequireSenderMatch: the envelope sender of every authenticated
+	// session must be one of the user's addresses (submission, and the
+	// MX service when [smtp] allow_auth is on).
 	RequireSenderMatch bool `toml:"require_sender_match"`
 	// MaxMessageSize and Timeout override those of [smtp] when not 0.
 	MaxMessageSize int64 `toml:"max_message_size"`

@@ -52,7 +52,8 @@ func (s *Server) serviceDefs() []*service {
 			busy:      func(c config.Config) string { return smtpBusy(c, c.SMTP.Service) },
 			settings: func(c config.Config) string {
 				m := c.SMTP
-				return fmt.Sprint(c.Hostname, c.ServiceHostname(m.Service), m.MaxMessageSize, m.MaxRecipients, m.Timeout, m.AllowPlaintextAuth)
+				return fmt.Sprint(c.Hostname, c.ServiceHostname(m.Service), m.MaxMessageSize, m.MaxRecipients, m.Timeout,
+					m.AllowAuth, m.AllowPlaintextAuth, c.Submission.RequireSenderMatch)
 			},
 			newProto: func(c config.Config) protoServer { return s.newSMTP(c, false) },
 		}),
@@ -122,6 +123,7 @@ func (s *Server) newSMTP(cfg config.Config, submission bool) protoServer {
 		Backend:            sb,
 		TLSConfig:          s.tlsConfig(),
 		Submission:         submission,
+		NoAuth:             !submission && !cfg.SMTP.AllowAuth,
 		AllowPlaintextAuth: cfg.SMTP.AllowPlaintextAuth,
 		MaxMessageBytes:    size,
 		MaxRecipients:      cfg.SMTP.MaxRecipients,

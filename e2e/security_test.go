@@ -207,3 +207,95 @@ func TestMXAuthSenderRule(t *testing.T) {
 func plainAuth(user, pass string) string {
 	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
 }
+
+// popAttempt opens a POP3 session and tries one login; it returns the
+// reply to PASS.
+func popAttempt(t *testing.T, addr, user, pass string) string {
+	t.Helper()
+	p := dialPOP(t, addr)
+	defer p.c.Close()
+	if r := p.cmd("USER %s", user); !strings.HasPrefix(r, "+OK") {
+		return r
+	}
+	return p.cmd("PASS %s", pass)
+}
+
+// parallelAttempts makes n logins at once and returns their replies.
+func parallelAttempts(t *testing.T, addr string, n int, user, pass string) []string {
+	t.Helper()
+	replies := make([]string, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			replies[i] = popAttempt(t, addr, user, pass)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return replies
+}
+
+// TestParallelLoginsCounted (issue 13, point 3a): 40 wrong POP3 logins
+// at once from one address have at most ip_ban_after (10) passwords
+// verified, counted by postoffice_logins_total{result="failed"}; the
+// others find the address banned (-ERR [SYS/TEMP]).
+func TestParallelLoginsCounted(t *testing.T) {
+	t.Parallel()
+	in := newInstance(t, "")
+	in.addUser("victim@example.org", "right")
+	in.start()
+	replies := parallelAttempts(t, in.addr("pop3"), 40, "victim@example.org", "wrong")
+	auth, temp := 0, 0
+	for _, r := range replies {
+		switch {
+		case strings.HasPrefix(r, "-ERR [AUTH]"):
+			auth++
+		case strings.HasPrefix(r, "-ERR [SYS/TEMP]"):
+			temp++
+		default:
+			t.Errorf("reply %q", r)
+		}
+	}
+	verified := in.metrics()[`postoffice_logins_total{protocol="pop3",result="failed"}`]
+	t.Logf("40 parallel wrong logins: %d answered [AUTH], %d [SYS/TEMP], %v passwords verified", auth, temp, verified)
+	if verified > 10 || auth > 10 || auth+temp != 40 {
+		t.Fatalf("%v passwords verified (%d [AUTH], %d [SYS/TEMP]); at most 10 may be", verified, auth, temp)
+	}
+	if r := popAttempt(t, in.addr("pop3"), "victim@example.org", "right"); !strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
+		t.Errorf("the right password from the banned address: %q", r)
+	}
+}
+
+// TestOwnAccountSuccessDoesNotReset (issue 13, point 3b): 8 failures on
+// a victim's name, then a successful login to the attacker's own
+// account, from one address, repeated: the success no longer wipes the
+// address's failures, and the second round ends in a ban.
+func TestOwnAccountSuccessDoesNotReset(t *testing.T) {
+	t.Parallel()
+	in := newInstance(t, "")
+	in.addUser("victim@example.org", "right")
+	in.addUser("attacker@example.org", "mine")
+	in.start()
+	banned := false
+	for round := 1; round <= 4 && !banned; round++ {
+		for _, r := range parallelAttempts(t, in.addr("pop3"), 8, "victim@example.org", "guess") {
+			banned = banned || strings.HasPrefix(r, "-ERR [SYS/TEMP]")
+		}
+		r := popAttempt(t, in.addr("pop3"), "attacker@example.org", "mine")
+		if strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
+			banned = true
+		} else if !strings.HasPrefix(r, "+OK") {
+			t.Fatalf("own login: %q", r)
+		}
+		if round == 2 && !banned {
+			t.Fatalf("16 failures interleaved with own-account logins and no ban (ip_ban_after = 10)")
+		}
+	}
+	if verified := in.metrics()[`postoffice_logins_total{protocol="pop3",result="failed"}`]; verified > 10 {
+		t.Errorf("%v victim passwords verified, at most 10 may be", verified)
+	}
+}

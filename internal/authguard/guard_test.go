@@ -104,7 +104,7 @@ func TestIPv6Slash64(t *testing.T) {
 // A success clears the failures of its own name from its own address,
 // and only those; a ban stays; old failures are forgotten.
 func TestSuccessClearsOnlyItsOwnFailures(t *testing.T) {
-	g, now := newTestGuard(Config{IPBanAfter: 3, NameBanAfter: 100})
+	g, _ := newTestGuard(Config{IPBanAfter: 3, NameBanAfter: 100})
 	fail(t, g, "192.0.2.1:1", "a@example.com")
 	fail(t, g, "192.0.2.1:1", "a@example.com")
 	succeed(t, g, "192.0.2.1:1", "a@example.com") // the owner mistyped twice
@@ -138,7 +138,7 @@ func TestSuccessClearsOnlyItsOwnFailures(t *testing.T) {
 		t.Fatal("a success lifted the ban")
 	}
 
-	g, now = newTestGuard(Config{IPBanAfter: 3, NameBanAfter: 100})
+	g, now := newTestGuard(Config{IPBanAfter: 3, NameBanAfter: 100})
 	fail(t, g, "192.0.2.1:1", "c@example.com")
 	fail(t, g, "192.0.2.1:1", "c@example.com")
 	*now = now.Add(time.Hour)

@@ -5,8 +5,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -297,5 +300,63 @@ func TestOwnAccountSuccessDoesNotReset(t *testing.T) {
 	}
 	if verified := in.metrics()[`postoffice_logins_total{protocol="pop3",result="failed"}`]; verified > 10 {
 		t.Errorf("%v victim passwords verified, at most 10 may be", verified)
+	}
+}
+
+// TestFileModes (issue 13, point 4): in a data directory that already
+// exists with mode 0755, under umask 022, every file and directory
+// postoffice creates is owner-only: the database and its -wal and -shm
+// files, message files and their directories, the TLS key and
+// certificate, the control socket; serve warns about the directory.
+func TestFileModes(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	in := newInstance(t, "")
+	data := filepath.Join(in.dir, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in.addUser("alice@example.org", "pw-a")
+	big := plainMsg + strings.Repeat(strings.Repeat("b", 76)+"\r\n", 2000) // a message file, not inline
+	in.deliver("alice@example.org", big)
+	in.start()
+	if err := sendPlain(in.addr("smtp"), "s@example.net", "alice@example.org", big); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	err := filepath.WalkDir(data, func(p string, d os.DirEntry, err error) error {
+		if err != nil || p == data {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(data, p)
+		seen[rel] = true
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is %v, open to other users", rel, fi.Mode())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := 0
+	for p := range seen {
+		if strings.HasPrefix(p, "blobs"+string(filepath.Separator)) {
+			blobs++
+		}
+	}
+	for _, want := range []string{"postoffice.db", "postoffice.db-wal", "postoffice.db-shm", "tls", "tls/key.pem", "tls/cert.pem", "control.sock", "blobs"} {
+		if !seen[want] {
+			t.Errorf("no %s in the data directory (found %v)", want, seen)
+		}
+	}
+	if blobs < 2 {
+		t.Errorf("no message file under blobs/ (found %v)", seen)
+	}
+	if !strings.Contains(in.logText(), "the data directory is accessible to other users") {
+		t.Errorf("no warning about the 0755 data directory in:\n%s", in.logText())
 	}
 }

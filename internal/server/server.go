@@ -175,6 +175,12 @@ func (s *Server) Start() error {
 		}
 		return err
 	}
+	// Everything postoffice creates in the data directory is owner-only;
+	// a directory others may enter exposes whatever it is given later.
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		s.log.Warn("the data directory is accessible to other users: make it owner-only (chmod 700)",
+			"data_dir", cfg.DataDir, "mode", fi.Mode().Perm().String())
+	}
 	// The control socket first: a second serve on the data directory is
 	// told so, rather than that its ports are taken.
 	ctl, err := control.Listen(control.SocketPath(cfg.DataDir), s, s.log.With("service", "control"))

@@ -27,6 +27,7 @@ type Setting struct {
 var docs = map[string]string{
 	"data_dir":                        "directory of the database, message files and the control socket (restart serve to change)",
 	"hostname":                        "name announced in greetings and trace fields",
+	"min_free_space":                  "octets that must stay free in data_dir's file system; below, deliveries are refused for now (452 4.3.1) so that users can still delete (0: no check)",
 	"pop3.listen":                     "POP3 listeners, host:port (STLS offered)",
 	"pop3.tls_listen":                 "POP3 over implicit TLS listeners (RFC 8314), host:port",
 	"pop3.inactivity_timeout":         "seconds before an idle session is closed (RFC 1939: at least 600)",

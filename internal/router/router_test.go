@@ -386,3 +386,37 @@ func TestQuotedAddresses(t *testing.T) {
 		t.Fatalf("unwritable sender: %v", err)
 	}
 }
+
+// TestCheckSpace: below MinFree free octets, intake is refused with 452
+// 4.3.1 before anything is stored, for a message whose size would take
+// the store below it too; a free space that cannot be read stops nothing.
+func TestCheckSpace(t *testing.T) {
+	free, freeErr := int64(10_000), error(nil)
+	f, r := newFixture(t, func(o *router.Options) {
+		o.FreeSpace = func() (int64, error) { return free, freeErr }
+		o.MinFree = 5_000
+	})
+	f.user("a@local.test", 0)
+	ctx := context.Background()
+	if err := r.CheckSpace(4_000); err != nil {
+		t.Fatalf("4000 octets with 10000 free: %v", err)
+	}
+	var re *router.Error
+	if err := r.CheckSpace(6_000); !errors.As(err, &re) || re.Code != 452 || re.Enhanced != [3]int{4, 3, 1} || !errors.Is(err, router.ErrNoSpace) {
+		t.Fatalf("6000 octets with 10000 free, 5000 to keep: %v", err)
+	}
+	if err := r.Route(ctx, mx("s@remote.test", "a@local.test"), strings.NewReader(body+strings.Repeat("x", 6_000))); !errors.Is(err, router.ErrNoSpace) {
+		t.Fatalf("a message that does not fit: %v", err)
+	}
+	free = 4_000
+	if err := r.Route(ctx, mx("s@remote.test", "a@local.test"), strings.NewReader(body)); !errors.Is(err, router.ErrNoSpace) {
+		t.Fatalf("below the minimum: %v", err)
+	}
+	if n := len(f.mailbox("a@local.test")); n != 0 {
+		t.Fatalf("%d messages stored while short of space", n)
+	}
+	freeErr = errors.New("statfs failed")
+	if err := r.Route(ctx, mx("s@remote.test", "a@local.test"), strings.NewReader(body)); err != nil {
+		t.Fatalf("free space unknown: %v", err)
+	}
+}

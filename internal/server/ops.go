@@ -168,7 +168,7 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 	notes = append(notes, "certificates reloaded")
 	s.mu.Lock()
 	s.cfg, s.tls = cfg, src
-	if cfg.Hostname != old.Hostname {
+	if cfg.Hostname != old.Hostname || cfg.MinFreeSpace != old.MinFreeSpace {
 		s.router = s.newRouter(cfg)
 	}
 	s.mu.Unlock()

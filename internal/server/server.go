@@ -15,6 +15,7 @@ import (
 
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/diskspace"
 	"github.com/postoffice-mail/postoffice/internal/journal"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/queue"
@@ -109,6 +110,14 @@ func newRouter(cfg config.Config, st store.Store, log *slog.Logger, onQueued fun
 		CatchAll: true,
 		SpoolDir: os.TempDir(),
 		Record:   record,
+	}
+	if cfg.Store.Backend == config.BackendSQLite {
+		// The embedded store keeps everything in data_dir: intake stops
+		// while its file system is short of room (PostgreSQL's disk is
+		// the database server's to watch).
+		dir := cfg.DataDir
+		opt.FreeSpace = func() (int64, error) { return diskspace.Available(dir) }
+		opt.MinFree = cfg.MinFreeSpace
 	}
 	if onQueued != nil {
 		opt.OnQueued = func(int64) { onQueued() }

@@ -49,6 +49,16 @@ func (b *smtpBackend) CheckSender(ctx context.Context, env *smtpd.Envelope) erro
 	// The router's envelope lives as long as the transaction, so that the
 	// recipients resolved at RCPT time are not resolved again at DATA.
 	env.Backend = routerEnvelope(env)
+	if err := b.checkSenderRule(ctx, env); err != nil {
+		return err
+	}
+	// RFC 1870 section 6.1: the declared SIZE is checked against the
+	// room left as well (452 4.3.1, temporary).
+	return replyOf(b.router.CheckSpace(env.Size))
+}
+
+// checkSenderRule is the rule of CheckSender for authenticated sessions.
+func (b *smtpBackend) checkSenderRule(ctx context.Context, env *smtpd.Envelope) error {
 	if env.AuthUser == "" || !b.requireSenderMatch {
 		return nil
 	}

@@ -52,7 +52,9 @@ func (s *Server) serviceDefs() []*service {
 			busy:      func(c config.Config) string { return smtpBusy(c, c.SMTP.Service) },
 			settings: func(c config.Config) string {
 				m := c.SMTP
-				return fmt.Sprint(c.Hostname, c.ServiceHostname(m.Service), m.MaxMessageSize, m.MaxRecipients, m.Timeout,
+				// The router's settings too: a new router needs a new
+				// generation (newSMTP hands it the current one).
+				return fmt.Sprint(c.Hostname, c.MinFreeSpace, c.ServiceHostname(m.Service), m.MaxMessageSize, m.MaxRecipients, m.Timeout,
 					m.AllowAuth, m.AllowPlaintextAuth, c.Submission.RequireSenderMatch)
 			},
 			newProto: func(c config.Config) protoServer { return s.newSMTP(c, false) },
@@ -67,7 +69,7 @@ func (s *Server) serviceDefs() []*service {
 			busy:   func(c config.Config) string { return smtpBusy(c, c.Submission.Service) },
 			settings: func(c config.Config) string {
 				m := c.Submission
-				return fmt.Sprint(c.Hostname, c.ServiceHostname(m.Service), c.SubmissionMaxMessageSize(), c.SMTP.MaxRecipients,
+				return fmt.Sprint(c.Hostname, c.MinFreeSpace, c.ServiceHostname(m.Service), c.SubmissionMaxMessageSize(), c.SMTP.MaxRecipients,
 					c.SubmissionTimeout(), c.SMTP.AllowPlaintextAuth, m.RequireSenderMatch)
 			},
 			newProto: func(c config.Config) protoServer { return s.newSMTP(c, true) },

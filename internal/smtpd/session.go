@@ -97,6 +97,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		AuthUser:   authUser,
 		Submission: s.srv.cfg.Submission,
 		SMTPUTF8:   opts.UTF8,
+		Size:       opts.Size,
 		// RFC 6152 (8BITMIME), RFC 3030 (BINARYMIME).
 		Body8Bit: opts.Body == smtp.Body8BitMIME || opts.Body == smtp.BodyBinaryMIME,
 	}

@@ -4,7 +4,7 @@ import (
 	"errors"
 
 	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
+	smtp "github.com/postoffice-mail/postoffice/internal/smtpd/gosmtp"
 )
 
 // authAllowed: AUTH with a plaintext password only under TLS, from a

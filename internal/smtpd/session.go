@@ -7,8 +7,8 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/clientinfo"
 	"net"
 
-	"github.com/emersion/go-smtp"
 	"github.com/postoffice-mail/postoffice/internal/address"
+	smtp "github.com/postoffice-mail/postoffice/internal/smtpd/gosmtp"
 )
 
 // engineBackend is the go-smtp Backend: one session per EHLO/HELO, and a

@@ -2,11 +2,19 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
+	"math/big"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -359,4 +367,144 @@ func TestFileModes(t *testing.T) {
 	if !strings.Contains(in.logText(), "the data directory is accessible to other users") {
 		t.Errorf("no warning about the 0755 data directory in:\n%s", in.logText())
 	}
+}
+
+// tlsSuites returns the TLS 1.2 cipher suites a server accepts, trying
+// each suite Go knows, secure or not, on a new connection; start brings
+// a connection to the point where the handshake begins.
+func tlsSuites(t *testing.T, addr string, start func(c net.Conn, r *bufio.Reader) error) []string {
+	t.Helper()
+	var accepted []string
+	suites := append(tls.CipherSuites(), tls.InsecureCipherSuites()...)
+	for _, cs := range suites {
+		tls12 := false
+		for _, v := range cs.SupportedVersions {
+			tls12 = tls12 || v == tls.VersionTLS12
+		}
+		if !tls12 {
+			continue
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		if start != nil {
+			if err := start(c, bufio.NewReader(c)); err != nil {
+				c.Close()
+				t.Fatalf("%s: %v", addr, err)
+			}
+		}
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
+			CipherSuites: []uint16{cs.ID}})
+		if err := tc.Handshake(); err == nil {
+			accepted = append(accepted, cs.Name)
+		}
+		c.Close()
+	}
+	return accepted
+}
+
+// startTLSWith returns a start function that says the lines, each
+// answered by a reply whose first line begins with the prefix, and reads
+// the greeting first.
+func startTLSWith(greeting string, steps ...[2]string) func(net.Conn, *bufio.Reader) error {
+	return func(c net.Conn, r *bufio.Reader) error {
+		readReply := func(prefix string) error {
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return err
+				}
+				if !strings.HasPrefix(l, prefix) {
+					return fmt.Errorf("got %q, want %s", l, prefix)
+				}
+				if len(l) < 4 || l[3] != '-' {
+					return nil
+				}
+			}
+		}
+		if err := readReply(greeting); err != nil {
+			return err
+		}
+		for _, s := range steps {
+			fmt.Fprintf(c, "%s\r\n", s[0])
+			if err := readReply(s[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// TestTLSCipherSuites (issue 13, point 7): with TLS 1.2, port 995, port
+// 465, POP3 after STLS, SMTP after STARTTLS (25 and 587) and the console
+// over HTTPS offer only AEAD suites with ECDHE (forward secrecy): no CBC,
+// no RSA key exchange, no 3DES or RC4.
+//
+// Both kinds of certificate: the self-signed ECDSA one postoffice makes,
+// and an RSA one (with which RSA key exchange would be possible).
+func TestTLSCipherSuites(t *testing.T) {
+	for _, kind := range []string{"ECDSA", "RSA"} {
+		t.Run(kind, func(t *testing.T) { testTLSCipherSuites(t, kind) })
+	}
+}
+
+func testTLSCipherSuites(t *testing.T, kind string) {
+	extra := map[string]string{"admin": "tls = true"}
+	if kind == "RSA" {
+		cert, key := rsaCertificate(t)
+		extra["top"] = fmt.Sprintf("[tls]\ncert_file = %q\nkey_file = %q\n", cert, key)
+	}
+	in := newInstanceWith(t, extra)
+	in.start()
+	pop3 := startTLSWith("+OK", [2]string{"STLS", "+OK"})
+	smtp := startTLSWith("220", [2]string{"EHLO client.test", "250"}, [2]string{"STARTTLS", "220"})
+	for _, ep := range []struct {
+		name  string
+		addr  string
+		start func(net.Conn, *bufio.Reader) error
+	}{
+		{"pop3s (995)", in.addr("pop3s"), nil},
+		{"submissions (465)", in.addr("submissions"), nil},
+		{"pop3 STLS (110)", in.addr("pop3"), pop3},
+		{"smtp STARTTLS (25)", in.addr("smtp"), smtp},
+		{"submission STARTTLS (587)", in.addr("submission"), smtp},
+		{"console HTTPS", in.addr("admin"), nil},
+	} {
+		got := tlsSuites(t, ep.addr, ep.start)
+		t.Logf("%s offers with TLS 1.2: %s", ep.name, strings.Join(got, ", "))
+		if !slices.Contains(got, "TLS_ECDHE_"+kind+"_WITH_AES_128_GCM_SHA256") {
+			t.Errorf("%s: TLS_ECDHE_%s_WITH_AES_128_GCM_SHA256 not offered", ep.name, kind)
+		}
+		for _, name := range got {
+			if !strings.HasPrefix(name, "TLS_ECDHE_") || !(strings.Contains(name, "_GCM_") || strings.Contains(name, "CHACHA20_POLY1305")) {
+				t.Errorf("%s offers %s: not an AEAD suite with forward secrecy", ep.name, name)
+			}
+		}
+	}
+}
+
+// rsaCertificate writes a self-signed RSA certificate for localhost and
+// its key, and returns their paths.
+func rsaCertificate(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+	return certFile, keyFile
 }

@@ -76,12 +76,9 @@ func New(cfg config.Config, st store.Store, log *slog.Logger, opts Options) (*Se
 	s.logins = newLogins(st, cfg.Auth, log.With("service", "auth"))
 	// One TLS configuration for the process, whose certificate is always
 	// that of the current Source: a reload swaps it under every listener.
-	s.tlsCfg = &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.currentTLS().Config().GetCertificate(h)
-		},
-	}
+	s.tlsCfg = tlsutil.ServerConfig(func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return s.currentTLS().Config().GetCertificate(h)
+	})
 	s.metrics = metrics.New(opts.Version, func(ctx context.Context) (int, error) {
 		q, err := st.ListQueue(ctx)
 		return len(q), err

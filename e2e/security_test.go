@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -507,4 +508,61 @@ func rsaCertificate(t *testing.T) (certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
 	return certFile, keyFile
+}
+
+// consoleGet sends a GET to the console with the given Host and
+// Authorization, and returns the status.
+func consoleGet(t *testing.T, in *instance, host, path, auth string) int {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+in.addr("admin")+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestConsoleHostAndMetricsToken (issue 13, point 9): the console (here
+// on loopback) answers to its own names only, 421 Misdirected Request to
+// any other Host (DNS rebinding); [admin] metrics_token puts /metrics
+// behind a bearer token, which config show does not print.
+func TestConsoleHostAndMetricsToken(t *testing.T) {
+	in := newInstanceWith(t, map[string]string{"admin": "hosts = [\"console.example.org\"]\nmetrics_token = \"0123456789abcdef-token\""})
+	in.start()
+	port := in.port("admin")
+	for host, want := range map[string]int{
+		"127.0.0.1:" + port:         http.StatusSeeOther,
+		"localhost:" + port:         http.StatusSeeOther,
+		"mail.test:" + port:         http.StatusSeeOther, // hostname
+		"console.example.org":       http.StatusSeeOther,
+		"rebound.attacker.example":  http.StatusMisdirectedRequest,
+		"attacker.example:" + port:  http.StatusMisdirectedRequest,
+		"console.example.org.evil.": http.StatusMisdirectedRequest,
+	} {
+		if got := consoleGet(t, in, host, "/", ""); got != want {
+			t.Errorf("Host %q: %d, want %d", host, got, want)
+		}
+	}
+	local := "127.0.0.1:" + port
+	if got := consoleGet(t, in, local, "/metrics", ""); got != http.StatusUnauthorized {
+		t.Errorf("/metrics without the token: %d, want 401", got)
+	}
+	if got := consoleGet(t, in, local, "/metrics", "Bearer 0123456789abcdef-token"); got != http.StatusOK {
+		t.Errorf("/metrics with the token: %d, want 200", got)
+	}
+	if got := consoleGet(t, in, "attacker.example", "/metrics", "Bearer 0123456789abcdef-token"); got != http.StatusMisdirectedRequest {
+		t.Errorf("/metrics for another host: %d, want 421", got)
+	}
+	if out := in.must("", "config", "show", "admin.metrics_token"); strings.Contains(out, "0123456789abcdef") {
+		t.Errorf("config show prints the token: %q", out)
+	}
 }

@@ -7,7 +7,9 @@
 // on the server, named by a random cookie that is HttpOnly, SameSite=Strict
 // and Secure over TLS; every POST carries the session's CSRF token, and a
 // POST from another origin is refused; no secret ever appears in a URL;
-// pages forbid framing and foreign scripts (Content-Security-Policy).
+// pages forbid framing and foreign scripts (Content-Security-Policy); a
+// request whose Host is not one of the console's names is refused (DNS
+// rebinding, host.go); /metrics may require a bearer token.
 package admin
 
 import (
@@ -155,7 +157,7 @@ func (c *Console) routes() {
 	static, _ := fs.Sub(staticFS, "static")
 	c.mux.Handle("GET /static/", http.StripPrefix("/static/", cacheStatic(http.FileServerFS(static))))
 	if c.opt.Metrics != nil {
-		c.mux.Handle("GET /metrics", c.opt.Metrics)
+		c.mux.Handle("GET /metrics", c.metricsAuth(c.opt.Metrics))
 	}
 	c.mux.HandleFunc("GET /login", c.loginPage)
 	c.mux.HandleFunc("POST /login", c.login)
@@ -207,6 +209,10 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "same-origin")
 	if c.opt.Secure {
 		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
+	if !c.hostAllowed(r) {
+		c.misdirected(w, r)
+		return
 	}
 	if r.Method == http.MethodPost && !c.sameOrigin(r) {
 		c.forbidden(w, r, "This request did not come from the console's own pages (its Origin is "+r.Header.Get("Origin")+").")

@@ -61,6 +61,8 @@ var docs = map[string]string{
 	"tls.key_file":                    "private key, PEM",
 	"admin.listen":                    "web console and /metrics, host:port (empty: off)",
 	"admin.tls":                       "serve the console over HTTPS with the server certificate",
+	"admin.hosts":                     "further host names the console answers to (besides hostname, the listen host and, on loopback, localhost); others get 421",
+	"admin.metrics_token":             "bearer token /metrics requires (Authorization: Bearer ...); empty: /metrics is open",
 	"journal.retention_days":          "days mail journal entries are kept (0: forever)",
 	"log.format":                      "log format: text or json (restart serve to change)",
 	"log.level":                       "log level: debug, info, warn or error (restart serve to change)",
@@ -100,13 +102,14 @@ const redacted = `"********"`
 
 var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
 
-// redact hides passwords: keys named *password, and the password inside a
-// connection string (URL user info or a password= field).
+// redact hides secrets: keys named *password and *_token, and the
+// password inside a connection string (URL user info or a password=
+// field).
 func redact(key, value string) string {
 	if value == `""` {
 		return value
 	}
-	if strings.HasSuffix(key, "password") {
+	if strings.HasSuffix(key, "password") || strings.HasSuffix(key, "_token") {
 		return redacted
 	}
 	if strings.HasSuffix(key, "_dsn") {

@@ -181,7 +181,9 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 			errs = append(errs, err)
 		}
 	}
-	if cfg.Admin != old.Admin {
+	// Hosts and the metrics token are read by the running console at
+	// each request: only a new address or TLS setting restarts it.
+	if cfg.Admin.Listen != old.Admin.Listen || cfg.Admin.TLS != old.Admin.TLS {
 		n, err := s.moveConsole(cfg, old)
 		notes = append(notes, n...)
 		if err != nil {

@@ -165,7 +165,7 @@ func TestMinFreeSpace(t *testing.T) {
 	filler := filepath.Join(data, "filler")
 
 	// 6 MiB free, 4 MiB to keep: a message announced at 3 MB would not
-	// fit (RFC 1870 section 6.1), a small one does.
+	// fit (RFC 1870 section 6), a small one does.
 	leaveFree(t, filler, 6<<20)
 	t.Logf("free: %d octets", freeSpace(t, data))
 	c := dialSMTP(t, mx)

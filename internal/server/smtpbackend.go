@@ -52,7 +52,7 @@ func (b *smtpBackend) CheckSender(ctx context.Context, env *smtpd.Envelope) erro
 	if err := b.checkSenderRule(ctx, env); err != nil {
 		return err
 	}
-	// RFC 1870 section 6.1: the declared SIZE is checked against the
+	// RFC 1870 section 6: the declared SIZE is checked against the
 	// room left as well (452 4.3.1, temporary).
 	return replyOf(b.router.CheckSpace(env.Size))
 }

@@ -83,8 +83,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if from != "" {
 		var r *smtp.SMTPError
+		raw := from
 		if from, r = checkAddress(from, opts.UTF8, true); r != nil {
-			s.c.log.Info("smtp: rejected", "stage", "MAIL", "code", r.Code, "reason", "address syntax")
+			s.c.log.Info("smtp: rejected", "stage", "MAIL", "from", raw, "code", r.Code, "reason", "address syntax")
 			return s.fail(r)
 		}
 	}
@@ -131,9 +132,10 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if tx == nil {
 		return s.fail(replyNeedMail)
 	}
+	raw := to
 	to, r := checkAddress(to, tx.SMTPUTF8, false)
 	if r != nil {
-		s.c.log.Info("smtp: rejected", "stage", "RCPT", "code", r.Code, "reason", "address syntax")
+		s.c.log.Info("smtp: rejected", "stage", "RCPT", "rcpt", raw, "code", r.Code, "reason", "address syntax")
 		return s.fail(r)
 	}
 	if err := s.srv.cfg.Backend.CheckRecipient(s.ctx, tx, to); err != nil {

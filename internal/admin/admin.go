@@ -96,6 +96,7 @@ type Console struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	failures map[string][]time.Time // client address -> failed sign-ins
+	inflight map[string]int         // client address -> sign-ins being checked
 }
 
 // session is one signed-in operator.
@@ -125,7 +126,7 @@ func New(opt Options) (*Console, error) {
 		opt.FailureDelay = time.Second
 	}
 	c := &Console{opt: opt, st: opt.Store, ctl: opt.Controller, log: opt.Logger, mux: http.NewServeMux(),
-		sessions: map[string]*session{}, failures: map[string][]time.Time{}}
+		sessions: map[string]*session{}, failures: map[string][]time.Time{}, inflight: map[string]int{}}
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -412,9 +413,13 @@ func safeNext(next string) string {
 	return next
 }
 
-// limited reports whether the client address has too many recent
-// failures, and how long until it may try again.
-func (c *Console) limited(addr string) (bool, time.Duration) {
+// reserve takes a sign-in slot for the client address: a sign-in counts
+// from before its password is checked, so that sign-ins sent in parallel
+// cannot have more passwords checked than loginFailures allows. It
+// reports false, and how long until the address may try again, when the
+// recent failures and the sign-ins in flight fill the slots; otherwise
+// release must follow.
+func (c *Console) reserve(addr string) (bool, time.Duration) {
 	now := c.opt.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -429,10 +434,23 @@ func (c *Console) limited(addr string) (bool, time.Duration) {
 	} else {
 		c.failures[addr] = recent
 	}
-	if len(recent) >= loginFailures {
-		return true, loginWindow - now.Sub(recent[0])
+	if len(recent)+c.inflight[addr] >= loginFailures {
+		wait := time.Duration(0)
+		if len(recent) > 0 {
+			wait = loginWindow - now.Sub(recent[0])
+		}
+		return false, wait
 	}
-	return false, 0
+	c.inflight[addr]++
+	return true, 0
+}
+
+// releaseLocked gives back the slot of a sign-in whose password was checked.
+// Under c.mu.
+func (c *Console) releaseLocked(addr string) {
+	if c.inflight[addr]--; c.inflight[addr] <= 0 {
+		delete(c.inflight, addr)
+	}
 }
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
@@ -444,7 +462,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := clientAddr(r)
-	if limited, wait := c.limited(addr); limited {
+	if ok, wait := c.reserve(addr); !ok {
 		c.log.Warn("admin: sign-in refused, too many failures", "remote", addr)
 		c.showLogin(w, r, http.StatusTooManyRequests, name,
 			fmt.Sprintf("Too many failed sign-ins from your address. Try again in %d minutes.", int(wait.Minutes())+1))
@@ -455,6 +473,9 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if a, err := c.st.AdminByName(r.Context(), name); err == nil {
 		ok, _ = directory.VerifyPassword(a.PasswordHash, password)
 	} else if !errors.Is(err, store.ErrNotFound) {
+		c.mu.Lock()
+		c.releaseLocked(addr)
+		c.mu.Unlock()
 		c.serverError(w, r, nil, err)
 		return
 	}
@@ -473,6 +494,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		c.failures[addr] = append(c.failures[addr], now)
+		c.releaseLocked(addr)
 		c.mu.Unlock()
 		c.log.Info("admin: sign-in failed", "name", sanitize(name), "remote", addr)
 		if c.opt.FailureDelay > 0 {
@@ -488,6 +510,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	s := &session{id: randomToken(), admin: name, csrf: randomToken(), created: now, lastSeen: now}
 	c.mu.Lock()
 	delete(c.failures, addr)
+	c.releaseLocked(addr)
 	c.sessions[s.id] = s
 	for id, old := range c.sessions { // forget the expired
 		if now.Sub(old.lastSeen) > sessionIdle || now.Sub(old.created) > sessionLifetime {

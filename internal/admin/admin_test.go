@@ -251,6 +251,54 @@ func TestSignInRateLimit(t *testing.T) {
 	}
 }
 
+// Sign-ins sent at once from one address count from before their
+// password is checked: at most loginFailures of them are checked, the
+// others are refused (429) without looking at the password.
+func TestSignInRateLimitParallel(t *testing.T) {
+	e := newConsole(t, false)
+	const n = 30
+	codes := make([]int, n)
+	clients := make([]*http.Client, n)
+	tokens := make([]string, n)
+	for i := range n {
+		clients[i] = e.client()
+		_, body, _ := e.get(clients[i], "/login")
+		tokens[i] = hidden(body, "token")
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, err := clients[i].PostForm(e.srv.URL+"/login", url.Values{"token": {tokens[i]}, "name": {"ops"}, "password": {"guess"}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		}()
+	}
+	close(start)
+	wg.Wait()
+	checked, refused := 0, 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+			refused++
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	if checked > loginFailures || checked+refused != n {
+		t.Fatalf("%d passwords checked, %d refused; at most %d may be checked", checked, refused, loginFailures)
+	}
+}
+
 func TestCSRF(t *testing.T) {
 	e := newConsole(t, false)
 	_, csrf := e.signIn(e.c, "ops", "right horse")

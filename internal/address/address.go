@@ -285,7 +285,9 @@ func domainProblem(d string) string {
 		return literalProblem(d)
 	}
 	if isASCII(d) {
-		return HostnameProblem(d)
+		// Underscores are not in host names (RFC 1123), but they are in
+		// some mail domains in the wild, and they write back safely.
+		return hostnameProblem(d, true)
 	}
 	if len(d) > MaxDomain {
 		return "too long"
@@ -314,7 +316,9 @@ func domainProblem(d string) string {
 // to 63 octets, no trailing dot, and a top-level label that is not all
 // digits (RFC 3696 section 2), which keeps IPv4 addresses out. It returns
 // "" for a good name.
-func HostnameProblem(d string) string {
+func HostnameProblem(d string) string { return hostnameProblem(d, false) }
+
+func hostnameProblem(d string, underscore bool) string {
 	if d == "" {
 		return "empty"
 	}
@@ -333,7 +337,7 @@ func HostnameProblem(d string) string {
 		}
 		for i := 0; i < len(l); i++ {
 			c := l[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' && underscore) {
 				return fmt.Sprintf("character %q not allowed in a host name", c)
 			}
 		}

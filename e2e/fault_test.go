@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -48,8 +49,11 @@ func fill(t *testing.T, path string) {
 // TestDiskFullAndReadOnly: a full or read-only data directory gives
 // temporary errors (SMTP 4xx, POP3 -ERR [SYS/TEMP], deliver exit 75), no
 // corruption, and the server recovers by itself once space returns.
+//
+// min_free_space = 0 takes away the reserve that keeps intake from
+// filling the disk (TestMinFreeSpace), to show what a full disk does.
 func TestDiskFullAndReadOnly(t *testing.T) {
-	in := newInstance(t, "")
+	in := newInstanceWith(t, map[string]string{"top": "min_free_space = 0"})
 	data := filepath.Join(in.dir, "data")
 	os.MkdirAll(data, 0o700)
 	mountTmpfs(t, data, "8m")
@@ -114,5 +118,93 @@ func TestDiskFullAndReadOnly(t *testing.T) {
 	in.start()
 	if n := len(retrieveAll(t, in, "full@example.org", "pw")); n != wantLeft+1 {
 		t.Fatalf("%d messages at the end, want %d", n, wantLeft+1)
+	}
+}
+
+// freeSpace returns the octets an unprivileged writer has left on dir's
+// file system.
+func freeSpace(t *testing.T, dir string) int64 {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
+
+// leaveFree fills dir's file system with the file path but for about
+// room octets.
+func leaveFree(t *testing.T, path string, room int64) {
+	t.Helper()
+	fill(t, path)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, max(fi.Size()-room, 0)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMinFreeSpace (issue 13, point 5): below min_free_space intake is
+// refused for the time being (SMTP 452 4.3.1 at MAIL, with a SIZE that
+// would not fit too; deliver exits 75), while there is still room for
+// what frees space: a POP3 user deletes messages and QUIT succeeds.
+// Intake resumes by itself once space returns.
+func TestMinFreeSpace(t *testing.T) {
+	in := newInstanceWith(t, map[string]string{"top": "min_free_space = 4194304"})
+	data := filepath.Join(in.dir, "data")
+	os.MkdirAll(data, 0o700)
+	mountTmpfs(t, data, "16m")
+	in.addUser("u@example.org", "pw")
+	for range 3 {
+		in.deliver("u@example.org", msg)
+	}
+	in.start()
+	mx := in.addr("smtp")
+	filler := filepath.Join(data, "filler")
+
+	// 6 MiB free, 4 MiB to keep: a message announced at 3 MB would not
+	// fit (RFC 1870 section 6), a small one does.
+	leaveFree(t, filler, 6<<20)
+	t.Logf("free: %d octets", freeSpace(t, data))
+	c := dialSMTP(t, mx)
+	c.cmd("EHLO client.test", 250, "")
+	c.cmd("MAIL FROM:<s@example.net> SIZE=3000000", 452, "4.3.1")
+	c.cmd("MAIL FROM:<s@example.net> SIZE=1000", 250, "2.0.0")
+	c.cmd("RSET", 250, "")
+
+	// 2 MiB free: no intake at all.
+	os.Remove(filler)
+	leaveFree(t, filler, 2<<20)
+	t.Logf("free: %d octets", freeSpace(t, data))
+	c.cmd("MAIL FROM:<s@example.net>", 452, "4.3.1")
+	c.cmd("QUIT", 221, "")
+	if res := in.run(msg, "deliver", "--to", "u@example.org"); res.code != 75 || strings.Count(res.stderr, "\n") != 1 {
+		t.Errorf("deliver below min_free_space: exit %d %q, want 75 and one line", res.code, res.stderr)
+	}
+
+	// Deleting still works: that is what the reserve is for.
+	p := dialPOP(t, in.addr("pop3"))
+	p.login("u@example.org", "pw")
+	for i := 1; i <= 3; i++ {
+		if r := p.cmd("DELE %d", i); !strings.HasPrefix(r, "+OK") {
+			t.Fatalf("DELE %d: %q", i, r)
+		}
+	}
+	if r := p.cmd("QUIT"); !strings.HasPrefix(r, "+OK") {
+		t.Fatalf("QUIT with 3 deletions below min_free_space: %q", r)
+	}
+	p = dialPOP(t, in.addr("pop3"))
+	p.login("u@example.org", "pw")
+	if r := p.cmd("STAT"); !strings.HasPrefix(r, "+OK 0 ") {
+		t.Errorf("after QUIT: %q", r)
+	}
+	p.quit()
+
+	// Space returns: intake works again without a restart.
+	os.Remove(filler)
+	if r := sendmail(t, smtpSend{addr: mx, from: "s@example.net", to: []string{"u@example.org"}, msg: plainMsg}); r.code() != 250 {
+		t.Fatalf("SMTP after space returned: %+v", r)
 	}
 }

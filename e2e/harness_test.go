@@ -95,8 +95,9 @@ func newInstance(t *testing.T, pop3Extra string) *instance {
 
 // newInstanceWith is newInstance with extra lines for any section
 // ("pop3", "smtp", "submission", "admin", "queue": the [queue] section,
-// last, so it may end with [queue.routes]) and "hostname" to replace
-// mail.test. The web console ([admin]) listens on a loopback port too.
+// last, so it may end with [queue.routes]), "top" for top-level keys and
+// "hostname" to replace mail.test. The web console ([admin]) listens on
+// a loopback port too.
 func newInstanceWith(t *testing.T, extra map[string]string) *instance {
 	t.Helper()
 	dir := t.TempDir()
@@ -113,6 +114,7 @@ func newInstanceWith(t *testing.T, extra map[string]string) *instance {
 	}
 	cfg := fmt.Sprintf(`data_dir = %q
 hostname = %q
+%s
 [pop3]
 listen = ["127.0.0.1:0"]
 tls_listen = ["127.0.0.1:0"]
@@ -131,7 +133,7 @@ listen = "127.0.0.1:0"
 %s
 [auth]
 %s
-`, filepath.Join(dir, "data"), hostname, extra["pop3"], extra["smtp"], extra["submission"], extra["admin"], queue, extra["auth"])
+`, filepath.Join(dir, "data"), hostname, extra["top"], extra["pop3"], extra["smtp"], extra["submission"], extra["admin"], queue, extra["auth"])
 	p := filepath.Join(dir, "postoffice.toml")
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -334,7 +334,7 @@ func TestSMTPSmuggling(t *testing.T) {
 	in := newInstance(t, "")
 	in.addUser("alice@example.org", "pw-a")
 	in.start()
-	for _, sep := range []string{"\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r"} {
+	for _, sep := range []string{"\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r", "\r\n.\r"} {
 		c, err := net.Dial("tcp", in.addr("smtp"))
 		if err != nil {
 			t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/router"
 	"github.com/postoffice-mail/postoffice/internal/server"
@@ -38,11 +39,9 @@ func runDeliver(e *env, args []string) error {
 	if err != nil {
 		return fail(exitNoUser, "unknown recipient %q: %v", *to, err)
 	}
-	sender := ""
-	if *from != "" && *from != "<>" {
-		if sender, err = directory.NormalizeAddress(strings.Trim(*from, "<>")); err != nil {
-			return fail(exitUsage, "--from %q: %v", *from, err)
-		}
+	sender, err := envelopeSender(*from)
+	if err != nil {
+		return fail(exitUsage, "--from %q: %v", *from, err)
 	}
 	in := bufio.NewReader(e.stdin)
 	if _, err := in.Peek(1); err == io.EOF {
@@ -91,4 +90,25 @@ func runDeliver(e *env, args []string) error {
 	default:
 		return fail(exitTempFail, "delivering to %s: %v", rcpt, err)
 	}
+}
+
+// envelopeSender reads --from: an address as written in SMTP (quoted
+// local part and all, optionally in angle brackets), or with its local
+// part unquoted as Postfix's $SENDER gives it; "" or "<>" is the null
+// sender. The result is in the written form of address.Address.String.
+func envelopeSender(from string) (string, error) {
+	if strings.HasPrefix(from, "<") && strings.HasSuffix(from, ">") {
+		from = from[1 : len(from)-1]
+	}
+	if from == "" {
+		return "", nil
+	}
+	a, err := address.Parse(from)
+	if err != nil {
+		var uerr error
+		if a, uerr = address.ParseUnquoted(from); uerr != nil {
+			return "", err
+		}
+	}
+	return a.String(), nil
 }

@@ -80,6 +80,7 @@ func init() {
 }
 
 func main() {
+	privateUmask()
 	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
 	os.Exit(run(e, os.Args[1:]))
 }

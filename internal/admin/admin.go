@@ -7,7 +7,9 @@
 // on the server, named by a random cookie that is HttpOnly, SameSite=Strict
 // and Secure over TLS; every POST carries the session's CSRF token, and a
 // POST from another origin is refused; no secret ever appears in a URL;
-// pages forbid framing and foreign scripts (Content-Security-Policy).
+// pages forbid framing and foreign scripts (Content-Security-Policy); a
+// request whose Host is not one of the console's names is refused (DNS
+// rebinding, host.go); /metrics may require a bearer token.
 package admin
 
 import (
@@ -100,6 +102,7 @@ type Console struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	failures map[string][]time.Time // client address -> failed sign-ins
+	inflight map[string]int         // client address -> sign-ins being checked
 }
 
 // session is one signed-in operator.
@@ -129,7 +132,7 @@ func New(opt Options) (*Console, error) {
 		opt.FailureDelay = time.Second
 	}
 	c := &Console{opt: opt, st: opt.Store, ctl: opt.Controller, log: opt.Logger, mux: http.NewServeMux(),
-		sessions: map[string]*session{}, failures: map[string][]time.Time{}}
+		sessions: map[string]*session{}, failures: map[string][]time.Time{}, inflight: map[string]int{}}
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -161,7 +164,7 @@ func (c *Console) routes() {
 	static, _ := fs.Sub(staticFS, "static")
 	c.mux.Handle("GET /static/", http.StripPrefix("/static/", cacheStatic(http.FileServerFS(static))))
 	if c.opt.Metrics != nil {
-		c.mux.Handle("GET /metrics", c.opt.Metrics)
+		c.mux.Handle("GET /metrics", c.metricsAuth(c.opt.Metrics))
 	}
 	c.mux.HandleFunc("GET /login", c.loginPage)
 	c.mux.HandleFunc("POST /login", c.login)
@@ -213,6 +216,10 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "same-origin")
 	if c.opt.Secure {
 		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
+	if !c.hostAllowed(r) {
+		c.misdirected(w, r)
+		return
 	}
 	if r.Method == http.MethodPost && !c.sameOrigin(r) {
 		c.forbidden(w, r, "This request did not come from the console's own pages (its Origin is "+r.Header.Get("Origin")+").")
@@ -412,9 +419,13 @@ func safeNext(next string) string {
 	return next
 }
 
-// limited reports whether the client address has too many recent
-// failures, and how long until it may try again.
-func (c *Console) limited(addr string) (bool, time.Duration) {
+// reserve takes a sign-in slot for the client address: a sign-in counts
+// from before its password is checked, so that sign-ins sent in parallel
+// cannot have more passwords checked than loginFailures allows. It
+// reports false, and how long until the address may try again, when the
+// recent failures and the sign-ins in flight fill the slots; otherwise
+// release must follow.
+func (c *Console) reserve(addr string) (bool, time.Duration) {
 	now := c.opt.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -429,10 +440,23 @@ func (c *Console) limited(addr string) (bool, time.Duration) {
 	} else {
 		c.failures[addr] = recent
 	}
-	if len(recent) >= loginFailures {
-		return true, loginWindow - now.Sub(recent[0])
+	if len(recent)+c.inflight[addr] >= loginFailures {
+		wait := time.Duration(0)
+		if len(recent) > 0 {
+			wait = loginWindow - now.Sub(recent[0])
+		}
+		return false, wait
 	}
-	return false, 0
+	c.inflight[addr]++
+	return true, 0
+}
+
+// releaseLocked gives back the slot of a sign-in whose password was checked.
+// Under c.mu.
+func (c *Console) releaseLocked(addr string) {
+	if c.inflight[addr]--; c.inflight[addr] <= 0 {
+		delete(c.inflight, addr)
+	}
 }
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
@@ -444,7 +468,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := clientAddr(r)
-	if limited, wait := c.limited(addr); limited {
+	if ok, wait := c.reserve(addr); !ok {
 		c.log.Warn("admin: sign-in refused, too many failures", "remote", addr)
 		c.showLogin(w, r, http.StatusTooManyRequests, name,
 			fmt.Sprintf("Too many failed sign-ins from your address. Try again in %d minutes.", int(wait.Minutes())+1))
@@ -455,6 +479,9 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if a, err := c.st.AdminByName(r.Context(), name); err == nil {
 		ok, _ = directory.VerifyPassword(a.PasswordHash, password)
 	} else if !errors.Is(err, store.ErrNotFound) {
+		c.mu.Lock()
+		c.releaseLocked(addr)
+		c.mu.Unlock()
 		c.serverError(w, r, nil, err)
 		return
 	}
@@ -473,6 +500,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		c.failures[addr] = append(c.failures[addr], now)
+		c.releaseLocked(addr)
 		c.mu.Unlock()
 		c.log.Info("admin: sign-in failed", "name", sanitize(name), "remote", addr)
 		if c.opt.FailureDelay > 0 {
@@ -488,6 +516,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	s := &session{id: randomToken(), admin: name, csrf: randomToken(), created: now, lastSeen: now}
 	c.mu.Lock()
 	delete(c.failures, addr)
+	c.releaseLocked(addr)
 	c.sessions[s.id] = s
 	for id, old := range c.sessions { // forget the expired
 		if now.Sub(old.lastSeen) > sessionIdle || now.Sub(old.created) > sessionLifetime {

@@ -63,7 +63,11 @@ func (f *fakeCtl) Reload(context.Context) ([]string, error) {
 	return []string{"certificates reloaded"}, nil
 }
 
-func (f *fakeCtl) Config() config.Config { return f.cfg }
+func (f *fakeCtl) Config() config.Config {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cfg
+}
 
 func (f *fakeCtl) SetConfig(_ context.Context, changes []config.Change) ([]string, error) {
 	var notes []string
@@ -260,6 +264,54 @@ func TestSignInRateLimit(t *testing.T) {
 	e.nowM.Unlock()
 	if code, _ := e.signIn(e.c, "ops", "right horse"); code != http.StatusSeeOther {
 		t.Errorf("after the window: %d", code)
+	}
+}
+
+// Sign-ins sent at once from one address count from before their
+// password is checked: at most loginFailures of them are checked, the
+// others are refused (429) without looking at the password.
+func TestSignInRateLimitParallel(t *testing.T) {
+	e := newConsole(t, false)
+	const n = 30
+	codes := make([]int, n)
+	clients := make([]*http.Client, n)
+	tokens := make([]string, n)
+	for i := range n {
+		clients[i] = e.client()
+		_, body, _ := e.get(clients[i], "/login")
+		tokens[i] = hidden(body, "token")
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, err := clients[i].PostForm(e.srv.URL+"/login", url.Values{"token": {tokens[i]}, "name": {"ops"}, "password": {"guess"}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		}()
+	}
+	close(start)
+	wg.Wait()
+	checked, refused := 0, 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+			refused++
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	if checked > loginFailures || checked+refused != n {
+		t.Fatalf("%d passwords checked, %d refused; at most %d may be checked", checked, refused, loginFailures)
 	}
 }
 
@@ -461,6 +513,105 @@ func TestParseQuota(t *testing.T) {
 	for _, bad := range []string{"-1", "lots", "1X"} {
 		if _, err := parseQuota(bad); err == nil || !strings.Contains(err.Error(), "500M") {
 			t.Errorf("parseQuota(%q): %v", bad, err)
+		}
+	}
+}
+
+// hostStatus requests path with the given Host header.
+func (e *consoleEnv) hostStatus(host, path string, header http.Header) int {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+	req.Host = host
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := e.client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// The console answers only to its own names (DNS rebinding): those of
+// [admin] hosts, hostname, the listen host, and loopback names when it
+// listens on loopback or everywhere; anything else gets 421.
+func TestHostHeader(t *testing.T) {
+	e := newConsole(t, false)
+	e.ctl.mu.Lock()
+	e.ctl.cfg.Hostname = "mail.example.org"
+	e.ctl.cfg.Admin.Listen = "127.0.0.1:8080"
+	e.ctl.cfg.Admin.Hosts = []string{"Console.Example.ORG."}
+	e.ctl.mu.Unlock()
+	for _, tc := range []struct {
+		host string
+		want int
+	}{
+		{"127.0.0.1:8080", http.StatusSeeOther}, // to /login
+		{"localhost:8080", http.StatusSeeOther},
+		{"[::1]:8080", http.StatusSeeOther},
+		{"mail.example.org", http.StatusSeeOther},
+		{"console.example.org:8080", http.StatusSeeOther},
+		{"attacker.example:8080", http.StatusMisdirectedRequest},
+		{"192.0.2.1:8080", http.StatusMisdirectedRequest},
+		{"mail.example.org.attacker.example", http.StatusMisdirectedRequest},
+	} {
+		if got := e.hostStatus(tc.host, "/", nil); got != tc.want {
+			t.Errorf("Host %q: %d, want %d", tc.host, got, tc.want)
+		}
+	}
+	if got := e.hostStatus("attacker.example", "/metrics", nil); got != http.StatusMisdirectedRequest {
+		t.Errorf("/metrics for another host: %d", got)
+	}
+
+	// On a public address: that address, the configured names, not
+	// localhost (the console cannot be reached there).
+	e.ctl.mu.Lock()
+	e.ctl.cfg.Admin.Listen = "192.0.2.10:8080"
+	e.ctl.mu.Unlock()
+	for host, want := range map[string]int{"192.0.2.10:8080": http.StatusSeeOther, "localhost": http.StatusMisdirectedRequest,
+		"mail.example.org": http.StatusSeeOther, "192.0.2.11": http.StatusMisdirectedRequest} {
+		if got := e.hostStatus(host, "/", nil); got != want {
+			t.Errorf("listening on 192.0.2.10, Host %q: %d, want %d", host, got, want)
+		}
+	}
+	// On every address: any address, and loopback names.
+	e.ctl.mu.Lock()
+	e.ctl.cfg.Admin.Listen = ":8080"
+	e.ctl.mu.Unlock()
+	for host, want := range map[string]int{"192.0.2.11:8080": http.StatusSeeOther, "localhost": http.StatusSeeOther,
+		"[2001:db8::1]:8080": http.StatusSeeOther, "attacker.example": http.StatusMisdirectedRequest} {
+		if got := e.hostStatus(host, "/", nil); got != want {
+			t.Errorf("listening on :8080, Host %q: %d, want %d", host, got, want)
+		}
+	}
+}
+
+// [admin] metrics_token: /metrics needs "Authorization: Bearer TOKEN".
+func TestMetricsToken(t *testing.T) {
+	e := newConsole(t, false)
+	host := strings.TrimPrefix(e.srv.URL, "http://")
+	if got := e.hostStatus(host, "/metrics", nil); got != http.StatusOK {
+		t.Fatalf("/metrics without a token configured: %d", got)
+	}
+	e.ctl.mu.Lock()
+	e.ctl.cfg.Admin.MetricsToken = "s3cret-token-0123456789"
+	e.ctl.mu.Unlock()
+	for _, tc := range []struct {
+		auth string
+		want int
+	}{
+		{"", http.StatusUnauthorized},
+		{"Bearer wrong-token-0123456789", http.StatusUnauthorized},
+		{"Basic czNjcmV0LXRva2VuLTAxMjM0NTY3ODk=", http.StatusUnauthorized},
+		{"Bearer s3cret-token-0123456789", http.StatusOK},
+	} {
+		h := http.Header{}
+		if tc.auth != "" {
+			h.Set("Authorization", tc.auth)
+		}
+		if got := e.hostStatus(host, "/metrics", h); got != tc.want {
+			t.Errorf("Authorization %q: %d, want %d", tc.auth, got, tc.want)
 		}
 	}
 }

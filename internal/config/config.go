@@ -18,27 +18,36 @@ import (
 // Config is the whole configuration. Every listener list may be empty to
 // switch that listener off.
 type Config struct {
-	DataDir    string     `toml:"data_dir"`
-	Hostname   string     `toml:"hostname"`
-	POP3       POP3       `toml:"pop3"`
-	SMTP       SMTP       `toml:"smtp"`
-	Submission Submission `toml:"submission"`
-	TLS        TLS        `toml:"tls"`
-	Admin      Admin      `toml:"admin"`
-	Journal    Journal    `toml:"journal"`
-	Log        Log        `toml:"log"`
-	Queue      Queue      `toml:"queue"`
-	Store      Store      `toml:"store"`
-	Auth       Auth       `toml:"auth"`
+	DataDir  string `toml:"data_dir"`
+	Hostname string `toml:"hostname"`
+	// MinFreeSpace is how many octets must stay free in data_dir's file
+	// system: below it deliveries are refused for the time being (SMTP
+	// 452 4.3.1, deliver exit 75), so that what frees space still has
+	// room to work (a POP3 QUIT's deletions must be committed, which
+	// writes). 0 switches the check off.
+	MinFreeSpace Size       `toml:"min_free_space"`
+	POP3         POP3       `toml:"pop3"`
+	SMTP         SMTP       `toml:"smtp"`
+	Submission   Submission `toml:"submission"`
+	TLS          TLS        `toml:"tls"`
+	Admin        Admin      `toml:"admin"`
+	Journal      Journal    `toml:"journal"`
+	Log          Log        `toml:"log"`
+	Queue        Queue      `toml:"queue"`
+	Store        Store      `toml:"store"`
+	Auth         Auth       `toml:"auth"`
 }
 
 // SMTP configures the inbound MX service (RFC 5321, port 25).
 type SMTP struct {
-	Listen             []string `toml:"listen"`
-	MaxMessageSize     Size     `toml:"max_message_size"` // octets, advertised with SIZE (RFC 1870)
-	MaxRecipients      int      `toml:"max_recipients"`
-	Timeout            int      `toml:"timeout"` // seconds to wait for a command or a piece of data
-	AllowPlaintextAuth bool     `toml:"allow_plaintext_auth"`
+	Listen         []string `toml:"listen"`
+	MaxMessageSize Size     `toml:"max_message_size"` // octets, advertised with SIZE (RFC 1870)
+	MaxRecipients  int      `toml:"max_recipients"`
+	Timeout        int      `toml:"timeout"` // seconds to wait for a command or a piece of data
+	// AllowAuth offers AUTH on the MX listener too (off by default, as
+	// Postfix's smtpd_sasl_auth_enable): users submit on [submission].
+	AllowAuth          bool `toml:"allow_auth"`
+	AllowPlaintextAuth bool `toml:"allow_plaintext_auth"`
 	Service
 }
 
@@ -48,8 +57,9 @@ type SMTP struct {
 type Submission struct {
 	Listen    []string `toml:"listen"`
 	TLSListen []string `toml:"tls_listen"`
-	// RequireSenderMatch: the envelope sender must be one of the
-	// authenticated user's addresses.
+	// RequireSenderMatch: the envelope sender of every authenticated
+	// session must be one of the user's addresses (submission, and the
+	// MX service when [smtp] allow_auth is on).
 	RequireSenderMatch bool `toml:"require_sender_match"`
 	// MaxMessageSize and Timeout override those of [smtp] when not 0.
 	MaxMessageSize Size `toml:"max_message_size"`
@@ -80,6 +90,9 @@ type TLS struct {
 	KeyFile  string `toml:"key_file"`
 }
 
+// DefaultMinFreeSpace is the default of min_free_space: 256 MiB.
+const DefaultMinFreeSpace = 256 << 20
+
 // Default returns the built-in configuration.
 func Default() Config {
 	host, err := os.Hostname()
@@ -90,6 +103,10 @@ func Default() Config {
 		Auth:     defaultAuth(),
 		DataDir:  "data",
 		Hostname: host,
+		// Room for five messages of the largest default size (50 MiB)
+		// still arriving when intake stops, and for the database's
+		// log while users delete; small beside a mail server's disk.
+		MinFreeSpace: DefaultMinFreeSpace,
 		POP3: POP3{
 			Listen:    []string{":110"},
 			TLSListen: []string{":995"},
@@ -180,6 +197,9 @@ func (c Config) Validate() error {
 	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		return errors.New(`key "data_dir": must not be empty`)
+	}
+	if c.MinFreeSpace < 0 {
+		return fmt.Errorf(`key "min_free_space": must be a number of octets, 0 or more, got %d`, c.MinFreeSpace)
 	}
 	if strings.TrimSpace(c.Hostname) == "" || strings.ContainsAny(c.Hostname, " \t\r\n") {
 		return fmt.Errorf(`key "hostname": %q is not a host name`, c.Hostname)

@@ -26,6 +26,7 @@ type Setting struct {
 var docs = map[string]string{
 	"data_dir":                        "directory of the database, message files and the control socket (restart serve to change)",
 	"hostname":                        "name announced in greetings and trace fields",
+	"min_free_space":                  "space that must stay free in data_dir's file system (a size: bytes, or K, M, G); below, deliveries are refused for now (452 4.3.1) so that users can still delete (0: no check)",
 	"pop3.listen":                     "POP3 listeners, host:port (STLS offered)",
 	"pop3.tls_listen":                 "POP3 over implicit TLS listeners (RFC 8314), host:port",
 	"pop3.inactivity_timeout":         "seconds before an idle session is closed (RFC 1939: at least 600)",
@@ -40,6 +41,7 @@ var docs = map[string]string{
 	"smtp.max_message_size":           "largest message accepted, in octets (SIZE, RFC 1870)",
 	"smtp.max_recipients":             "most recipients per message",
 	"smtp.timeout":                    "seconds to wait for a command or a piece of data",
+	"smtp.allow_auth":                 "offer AUTH on the MX listener too (users normally submit on [submission])",
 	"smtp.allow_plaintext_auth":       "allow AUTH without TLS off loopback",
 	"smtp.autostart":                  "start the service with serve",
 	"smtp.hostname":                   "name in the SMTP greeting (empty: the global hostname)",
@@ -47,7 +49,7 @@ var docs = map[string]string{
 	"smtp.max_sessions_per_ip":        "most open sessions from one client address (0: no limit)",
 	"submission.listen":               "submission listeners with STARTTLS (RFC 6409), host:port",
 	"submission.tls_listen":           "submission over implicit TLS listeners (RFC 8314), host:port",
-	"submission.require_sender_match": "the envelope sender must be one of the user's addresses",
+	"submission.require_sender_match": "the envelope sender of an authenticated session (submission, or smtp with allow_auth) must be one of the user's addresses",
 	"submission.max_message_size":     "largest message accepted, in octets (0: that of [smtp])",
 	"submission.timeout":              "seconds to wait for a command (0: that of [smtp])",
 	"submission.autostart":            "start the service with serve",
@@ -58,6 +60,8 @@ var docs = map[string]string{
 	"tls.key_file":                    "private key, PEM",
 	"admin.listen":                    "web console and /metrics, host:port (empty: off)",
 	"admin.tls":                       "serve the console over HTTPS with the server certificate",
+	"admin.hosts":                     "further host names the console answers to (besides hostname, the listen host and, on loopback, localhost); others get 421",
+	"admin.metrics_token":             "bearer token /metrics requires (Authorization: Bearer ...); empty: /metrics is open",
 	"journal.retention_days":          "days mail journal entries are kept (0: forever)",
 	"log.format":                      "log format: text or json (restart serve to change)",
 	"log.level":                       "log level: debug, info, warn or error (restart serve to change)",
@@ -100,13 +104,14 @@ const redacted = `"********"`
 
 var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
 
-// redact hides passwords: keys named *password, and the password inside a
-// connection string (URL user info or a password= field).
+// redact hides secrets: keys named *password and *_token, and the
+// password inside a connection string (URL user info or a password=
+// field).
 func redact(key, value string) string {
 	if value == `""` {
 		return value
 	}
-	if strings.HasSuffix(key, "password") {
+	if strings.HasSuffix(key, "password") || strings.HasSuffix(key, "_token") {
 		return redacted
 	}
 	if strings.HasSuffix(key, "_dsn") {

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +36,12 @@ type Admin struct {
 	Listen string `toml:"listen"`
 	// TLS serves the console over HTTPS with the server certificate.
 	TLS bool `toml:"tls"`
+	// Hosts are further names the console answers to (in the Host of a
+	// request), besides hostname, the host of listen and, when listen is
+	// on loopback or every address, localhost; others get 421.
+	Hosts []string `toml:"hosts"`
+	// MetricsToken, when set, is the bearer token /metrics requires.
+	MetricsToken string `toml:"metrics_token"`
 }
 
 // Journal configures the mail journal.
@@ -193,6 +201,14 @@ func (c Config) validateOps() error {
 			return err
 		}
 	}
+	for _, h := range c.Admin.Hosts {
+		if h == "" || strings.ContainsAny(h, " \t\r\n/@:") && net.ParseIP(strings.Trim(h, "[]")) == nil {
+			return fmt.Errorf(`key "admin.hosts": %q is not a host name or an address (no port)`, h)
+		}
+	}
+	if t := c.Admin.MetricsToken; t != "" && (len(t) < 16 || !isToken68(t)) {
+		return errors.New(`key "admin.metrics_token": must be at least 16 characters of letters, digits and -._~+/ (RFC 6750 b64token)`)
+	}
 	if c.Journal.RetentionDays < 0 {
 		return fmt.Errorf(`key "journal.retention_days": must be 0 (keep forever) or positive, got %d`, c.Journal.RetentionDays)
 	}
@@ -219,4 +235,19 @@ func (c Config) Warnings() []string {
 		w = append(w, fmt.Sprintf("warning: pop3.inactivity_timeout = %d: RFC 1939 section 3 asks for at least 600 seconds (10 minutes); clients that pause longer are cut off", c.POP3.InactivityTimeout))
 	}
 	return w
+}
+
+// isToken68 reports whether s is a b64token of RFC 6750 section 2.1:
+// letters, digits, "-._~+/", then optional "=" padding.
+func isToken68(s string) bool {
+	t := strings.TrimRight(s, "=")
+	if t == "" {
+		return false
+	}
+	for _, c := range t {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-._~+/", c)) {
+			return false
+		}
+	}
+	return true
 }

@@ -98,6 +98,11 @@ listen = "127.0.0.1:8080"
 		{"[smtp]\nmax_sessions = -1\n", "smtp.max_sessions"},
 		{"[submission]\nmax_sessions_per_ip = -2\n", "submission.max_sessions_per_ip"},
 		{"[admin]\nlisten = \"nope\"\n", "admin.listen"},
+		{"[admin]\nhosts = [\"mail.example.org:8080\"]\n", "admin.hosts"},
+		{"[admin]\nhosts = [\"\"]\n", "admin.hosts"},
+		{"[admin]\nmetrics_token = \"short\"\n", "admin.metrics_token"},
+		{"[admin]\nmetrics_token = \"has a space in it, long enough\"\n", "admin.metrics_token"},
+		{"min_free_space = -1\n", "min_free_space"},
 		{"[log]\nformat = \"xml\"\n", "log.format"},
 		{"[journal]\nretention_days = -1\n", "journal.retention_days"},
 	} {
@@ -281,9 +286,10 @@ func TestRelativePaths(t *testing.T) {
 func TestSettingsRedactSecrets(t *testing.T) {
 	c := Default()
 	c.Queue.RelayPassword = "hunter2"
+	c.Admin.MetricsToken = "metrics-secret-0123456789"
 	c.Store.PostgresDSN = "postgres://po:s3cr3t@db:5432/po?sslmode=disable"
 	out := Show(c)
-	for _, secret := range []string{"hunter2", "s3cr3t"} {
+	for _, secret := range []string{"hunter2", "s3cr3t", "metrics-secret"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("config show reveals %q:\n%s", secret, out)
 		}
@@ -294,5 +300,18 @@ func TestSettingsRedactSecrets(t *testing.T) {
 	c.Store.PostgresDSN = "host=db user=po password='a b' dbname=po"
 	if s, _ := Lookup(c, "store.postgres_dsn"); strings.Contains(s.Value, "a b") || !strings.Contains(s.Value, "dbname=po") {
 		t.Errorf("key/value DSN: %s", s.Value)
+	}
+}
+
+func TestAdminHostsAndToken(t *testing.T) {
+	cfg, err := Parse([]byte("min_free_space = 0\n[admin]\nlisten = \"[::1]:8080\"\nhosts = [\"console.example.org\", \"::1\", \"[2001:db8::1]\", \"192.0.2.1\"]\nmetrics_token = \"abcDEF0123456789-._~+/==\"\n"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Admin.Hosts) != 4 || cfg.Admin.MetricsToken != "abcDEF0123456789-._~+/==" || cfg.MinFreeSpace != 0 {
+		t.Fatalf("admin %+v, min_free_space %d", cfg.Admin, cfg.MinFreeSpace)
+	}
+	if Default().MinFreeSpace != 256<<20 || Default().SMTP.AllowAuth {
+		t.Fatalf("defaults: min_free_space %d, smtp.allow_auth %v", Default().MinFreeSpace, Default().SMTP.AllowAuth)
 	}
 }

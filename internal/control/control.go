@@ -175,8 +175,10 @@ func listen(path string, c Controller, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	// The socket is created with the umask's mode: make it private from
-	// the start rather than chmod it after.
-	old := syscall.Umask(0o177)
+	// the start rather than chmod it after. The umask is the process's:
+	// 077 (not 177) keeps a directory another goroutine creates meanwhile
+	// usable by its owner.
+	old := syscall.Umask(0o077)
 	l, err := net.Listen("unix", path)
 	syscall.Umask(old)
 	if err != nil {

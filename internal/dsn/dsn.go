@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"mime/multipart"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/address"
 )
 
 // Action values of RFC 3464 section 2.3.3.
@@ -68,7 +71,7 @@ func Build(r Report) []byte {
 	}
 	text := intro
 	for _, rc := range r.Recipients {
-		text += fmt.Sprintf("<%s>: %s\r\n", rc.Final, rc.Diagnostic)
+		text += fmt.Sprintf("%s: %s\r\n", path(rc.Final), oneLine(rc.Diagnostic))
 	}
 
 	// Part 1: human-readable explanation (RFC 3464 section 2, first part).
@@ -90,9 +93,9 @@ func Build(r Report) []byte {
 	for _, rc := range r.Recipients {
 		st.WriteString("\r\n")
 		if rc.Original != "" {
-			fmt.Fprintf(&st, "Original-Recipient: rfc822; %s\r\n", rc.Original)
+			fmt.Fprintf(&st, "Original-Recipient: rfc822; %s\r\n", mailbox(rc.Original))
 		}
-		fmt.Fprintf(&st, "Final-Recipient: rfc822; %s\r\n", rc.Final)
+		fmt.Fprintf(&st, "Final-Recipient: rfc822; %s\r\n", mailbox(rc.Final))
 		fmt.Fprintf(&st, "Action: %s\r\n", rc.Action)
 		fmt.Fprintf(&st, "Status: %s\r\n", rc.Status)
 		if rc.RemoteMTA != "" {
@@ -132,7 +135,7 @@ func Build(r Report) []byte {
 		date = time.Now()
 	}
 	fmt.Fprintf(&msg, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", r.ReportingMTA)
-	fmt.Fprintf(&msg, "To: <%s>\r\n", r.To)
+	fmt.Fprintf(&msg, "To: %s\r\n", path(r.To))
 	fmt.Fprintf(&msg, "Subject: %s\r\n", subject)
 	fmt.Fprintf(&msg, "Date: %s\r\n", date.Format(time.RFC1123Z))
 	fmt.Fprintf(&msg, "Message-ID: <%d.%s@%s>\r\n", date.UnixNano(), strings.ToLower(r.ID), r.ReportingMTA)
@@ -144,6 +147,21 @@ func Build(r Report) []byte {
 	msg.Write(body.Bytes())
 	return msg.Bytes()
 }
+
+// mailbox writes an address through address.Quote, the one writer of an
+// address (RFC 3464 section 2.3.2: an rfc822 address-type names an
+// addr-spec). What is not an address (it cannot come from the router or
+// the queue, which refuse such text) is written as a Go-quoted ASCII
+// string, which can never end the line.
+func mailbox(s string) string {
+	if q, err := address.Quote(s); err == nil && q != "" {
+		return q
+	}
+	return strconv.QuoteToASCII(s)
+}
+
+// path is mailbox in angle brackets (RFC 5322 section 3.4, angle-addr).
+func path(s string) string { return "<" + mailbox(s) + ">" }
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")

@@ -101,3 +101,30 @@ func TestDelayedSubject(t *testing.T) {
 		t.Errorf("delayed notice: %q", raw)
 	}
 }
+
+// Addresses are written by the one writer of package address: a local
+// part that needs quotes gets them, and text that is no address cannot
+// add a line or a field.
+func TestAddressesWritten(t *testing.T) {
+	raw := string(Build(Report{
+		ReportingMTA: "mx.test", To: `"john smith"@example.org`,
+		Recipients: []Recipient{
+			{Final: `"a b"@example.net`, Original: `"list@x"@example.org`, Action: Failed, Status: "5.1.1"},
+			{Final: "x@y> NOTIFY=NEVER\r\nBcc: evil@example.com", Action: Failed, Status: "5.1.3"},
+		},
+	}))
+	for _, want := range []string{
+		"To: <\"john smith\"@example.org>\r\n",
+		"Final-Recipient: rfc822; \"a b\"@example.net\r\n",
+		"Original-Recipient: rfc822; \"list@x\"@example.org\r\n",
+		"<\"a b\"@example.net>: \r\n",
+		`Final-Recipient: rfc822; "x@y> NOTIFY=NEVER\r\nBcc: evil@example.com"` + "\r\n",
+	} {
+		if !strings.Contains(raw, want) {
+			t.Errorf("no %q in\n%s", want, raw)
+		}
+	}
+	if strings.Contains(raw, "\nBcc:") {
+		t.Error("an address added a header line")
+	}
+}

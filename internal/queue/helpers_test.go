@@ -81,6 +81,37 @@ func withMaxSize(n int64) sinkOption {
 	return func(_ *sink, s *smtp.Server) { s.MaxMessageBytes = n }
 }
 
+// withWire records the sink's whole conversation, as sent and received,
+// in w.
+func withWire(w *wireLog) sinkOption {
+	return func(_ *sink, s *smtp.Server) { s.Debug = w }
+}
+
+// wireLog collects a conversation written from several goroutines.
+type wireLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *wireLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// lines returns the lines of the conversation that start with prefix.
+func (w *wireLog) lines(prefix string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, l := range strings.Split(w.b.String(), "\r\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 func withSMTPUTF8() sinkOption {
 	return func(_ *sink, s *smtp.Server) { s.EnableSMTPUTF8 = true }
 }

@@ -839,3 +839,44 @@ func TestShutdownAborts(t *testing.T) {
 		t.Errorf("the aborted transaction was completed")
 	}
 }
+
+// TestAddressesOnTheWire: MAIL FROM and RCPT TO carry the addresses as
+// address.Quote writes them, quoted where the local part needs it (RFC
+// 5321 section 4.1.2); a queued sender or recipient that cannot be
+// written safely (queued by a version that let it in) is never sent and
+// fails with 5.1.7 or 5.1.3.
+func TestAddressesOnTheWire(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	var wire wireLog
+	k := newSink(t, withWire(&wire))
+	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
+	good := h.enqueue(`"john smith"@a.test`, []string{`"x@y z"@b.test`, "bob@b.test", "x>y@b.test"}, testMsg)
+	bad := h.enqueue("ceo@bank.com> ENVID=x@evil.test", []string{"carol@b.test"}, testMsg)
+	h.attempt()
+
+	mail := wire.lines("MAIL FROM:")
+	rcpt := wire.lines("RCPT TO:")
+	if len(mail) != 1 || !strings.HasPrefix(mail[0], `MAIL FROM:<"john smith"@a.test> `) {
+		t.Errorf("MAIL commands %q, want one from <\"john smith\"@a.test>", mail)
+	}
+	if want := []string{`RCPT TO:<"x@y z"@b.test>`, "RCPT TO:<bob@b.test>"}; !slices.Equal(rcpt, want) {
+		t.Errorf("RCPT commands %q, want %q", rcpt, want)
+	}
+	if txns := k.transactions(); len(txns) != 1 || txns[0].from != "john smith@a.test" || txns[0].rcpts[0] != "x@y z@b.test" {
+		t.Errorf("the sink understood %+v", txns)
+	}
+	// Both failures were bounced (the messages are done).
+	for _, id := range []int64{good, bad} {
+		if _, ok := h.queued(id); ok {
+			t.Errorf("message %d still queued", id)
+		}
+	}
+	status := map[string]string{}
+	for _, b := range h.bounces.sent() {
+		status[b.to] = field(b.msg, "Status")
+	}
+	if status[`"john smith"@a.test`] != "5.1.3" || status["ceo@bank.com> ENVID=x@evil.test"] != "5.1.7" {
+		t.Errorf("bounces: %q", status)
+	}
+}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/postoffice-mail/postoffice/internal/address"
 )
 
 // target is one address to connect to.
@@ -458,6 +460,33 @@ func (s *session) transaction(info *msgInfo, from string, rcpts []string) map[st
 			text: fmt.Sprintf("%s said: %s (in reply to %s)", s.t, text, stage)}
 	}
 
+	// Every address goes out as address.Quote writes it, the one writer
+	// of an address: a local part is quoted where it must be, and one
+	// that cannot be written safely (queued before postoffice refused
+	// such addresses at MAIL and RCPT) is never sent at all.
+	// RFC 3463 section 3.2: X.1.7 bad sender, X.1.3 bad recipient syntax.
+	wireFrom, err := address.Quote(from)
+	if err != nil {
+		return failAll(rcpts, &failure{perm: true, status: "5.1.7",
+			text: fmt.Sprintf("the sender address cannot be written safely: %v", err)})
+	}
+	wire := make(map[string]string, len(rcpts))
+	var writable []string
+	for _, rc := range rcpts {
+		w, err := address.Quote(rc)
+		if err != nil || w == "" {
+			res[rc] = outcome{remote: remote, fail: &failure{perm: true, status: "5.1.3", remote: remote,
+				text: fmt.Sprintf("the recipient address cannot be written safely: %v", err)}}
+			continue
+		}
+		wire[rc] = w
+		writable = append(writable, rc)
+	}
+	rcpts = writable
+	if len(rcpts) == 0 {
+		return res
+	}
+
 	// RFC 1870 section 6: a message larger than the server's fixed
 	// maximum will never be accepted; X.3.4 message too big for system.
 	if max, ok := s.c.MaxMessageSize(); ok && max > 0 && info.size > int64(max) {
@@ -506,12 +535,12 @@ func (s *session) transaction(info *msgInfo, from string, rcpts []string) map[st
 	// RFC 6531 section 3.4 / RFC 6532: UTF-8 addresses or header fields
 	// are announced with SMTPUTF8 to a server that supports it.
 	opts.UTF8 = smtputf8 && (info.utf8Header || !isASCII(from) || !allASCII(rcpts))
-	if err := s.c.Mail(from, opts); err != nil {
+	if err := s.c.Mail(wireFrom, opts); err != nil {
 		return failAll(rcpts, replyFailure(err, "MAIL FROM"))
 	}
 	var accepted []string
 	for i, rc := range rcpts {
-		if err := s.c.Rcpt(rc, nil); err != nil {
+		if err := s.c.Rcpt(wire[rc], nil); err != nil {
 			f := replyFailure(err, "RCPT TO")
 			f.remote = remote
 			res[rc] = outcome{fail: f, remote: remote}

@@ -147,6 +147,7 @@ var (
 	ErrLoop         = errors.New("mail loop")
 	ErrTooBig       = errors.New("message too big")
 	ErrBadRecipient = errors.New("bad recipient address")
+	ErrNoSpace      = errors.New("insufficient storage")
 )
 
 func refuse(code int, e1, e2, e3 int, cause error, format string, a ...any) *Error {
@@ -191,6 +192,11 @@ type Options struct {
 	// SpoolDir holds large messages while they are routed ("" is
 	// os.TempDir()).
 	SpoolDir string
+	// FreeSpace, if set, reports the octets left where messages are
+	// stored; with MinFree, deliveries that would leave less than
+	// MinFree free are refused for the time being (CheckSpace).
+	FreeSpace func() (int64, error)
+	MinFree   int64
 	// Now is the clock, for tests.
 	Now func() time.Time
 }
@@ -228,6 +234,28 @@ func New(opt Options) *Router {
 	}
 	r.nondeliv = append([]NonDeliveryHandler{&bouncer{r: r}}, opt.ExtraNonDelivery...)
 	return r
+}
+
+// CheckSpace refuses intake while the store is short of room: when
+// accepting size more octets (0 if unknown) would leave less than
+// Options.MinFree free, it returns 452 4.3.1 (RFC 5321 section 4.2.2,
+// "insufficient system storage"; RFC 3463 section 3.4, X.3.1 "mail
+// system full"), a temporary refusal, so that senders retry later while
+// users can still delete mail to make room. A free space that cannot be
+// read does not stop mail: the store reports a real failure itself.
+func (r *Router) CheckSpace(size int64) error {
+	if r.opt.FreeSpace == nil || r.opt.MinFree <= 0 {
+		return nil
+	}
+	free, err := r.opt.FreeSpace()
+	if err != nil {
+		return nil
+	}
+	if free-max(size, 0) < r.opt.MinFree {
+		r.log.Warn("intake refused: the store is short of space", "free", free, "size", size, "min_free", r.opt.MinFree)
+		return refuse(452, 4, 3, 1, ErrNoSpace, "Insufficient system storage, try again later")
+	}
+	return nil
 }
 
 // CheckRecipient resolves one recipient at RCPT time, so that unknown
@@ -299,6 +327,9 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 	if env.ID == "" {
 		env.ID = newID()
 	}
+	if err := r.CheckSpace(0); err != nil {
+		return err
+	}
 	spooled, err := spool(body, r.opt.SpoolDir)
 	if err != nil {
 		var re *Error
@@ -308,6 +339,9 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 		return refuse(451, 4, 3, 0, err, "Error reading the message: %v", err)
 	}
 	defer spooled.Close()
+	if err := r.CheckSpace(spooled.Size()); err != nil {
+		return err
+	}
 	m := &Message{Env: env, Body: spooled, PerRecipient: map[int64][]byte{}}
 	if m.Header, err = parseHeader(spooled.Open()); err != nil {
 		return refuse(554, 5, 6, 0, err, "Malformed message header: %v", err)

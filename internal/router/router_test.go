@@ -346,3 +346,77 @@ func TestRecipientsResolvedOnce(t *testing.T) {
 		t.Errorf("a has %d messages, b %d; want 1 and 2", na, nb)
 	}
 }
+
+// TestQuotedAddresses: envelope addresses in their written form (quoted
+// local parts) keep it through the pipeline: a remote recipient is
+// queued as written (its local part's case too), the trace fields write
+// every address through package address, and a quoted local part of a
+// local domain reaches the catch-all rather than an error.
+func TestQuotedAddresses(t *testing.T) {
+	f, r := newFixture(t)
+	f.user("a@local.test", 0)
+	f.alias("@local.test", "a@local.test")
+	env := mx(`"john smith"@remote.test`, `"Big Boss"@Remote.TEST`)
+	env.AuthUser = "a@local.test"
+	if err := r.Route(context.Background(), env, strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	q := f.queue()
+	if len(q) != 1 || q[0].From != `"john smith"@remote.test` || q[0].Recipients[0].Address != `"Big Boss"@remote.test` {
+		t.Fatalf("queue: %+v", q)
+	}
+	rc, _ := f.st.OpenQueued(context.Background(), q[0].ID)
+	qb, _ := io.ReadAll(rc)
+	rc.Close()
+	if !strings.Contains(string(qb), "\tfor <\"Big Boss\"@Remote.TEST>;") {
+		t.Errorf("queued copy: %q", qb)
+	}
+
+	if err := r.Route(context.Background(), mx(`"x y"@remote.test`, `"a b"@local.test`), strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	got := f.mailbox("a@local.test")
+	if len(got) != 1 || !strings.HasPrefix(got[0], "Return-Path: <\"x y\"@remote.test>\r\nDelivered-To: a@local.test\r\n") {
+		t.Fatalf("local copy: %q", got)
+	}
+	// What package address refuses never becomes a header field.
+	err := r.Route(context.Background(), mx("a>b@remote.test", "a@local.test"), strings.NewReader(body))
+	var re *router.Error
+	if !errors.As(err, &re) || re.Code != 501 || re.Enhanced != [3]int{5, 1, 7} {
+		t.Fatalf("unwritable sender: %v", err)
+	}
+}
+
+// TestCheckSpace: below MinFree free octets, intake is refused with 452
+// 4.3.1 before anything is stored, for a message whose size would take
+// the store below it too; a free space that cannot be read stops nothing.
+func TestCheckSpace(t *testing.T) {
+	free, freeErr := int64(10_000), error(nil)
+	f, r := newFixture(t, func(o *router.Options) {
+		o.FreeSpace = func() (int64, error) { return free, freeErr }
+		o.MinFree = 5_000
+	})
+	f.user("a@local.test", 0)
+	ctx := context.Background()
+	if err := r.CheckSpace(4_000); err != nil {
+		t.Fatalf("4000 octets with 10000 free: %v", err)
+	}
+	var re *router.Error
+	if err := r.CheckSpace(6_000); !errors.As(err, &re) || re.Code != 452 || re.Enhanced != [3]int{4, 3, 1} || !errors.Is(err, router.ErrNoSpace) {
+		t.Fatalf("6000 octets with 10000 free, 5000 to keep: %v", err)
+	}
+	if err := r.Route(ctx, mx("s@remote.test", "a@local.test"), strings.NewReader(body+strings.Repeat("x", 6_000))); !errors.Is(err, router.ErrNoSpace) {
+		t.Fatalf("a message that does not fit: %v", err)
+	}
+	free = 4_000
+	if err := r.Route(ctx, mx("s@remote.test", "a@local.test"), strings.NewReader(body)); !errors.Is(err, router.ErrNoSpace) {
+		t.Fatalf("below the minimum: %v", err)
+	}
+	if n := len(f.mailbox("a@local.test")); n != 0 {
+		t.Fatalf("%d messages stored while short of space", n)
+	}
+	freeErr = errors.New("statfs failed")
+	if err := r.Route(ctx, mx("s@remote.test", "a@local.test"), strings.NewReader(body)); err != nil {
+		t.Fatalf("free space unknown: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
@@ -25,14 +26,25 @@ type directoryResolver struct {
 }
 
 func (d *directoryResolver) Resolve(ctx context.Context, env *Envelope, rcpt string) ([]*Recipient, error) {
-	addr, err := directory.NormalizeAddress(rcpt)
+	parsed, err := address.Parse(rcpt)
 	if err != nil {
 		// RFC 3463 section 3.2: X.1.3 bad destination mailbox address syntax.
 		return nil, refuse(501, 5, 1, 3, ErrBadRecipient, "Bad recipient address syntax: %s", rcpt)
 	}
-	local, err := d.st.HasDomain(ctx, domainOf(addr))
+	// Directory addresses are lower case (directory.NormalizeAddress);
+	// an address it would not keep (a quoted local part, an address
+	// literal, a U-label domain) keeps its local part as written and
+	// reaches no mailbox by name.
+	addr, err := directory.NormalizeAddress(rcpt)
 	if err != nil {
-		return nil, err
+		parsed.Domain = strings.ToLower(parsed.Domain)
+		addr = parsed.String()
+	}
+	local := false
+	if address.HostnameProblem(parsed.Domain) == "" {
+		if local, err = d.st.HasDomain(ctx, strings.ToLower(parsed.Domain)); err != nil {
+			return nil, err
+		}
 	}
 	if !local {
 		// RFC 5321 section 3.6.2 and 7.1: no open relay. Only
@@ -115,9 +127,7 @@ func notFound(err error) bool {
 	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid)
 }
 
-func domainOf(addr string) string {
-	return addr[strings.LastIndexByte(addr, '@')+1:]
-}
+func domainOf(addr string) string { return address.DomainOf(addr) }
 
 // traceProcessor is the built-in envelope processing step: hop counting
 // and the trace fields of RFC 5321 section 4.4.
@@ -139,8 +149,14 @@ func (p *traceProcessor) ProcessEnvelope(ctx context.Context, m *Message) error 
 		m.Trace = received(env, p.hostname)
 	}
 
-	// RFC 5321 section 4.4: the final delivery adds Return-Path.
-	m.LocalTrace = []byte("Return-Path: <" + sanitize(env.From) + ">\r\n")
+	// RFC 5321 section 4.4: the final delivery adds Return-Path, the
+	// reverse-path written as a path (address.Path quotes what must be;
+	// the doors have refused what cannot be written).
+	path, err := address.Path(env.From)
+	if err != nil {
+		return refuse(501, 5, 1, 7, err, "Bad sender address syntax")
+	}
+	m.LocalTrace = []byte("Return-Path: " + path + "\r\n")
 	for _, rc := range m.Recipients {
 		if !rc.Local() || rc.Err != nil {
 			continue
@@ -151,7 +167,11 @@ func (p *traceProcessor) ProcessEnvelope(ctx context.Context, m *Message) error 
 			rc.Err = refuse(554, 5, 4, 6, ErrLoop, "Mail forwarding loop for %s", rc.Address)
 			continue
 		}
-		m.PerRecipient[rc.UserID] = []byte("Delivered-To: " + rc.Address + "\r\n")
+		to, err := address.Quote(rc.Address)
+		if err != nil {
+			return err // a mailbox's own address: always writable
+		}
+		m.PerRecipient[rc.UserID] = []byte("Delivered-To: " + to + "\r\n")
 	}
 	return nil
 }
@@ -178,11 +198,17 @@ func received(env *Envelope, hostname string) []byte {
 		fmt.Fprintf(&b, "\r\n\t(using %s)", sanitize(env.TLS))
 	}
 	if env.AuthUser != "" {
-		fmt.Fprintf(&b, "\r\n\t(authenticated as %s)", sanitize(env.AuthUser))
+		user, err := address.Quote(env.AuthUser) // a user's own address
+		if err != nil {
+			user = sanitize(env.AuthUser)
+		}
+		fmt.Fprintf(&b, "\r\n\t(authenticated as %s)", user)
 	}
 	if len(env.To) == 1 {
 		// One recipient only: naming several would disclose Bcc.
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitize(env.To[0]))
+		if path, err := address.Path(env.To[0]); err == nil {
+			fmt.Fprintf(&b, "\r\n\tfor %s", path)
+		}
 	}
 	fmt.Fprintf(&b, ";\r\n\t%s\r\n", env.Received.Format(time.RFC1123Z))
 	return b.Bytes()

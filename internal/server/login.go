@@ -38,16 +38,21 @@ func newLogins(st store.Directory, c config.Auth, log *slog.Logger) *logins {
 // check authenticates login. It returns authguard.ErrBanned while the
 // client or the name is banned (without looking at the password), an
 // error wrapping directory.ErrAuthFailed after the penalty delay, or the
-// user.
+// user. The attempt counts against the ban thresholds from before the
+// password is verified (authguard.Guard.Begin).
 func (l *logins) check(ctx context.Context, login, password string) (store.User, error) {
 	remote := clientinfo.Remote(ctx)
-	if err := l.guard.Check(remote, login); err != nil {
-		l.log.Warn("login refused: banned", "remote", remote, "user", login)
+	attempt, err := l.guard.Begin(ctx, remote, login)
+	if err != nil {
+		if errors.Is(err, authguard.ErrBanned) {
+			l.log.Warn("login refused: banned", "remote", remote, "user", login)
+		}
 		return store.User{}, err
 	}
 	u, err := l.auth.Authenticate(ctx, login, password)
-	if errors.Is(err, directory.ErrAuthFailed) {
-		delay, banned := l.guard.Failed(remote, login)
+	switch {
+	case errors.Is(err, directory.ErrAuthFailed):
+		delay, banned := attempt.Failed()
 		if banned {
 			l.log.Warn("too many failed logins: banned", "remote", remote, "user", login)
 		}
@@ -59,9 +64,10 @@ func (l *logins) check(ctx context.Context, login, password string) (store.User,
 			t.Stop()
 		}
 		return store.User{}, err
-	}
-	if err == nil {
-		l.guard.Succeeded(remote, login)
+	case err == nil:
+		attempt.Succeeded()
+	default:
+		attempt.Cancel()
 	}
 	return u, err
 }

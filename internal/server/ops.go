@@ -177,7 +177,7 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 	}
 	s.mu.Lock()
 	s.cfg, s.tls = cfg, src
-	if cfg.Hostname != old.Hostname {
+	if cfg.Hostname != old.Hostname || cfg.MinFreeSpace != old.MinFreeSpace {
 		s.router = s.newRouter(cfg)
 	}
 	s.mu.Unlock()
@@ -190,7 +190,9 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 			errs = append(errs, err)
 		}
 	}
-	if cfg.Admin != old.Admin {
+	// Hosts and the metrics token are read by the running console at
+	// each request: only a new address or TLS setting restarts it.
+	if cfg.Admin.Listen != old.Admin.Listen || cfg.Admin.TLS != old.Admin.TLS {
 		n, err := s.moveConsole(cfg, old)
 		notes = append(notes, n...)
 		if err != nil {

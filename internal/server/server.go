@@ -15,6 +15,7 @@ import (
 
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/diskspace"
 	"github.com/postoffice-mail/postoffice/internal/journal"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/queue"
@@ -75,12 +76,9 @@ func New(cfg config.Config, st store.Store, log *slog.Logger, opts Options) (*Se
 	s.logins = newLogins(st, cfg.Auth, log.With("service", "auth"))
 	// One TLS configuration for the process, whose certificate is always
 	// that of the current Source: a reload swaps it under every listener.
-	s.tlsCfg = &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.currentTLS().Config().GetCertificate(h)
-		},
-	}
+	s.tlsCfg = tlsutil.ServerConfig(func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return s.currentTLS().Config().GetCertificate(h)
+	})
 	s.metrics = metrics.New(opts.Version, func(ctx context.Context) (int, error) {
 		q, err := st.ListQueue(ctx)
 		return len(q), err
@@ -109,6 +107,14 @@ func newRouter(cfg config.Config, st store.Store, log *slog.Logger, onQueued fun
 		CatchAll: true,
 		SpoolDir: os.TempDir(),
 		Record:   record,
+	}
+	if cfg.Store.Backend == config.BackendSQLite {
+		// The embedded store keeps everything in data_dir: intake stops
+		// while its file system is short of room (PostgreSQL's disk is
+		// the database server's to watch).
+		dir := cfg.DataDir
+		opt.FreeSpace = func() (int64, error) { return diskspace.Available(dir) }
+		opt.MinFree = int64(cfg.MinFreeSpace)
 	}
 	if onQueued != nil {
 		opt.OnQueued = func(int64) { onQueued() }
@@ -174,6 +180,12 @@ func (s *Server) Start() error {
 			s.control = nil
 		}
 		return err
+	}
+	// Everything postoffice creates in the data directory is owner-only;
+	// a directory others may enter exposes whatever it is given later.
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		s.log.Warn("the data directory is accessible to other users: make it owner-only (chmod 700)",
+			"data_dir", cfg.DataDir, "mode", fi.Mode().Perm().String())
 	}
 	// The control socket first: a second serve on the data directory is
 	// told so, rather than that its ports are taken.

@@ -40,14 +40,26 @@ func (b *smtpBackend) Authenticate(ctx context.Context, login, password string) 
 	return u.Address, nil
 }
 
-// CheckSender enforces, on submission, that the envelope sender is one of
-// the authenticated user's addresses (RFC 6409 section 6.1 lets the MSA
-// check the sender's identity).
+// CheckSender enforces, for every authenticated session whichever
+// service it came in by (submission, or the MX service with AUTH
+// switched on), that the envelope sender is one of the user's addresses
+// (RFC 6409 section 6.1 lets the MSA check the sender's identity): a
+// login must not be a way to relay mail in someone else's name.
 func (b *smtpBackend) CheckSender(ctx context.Context, env *smtpd.Envelope) error {
 	// The router's envelope lives as long as the transaction, so that the
 	// recipients resolved at RCPT time are not resolved again at DATA.
 	env.Backend = routerEnvelope(env)
-	if !env.Submission || !b.requireSenderMatch || env.AuthUser == "" {
+	if err := b.checkSenderRule(ctx, env); err != nil {
+		return err
+	}
+	// RFC 1870 section 6: the declared SIZE is checked against the
+	// room left as well (452 4.3.1, temporary).
+	return replyOf(b.router.CheckSpace(env.Size))
+}
+
+// checkSenderRule is the rule of CheckSender for authenticated sessions.
+func (b *smtpBackend) checkSenderRule(ctx context.Context, env *smtpd.Envelope) error {
+	if env.AuthUser == "" || !b.requireSenderMatch {
 		return nil
 	}
 	denied := &smtpd.Error{Code: 553, Enhanced: [3]int{5, 7, 1},

@@ -52,7 +52,10 @@ func (s *Server) serviceDefs() []*service {
 			busy:      func(c config.Config) string { return smtpBusy(c, c.SMTP.Service) },
 			settings: func(c config.Config) string {
 				m := c.SMTP
-				return fmt.Sprint(c.Hostname, c.ServiceHostname(m.Service), m.MaxMessageSize, m.MaxRecipients, m.Timeout, m.AllowPlaintextAuth)
+				// The router's settings too: a new router needs a new
+				// generation (newSMTP hands it the current one).
+				return fmt.Sprint(c.Hostname, c.MinFreeSpace, c.ServiceHostname(m.Service), m.MaxMessageSize, m.MaxRecipients, m.Timeout,
+					m.AllowAuth, m.AllowPlaintextAuth, c.Submission.RequireSenderMatch)
 			},
 			newProto: func(c config.Config) protoServer { return s.newSMTP(c, false) },
 		}),
@@ -66,7 +69,7 @@ func (s *Server) serviceDefs() []*service {
 			busy:   func(c config.Config) string { return smtpBusy(c, c.Submission.Service) },
 			settings: func(c config.Config) string {
 				m := c.Submission
-				return fmt.Sprint(c.Hostname, c.ServiceHostname(m.Service), c.SubmissionMaxMessageSize(), c.SMTP.MaxRecipients,
+				return fmt.Sprint(c.Hostname, c.MinFreeSpace, c.ServiceHostname(m.Service), c.SubmissionMaxMessageSize(), c.SMTP.MaxRecipients,
 					c.SubmissionTimeout(), c.SMTP.AllowPlaintextAuth, m.RequireSenderMatch)
 			},
 			newProto: func(c config.Config) protoServer { return s.newSMTP(c, true) },
@@ -122,6 +125,7 @@ func (s *Server) newSMTP(cfg config.Config, submission bool) protoServer {
 		Backend:            sb,
 		TLSConfig:          s.tlsConfig(),
 		Submission:         submission,
+		NoAuth:             !submission && !cfg.SMTP.AllowAuth,
 		AllowPlaintextAuth: cfg.SMTP.AllowPlaintextAuth,
 		MaxMessageBytes:    size,
 		MaxRecipients:      cfg.SMTP.MaxRecipients,

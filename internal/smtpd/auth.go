@@ -4,7 +4,7 @@ import (
 	"errors"
 
 	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
+	smtp "github.com/postoffice-mail/postoffice/internal/smtpd/gosmtp"
 )
 
 // authAllowed: AUTH with a plaintext password only under TLS, from a
@@ -15,9 +15,9 @@ func (s *session) authAllowed() bool {
 }
 
 // AuthMechanisms lists the mechanisms advertised in EHLO (RFC 4954
-// section 3): none where AUTH is not allowed.
+// section 3): none where AUTH is not offered or not allowed.
 func (s *session) AuthMechanisms() []string {
-	if !s.authAllowed() {
+	if s.srv.cfg.NoAuth || !s.authAllowed() {
 		return nil
 	}
 	return []string{sasl.Plain, sasl.Login}
@@ -28,6 +28,10 @@ func (s *session) AuthMechanisms() []string {
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	if s.c.closed.Load() {
 		return nil, replyClosed
+	}
+	if s.srv.cfg.NoAuth {
+		s.c.log.Info("smtp: AUTH refused: not offered on this service", "mech", mech)
+		return nil, s.fail(replyAuthNotOffered)
 	}
 	if !s.authAllowed() {
 		return nil, s.fail(replyEncryptionRequired)

@@ -160,3 +160,27 @@ func TestSTARTTLSInjection(t *testing.T) {
 		t.Error("injected command executed")
 	}
 }
+
+// NoAuth (the MX service by default): AUTH is neither advertised nor
+// accepted, over TLS or from loopback alike.
+func TestNoAuth(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.NoAuth = true }})
+	c := h.dial()
+	if caps := c.ehlo(); strings.Contains(caps, "AUTH") {
+		t.Fatalf("EHLO offers AUTH: %q", caps)
+	}
+	c.cmd("AUTH PLAIN "+plainIR("alice", "secret-pw-1"), 503, "5.5.1")
+	c = c.startTLS()
+	if caps := c.ehlo(); strings.Contains(caps, "AUTH") {
+		t.Fatalf("EHLO after STARTTLS offers AUTH: %q", caps)
+	}
+	c.cmd("AUTH PLAIN "+plainIR("alice", "secret-pw-1"), 503, "5.5.1")
+	c.cmd("MAIL FROM:<alice@example.org>", 250, "2.0.0")
+	c.cmd("RCPT TO:<b@example.org>", 250, "2.0.0")
+	c.cmd("DATA", 354, "")
+	c.send("Subject: x\r\n\r\nx\r\n.\r\n")
+	c.expect(250, "2.0.0")
+	if d := h.be.deliveries(); len(d) != 1 || d[0].env.AuthUser != "" {
+		t.Fatalf("deliveries %+v", d)
+	}
+}

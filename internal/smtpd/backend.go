@@ -19,7 +19,8 @@ type Envelope struct {
 	AuthUser   string // authenticated login, "" if none
 	Submission bool   // came in through the submission service
 	SMTPUTF8   bool
-	Body8Bit   bool // BODY=8BITMIME or BINARYMIME
+	Body8Bit   bool  // BODY=8BITMIME or BINARYMIME
+	Size       int64 // SIZE= of MAIL FROM (RFC 1870), 0 if not declared
 
 	// Backend is the backend's own state for the transaction, set by
 	// CheckSender and kept through the RCPT commands to Deliver (the

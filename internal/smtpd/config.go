@@ -43,6 +43,10 @@ type Config struct {
 	// Submission makes this a message submission service (RFC 6409
 	// section 4.3): MAIL is refused with 530 5.7.0 until AUTH succeeded.
 	Submission bool
+	// NoAuth: AUTH is not offered at all (RFC 4954 section 3). The MX
+	// service does without it unless the operator switches it on, as
+	// Postfix's smtpd_sasl_auth_enable = no does.
+	NoAuth bool
 	// AllowPlaintextAuth allows AUTH on connections that are neither TLS
 	// nor from a loopback address (RFC 4954 section 4 and RFC 8314
 	// section 3 discourage it).

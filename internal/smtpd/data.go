@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/emersion/go-smtp"
+	smtp "github.com/postoffice-mail/postoffice/internal/smtpd/gosmtp"
 )
 
 // Errors of the body reader handed to Backend.Deliver. A Deliver that
@@ -34,8 +34,9 @@ var errBodyNotConsumed = errors.New("smtpd: Deliver returned before the end of t
 // Deliver returned nil, that is once the message is durable.
 //
 // go-smtp ends DATA only at CRLF.CRLF, removes dot-stuffing (RFC 5321
-// section 4.5.2) and passes bare CR and LF through; the body reader
-// refuses those (ErrBareLineEnding). For BDAT, go-smtp calls Data in a
+// section 4.5.2: the leading dot, and with gosmtp's fix nothing else) and
+// passes bare CR and LF through; the body reader refuses those
+// (ErrBareLineEnding), "\r\n.\r" followed by text included. For BDAT, go-smtp calls Data in a
 // goroutine of its own and r is a pipe fed with the chunks.
 func (s *session) Data(r io.Reader) error {
 	if s.c.closed.Load() {

@@ -82,19 +82,21 @@ func TestReadTimeoutInData(t *testing.T) {
 // During DATA the read timeout is an inactivity timer (RFC 5321 section
 // 4.5.3.2.5): a body that keeps arriving may take longer than it.
 func TestReadTimeoutIsPerReadInData(t *testing.T) {
-	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.ReadTimeout = 400 * time.Millisecond }})
+	// Gaps of a fifth of the timer, so that a loaded machine does not
+	// stretch one past it; the whole body takes longer than the timer.
+	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.ReadTimeout = time.Second }})
 	c := h.dial()
 	c.ehlo()
 	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.0.0")
 	c.cmd("RCPT TO:<b@example.org>", 250, "2.0.0")
 	c.cmd("DATA", 354, "")
-	for i := 0; i < 6; i++ { // 600ms in all, 100ms between pieces
+	for i := 0; i < 8; i++ { // 1.6 s in all, 200 ms between pieces
 		c.send("line\r\n")
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 	c.send(".\r\n")
 	c.expect(250, "2.0.0")
-	if d := h.be.deliveries(); len(d) != 1 || len(d[0].body) != 36 {
+	if d := h.be.deliveries(); len(d) != 1 || len(d[0].body) != 48 {
 		t.Fatalf("deliveries %+v", d)
 	}
 }

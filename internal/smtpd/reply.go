@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-smtp"
+	smtp "github.com/postoffice-mail/postoffice/internal/smtpd/gosmtp"
 )
 
 // Replies of our own. Every 2xx, 4xx and 5xx reply carries an RFC 3463
@@ -17,6 +17,8 @@ var (
 		Message: "Authentication required"} // RFC 4954 section 6
 	replyEncryptionRequired = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11},
 		Message: "Encryption required for requested authentication mechanism"} // RFC 4954 section 6
+	replyAuthNotOffered = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
+		Message: "AUTH not available on this service"} // RFC 4954 section 3: not advertised, not accepted
 	replyAuthInTransaction = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
 		Message: "AUTH not permitted during a mail transaction"} // RFC 4954 section 4
 	replyAuthTempFail = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},

@@ -1,7 +1,8 @@
 // Package smtpd is the receiving side of SMTP in postoffice: the MX
 // service (RFC 5321, port 25) and the message submission service (RFC
 // 6409, port 587 with STARTTLS, port 465 with implicit TLS per RFC 8314).
-// The protocol engine is github.com/emersion/go-smtp; this package adds
+// The protocol engine is github.com/emersion/go-smtp, a pinned copy of its
+// server in gosmtp with one fix (gosmtp/README.md); this package adds
 // the policy around it (AUTH only over TLS or loopback, submission
 // requires AUTH, error limits, inactivity timeouts, strict CRLF in
 // message data) and maps it onto the small Backend interface of
@@ -21,7 +22,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-smtp"
+	smtp "github.com/postoffice-mail/postoffice/internal/smtpd/gosmtp"
 )
 
 // ErrServerClosed is returned by Serve after Close or Shutdown. It wraps

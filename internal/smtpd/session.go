@@ -6,9 +6,9 @@ import (
 	"errors"
 	"github.com/postoffice-mail/postoffice/internal/clientinfo"
 	"net"
-	"unicode/utf8"
 
-	"github.com/emersion/go-smtp"
+	"github.com/postoffice-mail/postoffice/internal/address"
+	smtp "github.com/postoffice-mail/postoffice/internal/smtpd/gosmtp"
 )
 
 // engineBackend is the go-smtp Backend: one session per EHLO/HELO, and a
@@ -81,8 +81,13 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		// RFC 5321 section 4.1.4: no nested transactions.
 		return s.fail(replyNestedMail)
 	}
-	if r := checkAddress(from, opts.UTF8, true); r != nil {
-		return s.fail(r)
+	if from != "" {
+		var r *smtp.SMTPError
+		raw := from
+		if from, r = checkAddress(from, opts.UTF8, true); r != nil {
+			s.c.log.Info("smtp: rejected", "stage", "MAIL", "from", raw, "code", r.Code, "reason", "address syntax")
+			return s.fail(r)
+		}
 	}
 	env := &Envelope{
 		From:       from,
@@ -93,6 +98,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		AuthUser:   authUser,
 		Submission: s.srv.cfg.Submission,
 		SMTPUTF8:   opts.UTF8,
+		Size:       opts.Size,
 		// RFC 6152 (8BITMIME), RFC 3030 (BINARYMIME).
 		Body8Bit: opts.Body == smtp.Body8BitMIME || opts.Body == smtp.BodyBinaryMIME,
 	}
@@ -126,7 +132,10 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if tx == nil {
 		return s.fail(replyNeedMail)
 	}
-	if r := checkAddress(to, tx.SMTPUTF8, false); r != nil {
+	raw := to
+	to, r := checkAddress(to, tx.SMTPUTF8, false)
+	if r != nil {
+		s.c.log.Info("smtp: rejected", "stage", "RCPT", "rcpt", raw, "code", r.Code, "reason", "address syntax")
 		return s.fail(r)
 	}
 	if err := s.srv.cfg.Backend.CheckRecipient(s.ctx, tx, to); err != nil {
@@ -191,28 +200,20 @@ func (c *conn) closeIfIdle() {
 	c.kill()
 }
 
-// checkAddress refuses what no backend should have to parse: control
-// characters and invalid UTF-8 (RFC 5321 section 4.1.2), and non-ASCII
-// without the SMTPUTF8 parameter (RFC 6531 section 3.5).
-func checkAddress(addr string, smtputf8, sender bool) *smtp.SMTPError {
-	ascii := true
-	for i := 0; i < len(addr); i++ {
-		b := addr[i]
-		if b < 0x20 || b == 0x7f {
-			return badAddress(sender)
-		}
-		if b >= 0x80 {
-			ascii = false
-		}
+// checkAddress parses a path as go-smtp hands it over (the local part
+// unquoted) and returns it in its written form, quoted where it must be
+// (address.Address.String), which is what the envelope carries from here
+// on. It refuses what cannot be written back safely (angle brackets,
+// control characters, invalid UTF-8: RFC 5321 section 4.1.2, 501 5.1.7 or
+// 5.1.3) and non-ASCII without the SMTPUTF8 parameter (RFC 6531 section
+// 3.5, 553 5.6.7).
+func checkAddress(path string, smtputf8, sender bool) (string, *smtp.SMTPError) {
+	a, err := address.ParseUnquoted(path)
+	if err != nil {
+		return "", badAddress(sender)
 	}
-	if ascii {
-		return nil
+	if !a.ASCII() && !smtputf8 {
+		return "", replyNeedSMTPUTF8
 	}
-	if !utf8.ValidString(addr) {
-		return badAddress(sender)
-	}
-	if !smtputf8 {
-		return replyNeedSMTPUTF8
-	}
-	return nil
+	return a.String(), nil
 }

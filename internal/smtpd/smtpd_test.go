@@ -211,3 +211,45 @@ func TestHeloRequiredAndSequence(t *testing.T) {
 	c.cmd("QUIT", 221, "2.0.0")
 	c.expectClosed()
 }
+
+// A quoted local part reaches the backend written as it must be on the
+// wire, quotes included (RFC 5321 section 4.1.2); one that could not be
+// written back safely is refused at MAIL (501 5.1.7) or RCPT (501 5.1.3),
+// so that no parameter can be smuggled into a later MAIL FROM or RCPT TO.
+func TestQuotedLocalParts(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	c := h.dial()
+	c.ehlo()
+	for _, step := range []struct {
+		line string
+		code int
+		enh  string
+	}{
+		{`MAIL FROM:<"ceo@bank.com> ENVID=x"@evil.test>`, 501, "5.1.7"},
+		{`MAIL FROM:<"a> SMTPUTF8 NOTIFY=NEVER x"@evil.test>`, 501, "5.1.7"},
+		{`MAIL FROM:<"a<b"@evil.test>`, 501, "5.1.7"},
+		{`MAIL FROM:<"a\` + "\x7f" + `b"@evil.test>`, 501, "5.1.7"},
+		{`MAIL FROM:<a@evil"test>`, 501, "5.1.7"},
+		{`MAIL FROM:<"john smith"@evil.test>`, 250, "2.0.0"},
+		{`RCPT TO:<"x>y"@example.org>`, 501, "5.1.3"},
+		{`RCPT TO:<"joe@home"@example.org>`, 250, "2.0.0"},
+		{`RCPT TO:<"a\"b"@example.org>`, 250, "2.0.0"},
+		{`RCPT TO:<"plain"@example.org>`, 250, "2.0.0"},
+	} {
+		c.cmd(step.line, step.code, step.enh)
+	}
+	c.cmd("DATA", 354, "")
+	c.send("Subject: quoted\r\n\r\nhi\r\n.\r\n")
+	c.expect(250, "2.0.0")
+	d := h.be.deliveries()
+	if len(d) != 1 {
+		t.Fatalf("%d deliveries", len(d))
+	}
+	want := []string{`"joe@home"@example.org`, `"a\"b"@example.org`, "plain@example.org"}
+	if env := d[0].env; env.From != `"john smith"@evil.test` || fmt.Sprint(env.To) != fmt.Sprint(want) {
+		t.Fatalf("envelope from %q to %q, want %q to %q", env.From, env.To, `"john smith"@evil.test`, want)
+	}
+	if h.be.sawSender("ceo@bank.com> ENVID=x@evil.test") {
+		t.Fatal("the backend saw the injected sender")
+	}
+}

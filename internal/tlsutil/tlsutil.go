@@ -55,14 +55,37 @@ func (s *Source) Reload() error {
 	return nil
 }
 
-// Config returns a server tls.Config (TLS 1.2 or newer) that always uses
-// the Source's current certificate.
+// Config returns a server tls.Config (ServerConfig) that always uses the
+// Source's current certificate.
 func (s *Source) Config() *tls.Config {
+	return ServerConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return s.cert.Load(), nil
+	})
+}
+
+// CipherSuites are the TLS 1.2 suites postoffice's servers offer: only
+// ECDHE key exchange (forward secrecy) with AEAD ciphers, AES-GCM and
+// ChaCha20-Poly1305, as RFC 9325 section 4.2 recommends. The CBC suites
+// Go would otherwise add (SHA-1 MACs, Lucky Thirteen) and RSA key
+// exchange are left out; every client of the last decade speaks one of
+// these or TLS 1.3, whose suites are all AEAD and not configurable.
+var CipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// ServerConfig is the one server TLS configuration (POP3 STLS and 995,
+// SMTP STARTTLS and 465, the console): TLS 1.2 or newer, CipherSuites
+// for TLS 1.2, the certificate from getCert.
+func ServerConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
 	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.cert.Load(), nil
-		},
+		MinVersion:     tls.VersionTLS12,
+		CipherSuites:   CipherSuites,
+		GetCertificate: getCert,
 	}
 }
 
@@ -102,7 +125,9 @@ func writeSelfSigned(dir, certFile, keyFile, hostname string) error {
 	if err := writeFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return err
 	}
-	return writeFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	// Owner-only like every file postoffice creates: the certificate is
+	// public, but nobody else needs it from here.
+	return writeFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 }
 
 // writeFile writes data durably: temp file, fsync, rename.
@@ -110,6 +135,11 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
+		return err
+	}
+	// The mode whatever the umask, and whatever a leftover file had.
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
 		return err
 	}
 	if _, err := f.Write(data); err != nil {

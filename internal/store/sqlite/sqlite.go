@@ -80,6 +80,9 @@ func Open(dataDir string) (*Store, error) {
 		return nil, fmt.Errorf("opening message files: %w", err)
 	}
 	path := filepath.Join(dataDir, dbName)
+	if err := privateFiles(path); err != nil {
+		return nil, err
+	}
 	params := fmt.Sprintf("_busy_timeout=%d&_foreign_keys=1", busyTimeout.Milliseconds())
 
 	// synchronous=FULL: a commit is durable when it returns (in WAL mode
@@ -132,6 +135,38 @@ func Open(dataDir string) (*Store, error) {
 		}
 	}()
 	return s, nil
+}
+
+// privateFiles creates the database file owner-only (0600) if it does not
+// exist yet, whatever the umask: SQLite would create it 0644 less the
+// umask, and gives its -wal and -shm files the database file's mode. An
+// existing database, -wal or -shm file that others may read (made by an
+// older version) is made owner-only too: it holds the password hashes,
+// the admins and the journal.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		if err := f.Chmod(0o600); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	case !errors.Is(err, os.ErrExist):
+		return fmt.Errorf("creating the database: %w", err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm()&0o077 == 0 {
+			continue
+		}
+		if err := os.Chmod(p, fi.Mode().Perm()&0o700); err != nil {
+			// Not the owner (a command run as another user): the
+			// owner's next start fixes it.
+			slog.Warn("database file readable by others", "file", p, "mode", fi.Mode().Perm().String(), "err", err)
+		}
+	}
+	return nil
 }
 
 // Close stops the background work and closes the database.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,6 +87,45 @@ func TestOpenCreatesPrivateDir(t *testing.T) {
 	if perm := fi.Mode().Perm(); perm != 0o700 {
 		t.Errorf("data directory mode %v, want 0700", perm)
 	}
+}
+
+// The database and its -wal and -shm files are owner-only whatever the
+// umask, in a directory that existed with mode 0755; an older database
+// others could read is made owner-only at open.
+func TestDatabaseFilesPrivate(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, dir)
+	if err := s.AddDomain(t.Context(), "example.org"); err != nil {
+		t.Fatal(err)
+	}
+	check := func() {
+		t.Helper()
+		for _, name := range []string{dbName, dbName + "-wal", dbName + "-shm"} {
+			fi, err := os.Stat(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if perm := fi.Mode().Perm(); perm != 0o600 {
+				t.Errorf("%s has mode %v, want 0600", name, perm)
+			}
+		}
+	}
+	check()
+	s.Close()
+
+	if err := os.Chmod(filepath.Join(dir, dbName), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	if err := s.AddDomain(t.Context(), "example.net"); err != nil {
+		t.Fatal(err)
+	}
+	check()
 }
 
 // A new database keeps a pointer map (auto_vacuum=INCREMENTAL): deleting

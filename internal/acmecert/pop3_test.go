@@ -74,7 +74,7 @@ func TestPebblePOP3(t *testing.T) {
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		cmd := exec.CommandContext(ctx, openssl, append([]string{"s_client", "-servername", host,
-			"-verify_hostname", host, "-CAfile", rootFile, "-verify_return_error", "-brief"}, args...)...)
+			"-verify_hostname", host, "-CAfile", rootFile, "-verify_return_error", "-brief", "-ign_eof"}, args...)...)
 		cmd.Stdin = strings.NewReader("QUIT\r\n")
 		out, err := cmd.CombinedOutput()
 		cancel()
@@ -95,7 +95,7 @@ func TestPebblePOP3(t *testing.T) {
 	// And the issuer, from openssl's own parse of the served chain.
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, openssl, "s_client", "-servername", host, "-connect", implicit.Addr().String(), "-showcerts")
+	cmd := exec.CommandContext(ctx, openssl, "s_client", "-servername", host, "-connect", implicit.Addr().String(), "-showcerts", "-ign_eof")
 	cmd.Stdin = strings.NewReader("QUIT\r\n")
 	out, _ := cmd.CombinedOutput()
 	if !regexp.MustCompile(`i:.*CN ?= ?Pebble Intermediate CA`).Match(out) {

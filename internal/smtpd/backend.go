@@ -22,10 +22,30 @@ type Envelope struct {
 	Body8Bit   bool  // BODY=8BITMIME or BINARYMIME
 	Size       int64 // SIZE= of MAIL FROM (RFC 1870), 0 if not declared
 
+	// DSN parameters of MAIL FROM (RFC 3461 section 4.3 and 4.4): RET,
+	// "FULL" or "HDRS" ("" when absent), and ENVID, decoded from xtext.
+	Ret   string
+	EnvID string
+	// DSN parallels To: each recipient's NOTIFY and ORCPT parameters
+	// (RFC 3461 sections 4.1 and 4.2).
+	DSN []RcptDSN
+
 	// Backend is the backend's own state for the transaction, set by
 	// CheckSender and kept through the RCPT commands to Deliver (the
 	// recipients it resolved, say); smtpd never looks into it.
 	Backend any
+}
+
+// RcptDSN is what RCPT TO said about delivery status notifications for
+// one recipient (RFC 3461 sections 4.1 and 4.2).
+type RcptDSN struct {
+	// Notify is nil when NOTIFY was absent, ["NEVER"], or some of
+	// "SUCCESS", "FAILURE" and "DELAY".
+	Notify []string
+	// ORcptType and ORcpt are the original recipient's address type
+	// ("rfc822", "utf-8") and address, decoded; both "" when absent.
+	ORcptType string
+	ORcpt     string
 }
 
 // Error is a reply the backend wants the client to see: an RFC 5321 code

@@ -48,7 +48,7 @@ func openStore(cfg config.Config, use storeUse) (store.Store, error) {
 	case config.BackendPostgres:
 		// The store is the database's tables, created (or migrated) by
 		// whichever command connects first.
-		lease := time.Duration(cfg.Store.Lease) * time.Second
+		lease := time.Duration(cfg.Store.Lease)
 		serving := use == serveStore
 		timeout := openTimeout
 		if serving {

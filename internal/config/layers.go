@@ -172,9 +172,9 @@ func keysOf(data []byte) map[string]bool {
 		return nil
 	}
 	tables := map[string]bool{}
-	for _, s := range Settings(Default()) {
-		if s.Kind == "table" {
-			tables[s.Key] = true
+	for _, d := range schemaOf().keys {
+		if d.kind == "table" {
+			tables[d.key] = true
 		}
 	}
 	out := map[string]bool{}
@@ -237,8 +237,10 @@ func SetMany(path string, changes []Change) (before, after *Layers, err error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		if data, err = setInTOML(data, c.Key, text); err != nil {
+			return nil, nil, fmt.Errorf("config %s: %v", before.Overlay, describe(err))
+		}
 		table, name := splitKey(c.Key)
-		data = setInTOML(data, table, name, text)
 		wants[i] = Default()
 		if err := decode(&wants[i], []byte(tableLine(table)+name+" = "+text+"\n"), before.Overlay); err != nil {
 			return nil, nil, err

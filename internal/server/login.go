@@ -24,12 +24,12 @@ type logins struct {
 }
 
 func newLogins(st store.Directory, c config.Auth, log *slog.Logger) *logins {
-	l := &logins{auth: directory.NewAuthenticatorTTL(st, time.Duration(c.CacheTTL)*time.Second), log: log}
+	l := &logins{auth: directory.NewAuthenticatorTTL(st, time.Duration(c.CacheTTL)), log: log}
 	if c.Penalty {
 		l.guard = authguard.New(authguard.Config{
 			IPBanAfter:   c.IPBanAfter,
 			NameBanAfter: c.NameBanAfter,
-			BanFor:       time.Duration(c.BanTime) * time.Second,
+			BanFor:       time.Duration(c.BanTime),
 		})
 	}
 	return l

@@ -4,45 +4,55 @@
 //
 // # Declaring a key
 //
-// Each key is declared once, on the field that holds it, and everything
-// else (defaults, validation, the errors that name the key, config show,
-// the console's Server attributes page, the list of keys) is read from
-// there. To add a key:
+// Each key is declared once, on the field that holds it; defaults,
+// validation, the errors that name the key, config show, the console's
+// Server attributes page and the list of keys are all read from there:
 //
-//  1. Add a field to its table's struct (or a new table: a struct field of
-//     Config, or of a table, with a toml name). Its tags:
+//	// Timeout: RFC 5321 section 4.5.3.2.7 asks for at least 5 minutes.
+//	Timeout Duration `toml:"timeout" default:"5m" check:"positive" doc:"how long to wait for a command or a piece of data"`
 //
-//     toml     the key's name in its table: "max_sessions".
-//     default  the default, written as an operator types it at
-//     'postoffice config set': 600, true, 10m, 50M, never, a string
-//     without quotes, a list as comma-separated items (:110, :995).
-//     No tag: the type's zero value. A table embedding a struct
-//     may give that struct's keys defaults of its own on the
-//     embedding field: `default:"max_sessions=1000;max_sessions_per_ip=50"`.
-//     doc      one line for config show and the console: what the key does,
-//     what 0 or "" means.
-//     check    comma-separated checks of the value alone, from the checks
-//     map in schema.go: positive, nonneg, min=3s, max=1h,
-//     oneof=a|b|c, notblank, oneline, hostname, name, listen,
-//     hostport, ipport, port, prefixes, hosts, token68, nodename,
-//     routes. Add one there when a new kind of value needs it.
+// To add a key (or a table, [acme], [[milter]]...):
 //
-//  2. Use the types that say what the value is: Duration for every length
-//     of time (read as "10m", "36h", "5d" or plain seconds), Size for
-//     octets ("50M"), Expire for POP3's expire, []string for lists,
-//     map[string]string for a table of names (its entries are edited in the
-//     file, not with config set).
-//
+//  1. Add a field to its table's struct; a new table is a struct field of
+//     Config (or of a table) with a toml name. Use the type that says what
+//     the value is: Duration for every length of time (read as "10m",
+//     "36h", "5d" or plain seconds), Size for octets ("50M"), Expire for
+//     POP3's expire, string, bool, int, []string for lists,
+//     map[string]string for a table of names, []T of a struct T for an
+//     array of tables ([[milter]]: T's fields are declared as a table's
+//     keys are, and each table gets their defaults and checks). The last
+//     two are edited in the file, not with config set.
+//  2. Give it its tags (below).
 //  3. Checks of several keys together ("set both or neither") go in a
-//     check(k keyNames) method of the table's struct (pointer receiver).
-//     Name keys with k.of(&t.Field) or k.errorf(&t.Field, ...), never with
-//     a literal: see TLS.check and Queue.check.
-//
+//     check(k keyNames) error method of the table's struct, with a
+//     pointer receiver. Errors name keys with k.of(&t.Field) or
+//     k.errorf(&t.Field, ...), never with a literal: see TLS.check and
+//     Queue.check.
 //  4. Add the key with its default to README.md's configuration block
-//     (TestREADMEConfiguration holds them together).
+//     (TestREADMEConfiguration holds them together), and read it in the
+//     wiring (internal/server). Reload gives new sessions a service's new
+//     settings when the values its generation is built from change; a key
+//     that needs more (a restart, a new listener) is the wiring's business.
 //
-// A key whose change needs more than new sessions getting the new value is
-// the wiring's business (internal/server's reload).
+// The tags of a key:
+//
+//   - toml: its name in its table, "max_sessions".
+//   - default: written as an operator types it at 'postoffice config set':
+//     600, true, 10m, 50M, never, a string without quotes, a list as
+//     comma-separated items (":110, :995"). Without it the default is the
+//     type's zero value. A table that embeds a struct (Service) may give the
+//     struct's keys defaults of its own on the embedding field:
+//     default:"max_sessions=1000;max_sessions_per_ip=50".
+//   - doc: one line for config show and the console: what the key does,
+//     what 0 or "" means.
+//   - check: comma-separated checks of the value alone, from the checks map
+//     in schema.go: positive, nonneg, min=3s, max=1h, oneof=a|b|c, notblank,
+//     oneline, hostname, name, listen, hostport, ipport, port, prefixes,
+//     hosts, token68, nodename, routes. A new kind of value gets a new check
+//     there.
+//   - path (no value): the key names a file or directory; a relative one is
+//     taken from the configuration file's directory (from the data directory
+//     in the overlay).
 package config
 
 import (
@@ -61,7 +71,7 @@ import (
 // switch that listener off.
 type Config struct {
 	// DataDir, relative, is taken from the configuration file's directory.
-	DataDir string `toml:"data_dir" default:"data" check:"notblank" doc:"directory of the database, message files and the control socket (restart serve to change)"`
+	DataDir string `toml:"data_dir" default:"data" path:"" check:"notblank" doc:"directory of the database, message files and the control socket (restart serve to change)"`
 	// Hostname defaults to the machine's host name (set by Default).
 	Hostname string `toml:"hostname" check:"hostname" doc:"name announced in greetings and trace fields (default: this machine's host name)"`
 	// MinFreeSpace: below it deliveries are refused for the time being
@@ -133,8 +143,8 @@ type POP3 struct {
 // TLS names the certificate and key files. When both are empty, serve
 // creates a self-signed pair in the data directory.
 type TLS struct {
-	CertFile string `toml:"cert_file" doc:"certificate chain, PEM (empty with key_file: self-signed in data_dir/tls)"`
-	KeyFile  string `toml:"key_file" doc:"private key, PEM"`
+	CertFile string `toml:"cert_file" path:"" doc:"certificate chain, PEM (empty with key_file: self-signed in data_dir/tls)"`
+	KeyFile  string `toml:"key_file" path:"" doc:"private key, PEM"`
 }
 
 func (t *TLS) check(k keyNames) error {
@@ -148,7 +158,7 @@ func (t *TLS) check(k keyNames) error {
 // this machine's host name.
 func Default() Config {
 	var c Config
-	if err := decode(&c, defaultsTOML(), "(defaults)"); err != nil {
+	if err := decode(&c, schemaOf().defaultsTOML(), "(defaults)"); err != nil {
 		panic(err)
 	}
 	host, err := os.Hostname()
@@ -175,18 +185,75 @@ func Parse(data []byte, name string) (Config, error) {
 
 // decode reads TOML over cfg: the keys data sets replace those of cfg.
 func decode(cfg *Config, data []byte, name string) error {
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	// For Duration, Expire and Size, which take a number or a string.
-	dec.EnableUnmarshalerInterface()
-	if err := dec.Decode(cfg); err != nil {
+	if err := schemaOf().decode(reflect.ValueOf(cfg), data); err != nil {
+		return fmt.Errorf("config %s: %s", name, err)
+	}
+	return nil
+}
+
+// decode reads TOML over the value ptr points to, of s's root type; its
+// errors name the key.
+func (s *schema) decode(ptr reflect.Value, data []byte) error {
+	if err := decodeInto(ptr.Interface(), data); err != nil {
 		var ve *valueError
 		if errors.As(err, &ve) {
 			// go-toml does not add the key to an unmarshaler's error:
 			// find the key whose value does not parse.
-			return fmt.Errorf("config %s: %s", name, badValueKey(data, ve))
+			var doc map[string]any
+			if toml.Unmarshal(data, &doc) == nil {
+				if msg := s.badValue(doc); msg != "" {
+					return errors.New(msg)
+				}
+			}
+			return ve
 		}
-		return fmt.Errorf("config %s: %s", name, describe(err))
+		return errors.New(describe(err))
+	}
+	return s.fillTables(ptr.Elem(), data)
+}
+
+func decodeInto(v any, data []byte) error {
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	// For Duration, Expire and Size, which take a number or a string.
+	dec.EnableUnmarshalerInterface()
+	return dec.Decode(v)
+}
+
+// fillTables gives the tables of each array of tables that data sets
+// ([[milter]]) the declared defaults of the keys they leave out: go-toml
+// starts each from the zero value.
+func (s *schema) fillTables(v reflect.Value, data []byte) error {
+	var doc map[string]any
+	for _, d := range s.keys {
+		if d.elem == nil {
+			continue
+		}
+		if doc == nil {
+			if err := toml.Unmarshal(data, &doc); err != nil {
+				return err
+			}
+		}
+		items, _ := lookupDoc(doc, strings.TrimPrefix(d.key, s.prefix))
+		list, _ := items.([]any)
+		slice := v.FieldByIndex(d.index)
+		if len(list) != slice.Len() {
+			continue // not set by data
+		}
+		for i, item := range list {
+			own, err := toml.Marshal(item)
+			if err != nil {
+				return err
+			}
+			e := reflect.New(slice.Type().Elem())
+			if err := decodeInto(e.Interface(), d.elem.defaultsTOML()); err != nil {
+				return err
+			}
+			if err := d.elem.decode(e, own); err != nil {
+				return err
+			}
+			slice.Index(i).Set(e.Elem())
+		}
 	}
 	return nil
 }
@@ -196,17 +263,27 @@ type valueError struct{ error }
 
 func (e *valueError) Unwrap() error { return e.error }
 
-// badValueKey names the key of a TOML document whose value does not
-// parse, with the problem.
-func badValueKey(data []byte, ve *valueError) string {
-	var doc map[string]any
-	if toml.Unmarshal(data, &doc) != nil {
-		return ve.Error()
-	}
-	for _, d := range schemaOf().keys {
-		v, ok := lookupDoc(doc, d.key)
+// badValue names the first key of a decoded TOML document whose value
+// does not parse, with the problem; "" if none.
+func (s *schema) badValue(doc map[string]any) string {
+	for _, d := range s.keys {
+		v, ok := lookupDoc(doc, strings.TrimPrefix(d.key, s.prefix))
+		if !ok {
+			continue
+		}
+		if d.elem != nil {
+			items, _ := v.([]any)
+			for _, item := range items {
+				if m, ok := item.(map[string]any); ok {
+					if msg := d.elem.badValue(m); msg != "" {
+						return msg
+					}
+				}
+			}
+			continue
+		}
 		u, isValue := reflect.New(d.typ).Interface().(unstable.Unmarshaler)
-		if !ok || !isValue {
+		if !isValue {
 			continue
 		}
 		raw := fmt.Sprint(v)
@@ -217,7 +294,7 @@ func badValueKey(data []byte, ve *valueError) string {
 			return fmt.Sprintf("key %q: %v", d.key, errors.Unwrap(err))
 		}
 	}
-	return ve.Error()
+	return ""
 }
 
 // lookupDoc finds a dotted key in a decoded TOML document.

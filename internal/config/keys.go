@@ -34,7 +34,7 @@ func Settings(c Config) []Setting {
 	keys := schemaOf().keys
 	out := make([]Setting, len(keys))
 	for i, d := range keys {
-		out[i] = Setting{Key: d.key, Value: redact(d.key, tomlValue(v.FieldByIndex(d.index))), Kind: d.kind, Doc: d.doc}
+		out[i] = Setting{Key: d.key, Value: valueOf(d, v.FieldByIndex(d.index)), Kind: d.kind, Doc: d.doc}
 	}
 	return out
 }
@@ -87,7 +87,24 @@ func Lookup(c Config, key string) (Setting, bool) {
 	if !ok {
 		return Setting{}, false
 	}
-	return Setting{Key: key, Value: redact(key, tomlValue(reflect.ValueOf(c).FieldByIndex(d.index))), Kind: d.kind, Doc: d.doc}, true
+	return Setting{Key: key, Value: valueOf(d, reflect.ValueOf(c).FieldByIndex(d.index)), Kind: d.kind, Doc: d.doc}, true
+}
+
+// valueOf is the value v of key d as TOML text, secrets hidden; an array
+// of tables is written as an array of inline tables.
+func valueOf(d decl, v reflect.Value) string {
+	if d.elem == nil {
+		return redact(d.key, tomlValue(v))
+	}
+	parts := make([]string, v.Len())
+	for i := range parts {
+		kv := make([]string, len(d.elem.keys))
+		for j, e := range d.elem.keys {
+			kv[j] = strings.TrimPrefix(e.key, d.elem.prefix) + " = " + valueOf(e, v.Index(i).FieldByIndex(e.index))
+		}
+		parts[i] = "{" + strings.Join(kv, ", ") + "}"
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
 }
 
 // Show formats c as a TOML document: top-level keys, then one table per

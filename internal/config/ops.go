@@ -173,10 +173,9 @@ const minInactivityTimeout = Duration(10 * time.Minute)
 // likely mistakes; serve logs them, config set prints them.
 func (c Config) Warnings() []string {
 	var w []string
-	k := keyNamesOf(&c)
 	if t := c.POP3.InactivityTimeout; t < minInactivityTimeout {
 		w = append(w, fmt.Sprintf("warning: %s = %s: RFC 1939 section 3 asks for at least 600 seconds (10 minutes); clients that pause longer are cut off",
-			k.of(&c.POP3.InactivityTimeout), t))
+			c.keyOf(&c.POP3.InactivityTimeout), t))
 	}
 	return w
 }

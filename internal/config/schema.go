@@ -26,7 +26,11 @@ type decl struct {
 	def    string // the default as typed at config set; only when hasDef
 	hasDef bool
 	doc    string
+	path   bool // a file or directory: relative, it is taken from the file's directory
 	checks []check
+	// elem is the schema of each table of an array of tables ([[milter]]):
+	// its keys are named "milter.address", their index from the element.
+	elem *schema
 }
 
 // check is one entry of a check tag: "positive", "oneof=text|json".
@@ -40,8 +44,12 @@ type sectionChecker interface {
 }
 
 type schema struct {
+	prefix   string // "" for Config, "milter." for the tables of [[milter]]
 	keys     []decl
-	sections [][]int // the tables that implement sectionChecker, from Config
+	sections [][]int // the tables that implement sectionChecker, from the root
+
+	defaultsOnce sync.Once
+	defaults     []byte
 }
 
 var (
@@ -87,8 +95,18 @@ func (s *schema) walk(t reflect.Type, prefix string, index []int, overrides map[
 			tables = append(tables, i)
 			continue
 		}
-		d := decl{key: prefix + name, index: idx, typ: f.Type, kind: kindOf(f.Type), doc: f.Tag.Get("doc")}
+		d := decl{key: prefix + name, index: idx, typ: f.Type, doc: f.Tag.Get("doc")}
+		if f.Type.Kind() == reflect.Slice && isTable(f.Type.Elem()) {
+			d.kind = "table"
+			d.elem = &schema{prefix: d.key + "."}
+			d.elem.walk(f.Type.Elem(), d.elem.prefix, nil, nil)
+		} else {
+			d.kind = kindOf(f.Type)
+		}
 		d.def, d.hasDef = f.Tag.Lookup("default")
+		if _, d.path = f.Tag.Lookup("path"); d.path && f.Type.Kind() != reflect.String {
+			panic("config: key " + d.key + ": a path must be a string")
+		}
 		if v, ok := overrides[name]; ok {
 			d.def, d.hasDef = v, true
 		}
@@ -142,33 +160,40 @@ func (s *schema) lookup(key string) (decl, bool) {
 	return decl{}, false
 }
 
-// defaultsTOML is the declared defaults as a TOML document.
-var defaultsTOML = sync.OnceValue(func() []byte {
-	var b strings.Builder
-	table := ""
-	for _, d := range schemaOf().keys {
-		if !d.hasDef {
-			continue
+// defaultsTOML is the declared defaults as a TOML document (of one table,
+// for the tables of an array).
+func (s *schema) defaultsTOML() []byte {
+	s.defaultsOnce.Do(func() {
+		var b strings.Builder
+		table := ""
+		for _, d := range s.keys {
+			if !d.hasDef {
+				continue
+			}
+			t, name := splitKey(strings.TrimPrefix(d.key, s.prefix))
+			if t != table {
+				fmt.Fprintf(&b, "[%s]\n", t)
+				table = t
+			}
+			text, err := valueText(d.kind, d.key, d.def)
+			if err != nil {
+				panic(fmt.Sprintf("config: default of %s: %v", d.key, err))
+			}
+			fmt.Fprintf(&b, "%s = %s\n", name, text)
 		}
-		t, name := splitKey(d.key)
-		if t != table {
-			fmt.Fprintf(&b, "[%s]\n", t)
-			table = t
-		}
-		text, err := valueText(d.kind, d.key, d.def)
-		if err != nil {
-			panic(fmt.Sprintf("config: default of %s: %v", d.key, err))
-		}
-		fmt.Fprintf(&b, "%s = %s\n", name, text)
-	}
-	return []byte(b.String())
-})
+		s.defaults = []byte(b.String())
+	})
+	return s.defaults
+}
 
 // Validate checks what the TOML types cannot: each key's checks, then the
 // tables' checks of keys together. The error names the key.
 func (c Config) Validate() error {
-	v := reflect.ValueOf(&c).Elem()
-	s := schemaOf()
+	return schemaOf().validate(reflect.ValueOf(&c).Elem())
+}
+
+// validate checks v, the root of s: a Config, or one table of an array.
+func (s *schema) validate(v reflect.Value) error {
 	for _, d := range s.keys {
 		fv := v.FieldByIndex(d.index)
 		for _, ch := range d.checks {
@@ -180,8 +205,15 @@ func (c Config) Validate() error {
 				return fmt.Errorf("key %q: %w", d.key, err)
 			}
 		}
+		if d.elem != nil {
+			for i := range fv.Len() {
+				if err := d.elem.validate(fv.Index(i)); err != nil {
+					return fmt.Errorf("[[%s]] number %d: %w", d.key, i+1, err)
+				}
+			}
+		}
 	}
-	k := keyNamesOf(&c)
+	k := keyNames{v, s}
 	for _, idx := range s.sections {
 		sv := v
 		if len(idx) > 0 {
@@ -194,16 +226,23 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// keyNames names the keys of one Config value from pointers to its
-// fields, so that an error about several keys spells none of them out.
-type keyNames struct{ root reflect.Value }
+// keyNames names the keys of one Config value (or of one table of an
+// array) from pointers to its fields, so that an error about several keys
+// spells none of them out.
+type keyNames struct {
+	root   reflect.Value
+	schema *schema
+}
 
-func keyNamesOf(c *Config) keyNames { return keyNames{reflect.ValueOf(c).Elem()} }
+func keyNamesOf(c *Config) keyNames { return keyNames{reflect.ValueOf(c).Elem(), schemaOf()} }
+
+// keyOf is the key of the field of c that p points to.
+func (c *Config) keyOf(p any) string { return keyNamesOf(c).of(p) }
 
 // of is the key of the field p points to.
 func (k keyNames) of(p any) string {
 	pv := reflect.ValueOf(p)
-	for _, d := range schemaOf().keys {
+	for _, d := range k.schema.keys {
 		f := k.root.FieldByIndex(d.index)
 		if f.Addr().Pointer() == pv.Pointer() && f.Type() == pv.Type().Elem() {
 			return d.key

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDeclarations: every key is declared whole: a doc, a kind, and a
@@ -92,4 +93,72 @@ func TestUnknownCheckPanics(t *testing.T) {
 		}
 	}()
 	(&schema{}).walk(reflect.TypeFor[bad](), "", nil, nil)
+}
+
+// An array of tables as the coming [[milter]] will be declared.
+type testMilter struct {
+	Address  string   `toml:"address" check:"hostport" doc:"the milter, host:port"`
+	Timeout  Duration `toml:"timeout" default:"30s" check:"positive" doc:"how long to wait for it"`
+	KeyFile  string   `toml:"key_file" path:"" doc:"a file"`
+	Password string   `toml:"password" doc:"a secret"`
+}
+
+func (m *testMilter) check(k keyNames) error {
+	if m.Address == "" {
+		return k.errorf(&m.Address, "must be set")
+	}
+	return nil
+}
+
+type testRoot struct {
+	Name   string       `toml:"name" default:"x" doc:"a name"`
+	Milter []testMilter `toml:"milter" doc:"the milters, in order"`
+}
+
+// TestArrayOfTables: each table of [[milter]] gets its keys' defaults,
+// checks (the errors naming the key and the table's number), paths and
+// secrets hidden, as the keys of a table do.
+func TestArrayOfTables(t *testing.T) {
+	s := &schema{}
+	s.walk(reflect.TypeFor[testRoot](), "", nil, nil)
+	load := func(text string) (testRoot, error) {
+		var r testRoot
+		ptr := reflect.ValueOf(&r)
+		if err := s.decode(ptr, s.defaultsTOML()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.decode(ptr, []byte(text)); err != nil {
+			return r, err
+		}
+		s.resolvePaths(ptr.Elem(), reflect.Value{}, "/etc")
+		return r, s.validate(ptr.Elem())
+	}
+	r, err := load("[[milter]]\naddress = \"127.0.0.1:11332\"\nkey_file = \"k.pem\"\npassword = \"hunter2\"\n[[milter]]\naddress = \"127.0.0.1:8891\"\ntimeout = \"5s\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Name != "x" || len(r.Milter) != 2 || r.Milter[0].Timeout != Duration(30*time.Second) || r.Milter[1].Timeout != Duration(5*time.Second) ||
+		r.Milter[0].KeyFile != "/etc/k.pem" || r.Milter[1].Address != "127.0.0.1:8891" {
+		t.Errorf("decoded %+v", r)
+	}
+	d, _ := s.lookup("milter")
+	if d.kind != "table" {
+		t.Errorf("kind %q", d.kind)
+	}
+	if got, want := valueOf(d, reflect.ValueOf(r).FieldByIndex(d.index)),
+		`[{address = "127.0.0.1:11332", timeout = "30s", key_file = "/etc/k.pem", password = "********"}, `+
+			`{address = "127.0.0.1:8891", timeout = "5s", key_file = "", password = ""}]`; got != want {
+		t.Errorf("value\n%s, want\n%s", got, want)
+	}
+	for _, tc := range []struct{ text, want string }{
+		{"[[milter]]\naddress = \"h:1\"\n[[milter]]\naddress = \"nope\"\n", `[[milter]] number 2: key "milter.address": "nope" is not host:port`},
+		{"[[milter]]\ntimeout = \"5s\"\n", `[[milter]] number 1: key "milter.address": must be set`},
+		{"[[milter]]\naddress = \"h:1\"\ntimeout = \"soon\"\n", `key "milter.timeout": "soon" is not a duration`},
+		{"[[milter]]\naddress = \"h:1\"\ntimeout = 0\n", `key "milter.timeout": must be positive`},
+		{"[[milter]]\nadress = \"h:1\"\n", `unknown key "milter.adress"`},
+	} {
+		if _, err := load(tc.text); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.text, err, tc.want)
+		}
+	}
 }

@@ -53,7 +53,7 @@ func runDeliver(e *env, args []string) error {
 	if err != nil {
 		return &exitError{code: exitTempFail, msg: err.Error()}
 	}
-	st, err := openStore(cfg, existingStore)
+	st, err := openStore(cfg, existingStore, newLogger(e.stderr, cfg.Log))
 	if err != nil {
 		// Whatever the reason, the mail waits at the calling MTA: 66 or
 		// 77 would make Postfix bounce it (5.3.0, 5.7.0).

@@ -109,7 +109,7 @@ func (e *env) openAnd(use storeUse, f func(store.Store) error) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(cfg, use)
+	st, err := openStore(cfg, use, newLogger(e.stderr, cfg.Log))
 	if err != nil {
 		return err
 	}

@@ -55,12 +55,12 @@ Example, from the embedded store to PostgreSQL:
 		return fail(exitUsage, "migrate: --from and --to name the same store")
 	}
 
-	src, err := openStore(cfgFrom, existingStore)
+	src, err := openStore(cfgFrom, existingStore, newLogger(e.stderr, cfgFrom.Log))
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, err := openStore(cfgTo, createStore)
+	dst, err := openStore(cfgTo, createStore, newLogger(e.stderr, cfgTo.Log))
 	if err != nil {
 		return err
 	}

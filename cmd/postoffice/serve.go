@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -66,11 +67,11 @@ never appear in them.`)
 	if err != nil {
 		return err
 	}
-	log := newLogger(e, cfg.Log)
+	log := newLogger(e.stderr, cfg.Log)
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)
 	}
-	st, err := openStore(cfg, serveStore)
+	st, err := openStore(cfg, serveStore, log)
 	if err != nil {
 		return err
 	}
@@ -162,13 +163,14 @@ func startCPUProfile(path string) (stop func(), err error) {
 	}, nil
 }
 
-// newLogger makes the process's logger from [log].
-func newLogger(e *env, c config.Log) *slog.Logger {
+// newLogger makes the process's one logger from [log]: serve hands it to
+// everything it starts, the store included.
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(e.stderr, opts))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(e.stderr, opts))
+	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/user"
 	"syscall"
@@ -39,11 +40,11 @@ const (
 	serveStore
 )
 
-// openStore opens the configured backend ([store] backend). A store that
-// cannot be opened is a temporary failure (exit 75: the data directory or
-// the database server may come back), except when it is absent (66) or
-// may not be read (77, EX_NOPERM).
-func openStore(cfg config.Config, use storeUse) (store.Store, error) {
+// openStore opens the configured backend ([store] backend), which logs its
+// background work to log. A store that cannot be opened is a temporary
+// failure (exit 75: the data directory or the database server may come
+// back), except when it is absent (66) or may not be read (77, EX_NOPERM).
+func openStore(cfg config.Config, use storeUse, log *slog.Logger) (store.Store, error) {
 	switch cfg.Store.Backend {
 	case config.BackendPostgres:
 		// The store is the database's tables, created (or migrated) by
@@ -60,9 +61,7 @@ func openStore(cfg config.Config, use storeUse) (store.Store, error) {
 			Password: cfg.Store.PostgresPassword,
 			Lease:    lease,
 			Join:     serving,
-			// Background problems (lock renewals) in the format of the
-			// process's other logs.
-			Logger: newLogger(&env{stderr: os.Stderr}, cfg.Log),
+			Logger:   log,
 		})
 		if err != nil {
 			return nil, fail(exitTempFail, "opening the PostgreSQL store (node %s): %v", cfg.Store.NodeName, err)
@@ -83,7 +82,7 @@ func openStore(cfg config.Config, use storeUse) (store.Store, error) {
 				return nil, fail(exitNoInput, "no store in %s (data_dir): check --config and data_dir; 'postoffice serve' or 'postoffice user add' creates one", cfg.DataDir)
 			}
 		}
-		st, err := sqlite.Open(cfg.DataDir)
+		st, err := sqlite.OpenWith(cfg.DataDir, sqlite.Options{Logger: log})
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fail(exitNoPerm, "opening the store in %s: %v (run as the user postoffice serve runs as)", cfg.DataDir, err)
 		}

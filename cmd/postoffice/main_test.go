@@ -95,7 +95,7 @@ func TestArguments(t *testing.T) {
 		{msg, "deliver --to nobody@example.org", exitNoUser, "", "unknown recipient"},
 		{msg, "deliver --to not-an-address", exitNoUser, "", "unknown recipient"},
 		{"", "deliver --to a@example.org", exitDataErr, "", "empty message"},
-		{msg, "deliver --from 'bad sender' --to a@example.org", exitUsage, "", "--from"},
+		{msg, "deliver --from no-at-sign --to a@example.org", exitUsage, "", `--from "no-at-sign"`},
 		{msg, "deliver --to A@Example.org", exitOK, "", ""},
 		{"", "queue show x", exitUsage, "", `"x" is not a queue ID`},
 		{"", "queue show 99", exitFailure, "", "no message 99 in the queue"},
@@ -116,14 +116,7 @@ func TestArguments(t *testing.T) {
 		{"", "help user add --help", exitOK, "Usage: postoffice [--config FILE] user add ADDRESS", ""},
 		{"", "help help", exitOK, "Usage: postoffice [--config FILE] help [COMMAND]", ""},
 	} {
-		args := strings.Fields(tc.args)
-		for i, a := range args { // 'bad sender'
-			args[i] = strings.ReplaceAll(a, "'", "")
-		}
-		if i := slices.Index(args, "bad"); i >= 0 && i+1 < len(args) && args[i+1] == "sender" {
-			args = slices.Replace(args, i, i+2, "bad sender")
-		}
-		r := c.run(tc.stdin, args...)
+		r := c.run(tc.stdin, strings.Fields(tc.args)...)
 		if r.code != tc.code || !strings.Contains(r.stdout, tc.stdout) || !strings.Contains(r.stderr, tc.stderr) {
 			t.Errorf("postoffice %s: exit %d, stdout %q, stderr %q; want exit %d, %q in stdout, %q in stderr",
 				tc.args, r.code, r.stdout, r.stderr, tc.code, tc.stdout, tc.stderr)

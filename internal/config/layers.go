@@ -317,7 +317,7 @@ func (l *Layers) Describe(key string) string {
 }
 
 // DescribeChange is the one line config set and the console print about
-// a change: "pop3.login_delay: 0 -> 300 (written to /var/lib/postoffice/settings.toml)".
+// a change: `pop3.login_delay: "0s" -> "5m" (written to /var/lib/postoffice/settings.toml)`.
 func DescribeChange(before, after *Layers, key string) string {
 	b, _ := Lookup(before.Config, key)
 	a, _ := Lookup(after.Config, key)

@@ -387,13 +387,13 @@ func TestConsole(t *testing.T) {
 	b.screenshot("settings-pop3")
 	b.do(chromedp.SetValue(chromedp.CSS("#v-pop3-login_delay"), "30"))
 	b.submit(chromedp.Click(chromedp.CSS("#section-pop3 .settings-save button")))
-	if got := b.text(".flash-ok"); !strings.Contains(got, "pop3.login_delay: 0 -> 30 (written to "+filepath.Join(in.dir, "data", "settings.toml")+")") {
+	if got := b.text(".flash-ok"); !strings.Contains(got, `pop3.login_delay: "0s" -> "30s" (written to `+filepath.Join(in.dir, "data", "settings.toml")+")") {
 		t.Errorf("flash after saving [pop3]: %q", got)
 	}
 	if src := b.text("#pop3-login_delay .source"); src != "run time" {
 		t.Errorf("pop3.login_delay's source after saving: %q", src)
 	}
-	if v := strings.TrimSpace(in.must("", "config", "show", "pop3.login_delay")); v != "30" {
+	if v := strings.TrimSpace(in.must("", "config", "show", "pop3.login_delay")); v != `"30s"` {
 		t.Errorf("config show after the console saved 30: %q", v)
 	}
 

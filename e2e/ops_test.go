@@ -426,16 +426,16 @@ func TestConfigShowSet(t *testing.T) {
 	os.Chmod(in.cfgPath, 0o400)
 	overlay := filepath.Join(in.dir, "data", "settings.toml")
 	out := in.must("", "config", "show")
-	for _, want := range []string{"[pop3]", "inactivity_timeout = 900", "login_delay = 0", `expire = "never"`, "[admin]", "autostart = true"} {
+	for _, want := range []string{"[pop3]", `inactivity_timeout = "15m"`, `login_delay = "0s"`, `expire = "never"`, "[admin]", "autostart = true"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("config show lacks %q", want)
 		}
 	}
-	if v := strings.TrimSpace(in.must("", "config", "show", "pop3.inactivity_timeout")); v != "900" {
+	if v := strings.TrimSpace(in.must("", "config", "show", "pop3.inactivity_timeout")); v != `"15m"` {
 		t.Errorf("config show KEY = %q", v)
 	}
 	// Without a running server the change waits for the next start.
-	if out := in.must("", "config", "set", "pop3.login_delay", "45"); !strings.Contains(out, "pop3.login_delay: 0 -> 45") || !strings.Contains(out, "not running") {
+	if out := in.must("", "config", "set", "pop3.login_delay", "45"); !strings.Contains(out, `pop3.login_delay: "0s" -> "45s"`) || !strings.Contains(out, "not running") {
 		t.Errorf("config set offline: %q", out)
 	}
 	in.start()
@@ -444,7 +444,7 @@ func TestConfigShowSet(t *testing.T) {
 		t.Error("the setting made offline is not in effect")
 	}
 	out = in.must("", "config", "set", "pop3.login_delay", "120")
-	if !strings.Contains(out, "pop3.login_delay: 45 -> 120") || !strings.Contains(out, "pop3: new settings apply to new sessions") {
+	if !strings.Contains(out, `pop3.login_delay: "45s" -> "2m"`) || !strings.Contains(out, "pop3: new settings apply to new sessions") {
 		t.Errorf("config set online: %q", out)
 	}
 	// The open session keeps its settings; a new one has the new value.
@@ -454,19 +454,19 @@ func TestConfigShowSet(t *testing.T) {
 	if c := capaOf(dialPOP(t, in.addr("pop3"))); !hasLine(c, "LOGIN-DELAY 120 USER") {
 		t.Errorf("new session CAPA %q", c)
 	}
-	if v := strings.TrimSpace(in.must("", "config", "show", "pop3.login_delay")); v != "120" {
+	if v := strings.TrimSpace(in.must("", "config", "show", "pop3.login_delay")); v != `"2m"` {
 		t.Errorf("config show after set: %q", v)
 	}
 	if data, _ := os.ReadFile(in.cfgPath); string(data) != string(orig) {
 		t.Errorf("config set wrote the configuration file:\n%s", data)
 	}
-	if data, _ := os.ReadFile(overlay); strings.Count(string(data), "login_delay") != 1 || !strings.Contains(string(data), "login_delay = 120") {
+	if data, _ := os.ReadFile(overlay); strings.Count(string(data), "login_delay") != 1 || !strings.Contains(string(data), `login_delay = "2m"`) {
 		t.Errorf("the overlay after set:\n%s", data)
 	}
 	// config show says where each value comes from.
 	out = in.must("", "config", "show")
 	for _, want := range []string{"# configuration file: " + in.cfgPath, "# settings changed at run time: " + overlay,
-		"login_delay = 120  # set at run time;", "inactivity_timeout = 900  # from the file;", "max_recipients = 100  # most"} {
+		`login_delay = "2m"  # set at run time;`, `inactivity_timeout = "15m"  # from the file;`, "max_recipients = 100  # most"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("config show lacks %q:\n%s", want, out)
 		}
@@ -488,7 +488,7 @@ func TestConfigShowSet(t *testing.T) {
 			t.Errorf("config set %v: exit %d %q", bad, r.code, r.stderr)
 		}
 	}
-	if after, _ := os.ReadFile(overlay); !strings.Contains(string(after), "login_delay = 120") {
+	if after, _ := os.ReadFile(overlay); !strings.Contains(string(after), `login_delay = "2m"`) {
 		t.Errorf("a refused set changed the overlay:\n%s", after)
 	}
 	// The change outlives a restart.

@@ -15,55 +15,39 @@ import (
 )
 
 const (
-	deliverUsage   = "--to ADDRESS [--from SENDER] < message"
 	deliverSummary = "store one message from standard input in a local mailbox (a delivery agent)"
+	deliverHelp    = `Store one message read from standard input into the mailbox of ADDRESS, like
+dovecot-lda or procmail. Exits 0 only once the message is on disk; 67 for an
+unknown recipient, 75 for a temporary failure (try again), 65 for a message
+that cannot be accepted. Works while 'serve' runs on the same data directory.`
 )
 
-var deliverCommand = &command{name: "deliver", usage: deliverUsage, summary: deliverSummary, run: runDeliver}
-
-func runDeliver(e *env, args []string) error {
-	fs := newFlags(e, "deliver", deliverUsage,
-		"Store one message read from standard input into the mailbox of ADDRESS, like\n"+
-			"dovecot-lda or procmail. Exits 0 only once the message is on disk; 67 for an\n"+
-			"unknown recipient, 75 for a temporary failure (try again), 65 for a message\n"+
-			"that cannot be accepted. Works while 'serve' runs on the same data directory.")
-	to := fs.String("to", "", "recipient address (required)")
-	from := fs.String("from", "", "envelope sender, recorded as Return-Path (default: the null sender <>)")
-	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
-		return err
-	}
-	if *to == "" {
+func runDeliver(c *call) error {
+	if c.to == "" {
 		return fail(exitUsage, "deliver: --to ADDRESS is required")
 	}
-	rcpt, err := directory.NormalizeAddress(*to)
+	rcpt, err := directory.NormalizeAddress(c.to)
 	if err != nil {
-		return fail(exitNoUser, "unknown recipient %q: %v", *to, err)
+		return fail(exitNoUser, "unknown recipient %q: %v", c.to, err)
 	}
-	sender, err := envelopeSender(*from)
+	sender, err := envelopeSender(c.sender)
 	if err != nil {
-		return fail(exitUsage, "--from %q: %v", *from, err)
+		return fail(exitUsage, "--from %q: %v", c.sender, err)
 	}
-	in := bufio.NewReader(e.stdin)
+	in := bufio.NewReader(c.stdin)
 	if _, err := in.Peek(1); err == io.EOF {
 		return fail(exitDataErr, "empty message on standard input")
 	} else if err != nil {
 		return fail(exitTempFail, "reading standard input: %v", err)
 	}
-	cfg, err := e.loadConfig()
+	cfg, err := c.config()
 	if err != nil {
-		return &exitError{code: exitTempFail, msg: err.Error()}
+		return tempFail(err)
 	}
-	st, err := openStore(cfg, existingStore)
+	st, err := c.store()
 	if err != nil {
-		// Whatever the reason, the mail waits at the calling MTA: 66 or
-		// 77 would make Postfix bounce it (5.3.0, 5.7.0).
-		var ee *exitError
-		if errors.As(err, &ee) {
-			ee.code = exitTempFail
-		}
-		return err
+		return tempFail(err)
 	}
-	defer st.Close()
 
 	// The same pipeline as mail arriving by SMTP: resolution (aliases
 	// included), trace fields, local delivery.
@@ -90,6 +74,14 @@ func runDeliver(e *env, args []string) error {
 	default:
 		return fail(exitTempFail, "delivering to %s: %v", rcpt, err)
 	}
+}
+
+// tempFail makes any error of deliver's setup a temporary failure (75):
+// whatever the reason, the mail waits at the calling MTA, as 66, 77 or 78
+// would make Postfix bounce it (5.3.0, 5.7.0).
+func tempFail(err error) error {
+	_, msg := exitCode(err)
+	return &exitError{code: exitTempFail, msg: msg}
 }
 
 // envelopeSender reads --from: an address as written in SMTP (quoted

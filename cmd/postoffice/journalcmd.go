@@ -14,10 +14,6 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
-const journalUsage = "[--since DURATION|DATE] [--user ADDRESS] [--event EVENT] [--grep TEXT] [--limit N] [--json]"
-
-var journalCommand = &command{name: "journal", usage: journalUsage, summary: "show the mail journal: what happened to each message", run: runJournal}
-
 // parseSince reads --since: a duration back from now ("90m", "24h", "7d")
 // or a date or time ("2024-05-01", "2024-05-01T10:00:00Z").
 func parseSince(s string, now time.Time) (time.Time, error) {
@@ -40,84 +36,81 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fail(exitUsage, "--since %q: give a duration (90m, 24h, 7d) or a date (2024-05-01)", s)
 }
 
-func runJournal(e *env, args []string) error {
-	fs := newFlags(e, "journal", journalUsage, `Show the mail journal, newest first (as the web console does): every message received (with its envelope,
+func journalHelp() string {
+	return `Show the mail journal, newest first (as the web console does): every message received (with its envelope,
 size and client), delivered to a mailbox, queued, forwarded, deferred or
 bounced, retrieved or deleted by a POP3 client, or expired. Each line has the
 time, the event, the sender, the recipient or mailbox, the size and details
 (message id, transaction id, UID or queue id, remote reply).
 Entries are kept for [journal] retention_days.
 
-Events: `+strings.Join(eventNames(), ", "))
-	since := fs.String("since", "", "only entries since this long ago (24h, 7d) or this date")
-	user := fs.String("user", "", "only entries where ADDRESS is the sender, a recipient or the mailbox")
-	event := fs.String("event", "", "only this event")
-	grep := fs.String("grep", "", "only entries whose message id, addresses, client or details contain TEXT (a message id finds its copies' retrieved and deleted entries too)")
-	limit := fs.Int("limit", 200, "at most this many entries (the newest)")
-	asJSON := fs.Bool("json", false, "one JSON object per line")
-	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
-		return err
-	}
-	from, err := parseSince(*since, time.Now())
+Events: ` + strings.Join(eventNames(), ", ")
+}
+
+func runJournal(c *call) error {
+	from, err := parseSince(c.since, time.Now())
 	if err != nil {
 		return err
 	}
-	if *event != "" && !slices.Contains(eventNames(), *event) {
-		return fail(exitUsage, "--event %q: one of %s", *event, strings.Join(eventNames(), ", "))
+	if c.event != "" && !slices.Contains(eventNames(), c.event) {
+		return fail(exitUsage, "--event %q: one of %s", c.event, strings.Join(eventNames(), ", "))
 	}
-	if *limit <= 0 {
+	if c.limit <= 0 {
 		return fail(exitUsage, "--limit must be positive")
 	}
-	if *user != "" {
-		if a, err := addressArg(*user); err == nil {
-			*user = a
+	user := c.userFilter
+	if user != "" {
+		if a, err := addressArg(user); err == nil {
+			user = a
 		}
 	}
-	return e.withStore(func(st store.Store) error {
-		entries, err := journal.Search(context.Background(), st, store.JournalQuery{
-			Since: from, User: *user, Event: store.JournalEvent(*event), Text: *grep, Limit: *limit,
-		})
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			enc := json.NewEncoder(e.stdout)
-			for _, en := range entries {
-				if err := enc.Encode(en); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tEVENT\tFROM\tTO/MAILBOX\tSIZE\tDETAILS")
-		for _, en := range entries {
-			from := en.From
-			if from == "" && (en.Event == store.EventReceived || en.Event == store.EventDelivered || en.Event == store.EventQueued) {
-				from = "<>"
-			}
-			to := en.User
-			if to == "" {
-				to = strings.Join(en.To, ",")
-			}
-			var details []string
-			if en.MessageID != "" {
-				details = append(details, en.MessageID)
-			}
-			if en.TxID != "" {
-				details = append(details, "id "+en.TxID)
-			}
-			if en.Detail != "" {
-				details = append(details, en.Detail)
-			}
-			if en.Client != "" {
-				details = append(details, "client "+en.Client)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", en.Time.Local().Format("2006-01-02 15:04:05"), en.Event,
-				dash(from), dash(to), en.Size, strings.Join(details, "; "))
-		}
-		return tw.Flush()
+	st, err := c.store()
+	if err != nil {
+		return err
+	}
+	entries, err := journal.Search(context.Background(), st, store.JournalQuery{
+		Since: from, User: user, Event: store.JournalEvent(c.event), Text: c.grep, Limit: c.limit,
 	})
+	if err != nil {
+		return err
+	}
+	if c.json {
+		enc := json.NewEncoder(c.stdout)
+		for _, en := range entries {
+			if err := enc.Encode(en); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tEVENT\tFROM\tTO/MAILBOX\tSIZE\tDETAILS")
+	for _, en := range entries {
+		from := en.From
+		if from == "" && (en.Event == store.EventReceived || en.Event == store.EventDelivered || en.Event == store.EventQueued) {
+			from = "<>"
+		}
+		to := en.User
+		if to == "" {
+			to = strings.Join(en.To, ",")
+		}
+		var details []string
+		if en.MessageID != "" {
+			details = append(details, en.MessageID)
+		}
+		if en.TxID != "" {
+			details = append(details, "id "+en.TxID)
+		}
+		if en.Detail != "" {
+			details = append(details, en.Detail)
+		}
+		if en.Client != "" {
+			details = append(details, "client "+en.Client)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", en.Time.Local().Format("2006-01-02 15:04:05"), en.Event,
+			dash(from), dash(to), en.Size, strings.Join(details, "; "))
+	}
+	return tw.Flush()
 }
 
 func dash(s string) string {

@@ -1,5 +1,16 @@
-// Command postoffice is a POP3 mail server with its own directory of users
-// and a local delivery agent. `postoffice help` lists the commands.
+// Command postoffice is a mail host in one binary: SMTP for mail from the
+// Internet (port 25) and from users' clients (submission, 587 and 465),
+// one routing pipeline, mailboxes kept in SQLite or PostgreSQL and handed
+// out by POP3 (110 with STLS, 995), an outbound queue that forwards what
+// is not local, and a directory of domains, users, addresses and aliases.
+// 'postoffice serve' runs it all; the other commands manage the directory,
+// the queue and the running server (through its control socket), deliver
+// one message as a local delivery agent, and copy stores. 'postoffice
+// help' lists them.
+//
+// The commands are one table (commands.go): each entry's name, usage,
+// options, the store access it needs and the function that runs it. Exit
+// codes are those of sysexits.h.
 package main
 
 import (
@@ -20,8 +31,8 @@ const (
 	exitFailure  = 1
 	exitUsage    = 64 // EX_USAGE
 	exitDataErr  = 65 // EX_DATAERR: the message cannot be accepted
-	exitNoUser   = 67 // EX_NOUSER: unknown recipient
 	exitNoInput  = 66 // EX_NOINPUT: no store where the configuration points
+	exitNoUser   = 67 // EX_NOUSER: unknown recipient
 	exitSoftware = 70 // EX_SOFTWARE
 	exitTempFail = 75 // EX_TEMPFAIL: try again later
 	exitNoPerm   = 77 // EX_NOPERM: not allowed to read or write a file or socket
@@ -48,35 +59,18 @@ func fail(code int, format string, a ...any) error {
 	return &exitError{code: code, msg: fmt.Sprintf(format, a...)}
 }
 
-type command struct {
-	name    string
-	usage   string // arguments, after the command name
-	summary string
-	run     func(e *env, args []string) error
-	sub     []*command
-}
-
-var commands []*command
-
-func init() {
-	commands = []*command{
-		serveCommand,
-		domainCommand,
-		userCommand,
-		aliasCommand,
-		deliverCommand,
-		queueCommand,
-		statusCommand,
-		startCommand,
-		stopCommand,
-		reloadCommand,
-		configCommand,
-		adminCommand,
-		journalCommand,
-		migrateCommand,
-		versionCommand,
-		{name: "help", usage: "[COMMAND]", summary: "explain a command", run: runHelp},
+// exitCode maps what a command returned to the exit status and the line
+// for stderr ("" for none): an exitError says both, asked-for help is
+// success, anything else is a failure (1).
+func exitCode(err error) (int, string) {
+	var ee *exitError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return exitOK, ""
+	case errors.As(err, &ee):
+		return ee.code, ee.msg
 	}
+	return exitFailure, err.Error()
 }
 
 func main() {
@@ -97,7 +91,7 @@ func run(e *env, args []string) int {
 		printUsage(e.stderr)
 		return exitUsage
 	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+	if isHelp(args[0]) && args[0] != "help" {
 		printUsage(e.stdout)
 		return exitOK
 	}
@@ -112,26 +106,17 @@ func run(e *env, args []string) int {
 			fmt.Fprintf(e.stderr, "postoffice: unknown command %q (try: postoffice help %s)\n", strings.Join(append(path, rest[0]), " "), cmd.name)
 			return exitUsage
 		}
-		printCommandHelp(e.stdout, path, cmd)
+		printGroupHelp(e.stdout, path, cmd)
 		if len(rest) == 0 {
 			return exitUsage
 		}
 		return exitOK
 	}
-	err = cmd.run(e, rest)
-	if err == nil {
-		return exitOK
+	code, msg := exitCode(invoke(e, cmd, path, rest))
+	if msg != "" {
+		fmt.Fprintln(e.stderr, "postoffice:", msg)
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		fmt.Fprintln(e.stderr, "postoffice:", ee.msg)
-		return ee.code
-	}
-	fmt.Fprintln(e.stderr, "postoffice:", err)
-	return exitFailure
+	return code
 }
 
 func isHelp(s string) bool { return s == "-h" || s == "--help" || s == "-help" || s == "help" }
@@ -161,22 +146,34 @@ func extractConfig(args []string) (rest []string, path string, err error) {
 	return rest, path, nil
 }
 
+// lookup finds the command args name (a group's subcommand too), the
+// arguments after its name and its path ("user add").
 func lookup(cmds []*command, args []string) (*command, []string, []string) {
-	var path []string
 	for _, c := range cmds {
 		if c.name != args[0] {
 			continue
 		}
-		path = append(path, c.name)
 		if len(c.sub) > 0 && len(args) > 1 {
-			sub, rest, subPath := lookup(c.sub, args[1:])
-			if sub != nil {
-				return sub, rest, append(path, subPath...)
+			if sub, rest, subPath := lookup(c.sub, args[1:]); sub != nil {
+				return sub, rest, append([]string{c.name}, subPath...)
 			}
 		}
-		return c, args[1:], path
+		return c, args[1:], []string{c.name}
 	}
 	return nil, nil, args[:1]
+}
+
+// walkCommands calls f for every command that runs (not the groups), in
+// the table's order, with its path.
+func walkCommands(cmds []*command, prefix []string, f func(path []string, c *command)) {
+	for _, c := range cmds {
+		path := append(slices.Clip(prefix), c.name)
+		if len(c.sub) > 0 {
+			walkCommands(c.sub, path, f)
+			continue
+		}
+		f(path, c)
+	}
 }
 
 func printUsage(w io.Writer) {
@@ -187,17 +184,9 @@ Usage: postoffice [--config FILE] COMMAND [ARGS]
 
 Commands:
 `)
-	var list func(prefix string, cs []*command)
-	list = func(prefix string, cs []*command) {
-		for _, c := range cs {
-			if len(c.sub) > 0 {
-				list(prefix+c.name+" ", c.sub)
-				continue
-			}
-			fmt.Fprintf(w, "  %s\n      %s\n", strings.TrimSpace(prefix+c.name+" "+c.usage), c.summary)
-		}
-	}
-	list("", commands)
+	walkCommands(commands, nil, func(path []string, c *command) {
+		fmt.Fprintf(w, "  %s\n      %s\n", strings.TrimSpace(strings.Join(path, " ")+" "+c.usage), c.summary)
+	})
 	fmt.Fprint(w, `
 Global option:
   --config FILE   TOML configuration (before or after the command); relative
@@ -231,127 +220,51 @@ Exit status (sysexits.h):
 `)
 }
 
-// noConfig are the commands that read no configuration file.
-var noConfig = map[string]bool{"migrate": true, "version": true, "help": true}
-
 // synopsis is one line per command, in the table's order, with its
 // arguments and options: README.md's list of commands is this text (a test
 // holds them together).
 func synopsis() string {
 	var b strings.Builder
-	var list func(prefix string, cs []*command)
-	list = func(prefix string, cs []*command) {
-		for _, c := range cs {
-			if len(c.sub) > 0 {
-				list(prefix+c.name+" ", c.sub)
-				continue
-			}
-			head := "postoffice [--config FILE] "
-			if noConfig[c.name] && prefix == "" {
-				head = "postoffice "
-			}
-			fmt.Fprintln(&b, strings.TrimSpace(head+prefix+c.name+" "+c.usage))
+	walkCommands(commands, nil, func(path []string, c *command) {
+		head := "postoffice [--config FILE] "
+		if c.needs == needsNothing {
+			head = "postoffice "
 		}
-	}
-	list("", commands)
+		fmt.Fprintln(&b, strings.TrimSpace(head+strings.Join(path, " ")+" "+c.usage))
+	})
 	return b.String()
 }
 
-func printCommandHelp(w io.Writer, path []string, c *command) {
+// printGroupHelp explains a group of commands ("user").
+func printGroupHelp(w io.Writer, path []string, c *command) {
 	fmt.Fprintf(w, "Usage: postoffice [--config FILE] %s %s\n\n%s\n", strings.Join(path, " "), c.usage, c.summary)
-	if len(c.sub) > 0 {
-		fmt.Fprintln(w, "\nSubcommands:")
-		for _, s := range c.sub {
-			fmt.Fprintf(w, "  %-30s %s\n", strings.TrimSpace(s.name+" "+s.usage), s.summary)
-		}
+	fmt.Fprintln(w, "\nSubcommands:")
+	for _, s := range c.sub {
+		fmt.Fprintf(w, "  %-30s %s\n", strings.TrimSpace(s.name+" "+s.usage), s.summary)
 	}
 }
 
-func runHelp(e *env, args []string) error {
+// runHelp is 'postoffice help [COMMAND]'.
+func runHelp(c *call) error {
 	// "help user --help" is "help user".
-	args = slices.DeleteFunc(slices.Clone(args), func(a string) bool { return isHelp(a) && a != "help" })
+	args := slices.DeleteFunc(slices.Clone(c.args), func(a string) bool { return isHelp(a) && a != "help" })
 	if len(args) == 0 {
-		printUsage(e.stdout)
+		printUsage(c.stdout)
 		return nil
 	}
 	cmd, rest, path := lookup(commands, args)
 	if cmd == nil || len(rest) > 0 {
 		return fail(exitUsage, "no help for %q: unknown command", strings.Join(args, " "))
 	}
-	if cmd.run != nil && len(cmd.sub) == 0 && cmd.name != "help" {
-		// Let the command print its own flags.
-		return cmd.run(e, []string{"--help"})
+	switch {
+	case cmd.run == nil:
+		printGroupHelp(c.stdout, path, cmd)
+	case cmd.noFlags: // help help
+		fmt.Fprintf(c.stdout, "Usage: postoffice [--config FILE] %s %s\n\n%s\n", strings.Join(path, " "), cmd.usage, cmd.summary)
+	default:
+		return invoke(c.env, cmd, path, []string{"--help"})
 	}
-	printCommandHelp(e.stdout, path, cmd)
 	return nil
-}
-
-// newFlags returns a FlagSet whose --help prints the command's usage and
-// whose errors go to stderr.
-func newFlags(e *env, name, usage, summary string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		out := fs.Output()
-		fmt.Fprintf(out, "Usage: postoffice [--config FILE] %s %s\n\n%s\n", name, usage, summary)
-		hasFlags := false
-		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-		if hasFlags {
-			fmt.Fprintln(out, "\nOptions:")
-			fs.PrintDefaults()
-		}
-	}
-	return fs
-}
-
-// parseArgs parses flags interspersed with positional arguments (so both
-// "user add a@b --password-stdin" and "user add --password-stdin a@b" work)
-// and checks the number of positional arguments.
-func (e *env) parseArgs(fs *flag.FlagSet, args []string, minPos, maxPos int) ([]string, error) {
-	for _, a := range args {
-		if isHelp(a) && a != "help" {
-			// Asked-for help goes to stdout; usage after an error to stderr.
-			fs.SetOutput(e.stdout)
-		}
-	}
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, &exitError{code: exitUsage, msg: err.Error()}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-	if len(pos) < minPos || (maxPos >= 0 && len(pos) > maxPos) {
-		fs.Usage()
-		return nil, &exitError{code: exitUsage, msg: fmt.Sprintf("%s: wrong number of arguments", fs.Name())}
-	}
-	return pos, nil
-}
-
-// loadConfig reads the configuration named by --config (or the defaults)
-// and the settings changed at run time.
-func (e *env) loadConfig() (config.Config, error) {
-	l, err := e.loadLayers()
-	if err != nil {
-		return config.Config{}, err
-	}
-	return l.Config, nil
-}
-
-func (e *env) loadLayers() (*config.Layers, error) {
-	l, err := config.LoadLayers(e.configPath)
-	if err != nil {
-		return nil, configError(err)
-	}
-	return l, nil
 }
 
 // configError is a configuration that does not load: 78 (EX_CONFIG), or

@@ -14,10 +14,7 @@ import (
 
 const migrateSummary = "copy every user, mailbox, queued message and journal entry from one store to another"
 
-var migrateCommand = &command{name: "migrate", usage: "--from CONFIG --to CONFIG", summary: migrateSummary, run: runMigrate}
-
-func runMigrate(e *env, args []string) error {
-	fs := newFlags(e, "migrate", "--from CONFIG --to CONFIG", migrateSummary+`.
+const migrateHelp = migrateSummary + `.
 
 Reads the store of the --from configuration ([store] backend and data_dir or
 postgres_dsn) and writes into that of --to: domains, users (password hashes,
@@ -33,21 +30,18 @@ be new. At the end both stores are counted; different counts (the source
 changed meanwhile, or the target had data of its own) give exit status 1.
 
 Example, from the embedded store to PostgreSQL:
-  postoffice migrate --from /etc/postoffice.toml --to /etc/postoffice-pg.toml`)
-	from := fs.String("from", "", "configuration `file` of the store to read")
-	to := fs.String("to", "", "configuration `file` of the store to write")
-	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
-		return err
-	}
-	if *from == "" || *to == "" {
-		fs.Usage()
+  postoffice migrate --from /etc/postoffice.toml --to /etc/postoffice-pg.toml`
+
+func runMigrate(c *call) error {
+	if c.fromConfig == "" || c.toConfig == "" {
+		c.fs.Usage()
 		return fail(exitUsage, "migrate: --from and --to are both needed")
 	}
-	cfgFrom, err := config.Load(*from)
+	cfgFrom, err := config.Load(c.fromConfig)
 	if err != nil {
 		return fail(exitConfig, "%v", err)
 	}
-	cfgTo, err := config.Load(*to)
+	cfgTo, err := config.Load(c.toConfig)
 	if err != nil {
 		return fail(exitConfig, "%v", err)
 	}
@@ -55,12 +49,12 @@ Example, from the embedded store to PostgreSQL:
 		return fail(exitUsage, "migrate: --from and --to name the same store")
 	}
 
-	src, err := openStore(cfgFrom, existingStore)
+	src, err := openStore(cfgFrom, needsStore, newLogger(c.stderr, cfgFrom.Log))
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, err := openStore(cfgTo, createStore)
+	dst, err := openStore(cfgTo, needsNewStore, newLogger(c.stderr, cfgTo.Log))
 	if err != nil {
 		return err
 	}
@@ -73,14 +67,14 @@ Example, from the embedded store to PostgreSQL:
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	fmt.Fprintf(e.stdout, "copying %s into %s\n", describeStore(cfgFrom), describeStore(cfgTo))
+	fmt.Fprintf(c.stdout, "copying %s into %s\n", describeStore(cfgFrom), describeStore(cfgTo))
 	st, err := migrate.Copy(ctx, msrc, mdst, migrate.Options{Progress: func(format string, a ...any) {
-		fmt.Fprintf(e.stdout, format+"\n", a...)
+		fmt.Fprintf(c.stdout, format+"\n", a...)
 	}})
 	if err != nil {
 		return fail(exitFailure, "migrate: %v (run again to resume)", err)
 	}
-	fmt.Fprintf(e.stdout, "copied %d users, %d messages (%d bodies), %d queued messages, %d journal entries\n",
+	fmt.Fprintf(c.stdout, "copied %d users, %d messages (%d bodies), %d queued messages, %d journal entries\n",
 		st.Users, st.Messages, st.Bodies, st.Queue, st.Journal)
 
 	cs, err := migrate.Count(ctx, msrc)
@@ -91,19 +85,19 @@ Example, from the embedded store to PostgreSQL:
 	if err != nil {
 		return fail(exitFailure, "migrate: counting the target: %v", err)
 	}
-	fmt.Fprintf(e.stdout, "%-16s %12s %12s\n", "", "source", "target")
+	fmt.Fprintf(c.stdout, "%-16s %12s %12s\n", "", "source", "target")
 	rs, rd := cs.Rows(), cd.Rows()
 	for i := range rs {
 		mark := ""
 		if rs[i].Value != rd[i].Value {
 			mark = "  differs"
 		}
-		fmt.Fprintf(e.stdout, "%-16s %12d %12d%s\n", rs[i].Name, rs[i].Value, rd[i].Value, mark)
+		fmt.Fprintf(c.stdout, "%-16s %12d %12d%s\n", rs[i].Name, rs[i].Value, rd[i].Value, mark)
 	}
 	if cs != cd {
 		return fail(exitFailure, "migrate: the counts differ: if the source changed during the copy, stop postoffice on it and run migrate again")
 	}
-	fmt.Fprintln(e.stdout, "counts match")
+	fmt.Fprintln(c.stdout, "counts match")
 	return nil
 }
 

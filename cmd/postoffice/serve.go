@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -19,16 +20,7 @@ import (
 
 const serveSummary = "run the mail services in the foreground until SIGINT or SIGTERM"
 
-const serveUsage = "[--cpuprofile FILE]"
-
-var serveCommand = &command{name: "serve", usage: serveUsage, summary: serveSummary, run: runServe}
-
-// shutdownGrace is how long sessions may take to finish on SIGTERM before
-// they are closed (without applying their deletions).
-const shutdownGrace = 10 * time.Second
-
-func runServe(e *env, args []string) error {
-	fs := newFlags(e, "serve", serveUsage, serveSummary+`.
+const serveHelp = serveSummary + `.
 
 Starts every service whose autostart is true (pop3, smtp, submission and the
 outbound queue by default), the control socket DATA_DIR/control.sock used by
@@ -44,39 +36,40 @@ Signals:
 With the PostgreSQL store, serve holds its node name ([store] node_name)
 for as long as it runs: a second serve under the same name is refused (exit
 75) while the first renews its lease, and waits for the lease of one that
-died (at most [store] lease seconds). A serve that lost its node name to
-another process, while cut off from the database for longer than the
-lease, stops (exit 75).
+died (at most [store] lease). A serve that lost its node name to another
+process, while cut off from the database for longer than the lease, stops
+(exit 75).
 
 Logs go to standard error, as text or JSON ([log] format), one line per
 event, each session's lines carrying its session or conn id; passwords
-never appear in them.`)
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) to this file until shutdown")
-	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
-		return err
-	}
-	if *cpuProfile != "" {
-		stop, err := startCPUProfile(*cpuProfile)
+never appear in them.`
+
+// shutdownGrace is how long sessions may take to finish on SIGTERM before
+// they are closed (without applying their deletions).
+const shutdownGrace = 10 * time.Second
+
+func runServe(c *call) error {
+	if c.cpuProfile != "" {
+		stop, err := startCPUProfile(c.cpuProfile)
 		if err != nil {
 			return fail(exitFailure, "cpu profile: %v", err)
 		}
 		defer stop()
 	}
-	cfg, err := e.loadConfig()
+	cfg, err := c.config()
 	if err != nil {
 		return err
 	}
-	log := newLogger(e, cfg.Log)
+	log, _ := c.logger()
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)
 	}
-	st, err := openStore(cfg, serveStore)
+	st, err := c.store()
 	if err != nil {
 		return err
 	}
-	defer st.Close()
 
-	cfgPath := e.configPath
+	cfgPath := c.configPath
 	if cfgPath != "" {
 		if abs, err := filepath.Abs(cfgPath); err == nil {
 			cfgPath = abs
@@ -162,13 +155,14 @@ func startCPUProfile(path string) (stop func(), err error) {
 	}, nil
 }
 
-// newLogger makes the process's logger from [log].
-func newLogger(e *env, c config.Log) *slog.Logger {
+// newLogger makes the process's one logger from [log]: serve hands it to
+// everything it starts, the store included.
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(e.stderr, opts))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(e.stderr, opts))
+	return slog.New(slog.NewTextHandler(w, opts))
 }

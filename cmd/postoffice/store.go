@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/user"
 	"syscall"
@@ -18,9 +19,12 @@ import (
 // openTimeout bounds connecting to (and migrating) a database server.
 const openTimeout = 30 * time.Second
 
-// Which commands create a store. Like Postfix's and Dovecot's own tools,
-// only those that set a server up do: serve, and the commands that add
-// the first things to it (domain add, user add, alias add, admin add, and
+// needs is what a command opens before it can work: its column of the
+// command table.
+//
+// Which commands create a store: like Postfix's and Dovecot's own tools,
+// only those that set a server up do: serve, and the commands that add the
+// first things to it (domain add, user add, alias add, admin add, and
 // migrate's target). The others (lists, changes, deletions, the queue, the
 // journal, deliver) need the store to exist: pointed at a data directory
 // where there is none (a relative data_dir from another directory, a
@@ -28,28 +32,34 @@ const openTimeout = 30 * time.Second
 // new store. deliver in particular never creates one: a delivery agent
 // pointed at the wrong place must not answer "unknown user" (67), which
 // makes the MTA bounce the mail; it exits 75 so that the mail waits.
-type storeUse int
+type needs int
 
 const (
-	existingStore storeUse = iota // fail when there is no store
-	createStore                   // create it when absent
-	// serveStore: create it when absent, and on PostgreSQL become the
+	// needsNothing: help, version, and migrate, which reads the
+	// configurations it is given.
+	needsNothing needs = iota
+	// needsConfig: the configuration (--config, or the defaults, and the
+	// settings changed at run time).
+	needsConfig
+	needsStore    // the configuration and the store, which must exist
+	needsNewStore // the configuration and the store, created when absent
+	// needsServe: the store created when absent, and on PostgreSQL the
 	// node's one live instance (postgres.Options.Join), which may wait up
 	// to the lease for a previous process of the node that died.
-	serveStore
+	needsServe
 )
 
-// openStore opens the configured backend ([store] backend). A store that
-// cannot be opened is a temporary failure (exit 75: the data directory or
-// the database server may come back), except when it is absent (66) or
-// may not be read (77, EX_NOPERM).
-func openStore(cfg config.Config, use storeUse) (store.Store, error) {
+// openStore opens the configured backend ([store] backend), which logs its
+// background work to log. A store that cannot be opened is a temporary
+// failure (exit 75: the data directory or the database server may come
+// back), except when it is absent (66) or may not be read (77, EX_NOPERM).
+func openStore(cfg config.Config, use needs, log *slog.Logger) (store.Store, error) {
 	switch cfg.Store.Backend {
 	case config.BackendPostgres:
 		// The store is the database's tables, created (or migrated) by
 		// whichever command connects first.
-		lease := time.Duration(cfg.Store.Lease) * time.Second
-		serving := use == serveStore
+		lease := time.Duration(cfg.Store.Lease)
+		serving := use == needsServe
 		timeout := openTimeout
 		if serving {
 			timeout += lease
@@ -60,9 +70,7 @@ func openStore(cfg config.Config, use storeUse) (store.Store, error) {
 			Password: cfg.Store.PostgresPassword,
 			Lease:    lease,
 			Join:     serving,
-			// Background problems (lock renewals) in the format of the
-			// process's other logs.
-			Logger: newLogger(&env{stderr: os.Stderr}, cfg.Log),
+			Logger:   log,
 		})
 		if err != nil {
 			return nil, fail(exitTempFail, "opening the PostgreSQL store (node %s): %v", cfg.Store.NodeName, err)
@@ -72,7 +80,7 @@ func openStore(cfg config.Config, use storeUse) (store.Store, error) {
 		if err := notAsRoot(cfg.DataDir); err != nil {
 			return nil, err
 		}
-		if use == existingStore {
+		if use == needsStore {
 			ok, err := sqlite.Exists(cfg.DataDir)
 			switch {
 			case errors.Is(err, os.ErrPermission):
@@ -83,7 +91,7 @@ func openStore(cfg config.Config, use storeUse) (store.Store, error) {
 				return nil, fail(exitNoInput, "no store in %s (data_dir): check --config and data_dir; 'postoffice serve' or 'postoffice user add' creates one", cfg.DataDir)
 			}
 		}
-		st, err := sqlite.Open(cfg.DataDir)
+		st, err := sqlite.OpenWith(cfg.DataDir, sqlite.Options{Logger: log})
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fail(exitNoPerm, "opening the store in %s: %v (run as the user postoffice serve runs as)", cfg.DataDir, err)
 		}

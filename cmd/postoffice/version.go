@@ -43,13 +43,7 @@ func version() string {
 
 const versionSummary = "print the version of postoffice"
 
-var versionCommand = &command{name: "version", summary: versionSummary, run: runVersion}
-
-func runVersion(e *env, args []string) error {
-	fs := newFlags(e, "version", "", versionSummary+" and of the Go toolchain that built it.")
-	if _, err := e.parseArgs(fs, args, 0, 0); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "postoffice %s (%s, %s/%s)\n", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+func runVersion(c *call) error {
+	fmt.Fprintf(c.stdout, "postoffice %s (%s, %s/%s)\n", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }

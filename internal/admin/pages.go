@@ -262,7 +262,7 @@ func (c *Console) user(w http.ResponseWriter, r *http.Request, s *session) {
 func (c *Console) showUser(w http.ResponseWriter, r *http.Request, s *session, u store.User, status int, errMsg string) {
 	ctx := r.Context()
 	cfg := c.ctl.Config()
-	d := userData{User: u, ServerDelay: cfg.POP3.LoginDelay, ServerExpire: cfg.POP3.Expire.String(), DelayMode: "default", ExpireMode: "default"}
+	d := userData{User: u, ServerDelay: int(time.Duration(cfg.POP3.LoginDelay) / time.Second), ServerExpire: cfg.POP3.Expire.String(), DelayMode: "default", ExpireMode: "default"}
 	var err error
 	if d.Messages, d.Bytes, err = c.st.Usage(ctx, u.ID); err != nil {
 		c.serverError(w, r, s, err)
@@ -592,7 +592,7 @@ func (c *Console) settings(w http.ResponseWriter, r *http.Request, s *session) {
 // inputText is a setting's value as an operator would type it.
 func inputText(st config.Setting) string {
 	switch st.Kind {
-	case "string", "expire", "size":
+	case "string", "expire", "size", "duration":
 		if u, err := strconv.Unquote(st.Value); err == nil {
 			return u
 		}
@@ -635,7 +635,7 @@ func (c *Console) setSettings(w http.ResponseWriter, r *http.Request, s *session
 			if value == "" {
 				continue // the form never shows a secret: empty keeps it
 			}
-		} else if value == inputText(st) {
+		} else if value == inputText(st) || sameValue(st, value) {
 			continue
 		}
 		changes = append(changes, config.Change{Key: st.Key, Value: value})
@@ -654,6 +654,13 @@ func (c *Console) setSettings(w http.ResponseWriter, r *http.Request, s *session
 	c.log.Info("admin: settings changed", "admin", s.admin, "keys", strings.Join(keys, ","), "err", err)
 	c.flashResult(s, notes, err)
 	redirect(w, r, back)
+}
+
+// sameValue reports whether value, as typed, is the value st holds
+// already: "600" for a duration of "10m".
+func sameValue(st config.Setting, value string) bool {
+	text, err := config.ValueText(st, value)
+	return err == nil && text == st.Value
 }
 
 // sectionName is how a section is named on the page.

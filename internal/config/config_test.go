@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func write(t *testing.T, text string) string {
@@ -22,7 +23,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	wd, _ := os.Getwd()
-	if c.DataDir != filepath.Join(wd, "data") || c.POP3.InactivityTimeout != 600 || c.POP3.AllowPlaintextAuth {
+	if c.DataDir != filepath.Join(wd, "data") || c.POP3.InactivityTimeout != Duration(10*time.Minute) || c.POP3.AllowPlaintextAuth {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 	if strings.Join(c.POP3.Listen, ",") != ":110" || strings.Join(c.POP3.TLSListen, ",") != ":995" {
@@ -46,7 +47,7 @@ key_file = "/etc/k.pem"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.DataDir != "/var/mail/po" || c.Hostname != "mail.example.com" || c.POP3.InactivityTimeout != 30 ||
+	if c.DataDir != "/var/mail/po" || c.Hostname != "mail.example.com" || c.POP3.InactivityTimeout != Duration(30*time.Second) ||
 		!c.POP3.AllowPlaintextAuth || len(c.POP3.TLSListen) != 0 || c.POP3.Listen[0] != "127.0.0.1:1110" ||
 		c.TLS.CertFile != "/etc/c.pem" {
 		t.Fatalf("file not applied: %+v", c)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"syscall"
 
@@ -125,8 +126,8 @@ func load(path string, overlay []byte) (*Layers, error) {
 			return nil, err
 		}
 		l.inOver = keysOf(overlay)
-		if l.inOver["data_dir"] {
-			return nil, fmt.Errorf(`config %s: key "data_dir": the overlay lives in the data directory, which only the configuration file can name`, l.Overlay)
+		if key := cfg.keyOf(&cfg.DataDir); l.inOver[key] {
+			return nil, fmt.Errorf(`config %s: key %q: the overlay lives in the data directory, which only the configuration file can name`, l.Overlay, key)
 		}
 		resolvePaths(&cfg, cfg.DataDir, &before)
 	}
@@ -144,23 +145,39 @@ func load(path string, overlay []byte) (*Layers, error) {
 	return l, nil
 }
 
-// pathKeys are the keys that name files or directories.
-func pathKeys(c *Config) map[string]*string {
-	return map[string]*string{"data_dir": &c.DataDir, "tls.cert_file": &c.TLS.CertFile, "tls.key_file": &c.TLS.KeyFile}
+// resolvePaths makes c's relative paths (the keys declared with a path
+// tag) absolute against dir; with unchanged given, only those that differ
+// from it (those a layer set).
+func resolvePaths(c *Config, dir string, unchanged *Config) {
+	var old reflect.Value
+	if unchanged != nil {
+		old = reflect.ValueOf(unchanged).Elem()
+	}
+	schemaOf().resolvePaths(reflect.ValueOf(c).Elem(), old, dir)
 }
 
-// resolvePaths makes c's relative paths absolute against dir; with
-// unchanged given, only those that differ from it (those a layer set).
-func resolvePaths(c *Config, dir string, unchanged *Config) {
-	var old map[string]*string
-	if unchanged != nil {
-		old = pathKeys(unchanged)
-	}
-	for key, p := range pathKeys(c) {
-		if *p == "" || filepath.IsAbs(*p) || (old != nil && *old[key] == *p) {
+// resolvePaths is resolvePaths for v, of s's root type; old, when valid,
+// is what v was before a layer.
+func (s *schema) resolvePaths(v, old reflect.Value, dir string) {
+	for _, d := range s.keys {
+		f := v.FieldByIndex(d.index)
+		var was reflect.Value
+		if old.IsValid() {
+			was = old.FieldByIndex(d.index)
+		}
+		if d.elem != nil {
+			for i := range f.Len() {
+				var wasElem reflect.Value
+				if was.IsValid() && i < was.Len() {
+					wasElem = was.Index(i)
+				}
+				d.elem.resolvePaths(f.Index(i), wasElem, dir)
+			}
+		}
+		if !d.path || f.String() == "" || filepath.IsAbs(f.String()) || (was.IsValid() && was.String() == f.String()) {
 			continue
 		}
-		*p = filepath.Join(dir, *p)
+		f.SetString(filepath.Join(dir, f.String()))
 	}
 }
 
@@ -172,9 +189,9 @@ func keysOf(data []byte) map[string]bool {
 		return nil
 	}
 	tables := map[string]bool{}
-	for _, s := range Settings(Default()) {
-		if s.Kind == "table" {
-			tables[s.Key] = true
+	for _, d := range schemaOf().keys {
+		if d.kind == "table" {
+			tables[d.key] = true
 		}
 	}
 	out := map[string]bool{}
@@ -226,19 +243,21 @@ func SetMany(path string, changes []Change) (before, after *Layers, err error) {
 		if !ok {
 			return nil, nil, fmt.Errorf("unknown key %q (see: postoffice config show)", c.Key)
 		}
-		if c.Key == "data_dir" {
+		if c.Key == before.Config.keyOf(&before.Config.DataDir) {
 			where := "the configuration file"
 			if before.File != "" {
 				where = before.File
 			}
-			return nil, nil, fmt.Errorf("data_dir holds the settings changed at run time, so only the configuration file sets it: edit %s (and restart serve)", where)
+			return nil, nil, fmt.Errorf("%s holds the settings changed at run time, so only the configuration file sets it: edit %s (and restart serve)", c.Key, where)
 		}
 		text, err := ValueText(s, c.Value)
 		if err != nil {
 			return nil, nil, err
 		}
+		if data, err = setInTOML(data, c.Key, text); err != nil {
+			return nil, nil, fmt.Errorf("config %s: %v", before.Overlay, describe(err))
+		}
 		table, name := splitKey(c.Key)
-		data = setInTOML(data, table, name, text)
 		wants[i] = Default()
 		if err := decode(&wants[i], []byte(tableLine(table)+name+" = "+text+"\n"), before.Overlay); err != nil {
 			return nil, nil, err
@@ -298,7 +317,7 @@ func (l *Layers) Describe(key string) string {
 }
 
 // DescribeChange is the one line config set and the console print about
-// a change: "pop3.login_delay: 0 -> 300 (written to /var/lib/postoffice/settings.toml)".
+// a change: `pop3.login_delay: "0s" -> "5m" (written to /var/lib/postoffice/settings.toml)`.
 func DescribeChange(before, after *Layers, key string) string {
 	b, _ := Lookup(before.Config, key)
 	a, _ := Lookup(after.Config, key)

@@ -1,60 +1,56 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"math"
-	"net"
 	"strconv"
 	"strings"
 	"time"
 )
 
 // Service holds the settings every network service has. It is embedded in
-// [pop3], [smtp] and [submission].
+// [pop3], [smtp] and [submission], each giving the session limits its own
+// defaults.
 type Service struct {
-	// Autostart: serve starts the service; when false it waits for
-	// 'postoffice start SERVICE'.
-	Autostart bool `toml:"autostart"`
-	// Hostname is the name in the service's greeting; "" means the global
-	// hostname.
-	Hostname string `toml:"hostname"`
-	// MaxSessions caps the open sessions of the service (0: no cap);
-	// MaxSessionsPerIP caps those of one client address.
-	MaxSessions      int `toml:"max_sessions"`
-	MaxSessionsPerIP int `toml:"max_sessions_per_ip"`
+	// Autostart false: the service waits for 'postoffice start SERVICE'.
+	Autostart        bool   `toml:"autostart" default:"true" doc:"start the service with serve"`
+	Hostname         string `toml:"hostname" check:"name" doc:"name in the service's greeting (empty: the global hostname)"`
+	MaxSessions      int    `toml:"max_sessions" check:"nonneg" doc:"most open sessions (0: no limit)"`
+	MaxSessionsPerIP int    `toml:"max_sessions_per_ip" check:"nonneg" doc:"most open sessions from one client address (0: no limit)"`
 	// ProxyProtocol: every connection to the service's listeners starts
 	// with a PROXY protocol header (HAProxy's, v1 or v2) from one of
-	// ProxyTrusted (addresses or prefixes); see proxy.go.
-	ProxyProtocol bool     `toml:"proxy_protocol"`
-	ProxyTrusted  []string `toml:"proxy_trusted"`
+	// ProxyTrusted.
+	ProxyProtocol bool     `toml:"proxy_protocol" doc:"connections start with a PROXY protocol header (v1 or v2) from a load balancer"`
+	ProxyTrusted  []string `toml:"proxy_trusted" check:"prefixes" doc:"addresses or prefixes of the load balancers allowed to send PROXY headers"`
+}
+
+// check: a service that expects PROXY protocol headers must say whose,
+// since a header from anyone else could claim any address.
+func (s *Service) check(k keyNames) error {
+	if s.ProxyProtocol && len(s.ProxyTrusted) == 0 {
+		return k.errorf(&s.ProxyTrusted, "must list the load balancers' addresses when %s is true", k.of(&s.ProxyProtocol))
+	}
+	return nil
 }
 
 // Admin configures the web console and /metrics.
 type Admin struct {
-	// Listen is the console's host:port; "" switches it off.
-	Listen string `toml:"listen"`
-	// TLS serves the console over HTTPS with the server certificate.
-	TLS bool `toml:"tls"`
-	// Hosts are further names the console answers to (in the Host of a
-	// request), besides hostname, the host of listen and, when listen is
-	// on loopback or every address, localhost; others get 421.
-	Hosts []string `toml:"hosts"`
-	// MetricsToken, when set, is the bearer token /metrics requires.
-	MetricsToken string `toml:"metrics_token"`
+	Listen string `toml:"listen" check:"listen" doc:"web console and /metrics, host:port (empty: off)"`
+	TLS    bool   `toml:"tls" doc:"serve the console over HTTPS with the server certificate"`
+	// Hosts: a request for another host (in its Host) gets 421.
+	Hosts        []string `toml:"hosts" check:"hosts" doc:"further host names the console answers to (besides hostname, the listen host and, on loopback, localhost); others get 421"`
+	MetricsToken string   `toml:"metrics_token" check:"token68" doc:"bearer token /metrics requires (Authorization: Bearer ...); empty: /metrics is open"`
 }
 
 // Journal configures the mail journal.
 type Journal struct {
-	// RetentionDays: entries older than this are removed; 0 keeps them
-	// forever.
-	RetentionDays int `toml:"retention_days"`
+	RetentionDays int `toml:"retention_days" default:"90" check:"nonneg" doc:"days mail journal entries are kept (0: forever)"`
 }
 
 // Log configures the logs written to standard error.
 type Log struct {
-	Format string `toml:"format"` // "text" or "json"
-	Level  string `toml:"level"`  // "debug", "info", "warn" or "error"
+	Format string `toml:"format" default:"text" check:"oneof=text|json" doc:"log format: text or json (restart serve to change)"`
+	Level  string `toml:"level" default:"info" check:"oneof=debug|info|warn|error" doc:"log level: debug, info, warn or error (restart serve to change)"`
 }
 
 // Expire is how long the POP3 server keeps a message after its first
@@ -137,16 +133,10 @@ func (e *Expire) UnmarshalText(b []byte) error {
 }
 
 // UnmarshalTOML takes a TOML number of days or a string (go-toml's
-// unstable.Unmarshaler, enabled in Parse).
+// unstable.Unmarshaler, enabled in decode).
 func (e *Expire) UnmarshalTOML(raw []byte) error {
-	s := strings.TrimSpace(string(raw))
-	if len(s) >= 2 && (s[0] == '"' || s[0] == '\'') && s[len(s)-1] == s[0] {
-		s = s[1 : len(s)-1]
-	}
-	if err := e.UnmarshalText([]byte(strings.ReplaceAll(s, "_", ""))); err != nil {
-		// go-toml does not add the key to an unmarshaler's error; the
-		// type serves one key.
-		return fmt.Errorf(`key "pop3.expire": %w`, err)
+	if err := e.UnmarshalText([]byte(strings.ReplaceAll(unquoteRaw(raw), "_", ""))); err != nil {
+		return &valueError{err}
 	}
 	return nil
 }
@@ -167,87 +157,25 @@ func (c Config) SubmissionMaxMessageSize() int64 {
 	return int64(c.SMTP.MaxMessageSize)
 }
 
-// SubmissionTimeout is [submission] timeout, or [smtp]'s, in seconds.
-func (c Config) SubmissionTimeout() int {
+// SubmissionTimeout is [submission] timeout, or [smtp]'s.
+func (c Config) SubmissionTimeout() time.Duration {
 	if c.Submission.Timeout > 0 {
-		return c.Submission.Timeout
+		return time.Duration(c.Submission.Timeout)
 	}
-	return c.SMTP.Timeout
+	return time.Duration(c.SMTP.Timeout)
 }
 
-func (c Config) validateOps() error {
-	if c.POP3.LoginDelay < 0 {
-		return fmt.Errorf(`key "pop3.login_delay": must be 0 or a positive number of seconds, got %d`, c.POP3.LoginDelay)
-	}
-	for name, s := range map[string]Service{"pop3": c.POP3.Service, "smtp": c.SMTP.Service, "submission": c.Submission.Service} {
-		if s.MaxSessions < 0 {
-			return fmt.Errorf(`key "%s.max_sessions": must be 0 (no limit) or positive, got %d`, name, s.MaxSessions)
-		}
-		if s.MaxSessionsPerIP < 0 {
-			return fmt.Errorf(`key "%s.max_sessions_per_ip": must be 0 (no limit) or positive, got %d`, name, s.MaxSessionsPerIP)
-		}
-		if strings.ContainsAny(s.Hostname, " \t\r\n") {
-			return fmt.Errorf(`key "%s.hostname": %q is not a host name`, name, s.Hostname)
-		}
-	}
-	if c.Submission.MaxMessageSize < 0 {
-		return fmt.Errorf(`key "submission.max_message_size": must be 0 (that of [smtp]) or positive, got %v`, c.Submission.MaxMessageSize)
-	}
-	if c.Submission.Timeout < 0 {
-		return fmt.Errorf(`key "submission.timeout": must be 0 (that of [smtp]) or positive, got %d`, c.Submission.Timeout)
-	}
-	if c.Admin.Listen != "" {
-		if err := checkAddrs("admin.listen", []string{c.Admin.Listen}); err != nil {
-			return err
-		}
-	}
-	for _, h := range c.Admin.Hosts {
-		if h == "" || strings.ContainsAny(h, " \t\r\n/@:") && net.ParseIP(strings.Trim(h, "[]")) == nil {
-			return fmt.Errorf(`key "admin.hosts": %q is not a host name or an address (no port)`, h)
-		}
-	}
-	if t := c.Admin.MetricsToken; t != "" && (len(t) < 16 || !isToken68(t)) {
-		return errors.New(`key "admin.metrics_token": must be at least 16 characters of letters, digits and -._~+/ (RFC 6750 b64token)`)
-	}
-	if c.Journal.RetentionDays < 0 {
-		return fmt.Errorf(`key "journal.retention_days": must be 0 (keep forever) or positive, got %d`, c.Journal.RetentionDays)
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		return fmt.Errorf(`key "log.format": %q is not "text" or "json"`, c.Log.Format)
-	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		return fmt.Errorf(`key "log.level": %q is not "debug", "info", "warn" or "error"`, c.Log.Level)
-	}
-	return nil
-}
+// minInactivityTimeout is RFC 1939 section 3's: "Such a timer MUST be of at
+// least 10 minutes' duration."
+const minInactivityTimeout = Duration(10 * time.Minute)
 
 // Warnings lists settings that load but go against a standard or are
 // likely mistakes; serve logs them, config set prints them.
 func (c Config) Warnings() []string {
 	var w []string
-	if c.POP3.InactivityTimeout < 600 {
-		// RFC 1939 section 3: "Such a timer MUST be of at least 10
-		// minutes' duration."
-		w = append(w, fmt.Sprintf("warning: pop3.inactivity_timeout = %d: RFC 1939 section 3 asks for at least 600 seconds (10 minutes); clients that pause longer are cut off", c.POP3.InactivityTimeout))
+	if t := c.POP3.InactivityTimeout; t < minInactivityTimeout {
+		w = append(w, fmt.Sprintf("warning: %s = %s: RFC 1939 section 3 asks for at least 600 seconds (10 minutes); clients that pause longer are cut off",
+			c.keyOf(&c.POP3.InactivityTimeout), t))
 	}
 	return w
-}
-
-// isToken68 reports whether s is a b64token of RFC 6750 section 2.1:
-// letters, digits, "-._~+/", then optional "=" padding.
-func isToken68(s string) bool {
-	t := strings.TrimRight(s, "=")
-	if t == "" {
-		return false
-	}
-	for _, c := range t {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-._~+/", c)) {
-			return false
-		}
-	}
-	return true
 }

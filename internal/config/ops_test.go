@@ -76,7 +76,7 @@ listen = "127.0.0.1:8080"
 		t.Fatal(err)
 	}
 	p := cfg.POP3
-	if p.Expire.Duration() != 30*day || p.LoginDelay != 60 || p.Autostart || p.MaxSessions != 10 || p.MaxSessionsPerIP != 2 || cfg.ServiceHostname(p.Service) != "pop.example.com" {
+	if p.Expire.Duration() != 30*day || p.LoginDelay != Duration(time.Minute) || p.Autostart || p.MaxSessions != 10 || p.MaxSessionsPerIP != 2 || cfg.ServiceHostname(p.Service) != "pop.example.com" {
 		t.Errorf("pop3 = %+v", p)
 	}
 	if !cfg.SMTP.Autostart || cfg.SMTP.MaxSessions != 5 || cfg.ServiceHostname(cfg.SMTP.Service) != cfg.Hostname {
@@ -199,7 +199,7 @@ listen = ["127.0.0.1:25"]
 		t.Fatalf("SetMany of both certificate keys: %v", err)
 	}
 	cfg, _ = Load(path)
-	if cfg.POP3.LoginDelay != 300 || cfg.DataDir != filepath.Join(dir, "data") || cfg.Hostname != "mx.example.com" ||
+	if cfg.POP3.LoginDelay != Duration(300*time.Second) || cfg.DataDir != filepath.Join(dir, "data") || cfg.Hostname != "mx.example.com" ||
 		cfg.Admin.Listen != "127.0.0.1:8080" || cfg.SMTP.Autostart || cfg.SMTP.Listen[0] != "127.0.0.1:2525" || len(cfg.Submission.Listen) != 0 {
 		t.Errorf("after sets: %s", Show(cfg))
 	}
@@ -212,7 +212,7 @@ listen = ["127.0.0.1:25"]
 	}
 	data, _ = os.ReadFile(overlay)
 	text := string(data)
-	for _, keep := range []string{"# moved for the load balancer", "login_delay = 300", "[smtp]"} {
+	for _, keep := range []string{"# moved for the load balancer", `login_delay = "5m"`, "[smtp]"} {
 		if !strings.Contains(text, keep) {
 			t.Errorf("the overlay lacks %q:\n%s", keep, text)
 		}
@@ -235,7 +235,7 @@ listen = ["127.0.0.1:25"]
 
 	for _, tc := range []struct{ key, value, want string }{
 		{"pop3.nope", "1", "unknown key"},
-		{"pop3.login_delay", "soon", "not a whole number"},
+		{"pop3.login_delay", "soon", "not a duration"},
 		{"pop3.login_delay", "-4", "pop3.login_delay"},
 		{"smtp.autostart", "maybe", "true or false"},
 		{"pop3.listen", "nohostport", "pop3.listen"},

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestQueueDefaults(t *testing.T) {
@@ -11,8 +12,8 @@ func TestQueueDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := c.Queue
-	if q.DNSServer != "" || q.MXPort != 25 || q.TLS != "may" || q.RelayHost != "" || q.RetryInitial != 60 ||
-		q.RetryMax != 14400 || q.MaxLifetime != 432000 || q.DelayWarning != 0 || q.MaxConcurrent != 20 || q.MaxPerHost != 5 {
+	if q.DNSServer != "" || q.MXPort != 25 || q.TLS != "may" || q.RelayHost != "" || q.RetryInitial != Duration(time.Minute) ||
+		q.RetryMax != Duration(4*time.Hour) || q.MaxLifetime != Duration(5*24*time.Hour) || q.DelayWarning != 0 || q.MaxConcurrent != 20 || q.MaxPerHost != 5 {
 		t.Errorf("queue defaults: %+v", q)
 	}
 }
@@ -43,9 +44,9 @@ poll_interval = 1
 	}
 	q := c.Queue
 	if q.DNSServer != "127.0.0.1:5353" || q.MXPort != 2525 || q.TLS != "verify" || q.RelayHost != "smtp.example.net:587" ||
-		q.RelayUser != "po" || q.RelayPassword != "secret" || q.RelayTLS != "encrypt" || q.RetryInitial != 30 ||
-		q.RetryMax != 600 || q.MaxLifetime != 86400 || q.DelayWarning != 3600 || q.MaxConcurrent != 4 ||
-		q.MaxPerHost != 2 || q.PollInterval != 1 || len(q.Routes) != 2 || q.Routes["b.test"] != "127.0.0.2:2525" {
+		q.RelayUser != "po" || q.RelayPassword != "secret" || q.RelayTLS != "encrypt" || q.RetryInitial != Duration(30*time.Second) ||
+		q.RetryMax != Duration(600*time.Second) || q.MaxLifetime != Duration(86400*time.Second) || q.DelayWarning != Duration(time.Hour) || q.MaxConcurrent != 4 ||
+		q.MaxPerHost != 2 || q.PollInterval != Duration(time.Second) || len(q.Routes) != 2 || q.Routes["b.test"] != "127.0.0.2:2525" {
 		t.Errorf("queue section not applied: %+v", q)
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-
-	"github.com/pelletier/go-toml/v2"
 )
 
 // Size is a number of octets. Everywhere a size is typed (byte-size keys
@@ -79,54 +77,10 @@ func (s *Size) Set(v string) error {
 // UnmarshalTOML takes a TOML integer (bytes) or a string with a unit
 // (go-toml's unstable.Unmarshaler, enabled in decode).
 func (s *Size) UnmarshalTOML(raw []byte) error {
-	v := strings.TrimSpace(string(raw))
-	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-		v = v[1 : len(v)-1]
-	}
-	n, err := ParseSize(v)
+	n, err := ParseSize(unquoteRaw(raw))
 	if err != nil {
-		return &sizeError{err}
+		return &valueError{err}
 	}
 	*s = n
 	return nil
-}
-
-// sizeError is a bad size in a file; decode names its key.
-type sizeError struct{ error }
-
-func (e *sizeError) Unwrap() error { return e.error }
-
-// badSizeKey names the size key of a TOML document whose value does not
-// parse, with the problem.
-func badSizeKey(data []byte, se *sizeError) string {
-	var doc map[string]any
-	if toml.Unmarshal(data, &doc) == nil {
-		kinds := map[string]string{}
-		for _, s := range Settings(Default()) {
-			kinds[s.Key] = s.Kind
-		}
-		for key := range keysOf(data) {
-			if kinds[key] != "size" {
-				continue
-			}
-			v := lookupDoc(doc, key)
-			if _, err := ParseSize(fmt.Sprint(v)); err != nil {
-				return fmt.Sprintf("key %q: %v", key, err)
-			}
-		}
-	}
-	return se.Error()
-}
-
-// lookupDoc finds a dotted key in a decoded TOML document.
-func lookupDoc(doc map[string]any, key string) any {
-	var cur any = doc
-	for _, part := range strings.Split(key, ".") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = m[part]
-	}
-	return cur
 }

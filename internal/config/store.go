@@ -1,9 +1,6 @@
 package config
 
-import (
-	"fmt"
-	"strings"
-)
+import "strings"
 
 // Storage backends.
 const (
@@ -13,47 +10,25 @@ const (
 
 // Store selects the storage backend.
 type Store struct {
-	// Backend is "sqlite" (the embedded store in data_dir) or "postgres"
-	// (one database that several nodes share).
-	Backend string `toml:"backend"`
-	// PostgresDSN is the connection string, URL or key=value
+	Backend string `toml:"backend" default:"sqlite" check:"oneof=sqlite|postgres" doc:"sqlite (everything in data_dir) or postgres (shared by several nodes); restart serve to change"`
+	// PostgresDSN is a URL or key=value
 	// ("postgres://postoffice@db.example.com:5432/postoffice").
-	PostgresDSN string `toml:"postgres_dsn"`
+	PostgresDSN string `toml:"postgres_dsn" check:"oneline" doc:"PostgreSQL connection string (keep the password in postgres_password or ~/.pgpass)"`
 	// PostgresPassword, when set, is used instead of a password in the
 	// connection string. PGPASSWORD and ~/.pgpass work too.
-	PostgresPassword string `toml:"postgres_password"`
+	PostgresPassword string `toml:"postgres_password" doc:"PostgreSQL password, added to postgres_dsn"`
 	// NodeName names this node in maildrop lock holders, queue claims,
-	// the journal and status; each node needs its own. Default: the
-	// machine's host name.
-	NodeName string `toml:"node_name"`
-	// Lease is how many seconds a node that died keeps its maildrop locks
-	// and queue claims (postgres only).
-	Lease int `toml:"lease"`
+	// the journal and status. Default: the machine's host name (set by
+	// Default).
+	NodeName string `toml:"node_name" check:"nodename" doc:"this node's name in locks, queue claims, the journal and status; unique per node (default: this machine's host name)"`
+	// Lease is how long a node that died keeps its maildrop locks and
+	// queue claims (postgres only).
+	Lease Duration `toml:"lease" default:"30s" check:"min=3s,max=1h" doc:"how long a dead node keeps its mailbox locks and queue claims (postgres)"`
 }
 
-// DefaultStore returns the [store] defaults for a machine called host.
-func DefaultStore(host string) Store {
-	return Store{Backend: BackendSQLite, NodeName: host, Lease: 30}
-}
-
-func (s Store) validate() error {
-	switch s.Backend {
-	case BackendSQLite:
-	case BackendPostgres:
-		if strings.TrimSpace(s.PostgresDSN) == "" {
-			return fmt.Errorf(`key "store.postgres_dsn": must be set when store.backend is %q`, BackendPostgres)
-		}
-		if strings.ContainsAny(s.PostgresDSN, "\r\n") {
-			return fmt.Errorf(`key "store.postgres_dsn": must be one line`)
-		}
-	default:
-		return fmt.Errorf(`key "store.backend": %q is not %q or %q`, s.Backend, BackendSQLite, BackendPostgres)
-	}
-	if n := s.NodeName; n == "" || len(n) > 64 || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return fmt.Errorf(`key "store.node_name": %q must be 1 to 64 characters without spaces or control characters`, n)
-	}
-	if s.Lease < 3 || s.Lease > 3600 {
-		return fmt.Errorf(`key "store.lease": must be between 3 and 3600 seconds, got %d`, s.Lease)
+func (s *Store) check(k keyNames) error {
+	if s.Backend == BackendPostgres && strings.TrimSpace(s.PostgresDSN) == "" {
+		return k.errorf(&s.PostgresDSN, "must be set when %s is %q", k.of(&s.Backend), BackendPostgres)
 	}
 	return nil
 }

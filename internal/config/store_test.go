@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestStoreDefaults(t *testing.T) {
@@ -12,7 +13,7 @@ func TestStoreDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	host, _ := os.Hostname()
-	if s := c.Store; s.Backend != "sqlite" || s.PostgresDSN != "" || s.Lease != 30 || (host != "" && s.NodeName != host) {
+	if s := c.Store; s.Backend != "sqlite" || s.PostgresDSN != "" || s.Lease != Duration(30*time.Second) || (host != "" && s.NodeName != host) {
 		t.Errorf("store defaults: %+v (host %q)", s, host)
 	}
 }
@@ -29,7 +30,7 @@ lease = 10
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Store{Backend: "postgres", PostgresDSN: "postgres://po@db.example.com/postoffice", PostgresPassword: "secret", NodeName: "node-a", Lease: 10}
+	want := Store{Backend: "postgres", PostgresDSN: "postgres://po@db.example.com/postoffice", PostgresPassword: "secret", NodeName: "node-a", Lease: Duration(10 * time.Second)}
 	if c.Store != want {
 		t.Errorf("store = %+v, want %+v", c.Store, want)
 	}

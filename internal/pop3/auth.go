@@ -81,12 +81,12 @@ func (s *session) authFailed(mech, username string, err error) bool {
 		resp = respAuthFailed
 	}
 	if resp == respAuthFailed {
-		s.log.Info("pop3: authentication failed", "mech", mech, "username", sanitizeForLog(username), "tls", s.isTLS)
+		s.log.Info("authentication failed", "mech", mech, "login", sanitizeForLog(username), "tls", s.isTLS)
 		if !s.sleep(s.srv.authDelay) {
 			return false
 		}
 	} else {
-		s.log.Error("pop3: authentication error", "mech", mech, "username", sanitizeForLog(username), "err", err)
+		s.log.Error("authentication error", "mech", mech, "login", sanitizeForLog(username), "err", err)
 	}
 	s.reply(resp)
 	return true
@@ -119,24 +119,24 @@ func (s *session) login(user, mech string) bool {
 		resp := sysErrorResponse(err)
 		if errors.Is(err, ErrInUse) {
 			resp = respInUse
-			s.log.Info("pop3: maildrop in use", "user", user)
+			s.log.Info("maildrop in use", "user", user)
 		} else if errors.Is(err, ErrLoginDelay) {
 			// RFC 2449 section 8.1.1: refused after the password was
 			// checked, so that the code does not reveal that the user
 			// exists.
 			resp = respLoginDelay
-			s.log.Info("pop3: login refused, login delay", "user", user)
+			s.log.Info("login refused, login delay", "user", user)
 		} else {
-			s.log.Error("pop3: opening maildrop failed", "user", user, "err", err)
+			s.log.Error("opening maildrop failed", "user", user, "err", err)
 		}
 		s.reply(resp)
 		return true
 	}
 	msgs := drop.Messages()
 	if err := validateMessages(msgs); err != nil {
-		s.log.Error("pop3: maildrop snapshot is invalid", "user", user, "err", err)
+		s.log.Error("maildrop snapshot is invalid", "user", user, "err", err)
 		if cerr := drop.Close(); cerr != nil {
-			s.log.Warn("pop3: closing maildrop failed", "user", user, "err", cerr)
+			s.log.Warn("closing maildrop failed", "user", user, "err", cerr)
 		}
 		s.reply(respSysPerm)
 		return true
@@ -148,7 +148,7 @@ func (s *session) login(user, mech string) bool {
 	s.deleted = make([]bool, len(msgs))
 	s.state = stateTransaction
 	n, size := s.counts()
-	s.log.Info("pop3: login", "user", user, "mech", mech, "tls", s.isTLS, "messages", n)
+	s.log.Info("login", "user", user, "mech", mech, "tls", s.isTLS, "messages", n)
 	s.replyf("+OK Maildrop has %d messages (%d octets)", n, size)
 	return true
 }
@@ -251,7 +251,7 @@ func cmdAuth(s *session, arg string) bool {
 			if authErr != nil {
 				return s.authFailed(mech, username, authErr)
 			}
-			s.log.Info("pop3: malformed SASL exchange", "mech", mech, "err", err)
+			s.log.Info("malformed SASL exchange", "mech", mech, "err", err)
 			s.reply("-ERR Malformed authentication exchange")
 			return true
 		}

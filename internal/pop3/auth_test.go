@@ -253,7 +253,7 @@ func TestNoPasswordsInLogs(t *testing.T) {
 			t.Errorf("logs contain %q:\n%s", secret, logs)
 		}
 	}
-	if !strings.Contains(logs, "pop3: login") || !strings.Contains(logs, "pop3: authentication failed") {
+	if !strings.Contains(logs, "msg=login ") || !strings.Contains(logs, `msg="authentication failed"`) {
 		t.Errorf("expected login and failure logs, got:\n%s", logs)
 	}
 }

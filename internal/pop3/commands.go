@@ -70,7 +70,7 @@ func (s *session) dispatch(line []byte) bool {
 		return s.badCommand("-ERR Command not valid in this state")
 	}
 	if s.log.Enabled(s.ctx, slog.LevelDebug) { // no allocation otherwise
-		s.log.Debug("pop3: command", "cmd", string(up[:len(kw)]))
+		s.log.Debug("command", "cmd", string(up[:len(kw)]))
 	}
 	if s.state == stateTransaction && s.leased != nil {
 		if err := s.leased.LockErr(); err != nil {
@@ -91,7 +91,7 @@ const respLockLost = "-ERR [SYS/TEMP] Maildrop lock lost (the mail store was out
 
 // lockLost ends a session whose maildrop lock was lost.
 func (s *session) lockLost(err error) bool {
-	s.log.Error("pop3: maildrop lock lost: session ended without deleting", "user", s.user, "deleted", s.nDeleted, "err", err)
+	s.log.Error("maildrop lock lost: session ended without deleting", "user", s.user, "deleted", s.nDeleted, "err", err)
 	s.closeMaildrop()
 	s.reply(respLockLost)
 	return false
@@ -322,7 +322,7 @@ func cmdQuit(s *session, arg string) bool {
 				// Found lost by the transaction that would have deleted.
 				return s.lockLost(err)
 			}
-			s.log.Error("pop3: removing deleted messages failed", "user", s.user, "deleted", len(deleted), "err", err)
+			s.log.Error("removing deleted messages failed", "user", s.user, "deleted", len(deleted), "err", err)
 			s.closeMaildrop()
 			// RFC 1939 section 6: "-ERR some deleted messages not removed";
 			// RFC 3206 section 4: the failure is the server's, retry later.
@@ -333,7 +333,7 @@ func cmdQuit(s *session, arg string) bool {
 	// Release the lock before answering, so that a client reconnecting at
 	// once does not find its maildrop still in use.
 	s.closeMaildrop()
-	s.log.Info("pop3: logout", "user", s.user, "deleted", len(deleted))
+	s.log.Info("logout", "user", s.user, "deleted", len(deleted))
 	switch left := len(s.msgs) - len(deleted); left {
 	case 0:
 		s.replyf("+OK %s POP3 server signing off (maildrop empty)", s.srv.hostname)

@@ -14,7 +14,7 @@ import (
 func (s *session) sendMessage(i, lines int) bool {
 	rc, err := s.drop.Open(s.ctx, i)
 	if err != nil {
-		s.log.Error("pop3: opening message failed", "user", s.user, "msg", i+1, "err", err)
+		s.log.Error("opening message failed", "user", s.user, "message", i+1, "err", err)
 		s.reply(sysErrorResponse(err))
 		return true
 	}
@@ -42,14 +42,14 @@ func (s *session) sendMessage(i, lines int) bool {
 	}
 	if err != nil {
 		if dw.err == nil { // a read error, not the client going away
-			s.log.Error("pop3: reading message failed", "user", s.user, "msg", i+1, "err", err)
+			s.log.Error("reading message failed", "user", s.user, "message", i+1, "err", err)
 		}
 		return false
 	}
 	if lines < 0 && n != size {
 		// Sizes are counted at delivery (RFC 1939 section 11: LIST sizes
 		// should be exact); a mismatch is a store bug worth knowing about.
-		s.log.Warn("pop3: message size differs from its listed size", "user", s.user, "msg", i+1, "listed", size, "sent", n)
+		s.log.Warn("message size differs from its listed size", "user", s.user, "message", i+1, "listed", size, "sent", n)
 	}
 	dw.Close()
 	if lines < 0 {

@@ -148,7 +148,7 @@ func (s *Server) Serve(l net.Listener) error {
 	defer s.trackListener(&l, false)
 	defer l.Close()
 
-	err := netutil.AcceptLoop(l, s.isClosing, s.log, "pop3: accept failed", s.startSession)
+	err := netutil.AcceptLoop(l, s.isClosing, s.log, "accept failed", s.startSession)
 	if errors.Is(err, netutil.ErrClosed) {
 		return ErrServerClosed
 	}

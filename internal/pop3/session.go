@@ -143,7 +143,7 @@ func (s *session) serve() {
 			if s.srv.onPanic != nil {
 				s.srv.onPanic(v)
 			} else {
-				s.log.Error("pop3: session panic", "panic", v, "stack", string(debug.Stack()))
+				s.log.Error("session panic", "panic", v, "stack", string(debug.Stack()))
 			}
 		}
 		// Without QUIT nothing is committed (RFC 1939 section 6); the
@@ -152,16 +152,16 @@ func (s *session) serve() {
 		s.conn.Close()
 		s.cancel()
 		s.releaseWriter()
-		s.log.Debug("pop3: session closed")
+		s.log.Debug("session closed")
 	}()
 
-	s.log.Debug("pop3: session opened")
+	s.log.Debug("session opened")
 	if tc, ok := s.raw.(*tls.Conn); ok {
 		// RFC 8314 section 3.3: with implicit TLS the handshake comes
 		// before any POP3 data.
 		tc.SetDeadline(time.Now().Add(s.srv.timeout))
 		if err := tc.HandshakeContext(s.ctx); err != nil {
-			s.log.Debug("pop3: TLS handshake failed", "err", err)
+			s.log.Debug("TLS handshake failed", "err", err)
 			return
 		}
 		s.isTLS = true
@@ -281,16 +281,16 @@ func (s *session) readLine(limit int) ([]byte, error) {
 func (s *session) ioError(err error) {
 	switch {
 	case s.killed.Load():
-		s.log.Debug("pop3: session closed by server")
+		s.log.Debug("session closed by server")
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.log.Info("pop3: inactivity timeout", "state", s.state.String())
+		s.log.Info("inactivity timeout", "state", s.state.String())
 		s.bw.Reset(connWriter{s})
 		s.bw.WriteString("-ERR Disconnected for inactivity.\r\n")
 		s.bw.Flush()
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-		s.log.Debug("pop3: connection closed by client", "state", s.state.String())
+		s.log.Debug("connection closed by client", "state", s.state.String())
 	default:
-		s.log.Debug("pop3: connection error", "err", err, "state", s.state.String())
+		s.log.Debug("connection error", "err", err, "state", s.state.String())
 	}
 }
 
@@ -321,7 +321,7 @@ func (s *session) replyf(format string, args ...any) {
 func (s *session) badCommand(msg string) bool {
 	s.bad++
 	if s.bad >= s.srv.maxBad {
-		s.log.Info("pop3: too many bad commands", "state", s.state.String())
+		s.log.Info("too many bad commands", "state", s.state.String())
 		s.reply("-ERR Too many bad commands")
 		return false
 	}
@@ -366,7 +366,7 @@ func (s *session) closeMaildrop() {
 	}
 	s.dropClosed = true
 	if err := s.drop.Close(); err != nil {
-		s.log.Warn("pop3: closing maildrop failed", "user", s.user, "err", err)
+		s.log.Warn("closing maildrop failed", "user", s.user, "err", err)
 	}
 }
 

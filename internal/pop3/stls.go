@@ -30,12 +30,12 @@ func cmdStls(s *session, arg string) bool {
 	// Plaintext the client sent after STLS must not be taken as commands
 	// of the TLS session (command injection, CVE-2011-0411): drop it.
 	if n := s.br.Buffered(); n > 0 {
-		s.log.Warn("pop3: discarding plaintext pipelined after STLS", "bytes", n)
+		s.log.Warn("discarding plaintext pipelined after STLS", "bytes", n)
 	}
 	tc := tls.Server(s.conn, s.srv.cfg.TLSConfig)
 	tc.SetDeadline(time.Now().Add(s.srv.timeout))
 	if err := tc.HandshakeContext(s.ctx); err != nil {
-		s.log.Info("pop3: STLS handshake failed", "err", err)
+		s.log.Info("STLS handshake failed", "err", err)
 		// The client expects TLS now: no plaintext answer is possible.
 		tc.Close()
 		return false
@@ -46,6 +46,6 @@ func cmdStls(s *session, arg string) bool {
 	// RFC 2595 section 4: the client forgets what it knew (CAPA); the
 	// server forgets any USER given before.
 	s.pendingUser = ""
-	s.log.Debug("pop3: STLS done", "version", tls.VersionName(tc.ConnectionState().Version))
+	s.log.Debug("STLS done", "version", tls.VersionName(tc.ConnectionState().Version))
 	return true
 }

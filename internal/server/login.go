@@ -24,12 +24,12 @@ type logins struct {
 }
 
 func newLogins(st store.Directory, c config.Auth, log *slog.Logger) *logins {
-	l := &logins{auth: directory.NewAuthenticatorTTL(st, time.Duration(c.CacheTTL)*time.Second), log: log}
+	l := &logins{auth: directory.NewAuthenticatorTTL(st, time.Duration(c.CacheTTL)), log: log}
 	if c.Penalty {
 		l.guard = authguard.New(authguard.Config{
 			IPBanAfter:   c.IPBanAfter,
 			NameBanAfter: c.NameBanAfter,
-			BanFor:       time.Duration(c.BanTime) * time.Second,
+			BanFor:       time.Duration(c.BanTime),
 		})
 	}
 	return l
@@ -45,7 +45,7 @@ func (l *logins) check(ctx context.Context, login, password string) (store.User,
 	attempt, err := l.guard.Begin(ctx, remote, login)
 	if err != nil {
 		if errors.Is(err, authguard.ErrBanned) {
-			l.log.Warn("login refused: banned", "remote", remote, "user", login)
+			l.log.Warn("login refused: banned", "remote", remote, "login", login)
 		}
 		return store.User{}, err
 	}
@@ -54,7 +54,7 @@ func (l *logins) check(ctx context.Context, login, password string) (store.User,
 	case errors.Is(err, directory.ErrAuthFailed):
 		delay, banned := attempt.Failed()
 		if banned {
-			l.log.Warn("too many failed logins: banned", "remote", remote, "user", login)
+			l.log.Warn("too many failed logins: banned", "remote", remote, "login", login)
 		}
 		// The answer to a failure waits; a success never does.
 		t := time.NewTimer(delay)

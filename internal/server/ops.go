@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -282,8 +283,9 @@ func (s *Server) startConsole(cfg config.Config) error {
 		s.log.Info("web console off (set [admin] listen to switch it on)")
 		return nil
 	}
+	log := s.log.With("service", "admin")
 	h, err := admin.New(admin.Options{
-		Store: s.st, Controller: s, Metrics: s.metrics.Handler(), Logger: s.log.With("service", "admin"),
+		Store: s.st, Controller: s, Metrics: s.metrics.Handler(), Logger: log,
 		Secure: cfg.Admin.TLS, Version: s.opts.Version, LoginMetric: func(ok bool) { s.metrics.Login("admin", ok) },
 	})
 	if err != nil {
@@ -300,7 +302,10 @@ func (s *Server) startConsole(cfg config.Config) error {
 	}
 	c := &console{
 		srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-			WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: nil},
+			WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute,
+			// net/http's own messages (a failed TLS handshake, a panic)
+			// in the format of the other logs.
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
 		url:  scheme + "://" + l.Addr().String() + "/",
 		done: make(chan struct{}),
 	}

@@ -16,7 +16,6 @@ import (
 // router wakes the runner when it queues a message).
 func newQueueRunner(cfg config.Config, st store.Store, log *slog.Logger, rt func() *router.Router, onEvent func(queue.Event)) *queue.Runner {
 	q := cfg.Queue
-	sec := func(n int) time.Duration { return time.Duration(n) * time.Second }
 	qc := queue.Config{
 		Hostname: cfg.Hostname,
 		Store:    st,
@@ -27,11 +26,11 @@ func newQueueRunner(cfg config.Config, st store.Store, log *slog.Logger, rt func
 		Routes:        q.Routes,
 		MXPort:        q.MXPort,
 		TLS:           queue.TLSLevel(q.TLS),
-		RetryInitial:  sec(q.RetryInitial),
-		RetryMax:      sec(q.RetryMax),
-		MaxLifetime:   sec(q.MaxLifetime),
-		DelayWarning:  sec(q.DelayWarning),
-		PollInterval:  sec(q.PollInterval),
+		RetryInitial:  time.Duration(q.RetryInitial),
+		RetryMax:      time.Duration(q.RetryMax),
+		MaxLifetime:   time.Duration(q.MaxLifetime),
+		DelayWarning:  time.Duration(q.DelayWarning),
+		PollInterval:  time.Duration(q.PollInterval),
 		MaxConcurrent: q.MaxConcurrent,
 		MaxPerHost:    q.MaxPerHost,
 	}

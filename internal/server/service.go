@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -43,7 +44,7 @@ type serviceDef struct {
 	autostart func(config.Config) bool
 	// settings is compared at reload: when it changes, a new protocol
 	// server (or runner) takes over.
-	settings func(config.Config) string
+	settings func(config.Config) any
 
 	// Listener services.
 	listeners func(config.Config) []listenSpec
@@ -66,7 +67,7 @@ type service struct {
 	since    time.Time
 	limit    config.Service
 	busyLine string
-	current  string // settings of the running generation
+	current  any // settings of the running generation
 	bound    []*boundListener
 	gen      *generation
 	draining map[*generation]struct{}
@@ -383,7 +384,7 @@ func (svc *service) reload(cfg config.Config) (notes []string, err error) {
 	}
 	settings := svc.settings(cfg)
 	if svc.newRunner != nil {
-		if settings == current {
+		if reflect.DeepEqual(settings, current) {
 			return nil, nil
 		}
 		svc.mu.Lock()
@@ -423,7 +424,7 @@ func (svc *service) reload(cfg config.Config) (notes []string, err error) {
 		return notes, fmt.Errorf("%s (still on its old addresses)", err)
 	}
 	moved := len(fresh) > 0 || len(all) != len(oldBound)
-	if !moved && settings == current {
+	if !moved && reflect.DeepEqual(settings, current) {
 		return notes, nil
 	}
 	g := svc.newGeneration(cfg, all)
@@ -458,7 +459,7 @@ func (svc *service) reload(cfg config.Config) (notes []string, err error) {
 		}
 		notes = append(notes, fmt.Sprintf("%s: now listening on %s", svc.name, strings.Join(addrs, ", ")))
 	}
-	if settings != current {
+	if !reflect.DeepEqual(settings, current) {
 		notes = append(notes, fmt.Sprintf("%s: new settings apply to new sessions (%d open sessions finish as they are)", svc.name, open))
 	}
 	return notes, nil

@@ -12,8 +12,6 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
-func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
-
 // serviceDefs wires each service to the configuration.
 func (s *Server) serviceDefs() []*service {
 	specs := func(label string, addrs []string, tls bool) []listenSpec {
@@ -37,11 +35,8 @@ func (s *Server) serviceDefs() []*service {
 			},
 			limits: func(c config.Config) config.Service { return c.POP3.Service },
 			// RFC 3206 section 4: [SYS/TEMP], a temporary server problem.
-			busy: func(config.Config) string { return "-ERR [SYS/TEMP] Too many connections, try again later." },
-			settings: func(c config.Config) string {
-				p := c.POP3
-				return fmt.Sprint(c.ServiceHostname(p.Service), p.InactivityTimeout, p.AllowPlaintextAuth, p.LoginDelay, p.Expire)
-			},
+			busy:     func(config.Config) string { return "-ERR [SYS/TEMP] Too many connections, try again later." },
+			settings: func(c config.Config) any { return pop3SettingsOf(c) },
 			newProto: s.newPOP3,
 		}),
 		newService(s, serviceDef{
@@ -50,14 +45,8 @@ func (s *Server) serviceDefs() []*service {
 			listeners: func(c config.Config) []listenSpec { return specs("smtp", c.SMTP.Listen, false) },
 			limits:    func(c config.Config) config.Service { return c.SMTP.Service },
 			busy:      func(c config.Config) string { return smtpBusy(c, c.SMTP.Service) },
-			settings: func(c config.Config) string {
-				m := c.SMTP
-				// The router's settings too: a new router needs a new
-				// generation (newSMTP hands it the current one).
-				return fmt.Sprint(c.Hostname, c.MinFreeSpace, c.ServiceHostname(m.Service), m.MaxMessageSize, m.MaxRecipients, m.Timeout,
-					m.AllowAuth, m.AllowPlaintextAuth, c.Submission.RequireSenderMatch)
-			},
-			newProto: func(c config.Config) protoServer { return s.newSMTP(c, false) },
+			settings:  func(c config.Config) any { return smtpSettingsOf(c, false) },
+			newProto:  func(c config.Config) protoServer { return s.newSMTP(c, false) },
 		}),
 		newService(s, serviceDef{
 			name:      "submission",
@@ -65,48 +54,106 @@ func (s *Server) serviceDefs() []*service {
 			listeners: func(c config.Config) []listenSpec {
 				return append(specs("submission", c.Submission.Listen, false), specs("submissions", c.Submission.TLSListen, true)...)
 			},
-			limits: func(c config.Config) config.Service { return c.Submission.Service },
-			busy:   func(c config.Config) string { return smtpBusy(c, c.Submission.Service) },
-			settings: func(c config.Config) string {
-				m := c.Submission
-				return fmt.Sprint(c.Hostname, c.MinFreeSpace, c.ServiceHostname(m.Service), c.SubmissionMaxMessageSize(), c.SMTP.MaxRecipients,
-					c.SubmissionTimeout(), c.SMTP.AllowPlaintextAuth, m.RequireSenderMatch)
-			},
+			limits:   func(c config.Config) config.Service { return c.Submission.Service },
+			busy:     func(c config.Config) string { return smtpBusy(c, c.Submission.Service) },
+			settings: func(c config.Config) any { return smtpSettingsOf(c, true) },
 			newProto: func(c config.Config) protoServer { return s.newSMTP(c, true) },
 		}),
 		newService(s, serviceDef{
 			name:      "queue",
 			autostart: func(c config.Config) bool { return c.Queue.Autostart },
-			settings:  func(c config.Config) string { return fmt.Sprintf("%s %+v", c.Hostname, c.Queue) },
+			settings:  func(c config.Config) any { return queueSettings{c.Hostname, c.Queue} },
 			newRunner: s.newQueue,
 		}),
 	}
 }
 
+// The settings a generation of a service is built from, and nothing else:
+// reload compares them (reflect.DeepEqual) to decide whether new sessions
+// need a new generation. Listeners, session limits and the PROXY protocol
+// policy are applied to the running service instead.
+
+type pop3Settings struct {
+	hostname           string
+	inactivityTimeout  time.Duration
+	allowPlaintextAuth bool
+	loginDelay         time.Duration
+	expire             time.Duration
+}
+
+func pop3SettingsOf(c config.Config) pop3Settings {
+	p := c.POP3
+	return pop3Settings{
+		hostname:           c.ServiceHostname(p.Service),
+		inactivityTimeout:  time.Duration(p.InactivityTimeout),
+		allowPlaintextAuth: p.AllowPlaintextAuth,
+		loginDelay:         time.Duration(p.LoginDelay),
+		expire:             p.Expire.Duration(),
+	}
+}
+
+type smtpSettings struct {
+	name, hostname     string
+	maxMessageBytes    int64
+	maxRecipients      int
+	timeout            time.Duration
+	noAuth             bool
+	allowPlaintextAuth bool
+	requireSenderMatch bool
+	// The router's settings too: a new router needs a new generation
+	// (newSMTP hands it the current one).
+	router routerSettings
+}
+
+// routerSettings are what the router is built from (newRouter).
+type routerSettings struct {
+	hostname     string
+	minFreeSpace config.Size
+}
+
+func smtpSettingsOf(c config.Config, submission bool) smtpSettings {
+	m := smtpSettings{
+		name: "smtp", hostname: c.ServiceHostname(c.SMTP.Service),
+		maxMessageBytes: int64(c.SMTP.MaxMessageSize), maxRecipients: c.SMTP.MaxRecipients, timeout: time.Duration(c.SMTP.Timeout),
+		noAuth: !c.SMTP.AllowAuth, allowPlaintextAuth: c.SMTP.AllowPlaintextAuth, requireSenderMatch: c.Submission.RequireSenderMatch,
+		router: routerSettings{c.Hostname, c.MinFreeSpace},
+	}
+	if submission {
+		m.name, m.hostname = "submission", c.ServiceHostname(c.Submission.Service)
+		m.maxMessageBytes, m.timeout, m.noAuth = c.SubmissionMaxMessageSize(), c.SubmissionTimeout(), false
+	}
+	return m
+}
+
+// queueSettings: any change of [queue] restarts the runner.
+type queueSettings struct {
+	hostname string
+	queue    config.Queue
+}
+
 // newPOP3 is a POP3 server for one generation of the pop3 service.
 func (s *Server) newPOP3(cfg config.Config) protoServer {
-	p := cfg.POP3
-	expire := p.Expire.Duration()
+	p := pop3SettingsOf(cfg)
 	return pop3.NewServer(pop3.Config{
-		Hostname: cfg.ServiceHostname(p.Service),
+		Hostname: p.hostname,
 		Backend: &pop3Backend{
 			st:         s.st,
 			logins:     s.logins,
 			holder:     s.holder,
-			loginDelay: seconds(p.LoginDelay),
-			expire:     expire,
+			loginDelay: p.loginDelay,
+			expire:     p.expire,
 			journal:    s.journal,
 			metrics:    s.metrics,
 			log:        s.log.With("service", "pop3"),
 			background: &s.background,
 		},
 		TLSConfig:          s.tlsConfig(),
-		InactivityTimeout:  seconds(p.InactivityTimeout),
-		AllowPlaintextAuth: p.AllowPlaintextAuth,
+		InactivityTimeout:  p.inactivityTimeout,
+		AllowPlaintextAuth: p.allowPlaintextAuth,
 		Logger:             s.log.With("service", "pop3"),
 		AuthFailureDelay:   authFailureDelay(s.logins),
-		LoginDelay:         seconds(p.LoginDelay),
-		Expire:             &expire,
+		LoginDelay:         p.loginDelay,
+		Expire:             &p.expire,
 		PolicyPerUser:      true,
 	})
 }
@@ -114,24 +161,21 @@ func (s *Server) newPOP3(cfg config.Config) protoServer {
 // newSMTP is an SMTP server for one generation of the smtp (MX) or the
 // submission service.
 func (s *Server) newSMTP(cfg config.Config, submission bool) protoServer {
-	name, svc, size, timeout := "smtp", cfg.SMTP.Service, int64(cfg.SMTP.MaxMessageSize), cfg.SMTP.Timeout
-	if submission {
-		name, svc, size, timeout = "submission", cfg.Submission.Service, cfg.SubmissionMaxMessageSize(), cfg.SubmissionTimeout()
-	}
+	m := smtpSettingsOf(cfg, submission)
 	sb := &smtpBackend{st: s.st, logins: s.logins, router: s.currentRouter(),
-		requireSenderMatch: cfg.Submission.RequireSenderMatch, metrics: s.metrics}
+		requireSenderMatch: m.requireSenderMatch, metrics: s.metrics}
 	return smtpd.NewServer(smtpd.Config{
-		Hostname:           cfg.ServiceHostname(svc),
+		Hostname:           m.hostname,
 		Backend:            sb,
 		TLSConfig:          s.tlsConfig(),
 		Submission:         submission,
-		NoAuth:             !submission && !cfg.SMTP.AllowAuth,
-		AllowPlaintextAuth: cfg.SMTP.AllowPlaintextAuth,
-		MaxMessageBytes:    size,
-		MaxRecipients:      cfg.SMTP.MaxRecipients,
-		ReadTimeout:        seconds(timeout),
-		WriteTimeout:       seconds(timeout),
-		Logger:             s.log.With("service", name),
+		NoAuth:             m.noAuth,
+		AllowPlaintextAuth: m.allowPlaintextAuth,
+		MaxMessageBytes:    m.maxMessageBytes,
+		MaxRecipients:      m.maxRecipients,
+		ReadTimeout:        m.timeout,
+		WriteTimeout:       m.timeout,
+		Logger:             s.log.With("service", m.name),
 	})
 }
 

@@ -142,7 +142,7 @@ func (h *lockHandle) loseLocked(why error) {
 	}
 	h.lost = fmt.Errorf("user %d: %w: %w", h.userID, store.ErrLockLost, why)
 	if !h.released {
-		h.s.log.Error("maildrop lock lost while its session lasts: the session ends without deleting", "user", h.userID, "err", why)
+		h.s.log.Error("maildrop lock lost while its session lasts: the session ends without deleting", "user_id", h.userID, "err", why)
 	}
 }
 
@@ -211,7 +211,7 @@ func (h *lockHandle) Unlock() {
 		if time.Now().After(until) {
 			return // run out anyway
 		}
-		s.log.Warn("releasing a maildrop lock failed: retrying in the background", "user", h.userID, "err", err,
+		s.log.Warn("releasing a maildrop lock failed: retrying in the background", "user_id", h.userID, "err", err,
 			"lease_until", until.Format(time.RFC3339))
 		s.retryRelease(h.token, release{userID: h.userID, failed: time.Now(), until: until})
 	}
@@ -271,7 +271,7 @@ func (s *Store) retryReleases() {
 		s.locksMu.Lock()
 		for _, t := range tokens {
 			if r, ok := s.releases[t]; ok {
-				s.log.Info("maildrop lock released once the database answered again", "user", r.userID,
+				s.log.Info("maildrop lock released once the database answered again", "user_id", r.userID,
 					"after", time.Since(r.failed).Round(time.Millisecond))
 				delete(s.releases, t)
 			}

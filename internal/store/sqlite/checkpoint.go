@@ -25,16 +25,17 @@ type checkpointer struct {
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
+	log      *slog.Logger
 }
 
 // startCheckpointer checkpoints the database at dsn until stopped.
-func startCheckpointer(dsn string) (*checkpointer, error) {
+func startCheckpointer(dsn string, log *slog.Logger) (*checkpointer, error) {
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	c := &checkpointer{db: db, stop: make(chan struct{}), done: make(chan struct{})}
+	c := &checkpointer{db: db, stop: make(chan struct{}), done: make(chan struct{}), log: log}
 	go c.run()
 	return c, nil
 }
@@ -59,7 +60,7 @@ func (c *checkpointer) run() {
 func (c *checkpointer) checkpoint() {
 	var busy, frames, copied int
 	if err := c.db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
-		slog.Warn("checkpointing the database", "err", err)
+		c.log.Warn("checkpointing the database", "err", err)
 	}
 }
 

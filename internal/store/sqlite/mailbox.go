@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"math"
 	"strconv"
 	"time"
@@ -100,7 +99,7 @@ func (s *Store) removeIfUnreferenced(blobID string) {
 func (s *Store) removeBlobs(ids []string) {
 	for _, id := range ids {
 		if err := s.blobs.Remove(id); err != nil {
-			slog.Warn("removing message file", "blob", id, "err", err)
+			s.log.Warn("removing message file", "blob", id, "err", err)
 		}
 	}
 }

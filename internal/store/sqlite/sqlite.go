@@ -60,6 +60,15 @@ type Store struct {
 
 	stopSweep context.CancelFunc
 	sweepDone chan struct{}
+
+	log *slog.Logger
+}
+
+// Options are the settings of Open that have defaults.
+type Options struct {
+	// Logger receives the background work's problems (message files
+	// that could not be removed, checkpoints); slog.Default() if nil.
+	Logger *slog.Logger
 }
 
 var _ store.Store = (*Store)(nil)
@@ -68,6 +77,15 @@ var _ store.Store = (*Store)(nil)
 // database if absent and migrating the schema to the current version. It
 // starts removing orphaned message files in the background.
 func Open(dataDir string) (*Store, error) {
+	return OpenWith(dataDir, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(dataDir string, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	if strings.ContainsRune(dataDir, '?') {
 		// The driver would take what follows for connection parameters.
 		return nil, fmt.Errorf("data directory %q: '?' not supported in the path", dataDir)
@@ -80,7 +98,7 @@ func Open(dataDir string) (*Store, error) {
 		return nil, fmt.Errorf("opening message files: %w", err)
 	}
 	path := filepath.Join(dataDir, dbName)
-	if err := privateFiles(path); err != nil {
+	if err := privateFiles(path, log); err != nil {
 		return nil, err
 	}
 	params := fmt.Sprintf("_busy_timeout=%d&_foreign_keys=1", busyTimeout.Milliseconds())
@@ -108,13 +126,13 @@ func Open(dataDir string) (*Store, error) {
 	// statements again (stmtcache.go).
 	r.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 
-	s := &Store{w: w, r: r, blobs: blobs, sweepDone: make(chan struct{})}
+	s := &Store{w: w, r: r, blobs: blobs, sweepDone: make(chan struct{}), log: log}
 	if err := s.migrate(context.Background()); err != nil {
 		w.Close()
 		r.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if s.ckpt, err = startCheckpointer(path + "?" + params + "&_synchronous=FULL"); err != nil {
+	if s.ckpt, err = startCheckpointer(path+"?"+params+"&_synchronous=FULL", log); err != nil {
 		w.Close()
 		r.Close()
 		return nil, err
@@ -128,10 +146,10 @@ func Open(dataDir string) (*Store, error) {
 		defer close(s.sweepDone)
 		n, err := s.removeOrphans(ctx, orphanGrace)
 		if err != nil && ctx.Err() == nil {
-			slog.Warn("removing orphaned message files", "dir", dataDir, "err", err)
+			log.Warn("removing orphaned message files", "dir", dataDir, "err", err)
 		}
 		if n > 0 {
-			slog.Info("removed orphaned message files", "dir", dataDir, "count", n)
+			log.Info("removed orphaned message files", "dir", dataDir, "count", n)
 		}
 	}()
 	return s, nil
@@ -143,7 +161,7 @@ func Open(dataDir string) (*Store, error) {
 // existing database, -wal or -shm file that others may read (made by an
 // older version) is made owner-only too: it holds the password hashes,
 // the admins and the journal.
-func privateFiles(path string) error {
+func privateFiles(path string, log *slog.Logger) error {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	switch {
 	case err == nil:
@@ -163,7 +181,7 @@ func privateFiles(path string) error {
 		if err := os.Chmod(p, fi.Mode().Perm()&0o700); err != nil {
 			// Not the owner (a command run as another user): the
 			// owner's next start fixes it.
-			slog.Warn("database file readable by others", "file", p, "mode", fi.Mode().Perm().String(), "err", err)
+			log.Warn("database file readable by others", "file", p, "mode", fi.Mode().Perm().String(), "err", err)
 		}
 	}
 	return nil

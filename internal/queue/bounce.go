@@ -15,6 +15,7 @@ import (
 
 	"github.com/postoffice-mail/postoffice/internal/dsn"
 	"github.com/postoffice-mail/postoffice/internal/router"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -169,8 +170,7 @@ func RouterBouncer(rt *router.Router) Bouncer {
 	return func(ctx context.Context, to string, msg []byte) error {
 		env := &router.Envelope{From: "", To: []string{to}, Protocol: "local", Source: "bounce"}
 		err := rt.Route(ctx, env, bytes.NewReader(msg))
-		var re *router.Error
-		if errors.As(err, &re) && !re.Temporary() {
+		if r, ok := smtpreply.As(err); ok && r.Permanent() {
 			return fmt.Errorf("%w: %v", ErrUndeliverable, err)
 		}
 		return err

@@ -3,10 +3,9 @@ package router
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 
 	"github.com/postoffice-mail/postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 )
 
 // bouncer is the built-in non-delivery step: a delivery status
@@ -35,11 +34,12 @@ func (b *bouncer) NonDelivery(ctx context.Context, m *Message, failed []*Recipie
 	}
 	for _, rc := range failed {
 		status, diag := "5.0.0", rc.Err.Error()
-		var re *Error
-		if errors.As(rc.Err, &re) {
-			status = fmt.Sprintf("%d.%d.%d", re.Enhanced[0], re.Enhanced[1], re.Enhanced[2])
-			diag = fmt.Sprintf("%d %s %s", re.Code, status, re.Message)
-			if re.Enhanced[0] == 4 {
+		if r, ok := smtpreply.As(rc.Err); ok {
+			diag = r.Error()
+			if !r.Status.IsZero() {
+				status = r.Status.String()
+			}
+			if r.Status.Class == 4 {
 				// Reported as failed: there is no retry after acceptance
 				// for local delivery problems.
 				status = "5" + status[1:]

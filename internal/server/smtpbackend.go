@@ -10,6 +10,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/router"
 	"github.com/postoffice-mail/postoffice/internal/smtpd"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -127,14 +128,18 @@ func routerEnvelope(env *smtpd.Envelope) *router.Envelope {
 // replyOf turns a router refusal into the SMTP reply it stands for. A
 // failure of smtpd's own body reader (size limit, bare LF) is found inside
 // the router's error and passed back as it was.
+//
+// The router speaks smtpreply.Reply (the one reply type); smtpd's Error
+// is the old engine's own until its rewrite takes smtpreply.Reply too:
+// this is the one place that converts, and it goes with that rewrite.
 func replyOf(err error) error {
 	var se *smtpd.Error
 	if errors.As(err, &se) {
 		return se
 	}
-	var re *router.Error
-	if errors.As(err, &re) {
-		return &smtpd.Error{Code: re.Code, Enhanced: re.Enhanced, Message: re.Message}
+	if r, ok := smtpreply.As(err); ok {
+		st := r.Status
+		return &smtpd.Error{Code: r.Code, Enhanced: [3]int{st.Class, st.Subject, st.Detail}, Message: r.Message()}
 	}
 	return err
 }

@@ -407,7 +407,7 @@ type mxHost struct {
 
 func (h *harness) enqueue(from string, rcpts []string, body string) int64 {
 	h.t.Helper()
-	id, err := h.st.Enqueue(context.Background(), from, rcpts, strings.NewReader(body))
+	id, err := h.st.Enqueue(context.Background(), store.QueueEnvelope{From: from, To: rcpts}, strings.NewReader(body))
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -284,7 +284,7 @@ func (h *queueHandoff) HandOff(ctx context.Context, m *Message, rcpts []*Recipie
 	if len(addrs) == 0 {
 		return nil
 	}
-	id, err := h.q.Enqueue(ctx, m.Env.From, addrs, io.MultiReader(bytes.NewReader(m.Trace), m.Body.Open()))
+	id, err := h.q.Enqueue(ctx, store.QueueEnvelope{From: m.Env.From, To: addrs}, io.MultiReader(bytes.NewReader(m.Trace), m.Body.Open()))
 	if err == nil {
 		for _, rc := range rcpts {
 			if rc.Err == nil {

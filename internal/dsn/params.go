@@ -31,6 +31,23 @@ const (
 // characters).
 const MaxEnvIDLen = 100
 
+// MaxReturned bounds the message a notification returns whole (RET=FULL,
+// RFC 3461 section 4.3); a larger one comes back as its header section
+// only, as RET=HDRS would have it, which the notification says.
+// Postfix's bounce_size_limit is 50,000 octets and truncates; here a
+// message comes back whole or not at all.
+const MaxReturned = 1 << 20
+
+// ReturnsFull reports whether a notification with action about a
+// message of size octets sent with ret returns the whole message: RET=FULL
+// asked for it, it is within MaxReturned, and the notification reports a
+// failure (RFC 3461 section 4.3: RET concerns "failed" DSNs; the others
+// return the header section). Without RET (section 4.3 leaves it to the
+// MTA) the header section is enough.
+func ReturnsFull(ret string, size int64, action string) bool {
+	return ret == RetFull && size <= MaxReturned && action == Failed
+}
+
 // RcptParams are one recipient's DSN parameters.
 type RcptParams struct {
 	// Notify is nil when NOTIFY was absent, ["NEVER"], or some of

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/dsn"
 	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
@@ -37,6 +38,14 @@ type Envelope struct {
 	Source     string // "smtp", "submission", "deliver", "bounce"
 	ID         string // transaction id, set by the router
 	Received   time.Time
+
+	// DSN parameters (RFC 3461 section 4): RET and ENVID of the message
+	// (dsn.RetFull, dsn.RetHdrs or "", "" for none) and, parallel to To,
+	// each recipient's NOTIFY and ORCPT (nil: none for any). They are
+	// honoured here and kept with queued copies for the next hop.
+	Ret   string
+	EnvID string
+	DSN   []dsn.RcptParams
 
 	// resolved keeps CheckRecipient's resolution of each recipient for
 	// Route, so that an SMTP transaction resolves every address once.
@@ -58,6 +67,20 @@ type Recipient struct {
 	// QueueID its outbound queue entry once queued (for the journal).
 	UID     uint64
 	QueueID int64
+	// DSN are the NOTIFY and ORCPT parameters of the envelope recipient
+	// it came from (RFC 3461 section 4).
+	DSN dsn.RcptParams
+}
+
+// rcptDSN is the DSN parameters the client gave with the envelope
+// recipient rcpt.
+func (env *Envelope) rcptDSN(rcpt string) dsn.RcptParams {
+	for i, to := range env.To {
+		if to == rcpt && i < len(env.DSN) {
+			return env.DSN[i]
+		}
+	}
+	return dsn.RcptParams{}
 }
 
 // Local reports whether the recipient is a local mailbox.
@@ -373,6 +396,7 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 			}
 		}
 		for _, rc := range rcpts {
+			rc.DSN = env.rcptDSN(to)
 			if rc.Local() {
 				if seenUser[rc.UserID] {
 					continue
@@ -459,6 +483,9 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 			}
 		}
 	}
+	// NOTIFY=SUCCESS of local recipients (RFC 3461 section 5.2.3); the
+	// queue reports those of remote ones.
+	r.notifySuccess(ctx, m)
 	r.log.Info("routed", "id", env.ID, "source", env.Source, "from", env.From,
 		"local", len(local), "remote", len(remote), "failed", len(failed), "size", spooled.Size())
 	if r.opt.Record != nil {

@@ -275,16 +275,34 @@ type queueHandoff struct {
 }
 
 func (h *queueHandoff) HandOff(ctx context.Context, m *Message, rcpts []*Recipient) error {
-	var addrs []string
+	env := store.QueueEnvelope{From: m.Env.From, Ret: m.Env.Ret, EnvID: m.Env.EnvID}
+	withDSN := false
 	for _, rc := range rcpts {
-		if rc.Err == nil {
-			addrs = append(addrs, rc.Address)
+		if rc.Err != nil {
+			continue
 		}
+		env.To = append(env.To, rc.Address)
+		p := rc.DSN
+		if p.ORcpt == "" && rc.Original != rc.Address {
+			// RFC 3461 section 4.2: a relaying MTA may add the ORCPT a
+			// client did not give, the address it received; here where an
+			// alias changed it, so that a notification from further on
+			// names the address the sender used.
+			p.ORcptType, p.ORcpt = "rfc822", rc.Original
+			if !isASCII(rc.Original) {
+				p.ORcptType = "utf-8" // RFC 6533 section 3
+			}
+		}
+		withDSN = withDSN || p.Notify != nil || p.ORcpt != ""
+		env.DSN = append(env.DSN, p)
 	}
-	if len(addrs) == 0 {
+	if len(env.To) == 0 {
 		return nil
 	}
-	id, err := h.q.Enqueue(ctx, store.QueueEnvelope{From: m.Env.From, To: addrs}, io.MultiReader(bytes.NewReader(m.Trace), m.Body.Open()))
+	if !withDSN {
+		env.DSN = nil
+	}
+	id, err := h.q.Enqueue(ctx, env, io.MultiReader(bytes.NewReader(m.Trace), m.Body.Open()))
 	if err == nil {
 		for _, rc := range rcpts {
 			if rc.Err == nil {
@@ -296,4 +314,13 @@ func (h *queueHandoff) HandOff(ctx context.Context, m *Message, rcpts []*Recipie
 		h.onQueued(id)
 	}
 	return err
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

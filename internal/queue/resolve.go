@@ -173,9 +173,9 @@ func isNullMX(mxs []*net.MX) bool {
 // lookupMX finds the hosts for a domain's mail (RFC 5321 section 5.1):
 // its MX records by preference; without any, the domain itself (the
 // "implicit MX"), if it has an address; a null MX (RFC 7505) means the
-// domain accepts no mail. A *failure is returned for the domain that
+// domain accepts no mail. A failed outcome is returned for the domain that
 // does not exist (permanent) or a lookup that failed (temporary).
-func lookupMX(ctx context.Context, res Resolver, domain string) (mxResult, *failure) {
+func lookupMX(ctx context.Context, res Resolver, domain string) (mxResult, *outcome) {
 	mxs, err := res.LookupMX(ctx, domain)
 	if err != nil && !isNotFound(err) && len(mxs) == 0 {
 		// RFC 3463 section 3.5: X.4.3 directory server failure.

@@ -8,6 +8,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/queue"
 	"github.com/postoffice-mail/postoffice/internal/router"
+	"github.com/postoffice-mail/postoffice/internal/smtpclient"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -26,7 +27,7 @@ func newQueueRunner(cfg config.Config, st store.Store, log *slog.Logger, rt func
 		},
 		Routes:        q.Routes,
 		MXPort:        q.MXPort,
-		TLS:           queue.TLSLevel(q.TLS),
+		TLS:           smtpclient.TLSLevel(q.TLS),
 		RetryInitial:  sec(q.RetryInitial),
 		RetryMax:      sec(q.RetryMax),
 		MaxLifetime:   sec(q.MaxLifetime),
@@ -39,7 +40,7 @@ func newQueueRunner(cfg config.Config, st store.Store, log *slog.Logger, rt func
 		qc.Resolver = queue.DNSResolver(q.DNSServer)
 	}
 	if q.RelayHost != "" {
-		qc.Relay = &queue.Relay{Addr: q.RelayHost, User: q.RelayUser, Password: q.RelayPassword, TLS: queue.TLSLevel(q.RelayTLS)}
+		qc.Relay = &queue.Relay{Addr: q.RelayHost, User: q.RelayUser, Password: q.RelayPassword, TLS: smtpclient.TLSLevel(q.RelayTLS)}
 	}
 	qc.OnEvent = onEvent // the mail journal
 	return queue.New(qc)

@@ -361,7 +361,7 @@ func (r *readErr) Read(p []byte) (int, error) {
 // transaction needs SMTPUTF8. A recipient that cannot be sent gets its
 // Err in res; a failure of the whole message is returned.
 func (c *Conn) envelope(m *Message, res *Result) (rcpts []string, live []int, utf8 bool, err *Error) {
-	if err := checkAddress(m.From); err != nil {
+	if _, err := path(m.From); err != nil {
 		// RFC 3463 section 3.2: X.1.7 bad sender's mailbox address syntax.
 		return nil, nil, false, localError(c.host, "MAIL FROM", KindLocal, true, "5.1.7", "%v", err)
 	}

@@ -35,7 +35,7 @@ type Queue struct {
 	RetryInitial  int `toml:"retry_initial"`  // seconds before the first retry
 	RetryMax      int `toml:"retry_max"`      // longest interval between retries, seconds
 	MaxLifetime   int `toml:"max_lifetime"`   // seconds before giving up and bouncing
-	DelayWarning  int `toml:"delay_warning"`  // seconds before warning the sender once; 0 never
+	DelayWarning  int `toml:"delay_warning"`  // seconds before warning the sender once (RFC 3461 NOTIFY=DELAY); 0 never
 	MaxConcurrent int `toml:"max_concurrent"` // outbound SMTP connections in all
 	MaxPerHost    int `toml:"max_per_host"`   // outbound SMTP connections to one host address
 	PollInterval  int `toml:"poll_interval"`  // seconds between looks for due messages
@@ -51,6 +51,7 @@ func DefaultQueue() Queue {
 		RetryInitial:  60,
 		RetryMax:      4 * 3600,
 		MaxLifetime:   5 * 86400,
+		DelayWarning:  4 * 3600,
 		MaxConcurrent: 20,
 		MaxPerHost:    5,
 		PollInterval:  5,
@@ -70,7 +71,7 @@ func init() {
 		"queue.retry_initial":  "seconds before the first retry (doubling after each failure)",
 		"queue.retry_max":      "longest interval between retries, seconds",
 		"queue.max_lifetime":   "seconds before an undeliverable message is bounced",
-		"queue.delay_warning":  "seconds before the sender is warned of a delay (0: never)",
+		"queue.delay_warning":  "seconds before the sender is warned once of a delay, unless NOTIFY declined it (0: never)",
 		"queue.max_concurrent": "most outbound SMTP connections",
 		"queue.max_per_host":   "most outbound SMTP connections to one host",
 		"queue.poll_interval":  "seconds between looks for due messages (queue retry takes effect within it)",

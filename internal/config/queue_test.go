@@ -12,7 +12,7 @@ func TestQueueDefaults(t *testing.T) {
 	}
 	q := c.Queue
 	if q.DNSServer != "" || q.MXPort != 25 || q.TLS != "may" || q.RelayHost != "" || q.RetryInitial != 60 ||
-		q.RetryMax != 14400 || q.MaxLifetime != 432000 || q.DelayWarning != 0 || q.MaxConcurrent != 20 || q.MaxPerHost != 5 {
+		q.RetryMax != 14400 || q.MaxLifetime != 432000 || q.DelayWarning != 14400 || q.MaxConcurrent != 20 || q.MaxPerHost != 5 {
 		t.Errorf("queue defaults: %+v", q)
 	}
 }

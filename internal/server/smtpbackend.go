@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/dsn"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/router"
 	"github.com/postoffice-mail/postoffice/internal/smtpd"
@@ -92,7 +93,23 @@ func (b *smtpBackend) CheckRecipient(ctx context.Context, env *smtpd.Envelope, r
 func (b *smtpBackend) Deliver(ctx context.Context, env *smtpd.Envelope, body io.Reader) error {
 	renv := transaction(env)
 	renv.To = env.To
+	renv.Ret, renv.EnvID, renv.DSN = env.Ret, env.EnvID, rcptDSN(env.DSN)
 	return replyOf(b.router.Route(ctx, renv, body))
+}
+
+// rcptDSN is the recipients' DSN parameters as the router keeps them
+// (nil when no recipient gave any).
+func rcptDSN(ds []smtpd.RcptDSN) []dsn.RcptParams {
+	var out []dsn.RcptParams
+	given := false
+	for _, d := range ds {
+		out = append(out, dsn.RcptParams{Notify: d.Notify, ORcptType: d.ORcptType, ORcpt: d.ORcpt})
+		given = given || d.Notify != nil || d.ORcpt != ""
+	}
+	if !given {
+		return nil
+	}
+	return out
 }
 
 // transaction returns the router's envelope of the transaction that

@@ -193,3 +193,21 @@ func keys(m map[string]string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// deliver as the delivery agent of Postfix's pipe(8) with the R flag,
+// which prepends its own Return-Path: the mailbox gets one Return-Path,
+// ours, from --from (RFC 5321 section 4.4).
+func TestDeliverReplacesReturnPath(t *testing.T) {
+	a := newInstance(t, "")
+	a.addUser("rp@mail.test", "pw-rp")
+	a.must("Return-Path: <bounces@lists.example>\nFrom: list@lists.example\nSubject: piped\n\nbody\n",
+		"deliver", "--to", "rp@mail.test", "--from", "bounces@lists.example")
+	a.start()
+	msgs := mailbox(t, a, "rp@mail.test", "pw-rp")
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	if n := strings.Count(strings.ToLower(msgs[0]), "return-path:"); n != 1 || !strings.HasPrefix(msgs[0], "Return-Path: <bounces@lists.example>\r\n") {
+		t.Errorf("%d Return-Path fields:\n%s", n, msgs[0])
+	}
+}

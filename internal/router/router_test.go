@@ -421,3 +421,35 @@ func TestCheckSpace(t *testing.T) {
 		t.Fatalf("free space unknown: %v", err)
 	}
 }
+
+// A mailbox copy has one Return-Path, the final delivery's (RFC 5321
+// section 4.4): one the message brought, folded or not, whatever its
+// case (Postfix's pipe(8) with the R flag adds one before calling
+// deliver), is replaced; the queued copy for a remote recipient is
+// untouched.
+func TestReturnPathReplaced(t *testing.T) {
+	f, r := newFixture(t)
+	f.user("a@local.test", 0)
+	f.alias("both@local.test", "a@local.test", "x@remote.test")
+	msg := "Return-Path: <old@elsewhere.test>\r\nreturn-path:\r\n <older@elsewhere.test>\r\nFrom: s@remote.test\r\nSubject: hi\r\n\r\nReturn-Path: <in-the-body@x.test>\r\n"
+	env := &router.Envelope{From: "s@remote.test", To: []string{"both@local.test"}, Protocol: "local", Source: "deliver"}
+	if err := r.Route(context.Background(), env, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got := f.mailbox("a@local.test")
+	if len(got) != 1 {
+		t.Fatalf("%d messages", len(got))
+	}
+	want := "Return-Path: <s@remote.test>\r\nDelivered-To: a@local.test\r\n" +
+		"From: s@remote.test\r\nSubject: hi\r\n\r\nReturn-Path: <in-the-body@x.test>\r\n"
+	if got[0] != want {
+		t.Errorf("mailbox copy:\n%q\nwant\n%q", got[0], want)
+	}
+	q := f.queue()
+	rc, _ := f.st.OpenQueued(context.Background(), q[0].ID)
+	qb, _ := io.ReadAll(rc)
+	rc.Close()
+	if !strings.HasSuffix(string(qb), msg) {
+		t.Errorf("queued copy changed: %q", qb)
+	}
+}

@@ -254,7 +254,7 @@ func (d *storeDeliverer) DeliverLocal(ctx context.Context, m *Message, rcpts []*
 	if len(dels) == 0 {
 		return nil
 	}
-	uids, err := d.st.Deliver(ctx, m.Body.Open(), dels)
+	uids, err := d.st.Deliver(ctx, mailboxBody(m), dels)
 	if err != nil {
 		return err
 	}
@@ -266,6 +266,27 @@ func (d *storeDeliverer) DeliverLocal(ctx context.Context, m *Message, rcpts []*
 		}
 	}
 	return nil
+}
+
+// mailboxBody is the message as a mailbox keeps it: without a
+// Return-Path field of its own, since the one LocalTrace adds is the
+// final delivery's (RFC 5321 section 4.4: the server making the final
+// delivery may remove Return-Path fields before adding its own), as
+// Dovecot's LDA does; Postfix's pipe(8) with the R flag, for one, adds
+// one before calling the deliver command.
+func mailboxBody(m *Message) io.Reader {
+	if m.Header.Count("Return-Path") == 0 {
+		return m.Body.Open()
+	}
+	header, ok := m.Header.without("Return-Path")
+	if !ok {
+		return m.Body.Open()
+	}
+	rest := m.Body.Open()
+	if _, err := io.CopyN(io.Discard, rest, int64(len(m.Header.Raw))); err != nil {
+		return m.Body.Open()
+	}
+	return io.MultiReader(bytes.NewReader(header), rest)
 }
 
 // queueHandoff is the built-in remote step: the durable outbound queue.

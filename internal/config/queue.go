@@ -31,6 +31,11 @@ type Queue struct {
 	RelayTLS      string `toml:"relay_tls"`      // as TLS, for the relay host
 	// Routes sends a domain's mail to a host:port of its own.
 	Routes map[string]string `toml:"routes"`
+	// MTASTS applies the MTA-STS policies (RFC 8461) recipient domains
+	// publish to MX delivery: "enforce" allows only the policy's MX
+	// hosts over verified TLS; routes and the relay host are not MX
+	// delivery.
+	MTASTS bool `toml:"mta_sts"`
 
 	RetryInitial  int `toml:"retry_initial"`  // seconds before the first retry
 	RetryMax      int `toml:"retry_max"`      // longest interval between retries, seconds
@@ -46,6 +51,7 @@ func DefaultQueue() Queue {
 	return Queue{
 		Autostart:     true,
 		MXPort:        25,
+		MTASTS:        true,
 		TLS:           "may",
 		RelayTLS:      "may",
 		RetryInitial:  60,
@@ -68,6 +74,7 @@ func init() {
 		"queue.relay_password": "password for AUTH PLAIN at the relay host",
 		"queue.relay_tls":      "STARTTLS towards the relay host: none, may, encrypt or verify",
 		"queue.routes":         "per-domain next hops: \"example.org\" = \"host:port\"",
+		"queue.mta_sts":        "apply recipient domains' MTA-STS policies (RFC 8461) to MX delivery: enforce means only the policy's MX hosts, over verified TLS",
 		"queue.retry_initial":  "seconds before the first retry (doubling after each failure)",
 		"queue.retry_max":      "longest interval between retries, seconds",
 		"queue.max_lifetime":   "seconds before an undeliverable message is bounced",

@@ -104,7 +104,17 @@ func (r *Runner) deliverGroup(ctx context.Context, info *msgInfo, m store.Queued
 	if f != nil {
 		return all(*f)
 	}
-	opts := smtpclient.Options{TLS: g.dest.tls}
+	level := g.dest.tls
+	var sts stsPlan
+	if g.dest.domain != "" {
+		// MX delivery: the domain's MTA-STS policy (RFC 8461) applies.
+		sts = r.policy(ctx, g.dest.domain)
+		if targets, level, f = sts.enforce(targets, level); f != nil {
+			r.log.Warn("MTA-STS policy refuses every MX host", "domain", g.dest.domain, "err", f.text)
+			return all(*f)
+		}
+	}
+	opts := smtpclient.Options{TLS: level}
 	if rl := g.dest.relay; rl != nil && rl.User != "" {
 		opts.Auth = &smtpclient.Auth{User: rl.User, Password: rl.Password}
 	}
@@ -129,9 +139,15 @@ func (r *Runner) deliverGroup(ctx context.Context, info *msgInfo, m store.Queued
 			}
 			return all(*tempFailure("4.3.0", "%v", err))
 		}
+		note := sts.testingNote(t, res.TLS)
+		if note != "" {
+			r.log.Warn("MTA-STS testing", "host", t.String(), "note", note)
+		}
 		out := make(map[string]outcome, len(g.rcpts))
 		for i, rc := range g.rcpts {
-			out[rc.Address] = clientOutcome(t, res, res.Rcpts[i].Err)
+			o := clientOutcome(t, res, res.Rcpts[i].Err)
+			o.note = note
+			out[rc.Address] = o
 		}
 		return out
 	}

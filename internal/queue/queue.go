@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/mtasts"
 	"github.com/postoffice-mail/postoffice/internal/smtpclient"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
@@ -105,7 +106,12 @@ type Config struct {
 	CommandTimeout time.Duration
 	DataTimeout    time.Duration
 
-	// RootCAs verifies certificates at TLSVerify; nil: the system's.
+	// MTASTS finds the MTA-STS policies (RFC 8461) of recipient domains
+	// for MX delivery (see mtasts.go); nil: none are applied.
+	MTASTS *mtasts.Fetcher
+
+	// RootCAs verifies certificates at TLSVerify and under an MTA-STS
+	// policy; nil: the system's.
 	RootCAs *x509.CertPool
 	// Dial opens connections; nil: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)

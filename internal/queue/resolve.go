@@ -32,6 +32,11 @@ func (s systemResolver) LookupMX(ctx context.Context, domain string) ([]*net.MX,
 	return s.r.LookupMX(ctx, domain)
 }
 
+// LookupTXT serves MTA-STS discovery (mtasts.Resolver).
+func (s systemResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	return s.r.LookupTXT(ctx, name)
+}
+
 func (s systemResolver) LookupIP(ctx context.Context, host string) ([]net.IP, error) {
 	addrs, err := s.r.LookupIPAddr(ctx, host)
 	if err != nil {
@@ -98,6 +103,26 @@ func (d *dnsResolver) LookupMX(ctx context.Context, domain string) ([]*net.MX, e
 		return nil, &net.DNSError{Err: "no MX record", Name: domain, Server: d.server, IsNotFound: true}
 	}
 	return mxs, nil
+}
+
+// LookupTXT serves MTA-STS discovery (mtasts.Resolver): the strings of
+// each TXT record joined without a separator, as net.Resolver's
+// LookupTXT gives them.
+func (d *dnsResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	rrs, err := d.query(ctx, name, dns.TypeTXT)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rr := range rrs {
+		if t, ok := rr.(*dns.TXT); ok {
+			out = append(out, strings.Join(t.Txt, ""))
+		}
+	}
+	if len(out) == 0 {
+		return nil, &net.DNSError{Err: "no TXT record", Name: name, Server: d.server, IsNotFound: true}
+	}
+	return out, nil
 }
 
 func (d *dnsResolver) LookupIP(ctx context.Context, host string) ([]net.IP, error) {

@@ -73,6 +73,8 @@ type Result struct {
 	// Converted: the content was converted to 7 bit for a peer without
 	// 8BITMIME (RFC 6152 section 3).
 	Converted bool
+	// TLS is what protected the connection.
+	TLS TLSState
 }
 
 // Delivered counts the recipients that took the message.
@@ -114,7 +116,7 @@ func (c *Conn) Send(ctx context.Context, m *Message) (*Result, error) {
 // transact is Send; retry reports a failure before the peer decided anything
 // and before the content was read, that a new connection may repeat.
 func (c *Conn) transact(ctx context.Context, m *Message, prep *prepared) (res *Result, err *Error, retry bool) {
-	res = &Result{Rcpts: make([]RcptResult, len(m.Rcpts)), DSN: c.ext.DSN}
+	res = &Result{Rcpts: make([]RcptResult, len(m.Rcpts)), DSN: c.ext.DSN, TLS: c.tls}
 	for i, rc := range m.Rcpts {
 		res.Rcpts[i].Addr = rc.Addr
 	}

@@ -385,3 +385,16 @@ func field(msg, name string) string {
 	}
 	return ""
 }
+
+// waitFor polls cond for up to 30 seconds (what another process does
+// is asynchronous).
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 30 s for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -630,3 +630,21 @@ func TestTLSVerifiedReported(t *testing.T) {
 	}
 	c.conn.Close()
 }
+
+// Data after the reply to STARTTLS, before the handshake (the client
+// side of CVE-2011-0411): the client would take it for a reply inside
+// TLS; it refuses the session instead (RFC 3207 section 4.2).
+func TestSTARTTLSInjectedReply(t *testing.T) {
+	s := serveScripts(t, []step{
+		S("220 mx.test ESMTP"),
+		C("EHLO client.test"),
+		S("250-mx.test", "250 STARTTLS"),
+		C("STARTTLS"),
+		S("220 2.0.0 ready", "250 2.0.0 injected in plaintext"),
+		EOF(),
+	})
+	_, err := Dial(context.Background(), testConfig(), s.target(), Options{TLS: TLSEncrypt})
+	if e, ok := AsError(err); !ok || e.Command != "STARTTLS" || e.Kind != KindProtocol || e.Status.String() != "4.7.0" {
+		t.Errorf("data after the STARTTLS reply: %v", err)
+	}
+}

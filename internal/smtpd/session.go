@@ -7,6 +7,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/clientinfo"
 	"net"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/postoffice-mail/postoffice/internal/address"
 	smtp "github.com/postoffice-mail/postoffice/internal/smtpd/gosmtp"
@@ -82,6 +83,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		// RFC 5321 section 4.1.4: no nested transactions.
 		return s.fail(replyNestedMail)
 	}
+	if len(opts.EnvelopeID) > maxEnvIDLen {
+		// RFC 3461 section 4.4: at most 100 characters (go-smtp checks
+		// the rest of its syntax).
+		return s.fail(replyBadDSNParam("ENVID"))
+	}
 	if from != "" {
 		var r *smtp.SMTPError
 		raw := from
@@ -148,6 +154,11 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	// RFC 3461 sections 4.1 and 4.2, parsed and checked by go-smtp; the
 	// address type as RFC 3461 writes it, lower case.
 	d := RcptDSN{ORcptType: strings.ToLower(string(opts.OriginalRecipientType)), ORcpt: opts.OriginalRecipient}
+	if !printable(d.ORcpt) {
+		// An ORCPT of type utf-8 may decode to any code point (RFC 6533
+		// section 3): none that could break a line where it is written.
+		return s.fail(replyBadDSNParam("ORCPT"))
+	}
 	for _, n := range opts.Notify {
 		d.Notify = append(d.Notify, string(n))
 	}
@@ -228,4 +239,20 @@ func checkAddress(path string, smtputf8, sender bool) (string, *smtp.SMTPError) 
 		return "", replyNeedSMTPUTF8
 	}
 	return a.String(), nil
+}
+
+// maxEnvIDLen bounds ENVID (RFC 3461 section 4.4).
+const maxEnvIDLen = 100
+
+// printable reports valid UTF-8 without control characters.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }

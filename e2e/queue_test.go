@@ -574,6 +574,13 @@ func TestQueueCommands(t *testing.T) {
 		t.Errorf("queue show of an unknown ID: %+v", r)
 	}
 
+	// The journal renders the deferral from the reply's parts, as
+	// Postfix writes it: host, reply, the command it answered.
+	waitFor(t, "the deferral in the journal", func() bool {
+		return strings.Contains(a.must("", "journal", "--event", "deferred"),
+			"mx.h.test[127.0.0.7]:"+strconv.Itoa(port)+" said: 451 4.3.0 Try again later (in reply to RCPT TO)")
+	})
+
 	sink.set(func() { sink.rcpt = nil })
 	delivered := func(rcpt string) bool {
 		for _, tx := range sink.got() {

@@ -70,7 +70,7 @@ func runDeliver(c *call) error {
 		// message and retries; the mailbox may have room later.
 		return fail(exitTempFail, "mailbox of %s is full", rcpt)
 	case errors.As(err, &re) && !re.Temporary():
-		return fail(exitDataErr, "message refused: %s", re.Message)
+		return fail(exitDataErr, "message refused: %s", re.Reply.Message())
 	default:
 		return fail(exitTempFail, "delivering to %s: %v", rcpt, err)
 	}

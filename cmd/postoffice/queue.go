@@ -112,10 +112,13 @@ func runQueueShow(c *call) error {
 	if m.Warned {
 		fmt.Fprintf(w, "Warned:       the sender was told of the delay\n")
 	}
+	if dsn := dsnText(m.Ret, m.EnvID, ""); dsn != "" {
+		fmt.Fprintf(w, "DSN:          %s\n", dsn)
+	}
 	fmt.Fprintln(w, "Recipients:")
 	for _, r := range m.Recipients {
 		state := string(r.State)
-		if r.State == store.QueueFailed && r.Notified {
+		if r.State != store.QueuePending && r.Notified && m.From != "" {
 			state += ", sender notified"
 		}
 		fmt.Fprintf(w, "  %s (%s)", r.Address, state)
@@ -126,8 +129,19 @@ func runQueueShow(c *call) error {
 			fmt.Fprintf(w, " via %s", r.RemoteMTA)
 		}
 		fmt.Fprintln(w)
+		// The remote reply as it came (code, status, text), with the
+		// command it answered and the host; our own reason.
+		if !r.Remote.IsZero() {
+			fmt.Fprintf(w, "    %s\n", r.Remote)
+		}
 		if r.LastError != "" {
 			fmt.Fprintf(w, "    %s\n", r.LastError)
+		}
+		if dsn := dsnText("", "", r.DSN.NotifyString()); dsn != "" || r.DSN.ORcpt != "" {
+			if r.DSN.ORcpt != "" {
+				dsn = strings.TrimSpace(dsn + " ORCPT=" + r.DSN.ORcptType + ";" + r.DSN.ORcpt)
+			}
+			fmt.Fprintf(w, "    DSN: %s\n", dsn)
 		}
 	}
 	rc, err := st.OpenQueued(ctx, id)
@@ -231,4 +245,16 @@ func runQueueDelete(c *call) error {
 	}
 	fmt.Fprintf(c.stdout, "message %d deleted\n", id)
 	return nil
+}
+
+// dsnText writes DSN parameters (RFC 3461 section 4) as they went on the
+// wire, decoded: "RET=HDRS ENVID=x", "NOTIFY=SUCCESS,DELAY".
+func dsnText(ret, envid, notify string) string {
+	var parts []string
+	for _, p := range [][2]string{{"RET", ret}, {"ENVID", envid}, {"NOTIFY", notify}} {
+		if p[1] != "" {
+			parts = append(parts, p[0]+"="+p[1])
+		}
+	}
+	return strings.Join(parts, " ")
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/control"
 	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
@@ -612,6 +613,36 @@ func TestMetricsToken(t *testing.T) {
 		}
 		if got := e.hostStatus(host, "/metrics", h); got != tc.want {
 			t.Errorf("Authorization %q: %d, want %d", tc.auth, got, tc.want)
+		}
+	}
+}
+
+// TestQueueReplies: the queue page renders a remote reply from its parts
+// (code, enhanced status, text, host, command), and our own reason
+// beside it, each escaped.
+func TestQueueReplies(t *testing.T) {
+	e := newConsole(t, false)
+	e.signIn(e.c, "ops", "right horse")
+	ctx := context.Background()
+	id, err := e.st.Enqueue(ctx, store.QueueEnvelope{From: "a@example.org", To: []string{"b@remote.test", "c@remote.test"}}, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.UpdateQueued(ctx, id, store.QueueUpdate{Attempted: true, At: time.Now(), Recipients: []store.QueueRecipient{
+		{Address: "b@remote.test", State: store.QueuePending, Status: "4.7.1", RemoteMTA: "mx.remote.test",
+			Remote: store.RemoteReply{Reply: smtpreply.New(451, "4.7.1", "Greylisted <try later>"), Command: "RCPT TO", Host: "mx.remote.test[192.0.2.1]:25"}},
+		{Address: "c@remote.test", State: store.QueuePending, Status: "4.4.1", LastError: "mx.remote.test[192.0.2.1]:25: connection refused (during connect)"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ := e.get(e.c, "/queue")
+	for _, want := range []string{
+		`<span class="reply-code">451 4.7.1</span> Greylisted &lt;try later&gt; <span class="muted">from mx.remote.test[192.0.2.1]:25, in reply to RCPT TO</span>`,
+		`title="mx.remote.test[192.0.2.1]:25 said: 451 4.7.1 Greylisted &lt;try later&gt; (in reply to RCPT TO)"`,
+		`connection refused (during connect)</div>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("queue page lacks %s", want)
 		}
 	}
 }

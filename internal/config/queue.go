@@ -20,11 +20,16 @@ type Queue struct {
 	// Routes send a domain's mail to a host:port of its own, also when a
 	// relay host is set.
 	Routes map[string]string `toml:"routes" check:"routes" doc:"per-domain next hops: \"example.org\" = \"host:port\""`
+	// MTASTS applies the MTA-STS policies (RFC 8461) recipient domains
+	// publish to MX delivery: "enforce" allows only the policy's MX
+	// hosts over verified TLS; routes and the relay host are not MX
+	// delivery.
+	MTASTS bool `toml:"mta_sts" default:"true" doc:"apply recipient domains' MTA-STS policies (RFC 8461) to MX delivery: enforce means only the policy's MX hosts, over verified TLS"`
 
 	RetryInitial  Duration `toml:"retry_initial" default:"1m" check:"positive" doc:"time before the first retry (doubling after each failure)"`
 	RetryMax      Duration `toml:"retry_max" default:"4h" check:"positive" doc:"longest interval between retries"`
 	MaxLifetime   Duration `toml:"max_lifetime" default:"5d" check:"positive" doc:"time after which an undeliverable message is bounced"`
-	DelayWarning  Duration `toml:"delay_warning" check:"nonneg" doc:"time after which the sender is warned of a delay, once (0: never)"`
+	DelayWarning  Duration `toml:"delay_warning" default:"4h" check:"nonneg" doc:"time after which the sender is warned of a delay, once, unless NOTIFY declined it (0: never)"`
 	MaxConcurrent int      `toml:"max_concurrent" default:"20" check:"positive" doc:"most outbound SMTP connections"`
 	MaxPerHost    int      `toml:"max_per_host" default:"5" check:"positive" doc:"most outbound SMTP connections to one host"`
 	PollInterval  Duration `toml:"poll_interval" default:"5s" check:"positive" doc:"time between looks for due messages (queue retry takes effect within it)"`

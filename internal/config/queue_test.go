@@ -13,7 +13,7 @@ func TestQueueDefaults(t *testing.T) {
 	}
 	q := c.Queue
 	if q.DNSServer != "" || q.MXPort != 25 || q.TLS != "may" || q.RelayHost != "" || q.RetryInitial != Duration(time.Minute) ||
-		q.RetryMax != Duration(4*time.Hour) || q.MaxLifetime != Duration(5*24*time.Hour) || q.DelayWarning != 0 || q.MaxConcurrent != 20 || q.MaxPerHost != 5 {
+		q.RetryMax != Duration(4*time.Hour) || q.MaxLifetime != Duration(5*24*time.Hour) || q.DelayWarning != Duration(4*time.Hour) || q.MaxConcurrent != 20 || q.MaxPerHost != 5 {
 		t.Errorf("queue defaults: %+v", q)
 	}
 }

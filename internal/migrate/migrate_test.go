@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/postgres"
 	"github.com/postoffice-mail/postoffice/internal/store/postgres/pgtest"
@@ -96,17 +98,20 @@ func populate(t *testing.T, st Store) {
 		must(t, st.MarkRetrieved(ctx, id, []uint64{l[1].UID}, time.Unix(1700001000, 0)), "MarkRetrieved")
 	}
 
-	q1, err := st.Enqueue(ctx, "user0@example.com", []string{"a@remote.example", "B@Remote.example"}, strings.NewReader("queued 1\r\n"))
+	q1, err := st.Enqueue(ctx, store.QueueEnvelope{From: "user0@example.com", To: []string{"a@remote.example", "B@Remote.example"},
+		DSN: []dsn.RcptParams{{Notify: []string{dsn.NotifySuccess}, ORcptType: "rfc822", ORcpt: "orig@example.com"}, {}},
+		Ret: dsn.RetHdrs, EnvID: "env-1"}, strings.NewReader("queued 1\r\n"))
 	must(t, err, "Enqueue")
-	q2, err := st.Enqueue(ctx, "", []string{"c@remote.example"}, strings.NewReader("queued 2\r\n"))
+	q2, err := st.Enqueue(ctx, store.QueueEnvelope{From: "", To: []string{"c@remote.example"}}, strings.NewReader("queued 2\r\n"))
 	must(t, err, "Enqueue")
-	q3, err := st.Enqueue(ctx, "user1@example.com", []string{"d@remote.example"}, strings.NewReader("queued 3\r\n"))
+	q3, err := st.Enqueue(ctx, store.QueueEnvelope{From: "user1@example.com", To: []string{"d@remote.example"}}, strings.NewReader("queued 3\r\n"))
 	must(t, err, "Enqueue")
 	must(t, st.DeleteQueued(ctx, q3), "DeleteQueued")
 	must(t, st.UpdateQueued(ctx, q1, store.QueueUpdate{
 		Recipients: []store.QueueRecipient{
 			{Address: "a@remote.example", State: store.QueueDelivered, Status: "2.0.0", RemoteMTA: "mx.remote.example"},
-			{Address: "B@Remote.example", State: store.QueueFailed, Status: "5.1.1", LastError: "550 no", Notified: true},
+			{Address: "B@Remote.example", State: store.QueueFailed, Status: "5.1.1", Notified: true,
+				Remote: store.RemoteReply{Reply: smtpreply.New(550, "5.1.1", "no", "such user"), Command: "RCPT TO", Host: "mx.remote.example[192.0.2.1]:25"}},
 		},
 		Attempted: true, At: time.Unix(1700002000, 0), NextAttempt: time.Unix(1700003000, 0), Warned: true,
 	}), "UpdateQueued")
@@ -295,7 +300,7 @@ func afterwards(t *testing.T, from, to Store) {
 			t.Errorf("new user ID %d, UID validity %d; copied user %s has %d, %d", nu.ID, nu.UIDValidity, u.Address, u.ID, u.UIDValidity)
 		}
 	}
-	qid, err := to.Enqueue(ctx, "", []string{"z@remote.example"}, strings.NewReader("z\r\n"))
+	qid, err := to.Enqueue(ctx, store.QueueEnvelope{From: "", To: []string{"z@remote.example"}}, strings.NewReader("z\r\n"))
 	must(t, err, "Enqueue after the copy")
 	q, _ := from.ListQueue(ctx)
 	for _, m := range q {

@@ -8,19 +8,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/dsn"
 	"github.com/postoffice-mail/postoffice/internal/router"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
-
-// replyRE finds the remote reply in a recipient's LastError, as
-// session.transaction writes it.
-var replyRE = regexp.MustCompile(`said: ([245]\d\d .*) \(in reply to [^)]*\)$`)
 
 // maxHeaderCopy bounds the original header section returned in a
 // notification.
@@ -82,30 +78,42 @@ func inspect(ctx context.Context, q store.Queue, m store.QueuedMessage) (*msgInf
 	return info, nil
 }
 
-// report builds the notification for some recipients of m.
-func (r *Runner) report(m store.QueuedMessage, info *msgInfo, rcpts []store.QueueRecipient, action string, now time.Time) []byte {
+// report builds the notification of action (dsn.Failed, dsn.Delayed,
+// dsn.Relayed) about some recipients of m: each one's remote reply as it
+// came, or the reason in our own words; the message whole for a failure
+// when RET=FULL asked for it (RFC 3461 section 4.3), else its header
+// section; ENVID and each ORCPT (RFC 3464 sections 2.2.1 and 2.3.1).
+func (r *Runner) report(ctx context.Context, m store.QueuedMessage, info *msgInfo, rcpts []store.QueueRecipient, action string, now time.Time) ([]byte, error) {
 	rep := dsn.Report{
 		ReportingMTA:   r.cfg.Hostname,
 		To:             m.From,
 		ID:             strconv.FormatInt(m.ID, 10),
+		EnvID:          m.EnvID,
 		Arrival:        m.CreatedAt,
 		OriginalHeader: info.header,
 		Date:           now,
 	}
+	if dsn.ReturnsFull(m.Ret, m.Size, action) {
+		full, err := readQueued(ctx, r.cfg.Store, m.ID)
+		if err != nil {
+			return nil, err
+		}
+		rep.Original = full
+	}
 	for _, rc := range rcpts {
 		d := dsn.Recipient{
-			Final:     rc.Address,
-			Action:    action,
-			Status:    rc.Status,
-			RemoteMTA: rc.RemoteMTA,
-			LastTry:   now,
-		}
-		// RFC 3464 section 2.3.6: an SMTP reply is reported as such; any
-		// other reason (connection refused, null MX) as our own text.
-		if m := replyRE.FindStringSubmatch(rc.LastError); m != nil {
-			d.Diagnostic = m[1]
-		} else if rc.LastError != "" {
-			d.DiagnosticType, d.Diagnostic = "X-Postoffice", rc.LastError
+			Original:     rc.DSN.ORcpt,
+			OriginalType: rc.DSN.ORcptType,
+			Final:        rc.Address,
+			Action:       action,
+			Status:       rc.Status,
+			RemoteMTA:    rc.RemoteMTA,
+			// RFC 3464 section 2.3.6: an SMTP reply is reported as it
+			// came; any other reason (connection refused, null MX) in
+			// our own words.
+			Reply:   rc.Remote.Reply,
+			Detail:  rc.LastError,
+			LastTry: now,
 		}
 		if d.Status == "" {
 			d.Status = "5.0.0"
@@ -115,41 +123,67 @@ func (r *Runner) report(m store.QueuedMessage, info *msgInfo, rcpts []store.Queu
 		}
 		rep.Recipients = append(rep.Recipients, d)
 	}
-	return dsn.Build(rep)
+	return dsn.Build(rep), nil
 }
 
-// notify sends the sender one notification (RFC 3464) for failed
-// recipients and records that it did. A failure to send leaves them
-// unnotified: the next attempt at the message tries again.
-func (r *Runner) notify(ctx context.Context, log *slog.Logger, m store.QueuedMessage, info *msgInfo, failed []store.QueueRecipient) {
-	if m.From != "" {
-		err := r.cfg.Bounce(ctx, m.From, r.report(m, info, failed, dsn.Failed, r.cfg.Now()))
-		switch {
-		case errors.Is(err, ErrUndeliverable):
-			log.Warn("the bounce cannot be delivered either, dropped", "to", m.From, "err", err)
-		case err != nil:
-			log.Error("sending a bounce failed, will try again", "to", m.From, "err", err)
-			return
-		default:
-			log.Info("bounce sent", "to", m.From, "failed", len(failed))
-		}
-	} else {
-		log.Warn("undeliverable message from the null sender dropped", "failed", len(failed))
+func readQueued(ctx context.Context, q store.Queue, id int64) ([]byte, error) {
+	rc, err := q.OpenQueued(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// notify sends the sender one notification (RFC 3464) of action
+// (dsn.Failed or dsn.Relayed) for the recipients and records that it
+// did. A failure to send leaves them unnotified: the next attempt at the
+// message tries again.
+func (r *Runner) notify(ctx context.Context, log *slog.Logger, m store.QueuedMessage, info *msgInfo, action string, rcpts []store.QueueRecipient) {
+	if len(rcpts) == 0 {
+		return
+	}
+	msg, err := r.report(ctx, m, info, rcpts, action, r.cfg.Now())
+	if err == nil {
+		err = r.cfg.Bounce(ctx, m.From, msg)
+	}
+	switch {
+	case errors.Is(err, ErrUndeliverable):
+		log.Warn("the notification cannot be delivered either, dropped", "to", m.From, "action", action, "err", err)
+	case err != nil:
+		log.Error("sending a notification failed, will try again", "to", m.From, "action", action, "err", err)
+		return
+	default:
+		log.Info("notification sent", "to", m.From, "action", action, "recipients", len(rcpts))
 	}
 	u := store.QueueUpdate{}
-	for _, rc := range failed {
+	for _, rc := range rcpts {
 		rc.Notified = true
 		u.Recipients = append(u.Recipients, rc)
 	}
 	if err := r.cfg.Store.UpdateQueued(ctx, m.ID, u); err != nil && !errors.Is(err, store.ErrNotFound) {
-		log.Error("recording the bounce", "err", err)
+		log.Error("recording the notification", "err", err)
 	}
 }
 
 // warn sends the delayed-delivery warning (RFC 3464 action "delayed") for
-// the recipients still waiting; it reports whether the warning went out.
+// the recipients still waiting that did not decline it (RFC 3461 section
+// 4.1); it reports whether the warning is done with (sent, or owed to
+// none).
 func (r *Runner) warn(ctx context.Context, log *slog.Logger, m store.QueuedMessage, info *msgInfo, deferred []store.QueueRecipient, now time.Time) bool {
-	err := r.cfg.Bounce(ctx, m.From, r.report(m, info, deferred, dsn.Delayed, now))
+	var rcpts []store.QueueRecipient
+	for _, rc := range deferred {
+		if rc.DSN.Wants(dsn.NotifyDelay) {
+			rcpts = append(rcpts, rc)
+		}
+	}
+	if len(rcpts) == 0 {
+		return true
+	}
+	msg, err := r.report(ctx, m, info, rcpts, dsn.Delayed, now)
+	if err == nil {
+		err = r.cfg.Bounce(ctx, m.From, msg)
+	}
 	switch {
 	case errors.Is(err, ErrUndeliverable):
 		log.Warn("the delay warning cannot be delivered, dropped", "to", m.From, "err", err)
@@ -158,7 +192,7 @@ func (r *Runner) warn(ctx context.Context, log *slog.Logger, m store.QueuedMessa
 		log.Error("sending the delay warning failed", "to", m.From, "err", err)
 		return false
 	}
-	log.Info("delay warning sent", "to", m.From, "waiting", len(deferred))
+	log.Info("delay warning sent", "to", m.From, "waiting", len(rcpts))
 	return true
 }
 
@@ -169,8 +203,7 @@ func RouterBouncer(rt *router.Router) Bouncer {
 	return func(ctx context.Context, to string, msg []byte) error {
 		env := &router.Envelope{From: "", To: []string{to}, Protocol: "local", Source: "bounce"}
 		err := rt.Route(ctx, env, bytes.NewReader(msg))
-		var re *router.Error
-		if errors.As(err, &re) && !re.Temporary() {
+		if r, ok := smtpreply.As(err); ok && r.Permanent() {
 			return fmt.Errorf("%w: %v", ErrUndeliverable, err)
 		}
 		return err
@@ -179,8 +212,9 @@ func RouterBouncer(rt *router.Router) Bouncer {
 
 // BounceDeleted sends the sender of a message an operator is deleting a
 // notification that its pending recipients will not get it (RFC 3463
-// X.0.0 with the reason given). It returns how many recipients it
-// reported; none for the null sender or with nothing pending.
+// X.0.0 with the reason given), with the failures it was still owed. It
+// returns how many recipients it reported; none for the null sender or
+// with nothing pending.
 func BounceDeleted(ctx context.Context, q store.Queue, b Bouncer, hostname string, id int64, reason string) (int, error) {
 	m, err := q.QueuedMessage(ctx, id)
 	if err != nil {
@@ -188,22 +222,27 @@ func BounceDeleted(ctx context.Context, q store.Queue, b Bouncer, hostname strin
 	}
 	var rcpts []store.QueueRecipient
 	for _, rc := range m.Recipients {
-		if rc.State == store.QueuePending || (rc.State == store.QueueFailed && !rc.Notified) {
-			if rc.State == store.QueuePending {
-				rc.Status, rc.LastError = "5.0.0", reason
-			}
+		if rc.State == store.QueuePending {
+			rc.Status, rc.LastError, rc.Remote = "5.0.0", reason, store.RemoteReply{}
+			rc.State = store.QueueFailed
+		}
+		if owed(m.From, rc) == dsn.Failed {
 			rcpts = append(rcpts, rc)
 		}
 	}
-	if len(rcpts) == 0 || m.From == "" {
+	if len(rcpts) == 0 {
 		return 0, nil
 	}
 	info, err := inspect(ctx, q, m)
 	if err != nil {
 		return 0, err
 	}
-	r := &Runner{cfg: Config{Hostname: hostname}}
-	if err := b(ctx, m.From, r.report(m, info, rcpts, dsn.Failed, time.Now())); err != nil {
+	r := &Runner{cfg: Config{Hostname: hostname, Store: q}}
+	msg, err := r.report(ctx, m, info, rcpts, dsn.Failed, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	if err := b(ctx, m.From, msg); err != nil {
 		return 0, err
 	}
 	return len(rcpts), nil

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
-	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -19,220 +18,99 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
-
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
+	"github.com/postoffice-mail/postoffice/internal/testlib"
 )
 
 // txn is one transaction a sink accepted.
 type txn struct {
-	from     string
-	rcpts    []string
+	from     string   // the reverse-path as written, without <>
+	rcpts    []string // the forward-paths as written
+	mail     string   // the MAIL line, parameters included
+	rcptCmds []string // the RCPT lines
 	data     string
 	tls      bool
 	authUser string
 	helo     string
-	utf8     bool
+	utf8     bool // MAIL had SMTPUTF8
 }
 
-// sink is an in-process SMTP server (go-smtp) that records what it gets.
+// sink is an SMTP server on loopback (testlib.SMTPSink) that records
+// what it gets; options choose what it offers and refuses.
 type sink struct {
-	t    testing.TB
+	*testlib.SMTPSink
 	addr string
-	srv  *smtp.Server
-
-	// rcpt, data: optional refusals, by recipient or per transaction.
-	rcpt func(to string) error
-	data func(n int) error // n counts DATA commands, from 1
-	// user/pass, when set, are required before MAIL.
-	user, pass string
-
-	mu       sync.Mutex
-	txns     []txn
-	datas    int
-	sessions int // open at the moment
-	maxOpen  int // most open at once
-	block    chan struct{}
 }
 
-type sinkOption func(*sink, *smtp.Server)
+type sinkOption func(*testlib.SinkOptions)
 
 func withTLS(cert tls.Certificate) sinkOption {
-	return func(_ *sink, s *smtp.Server) {
-		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
-	}
+	return func(o *testlib.SinkOptions) { o.Cert = &cert }
 }
 
 // withBrokenTLS offers STARTTLS but only TLS versions the runner refuses,
 // so that every handshake fails.
 func withBrokenTLS(cert tls.Certificate) sinkOption {
-	return func(_ *sink, s *smtp.Server) {
-		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
+	return func(o *testlib.SinkOptions) {
+		o.Cert = &cert
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
 	}
 }
 
 func withAuth(user, pass string) sinkOption {
-	return func(k *sink, s *smtp.Server) { k.user, k.pass = user, pass }
+	return func(o *testlib.SinkOptions) { o.Auth = map[string]string{user: pass} }
 }
 
 func withMaxSize(n int64) sinkOption {
-	return func(_ *sink, s *smtp.Server) { s.MaxMessageBytes = n }
-}
-
-// withWire records the sink's whole conversation, as sent and received,
-// in w.
-func withWire(w *wireLog) sinkOption {
-	return func(_ *sink, s *smtp.Server) { s.Debug = w }
-}
-
-// wireLog collects a conversation written from several goroutines.
-type wireLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *wireLog) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-// lines returns the lines of the conversation that start with prefix.
-func (w *wireLog) lines(prefix string) []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var out []string
-	for _, l := range strings.Split(w.b.String(), "\r\n") {
-		if strings.HasPrefix(l, prefix) {
-			out = append(out, l)
-		}
-	}
-	return out
+	return func(o *testlib.SinkOptions) { o.MaxSize = n }
 }
 
 func withSMTPUTF8() sinkOption {
-	return func(_ *sink, s *smtp.Server) { s.EnableSMTPUTF8 = true }
+	return func(o *testlib.SinkOptions) { o.SMTPUTF8 = true }
+}
+
+func withDSN() sinkOption {
+	return func(o *testlib.SinkOptions) { o.DSN = true }
+}
+
+func without8BitMIME() sinkOption {
+	return func(o *testlib.SinkOptions) { o.No8BitMIME = true }
+}
+
+// withRcpt answers RCPT TO with f's reply line ("" takes the recipient).
+func withRcpt(f func(to string) string) sinkOption {
+	return func(o *testlib.SinkOptions) { o.Rcpt = f }
+}
+
+// withData answers the end of the n-th message's data with f's reply
+// line ("" takes it).
+func withData(f func(n int) string) sinkOption {
+	return func(o *testlib.SinkOptions) { o.Data = f }
 }
 
 func newSink(t testing.TB, opts ...sinkOption) *sink {
 	t.Helper()
-	k := &sink{t: t}
-	s := smtp.NewServer(k)
-	s.Domain = "sink.test"
-	s.AllowInsecureAuth = false
-	s.ReadTimeout, s.WriteTimeout = 30*time.Second, 30*time.Second
-	s.ErrorLog = discardLogger{}
-	for _, o := range opts {
-		o(k, s)
+	o := testlib.SinkOptions{}
+	for _, f := range opts {
+		f(&o)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.addr, k.srv = l.Addr().String(), s
-	go s.Serve(l)
-	t.Cleanup(func() { s.Close() })
-	return k
+	s := testlib.StartSMTPSink(t, o)
+	return &sink{SMTPSink: s, addr: s.Addr}
 }
-
-type discardLogger struct{}
-
-func (discardLogger) Printf(string, ...interface{}) {}
-func (discardLogger) Println(...interface{})        {}
 
 func (k *sink) transactions() []txn {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return append([]txn(nil), k.txns...)
-}
-
-func (k *sink) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	_, isTLS := c.TLSConnectionState()
-	k.mu.Lock()
-	k.sessions++
-	k.maxOpen = max(k.maxOpen, k.sessions)
-	k.mu.Unlock()
-	return &sinkSession{k: k, c: c, tx: txn{tls: isTLS, helo: c.Hostname()}}, nil
-}
-
-type sinkSession struct {
-	k    *sink
-	c    *smtp.Conn
-	tx   txn
-	user string
-}
-
-func (s *sinkSession) AuthMechanisms() []string {
-	if s.k.user == "" {
-		return nil
+	var out []txn
+	for _, t := range k.Txns() {
+		out = append(out, txn{from: t.From(), rcpts: t.To(), mail: t.Mail, rcptCmds: t.Rcpts, data: string(t.Data),
+			tls: t.TLS, authUser: t.AuthUser, helo: t.Helo, utf8: strings.Contains(t.Mail, " SMTPUTF8")})
 	}
-	return []string{sasl.Plain}
+	return out
 }
 
-func (s *sinkSession) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, user, pass string) error {
-		if user != s.k.user || pass != s.k.pass {
-			return smtp.ErrAuthFailed
-		}
-		s.user = user
-		return nil
-	}), nil
-}
-
-func (s *sinkSession) Reset() {
-	_, isTLS := s.c.TLSConnectionState()
-	s.tx = txn{tls: isTLS, helo: s.c.Hostname()}
-}
-
-func (s *sinkSession) Logout() error {
-	s.k.mu.Lock()
-	s.k.sessions--
-	s.k.mu.Unlock()
-	return nil
-}
-
-func (s *sinkSession) Mail(from string, opts *smtp.MailOptions) error {
-	if s.k.user != "" && s.user == "" {
-		return smtp.ErrAuthRequired
-	}
-	s.tx.from, s.tx.authUser, s.tx.utf8 = from, s.user, opts.UTF8
-	return nil
-}
-
-func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if s.k.rcpt != nil {
-		if err := s.k.rcpt(to); err != nil {
-			return err
-		}
-	}
-	s.tx.rcpts = append(s.tx.rcpts, to)
-	return nil
-}
-
-func (s *sinkSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.k.mu.Lock()
-	s.k.datas++
-	n, block := s.k.datas, s.k.block
-	s.k.mu.Unlock()
-	if block != nil {
-		<-block
-	}
-	if s.k.data != nil {
-		if err := s.k.data(n); err != nil {
-			return err
-		}
-	}
-	s.tx.data = string(b)
-	s.k.mu.Lock()
-	s.k.txns = append(s.k.txns, s.tx)
-	s.k.mu.Unlock()
-	return nil
+func (k *sink) maxOpen() int {
+	_, n, _, _ := k.Stats()
+	return n
 }
 
 // fakeResolver answers from maps; names it does not know do not exist.
@@ -407,7 +285,7 @@ type mxHost struct {
 
 func (h *harness) enqueue(from string, rcpts []string, body string) int64 {
 	h.t.Helper()
-	id, err := h.st.Enqueue(context.Background(), from, rcpts, strings.NewReader(body))
+	id, err := h.st.Enqueue(context.Background(), store.QueueEnvelope{From: from, To: rcpts}, strings.NewReader(body))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -506,4 +384,17 @@ func field(msg, name string) string {
 		}
 	}
 	return ""
+}
+
+// waitFor polls cond for up to 30 seconds (what another process does
+// is asynchronous).
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 30 s for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -23,25 +23,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/mtasts"
+	"github.com/postoffice-mail/postoffice/internal/smtpclient"
 	"github.com/postoffice-mail/postoffice/internal/store"
-)
-
-// TLSLevel is how much TLS an outbound connection insists on.
-type TLSLevel string
-
-// TLS levels, named as Postfix names its smtp_tls_security_level values.
-const (
-	// TLSNone never uses STARTTLS.
-	TLSNone TLSLevel = "none"
-	// TLSMay uses STARTTLS whenever the peer offers it, without checking
-	// its certificate (opportunistic TLS, RFC 7435); a failed handshake
-	// falls back to a plaintext connection.
-	TLSMay TLSLevel = "may"
-	// TLSEncrypt requires STARTTLS (RFC 3207) but not a valid certificate.
-	TLSEncrypt TLSLevel = "encrypt"
-	// TLSVerify requires STARTTLS and a certificate valid for the host
-	// name (the MX host or the relay's configured name).
-	TLSVerify TLSLevel = "verify"
 )
 
 // Bouncer sends a notification message (a DSN, from the null sender) to
@@ -57,9 +42,9 @@ var ErrUndeliverable = errors.New("notification undeliverable")
 // Relay is a smart host that takes all remote mail.
 type Relay struct {
 	Addr     string // host:port
-	User     string // AUTH PLAIN (RFC 4616) credentials, "" for none
+	User     string // AUTH credentials (RFC 4954), "" for none
 	Password string
-	TLS      TLSLevel
+	TLS      smtpclient.TLSLevel
 }
 
 // Event reports what happened to one recipient, for journals and metrics.
@@ -72,7 +57,11 @@ type Event struct {
 	Size      int64
 	Remote    string // the host that answered, if any
 	Status    string // RFC 3463 code
-	Detail    string
+	// Reply is the remote host's reply that decided, as it came; Detail
+	// is the reason in our own words when there is none, and any note
+	// (an MTA-STS policy in testing mode that would have failed).
+	Reply  store.RemoteReply
+	Detail string
 }
 
 // Config configures a Runner. Zero values take the defaults noted.
@@ -83,9 +72,9 @@ type Config struct {
 	Resolver Resolver // nil: SystemResolver()
 	Logger   *slog.Logger
 
-	MXPort int      // port of MX hosts; 25
-	TLS    TLSLevel // for MX hosts and routes; TLSMay
-	Relay  *Relay   // nil: deliver to MX hosts
+	MXPort int                 // port of MX hosts; 25
+	TLS    smtpclient.TLSLevel // for MX hosts and routes; TLSMay
+	Relay  *Relay              // nil: deliver to MX hosts
 	// Routes sends the mail of a domain (lower case, A-labels) to a
 	// host:port instead of its MX hosts or the relay.
 	Routes map[string]string
@@ -93,11 +82,22 @@ type Config struct {
 	RetryInitial time.Duration // first retry interval; 1 minute
 	RetryMax     time.Duration // longest retry interval; 4 hours
 	MaxLifetime  time.Duration // then recipients bounce; 5 days
-	DelayWarning time.Duration // warn the sender once after this; 0 never
+	// DelayWarning: the sender of a message still waiting this long is
+	// warned once, for the recipients that did not decline it (RFC 3461
+	// section 4.1, NOTIFY without DELAY); 0 never.
+	DelayWarning time.Duration
 	PollInterval time.Duration // how often to look for due messages; 5 seconds
 
-	MaxConcurrent int // SMTP connections in all; 20
-	MaxPerHost    int // SMTP connections to one host address; 5
+	// MaxConcurrent bounds the outbound SMTP connections in all, busy
+	// and kept open for reuse: 20. MaxPerHost bounds those to one host
+	// address: 5.
+	MaxConcurrent int
+	MaxPerHost    int
+	// ReuseTime is how long a connection carries further messages to its
+	// host, one after the other with RSET between (Postfix's
+	// smtp_connection_reuse_time_limit): 5 minutes; negative: every
+	// message on a connection of its own.
+	ReuseTime time.Duration
 
 	ConnectTimeout time.Duration // 30 seconds
 	// CommandTimeout bounds the wait for each reply (RFC 5321 section
@@ -106,7 +106,12 @@ type Config struct {
 	CommandTimeout time.Duration
 	DataTimeout    time.Duration
 
-	// RootCAs verifies certificates at TLSVerify; nil: the system's.
+	// MTASTS finds the MTA-STS policies (RFC 8461) of recipient domains
+	// for MX delivery (see mtasts.go); nil: none are applied.
+	MTASTS *mtasts.Fetcher
+
+	// RootCAs verifies certificates at TLSVerify and under an MTA-STS
+	// policy; nil: the system's.
 	RootCAs *x509.CertPool
 	// Dial opens connections; nil: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -129,11 +134,12 @@ const maxTargets = 10
 
 // Runner delivers queued messages in the background.
 type Runner struct {
-	cfg   Config
-	log   *slog.Logger
-	kick  chan struct{}
-	conns chan struct{} // one token per open SMTP connection
-	hosts *limiter
+	cfg  Config
+	log  *slog.Logger
+	kick chan struct{}
+	// pool keeps the SMTP connections, within MaxConcurrent and
+	// MaxPerHost, and carries further messages on them.
+	pool *smtpclient.Pool
 
 	// ctx is cancelled to abort deliveries at the end of Shutdown.
 	ctx    context.Context
@@ -162,14 +168,17 @@ func New(cfg Config) *Runner {
 	def(&cfg.ConnectTimeout, 30*time.Second)
 	def(&cfg.CommandTimeout, 5*time.Minute)
 	def(&cfg.DataTimeout, 10*time.Minute)
+	if cfg.ReuseTime == 0 {
+		cfg.ReuseTime = 5 * time.Minute
+	}
 	if cfg.MXPort == 0 {
 		cfg.MXPort = 25
 	}
 	if cfg.TLS == "" {
-		cfg.TLS = TLSMay
+		cfg.TLS = smtpclient.TLSMay
 	}
 	if cfg.Relay != nil && cfg.Relay.TLS == "" {
-		cfg.Relay.TLS = TLSMay
+		cfg.Relay.TLS = smtpclient.TLSMay
 	}
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = 20
@@ -195,23 +204,40 @@ func New(cfg Config) *Runner {
 		}
 		cfg.Routes = routes
 	}
-	if cfg.Dial == nil {
-		d := &net.Dialer{Timeout: cfg.ConnectTimeout}
-		cfg.Dial = d.DialContext
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Runner{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		kick:     make(chan struct{}, 1),
-		conns:    make(chan struct{}, cfg.MaxConcurrent),
-		hosts:    newLimiter(cfg.MaxPerHost),
+		pool:     newPool(cfg),
 		ctx:      ctx,
 		cancel:   cancel,
 		inflight: map[int64]bool{},
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+}
+
+// newPool is the SMTP client's connection pool for cfg.
+func newPool(cfg Config) *smtpclient.Pool {
+	maxAge := cfg.ReuseTime
+	if maxAge < 0 {
+		maxAge = time.Nanosecond // closed after its first message
+	}
+	return smtpclient.NewPool(smtpclient.Config{
+		Hostname: cfg.Hostname,
+		RootCAs:  cfg.RootCAs,
+		Dial:     cfg.Dial,
+		Timeouts: smtpclient.Timeouts{
+			Connect:  cfg.ConnectTimeout,
+			Greeting: cfg.CommandTimeout,
+			Command:  cfg.CommandTimeout,
+			Mail:     cfg.CommandTimeout,
+			Rcpt:     cfg.CommandTimeout,
+			DataInit: cfg.CommandTimeout,
+			DataTerm: cfg.DataTimeout,
+		},
+	}, smtpclient.PoolConfig{MaxPerDest: cfg.MaxPerHost, MaxConns: cfg.MaxConcurrent, MaxAge: maxAge})
 }
 
 // Start ends the claims that no running runner holds (those a crashed
@@ -250,6 +276,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	r.mu.Unlock()
 	if !started {
 		r.cancel()
+		r.pool.Close()
 		return nil
 	}
 	if !stopping {
@@ -264,10 +291,12 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	select {
 	case <-finished:
 		r.cancel()
+		r.pool.Close()
 		return nil
 	case <-ctx.Done():
 		r.cancel()
 		<-finished
+		r.pool.Close()
 		return fmt.Errorf("queue: deliveries aborted at shutdown: %w", ctx.Err())
 	}
 }
@@ -329,176 +358,203 @@ func (r *Runner) runDue() {
 	}
 }
 
-// failure is the outcome of an attempt for a recipient that was not
-// delivered.
-type failure struct {
-	perm   bool
-	status string // RFC 3463
-	text   string
-	remote string // host that said so, "" if none
-}
-
-func permFailure(status, format string, a ...any) *failure {
-	return &failure{perm: true, status: status, text: fmt.Sprintf(format, a...)}
-}
-
-func tempFailure(status, format string, a ...any) *failure {
-	return &failure{status: status, text: fmt.Sprintf(format, a...)}
-}
-
-// outcome is one recipient's result of an attempt: delivered when fail is
-// nil.
-type outcome struct {
-	fail   *failure
-	remote string
-}
-
-// process makes one attempt at a claimed message and records its outcome.
+// process makes one attempt at a claimed message and records its outcome:
+// the notifications a crash or a failed send left owed go first, then the
+// pending recipients are tried, the outcome recorded with the next
+// attempt, and the notifications the outcome calls for are sent.
 func (r *Runner) process(m store.QueuedMessage) {
 	// Store updates and notifications go on through a shutdown: an
 	// outcome must be recorded even when the attempt was aborted.
 	bg := context.WithoutCancel(r.ctx)
 	log := r.log.With("queue_id", m.ID)
 
-	var pending []string
-	var unnotified []store.QueueRecipient
+	var pending []store.QueueRecipient
+	owedNow := map[string][]store.QueueRecipient{}
 	for _, rc := range m.Recipients {
-		switch {
-		case rc.State == store.QueuePending:
-			pending = append(pending, rc.Address)
-		case rc.State == store.QueueFailed && !rc.Notified:
-			unnotified = append(unnotified, rc)
+		if rc.State == store.QueuePending {
+			pending = append(pending, rc)
+		} else if action := owed(m.From, rc); action != "" {
+			owedNow[action] = append(owedNow[action], rc)
 		}
 	}
-
-	var info *msgInfo
-	if len(pending) > 0 || len(unnotified) > 0 {
-		var err error
-		info, err = inspect(bg, r.cfg.Store, m)
-		if err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return // deleted meanwhile
-			}
-			log.Error("reading queued message", "err", err)
-			r.reschedule(bg, m.ID, r.cfg.Now().Add(r.cfg.RetryInitial))
-			return
-		}
-	}
-	// Failures whose notification a crash or a failed bounce left unsent.
-	if len(unnotified) > 0 {
-		r.notify(bg, log, m, info, unnotified)
-	}
-	if len(pending) == 0 {
+	if len(pending) == 0 && len(owedNow) == 0 {
 		r.finish(bg, log, m)
 		return
 	}
-
-	results := r.attempt(info, m, pending)
-	now := r.cfg.Now()
-	u := store.QueueUpdate{Attempted: true, At: now}
-	var deferred, failed []store.QueueRecipient
-	aborted := r.ctx.Err() != nil
-	for _, addr := range pending {
-		o := results[addr]
-		rc := store.QueueRecipient{Address: addr, RemoteMTA: o.remote}
-		ev := Event{QueueID: m.ID, From: m.From, To: addr, MessageID: info.messageID, Size: m.Size, Remote: o.remote}
-		switch {
-		case o.fail == nil:
-			rc.State, rc.Status = store.QueueDelivered, "2.0.0"
-			ev.Kind, ev.Status = "forwarded", "2.0.0"
-			log.Info("delivered", "rcpt", addr, "remote", o.remote)
-		case o.fail.perm:
-			rc.State, rc.Status, rc.LastError = store.QueueFailed, o.fail.status, o.fail.text
-			failed = append(failed, rc)
-			ev.Kind, ev.Status, ev.Detail = "bounced", o.fail.status, o.fail.text
-			log.Warn("delivery failed", "rcpt", addr, "status", o.fail.status, "err", o.fail.text)
-		default:
-			rc.State, rc.Status, rc.LastError = store.QueuePending, o.fail.status, o.fail.text
-			deferred = append(deferred, rc)
-			ev.Kind, ev.Status, ev.Detail = "deferred", o.fail.status, o.fail.text
-			log.Info("delivery deferred", "rcpt", addr, "status", o.fail.status, "err", o.fail.text)
-		}
-		u.Recipients = append(u.Recipients, rc)
-		if r.cfg.OnEvent != nil {
-			r.cfg.OnEvent(ev)
-		}
-	}
-
-	deadline := m.CreatedAt.Add(r.cfg.MaxLifetime)
-	if len(deferred) > 0 {
-		next, ok := NextAttempt(now, deadline, m.Attempts+1, r.cfg.RetryInitial, r.cfg.RetryMax)
-		switch {
-		case aborted:
-			// Interrupted by a shutdown: try again as soon as we start.
-			u.NextAttempt = now
-		case ok:
-			u.NextAttempt = next
-			if r.cfg.DelayWarning > 0 && !m.Warned && m.From != "" && now.Sub(m.CreatedAt) >= r.cfg.DelayWarning {
-				u.Warned = r.warn(bg, log, m, info, deferred, now)
-			}
-		default:
-			// The lifetime is over (RFC 5321 section 4.5.4.1: give up and
-			// return the message). RFC 3463 section 3.5: X.4.7 delivery
-			// time expired.
-			for i, rc := range u.Recipients {
-				if rc.State != store.QueuePending {
-					continue
-				}
-				rc.State, rc.Status = store.QueueFailed, "4.4.7"
-				rc.LastError = fmt.Sprintf("delivery time expired after %s and %d attempts; last error: %s",
-					r.cfg.MaxLifetime, m.Attempts+1, rc.LastError)
-				u.Recipients[i] = rc
-				failed = append(failed, rc)
-				log.Warn("delivery expired", "rcpt", rc.Address, "err", rc.LastError)
-				if r.cfg.OnEvent != nil {
-					r.cfg.OnEvent(Event{Kind: "bounced", QueueID: m.ID, From: m.From, To: rc.Address, MessageID: info.messageID,
-						Size: m.Size, Remote: rc.RemoteMTA, Status: rc.Status, Detail: rc.LastError})
-				}
-			}
-		}
-	}
-	if len(failed) > 0 && m.From == "" {
-		// RFC 5321 section 4.5.5 and RFC 3464 section 2: never a
-		// notification to the null sender (a bounce that bounces); the
-		// failure is logged.
-		for i := range u.Recipients {
-			if u.Recipients[i].State == store.QueueFailed {
-				u.Recipients[i].Notified = true
-			}
-		}
-		log.Warn("undeliverable message from the null sender dropped", "failed", len(failed))
-		failed = nil
-	}
-	if len(failed) > 0 {
-		// Until the notification is sent and recorded, the message comes
-		// back after the usual interval for it.
-		if u.NextAttempt.IsZero() {
-			u.NextAttempt = now.Add(r.cfg.RetryInitial)
-		}
-	}
-	if err := r.cfg.Store.UpdateQueued(bg, m.ID, u); err != nil {
+	info, err := inspect(bg, r.cfg.Store, m)
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			log.Info("message left the queue during the attempt")
-		} else {
-			log.Error("recording the attempt", "err", err)
+			return // deleted meanwhile
 		}
+		log.Error("reading queued message", "err", err)
+		r.reschedule(bg, m.ID, r.cfg.Now().Add(r.cfg.RetryInitial))
 		return
 	}
-	if len(failed) > 0 {
-		r.notify(bg, log, m, info, failed)
+	for _, action := range []string{dsn.Failed, dsn.Relayed} {
+		r.notify(bg, log, m, info, action, owedNow[action])
+	}
+	if len(pending) > 0 {
+		results := r.attempt(info, m, pending)
+		now := r.cfg.Now()
+		u := r.record(log, m, info, pending, results, now)
+		r.schedule(bg, log, m, info, &u, now)
+		owedAfter := settle(m, &u)
+		if len(owedAfter) > 0 && u.NextAttempt.IsZero() {
+			// Until the notifications are sent and recorded, the message
+			// comes back after the usual interval for them.
+			u.NextAttempt = now.Add(r.cfg.RetryInitial)
+		}
+		if err := r.cfg.Store.UpdateQueued(bg, m.ID, u); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				log.Info("message left the queue during the attempt")
+			} else {
+				log.Error("recording the attempt", "err", err)
+			}
+			return
+		}
+		for _, action := range []string{dsn.Failed, dsn.Relayed} {
+			r.notify(bg, log, m, info, action, owedAfter[action])
+		}
 	}
 	r.finish(bg, log, m)
 }
 
-// finish removes the message once every recipient is delivered, or failed
-// with its sender told.
+// owed is the notification the sender is still owed about a recipient
+// in a final state, "" for none: a bounce (dsn.Failed) for a failure,
+// unless NOTIFY declined it (RFC 3461 section 4.1); a "relayed" report
+// (dsn.Relayed) for a delivery to a next hop without DSN that
+// NOTIFY=SUCCESS asked about (section 5.2.2); nothing for the null
+// sender (RFC 5321 section 4.5.5), or once sent.
+func owed(from string, rc store.QueueRecipient) string {
+	if rc.Notified || from == "" {
+		return ""
+	}
+	switch {
+	case rc.State == store.QueueFailed && rc.DSN.Wants(dsn.NotifyFailure):
+		return dsn.Failed
+	case rc.State == store.QueueDelivered && rc.DSN.Wants(dsn.NotifySuccess):
+		return dsn.Relayed
+	}
+	return ""
+}
+
+// record turns the outcome of an attempt into the update of each pending
+// recipient, reporting each one's result in the log and as an Event.
+func (r *Runner) record(log *slog.Logger, m store.QueuedMessage, info *msgInfo, pending []store.QueueRecipient,
+	results map[string]outcome, now time.Time) store.QueueUpdate {
+	u := store.QueueUpdate{Attempted: true, At: now}
+	for _, p := range pending {
+		o := results[p.Address]
+		rc := store.QueueRecipient{Address: p.Address, DSN: p.DSN, RemoteMTA: o.remote, Remote: o.reply, Status: o.status, LastError: o.text}
+		ev := Event{QueueID: m.ID, From: m.From, To: p.Address, MessageID: info.messageID, Size: m.Size,
+			Remote: o.remote, Status: o.status, Reply: o.reply, Detail: o.words()}
+		switch {
+		case o.delivered:
+			rc.State = store.QueueDelivered
+			// A next hop that offers DSN took NOTIFY over (RFC 3461
+			// section 5.2.1): nothing more is owed from here.
+			rc.Notified = o.dsnPassed
+			ev.Kind = "forwarded"
+			log.Info("delivered", "rcpt", p.Address, "remote", o.remote, "reply", o.reply.String(), "note", o.note)
+		case o.perm:
+			rc.State = store.QueueFailed
+			ev.Kind = "bounced"
+			log.Warn("delivery failed", "rcpt", p.Address, "status", o.status, "err", o.detail())
+		default:
+			rc.State = store.QueuePending
+			ev.Kind = "deferred"
+			log.Info("delivery deferred", "rcpt", p.Address, "status", o.status, "err", o.detail())
+		}
+		u.Recipients = append(u.Recipients, rc)
+		r.event(ev)
+	}
+	return u
+}
+
+func (r *Runner) event(ev Event) {
+	if r.cfg.OnEvent != nil {
+		r.cfg.OnEvent(ev)
+	}
+}
+
+// schedule sets when the recipients still pending are tried again: after
+// the backoff, at once after a shutdown interrupted the attempt; once the
+// message's lifetime is over they fail (RFC 5321 section 4.5.4.1). A
+// message waiting longer than DelayWarning has its sender warned once.
+func (r *Runner) schedule(ctx context.Context, log *slog.Logger, m store.QueuedMessage, info *msgInfo, u *store.QueueUpdate, now time.Time) {
+	var deferred []store.QueueRecipient
+	for _, rc := range u.Recipients {
+		if rc.State == store.QueuePending {
+			deferred = append(deferred, rc)
+		}
+	}
+	if len(deferred) == 0 {
+		return
+	}
+	next, ok := NextAttempt(now, m.CreatedAt.Add(r.cfg.MaxLifetime), m.Attempts+1, r.cfg.RetryInitial, r.cfg.RetryMax)
+	switch {
+	case r.ctx.Err() != nil:
+		// Interrupted by a shutdown: try again as soon as we start.
+		u.NextAttempt = now
+	case ok:
+		u.NextAttempt = next
+		if r.cfg.DelayWarning > 0 && !m.Warned && m.From != "" && now.Sub(m.CreatedAt) >= r.cfg.DelayWarning {
+			u.Warned = r.warn(ctx, log, m, info, deferred, now)
+		}
+	default:
+		r.expire(log, m, info, u)
+	}
+}
+
+// expire fails the recipients still pending once the message's lifetime
+// is over (RFC 5321 section 4.5.4.1: give up and return the message),
+// with their last result. RFC 3463 section 3.5: X.4.7 delivery time
+// expired.
+func (r *Runner) expire(log *slog.Logger, m store.QueuedMessage, info *msgInfo, u *store.QueueUpdate) {
+	for i, rc := range u.Recipients {
+		if rc.State != store.QueuePending {
+			continue
+		}
+		rc.State, rc.Status = store.QueueFailed, "4.4.7"
+		reason := fmt.Sprintf("delivery time expired after %s and %d attempts", r.cfg.MaxLifetime, m.Attempts+1)
+		if rc.LastError != "" {
+			reason += "; last error: " + rc.LastError
+		}
+		rc.LastError = reason
+		u.Recipients[i] = rc
+		log.Warn("delivery expired", "rcpt", rc.Address, "err", reason, "reply", rc.Remote.String())
+		r.event(Event{Kind: "bounced", QueueID: m.ID, From: m.From, To: rc.Address, MessageID: info.messageID,
+			Size: m.Size, Remote: rc.RemoteMTA, Status: rc.Status, Reply: rc.Remote, Detail: rc.LastError})
+	}
+}
+
+// settle marks the recipients of u in a final state that are owed no
+// notification as notified, and returns the others by the notification
+// they are owed.
+func settle(m store.QueuedMessage, u *store.QueueUpdate) map[string][]store.QueueRecipient {
+	out := map[string][]store.QueueRecipient{}
+	for i, rc := range u.Recipients {
+		if rc.State == store.QueuePending {
+			continue
+		}
+		if action := owed(m.From, rc); action != "" {
+			out[action] = append(out[action], rc)
+		} else {
+			u.Recipients[i].Notified = true
+		}
+	}
+	return out
+}
+
+// finish removes the message once every recipient is delivered or
+// failed, and owed no notification.
 func (r *Runner) finish(ctx context.Context, log *slog.Logger, m store.QueuedMessage) {
 	cur, err := r.cfg.Store.QueuedMessage(ctx, m.ID)
 	if err != nil {
 		return // already gone
 	}
 	for _, rc := range cur.Recipients {
-		if rc.State == store.QueuePending || (rc.State == store.QueueFailed && !rc.Notified) {
+		if rc.State == store.QueuePending || owed(cur.From, rc) != "" {
 			return
 		}
 	}
@@ -518,7 +574,7 @@ func (r *Runner) reschedule(ctx context.Context, id int64, next time.Time) {
 // attempt delivers to every pending recipient: one SMTP transaction per
 // destination (a recipient domain, or a relay or route carrying several),
 // the destinations in parallel.
-func (r *Runner) attempt(info *msgInfo, m store.QueuedMessage, pending []string) map[string]outcome {
+func (r *Runner) attempt(info *msgInfo, m store.QueuedMessage, pending []store.QueueRecipient) map[string]outcome {
 	results := make(map[string]outcome, len(pending))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -526,7 +582,7 @@ func (r *Runner) attempt(info *msgInfo, m store.QueuedMessage, pending []string)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := r.deliverGroup(r.ctx, info, m.From, g)
+			res := r.deliverGroup(r.ctx, info, m, g)
 			mu.Lock()
 			defer mu.Unlock()
 			for addr, o := range res {
@@ -544,13 +600,13 @@ type destination struct {
 	domain string // MX delivery when addr is ""
 	addr   string // host:port of a relay or route
 	relay  *Relay // credentials, for the relay
-	tls    TLSLevel
-	err    *failure // a recipient address no destination can be found for
+	tls    smtpclient.TLSLevel
+	err    *outcome // a recipient address no destination can be found for
 }
 
 type group struct {
 	dest  destination
-	rcpts []string
+	rcpts []store.QueueRecipient
 }
 
 // destinationOf returns where mail for rcpt goes: a route for its
@@ -587,11 +643,11 @@ func (r *Runner) destinationOf(rcpt string) destination {
 }
 
 // group splits recipients by destination, keeping their order.
-func (r *Runner) group(rcpts []string) []group {
+func (r *Runner) group(rcpts []store.QueueRecipient) []group {
 	var gs []group
 	index := map[string]int{}
 	for _, rc := range rcpts {
-		d := r.destinationOf(rc)
+		d := r.destinationOf(rc.Address)
 		i, ok := index[d.key]
 		if !ok {
 			i = len(gs)
@@ -601,44 +657,4 @@ func (r *Runner) group(rcpts []string) []group {
 		gs[i].rcpts = append(gs[i].rcpts, rc)
 	}
 	return gs
-}
-
-// limiter bounds the connections to each host address.
-type limiter struct {
-	max   int
-	mu    sync.Mutex
-	slots map[string]chan struct{}
-	users map[string]int
-}
-
-func newLimiter(max int) *limiter {
-	return &limiter{max: max, slots: map[string]chan struct{}{}, users: map[string]int{}}
-}
-
-// acquire waits for a slot for key; release must follow unless it fails.
-func (l *limiter) acquire(ctx context.Context, key string) (release func(), err error) {
-	l.mu.Lock()
-	ch, ok := l.slots[key]
-	if !ok {
-		ch = make(chan struct{}, l.max)
-		l.slots[key] = ch
-	}
-	l.users[key]++
-	l.mu.Unlock()
-	done := func() {
-		l.mu.Lock()
-		l.users[key]--
-		if l.users[key] == 0 {
-			delete(l.users, key)
-			delete(l.slots, key)
-		}
-		l.mu.Unlock()
-	}
-	select {
-	case ch <- struct{}{}:
-		return func() { <-ch; done() }, nil
-	case <-ctx.Done():
-		done()
-		return nil, ctx.Err()
-	}
 }

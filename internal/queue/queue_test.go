@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bufio"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -14,8 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
+	"github.com/postoffice-mail/postoffice/internal/smtpclient"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/testlib"
 )
@@ -190,10 +188,10 @@ func TestDNSResolver(t *testing.T) {
 func TestGroup(t *testing.T) {
 	t.Parallel()
 	r := New(Config{Routes: map[string]string{"Routed.Test.": "127.0.0.9:2525"}})
-	got := r.group([]string{"a@one.test", "b@Two.test", "c@ONE.test", "d@routed.test", "e@two.test", "f@[127.0.0.7]", "bad"})
+	got := r.group(pendingRcpts("a@one.test", "b@Two.test", "c@ONE.test", "d@routed.test", "e@two.test", "f@[127.0.0.7]", "bad"))
 	var desc []string
 	for _, g := range got {
-		desc = append(desc, g.dest.key+": "+strings.Join(g.rcpts, " "))
+		desc = append(desc, g.dest.key+": "+strings.Join(addrs(g.rcpts), " "))
 	}
 	want := []string{"mx one.test: a@one.test c@ONE.test", "mx two.test: b@Two.test e@two.test",
 		"route 127.0.0.9:2525: d@routed.test", "literal 127.0.0.7:25: f@[127.0.0.7]", "invalid: bad"}
@@ -203,8 +201,8 @@ func TestGroup(t *testing.T) {
 	// With a relay host everything but the routes goes there, in one group.
 	r = New(Config{Relay: &Relay{Addr: "127.0.0.8:587"}, Routes: map[string]string{"routed.test": "127.0.0.9:2525"}})
 	desc = nil
-	for _, g := range r.group([]string{"a@one.test", "b@two.test", "c@routed.test"}) {
-		desc = append(desc, g.dest.key+": "+strings.Join(g.rcpts, " "))
+	for _, g := range r.group(pendingRcpts("a@one.test", "b@two.test", "c@routed.test")) {
+		desc = append(desc, g.dest.key+": "+strings.Join(addrs(g.rcpts), " "))
 	}
 	if want := []string{"relay: a@one.test b@two.test", "route 127.0.0.9:2525: c@routed.test"}; !slices.Equal(desc, want) {
 		t.Errorf("groups with a relay:\n got %q\nwant %q", desc, want)
@@ -246,7 +244,7 @@ func TestOneTransactionPerDomain(t *testing.T) {
 			t.Errorf("MAIL FROM %q, EHLO %q", tx.from, tx.helo)
 		}
 		if tx.tls {
-			// The go-smtp sink offers no STARTTLS without a certificate.
+			// The sink offers no STARTTLS without a certificate.
 			t.Errorf("TLS without a certificate?")
 		}
 	}
@@ -292,34 +290,35 @@ func TestMXFallback(t *testing.T) {
 func TestFailures(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	k := newSink(t)
 	var mu sync.Mutex
 	greylisted := true
-	k.rcpt = func(to string) error {
+	k := newSink(t, withRcpt(func(to string) string {
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
 		case strings.HasPrefix(to, "nobody@"):
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user"}
+			return "550 5.1.1 No such user"
 		case strings.HasPrefix(to, "grey@") && greylisted:
-			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Greylisted, try later"}
+			return "451 4.7.1 Greylisted, try later"
 		}
-		return nil
-	}
+		return ""
+	}))
 	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
 	id := h.enqueue("alice@a.test", []string{"bob@b.test", "nobody@b.test", "grey@b.test"}, testMsg)
 	t0 := h.clock()
 	h.attempt()
 
-	if rc := h.recipient(id, "bob@b.test"); rc.State != store.QueueDelivered || rc.RemoteMTA != "mx.b.test" {
+	// Each remote reply is kept as it came, with its command and host.
+	if rc := h.recipient(id, "bob@b.test"); rc.State != store.QueueDelivered || rc.RemoteMTA != "mx.b.test" ||
+		rc.Remote.Reply.Code != 250 || rc.Remote.Command != "end of data" || rc.Remote.Host != "mx.b.test[127.0.0.2]:25" {
 		t.Errorf("bob: %+v", rc)
 	}
 	if rc := h.recipient(id, "nobody@b.test"); rc.State != store.QueueFailed || !rc.Notified || rc.Status != "5.1.1" ||
-		!strings.Contains(rc.LastError, "550 5.1.1 No such user") {
+		rc.Remote.String() != "mx.b.test[127.0.0.2]:25 said: 550 5.1.1 No such user (in reply to RCPT TO)" || rc.LastError != "" {
 		t.Errorf("nobody: %+v", rc)
 	}
 	rc := h.recipient(id, "grey@b.test")
-	if rc.State != store.QueuePending || rc.Status != "4.7.1" || !strings.Contains(rc.LastError, "Greylisted") {
+	if rc.State != store.QueuePending || rc.Status != "4.7.1" || rc.Remote.Reply.Code != 451 || rc.Remote.Reply.Message() != "Greylisted, try later" {
 		t.Errorf("grey: %+v", rc)
 	}
 	m, _ := h.queued(id)
@@ -331,7 +330,7 @@ func TestFailures(t *testing.T) {
 		t.Fatalf("%d bounces, want 1", len(b))
 	}
 	for _, want := range []string{"Action: failed", "Status: 5.1.1", "Final-Recipient: rfc822; nobody@b.test", "Remote-MTA: dns; mx.b.test",
-		"Diagnostic-Code: smtp; ", "Content-Type: multipart/report; report-type=delivery-status", "Message-ID: <m1@a.test>", "Reporting-MTA: dns; out.test"} {
+		"Diagnostic-Code: smtp; 550 5.1.1 No such user\r\n", "Content-Type: multipart/report; report-type=delivery-status", "Message-ID: <m1@a.test>", "Reporting-MTA: dns; out.test"} {
 		if !strings.Contains(b[0].msg, want) {
 			t.Errorf("bounce lacks %q:\n%s", want, b[0].msg)
 		}
@@ -366,13 +365,12 @@ func TestFailures(t *testing.T) {
 func TestDataFailure(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	k := newSink(t)
-	k.data = func(n int) error {
+	k := newSink(t, withData(func(n int) string {
 		if n == 1 {
-			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient storage"}
+			return "452 4.3.1 Insufficient storage"
 		}
-		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Spam"}
-	}
+		return "554 5.7.1 Spam"
+	}))
 	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
 	id := h.enqueue("alice@a.test", []string{"bob@b.test", "carol@b.test"}, testMsg)
 	h.attempt()
@@ -440,10 +438,7 @@ func TestExpiry(t *testing.T) {
 func TestNoBounceToNullSender(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	k := newSink(t)
-	k.rcpt = func(string) error {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No"}
-	}
+	k := newSink(t, withRcpt(func(string) string { return "550 5.1.1 No" }))
 	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
 	id := h.enqueue("", []string{"bob@b.test"}, testMsg)
 	h.attempt()
@@ -497,7 +492,7 @@ func TestStartTLS(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	for _, c := range []struct {
-		level     TLSLevel
+		level     smtpclient.TLSLevel
 		certified bool // the sink offers STARTTLS
 		broken    bool // ... but every handshake fails
 		roots     *x509.CertPool
@@ -505,17 +500,17 @@ func TestStartTLS(t *testing.T) {
 		tls       bool
 		status    string
 	}{
-		{level: TLSMay, certified: true, delivered: true, tls: true},
+		{level: smtpclient.TLSMay, certified: true, delivered: true, tls: true},
 		// Opportunistic TLS falls back to plaintext after a failed
 		// handshake; "encrypt" defers.
-		{level: TLSMay, certified: true, broken: true, delivered: true},
-		{level: TLSEncrypt, certified: true, broken: true, status: "4.7.5"},
-		{level: TLSMay, delivered: true},
-		{level: TLSNone, certified: true, delivered: true},
-		{level: TLSEncrypt, certified: true, delivered: true, tls: true},
-		{level: TLSEncrypt, status: "4.7.4"},
-		{level: TLSVerify, certified: true, status: "4.7.5"},
-		{level: TLSVerify, certified: true, roots: pool, delivered: true, tls: true},
+		{level: smtpclient.TLSMay, certified: true, broken: true, delivered: true},
+		{level: smtpclient.TLSEncrypt, certified: true, broken: true, status: "4.7.5"},
+		{level: smtpclient.TLSMay, delivered: true},
+		{level: smtpclient.TLSNone, certified: true, delivered: true},
+		{level: smtpclient.TLSEncrypt, certified: true, delivered: true, tls: true},
+		{level: smtpclient.TLSEncrypt, status: "4.7.4"},
+		{level: smtpclient.TLSVerify, certified: true, status: "4.7.5"},
+		{level: smtpclient.TLSVerify, certified: true, roots: pool, delivered: true, tls: true},
 	} {
 		t.Run(fmt.Sprintf("%s-cert%v-broken%v-roots%v", c.level, c.certified, c.broken, c.roots != nil), func(t *testing.T) {
 			h := newHarness(t, func(cfg *Config) { cfg.TLS, cfg.RootCAs = c.level, c.roots })
@@ -555,7 +550,7 @@ func TestRelay(t *testing.T) {
 	relay := newSink(t, withTLS(cert), withAuth("out", "s3cret"))
 	routed := newSink(t)
 	h := newHarness(t, func(c *Config) {
-		c.Relay = &Relay{Addr: "127.0.0.9:587", User: "out", Password: "s3cret", TLS: TLSEncrypt}
+		c.Relay = &Relay{Addr: "127.0.0.9:587", User: "out", Password: "s3cret", TLS: smtpclient.TLSEncrypt}
 		c.Routes = map[string]string{"routed.test": "127.0.0.10:2525"}
 	})
 	h.dial.route("127.0.0.9:587", relay.addr)
@@ -577,19 +572,19 @@ func TestRelay(t *testing.T) {
 	}
 
 	h2 := newHarness(t, func(c *Config) {
-		c.Relay = &Relay{Addr: "127.0.0.9:587", User: "out", Password: "wrong", TLS: TLSMay}
+		c.Relay = &Relay{Addr: "127.0.0.9:587", User: "out", Password: "wrong", TLS: smtpclient.TLSMay}
 	})
 	h2.dial.route("127.0.0.9:587", relay.addr)
 	id = h2.enqueue("alice@a.test", []string{"bob@b.test"}, testMsg)
 	h2.attempt()
-	if rc := h2.recipient(id, "bob@b.test"); rc.State != store.QueuePending || !strings.Contains(rc.LastError, "refused the login") || rc.Status != "4.7.8" {
-		t.Errorf("with a wrong password: %+v, want deferred (4.7.8)", rc)
+	if rc := h2.recipient(id, "bob@b.test"); rc.State != store.QueuePending || rc.Remote.Command != "AUTH" || rc.Remote.Reply.Code != 535 || rc.Status != "4.7.8" {
+		t.Errorf("with a wrong password: %+v, want deferred (4.7.8) with the refusal of AUTH", rc)
 	}
 
 	// No TLS offered: the credentials are not sent.
 	plain := newSink(t, withAuth("out", "s3cret"))
 	h3 := newHarness(t, func(c *Config) {
-		c.Relay = &Relay{Addr: "127.0.0.9:587", User: "out", Password: "s3cret", TLS: TLSMay}
+		c.Relay = &Relay{Addr: "127.0.0.9:587", User: "out", Password: "s3cret", TLS: smtpclient.TLSMay}
 	})
 	h3.dial.route("127.0.0.9:587", plain.addr)
 	id = h3.enqueue("alice@a.test", []string{"bob@b.test"}, testMsg)
@@ -616,126 +611,67 @@ func TestSize(t *testing.T) {
 	}
 }
 
-// scripted is a minimal SMTP server offering exactly the extensions
-// given, for peers go-smtp cannot imitate (it always offers 8BITMIME).
-func scripted(t *testing.T, ext []string) (addr string, mails func() []string) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	var mu sync.Mutex
-	var got []string
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(30 * time.Second))
-				br := bufio.NewReader(c)
-				fmt.Fprintf(c, "220 scripted.test ESMTP\r\n")
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					cmd := strings.ToUpper(strings.TrimSpace(line))
-					switch {
-					case strings.HasPrefix(cmd, "EHLO"):
-						fmt.Fprintf(c, "250-scripted.test\r\n")
-						for _, e := range ext {
-							fmt.Fprintf(c, "250-%s\r\n", e)
-						}
-						fmt.Fprintf(c, "250 HELP\r\n")
-					case strings.HasPrefix(cmd, "MAIL"), strings.HasPrefix(cmd, "RCPT"):
-						mu.Lock()
-						got = append(got, strings.TrimSpace(line))
-						mu.Unlock()
-						fmt.Fprintf(c, "250 OK\r\n")
-					case cmd == "DATA":
-						fmt.Fprintf(c, "354 go on\r\n")
-						for {
-							l, err := br.ReadString('\n')
-							if err != nil || l == ".\r\n" {
-								break
-							}
-						}
-						fmt.Fprintf(c, "250 2.0.0 queued\r\n")
-					case cmd == "QUIT":
-						fmt.Fprintf(c, "221 bye\r\n")
-						return
-					default:
-						fmt.Fprintf(c, "250 OK\r\n")
-					}
-				}
-			}()
-		}
-	}()
-	return l.Addr().String(), func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), got...)
-	}
-}
-
 // TestEightBitAndUTF8: RFC 6152 and RFC 6531 towards peers without the
-// extensions.
+// extensions. A peer without 8BITMIME gets 8-bit content converted to 7
+// bit (RFC 6152 section 3); one without SMTPUTF8 gets no UTF-8 envelope
+// or header: such a recipient or message fails with X.6.7 (RFC 6531
+// sections 3.2 and 3.5), while the others of the transaction get it; a
+// peer with SMTPUTF8 gets them, announced.
 func TestEightBitAndUTF8(t *testing.T) {
 	t.Parallel()
-	eight := "From: alice@a.test\r\nSubject: caf\xc3\xa9\r\n\r\ncaf\xc3\xa9\r\n"
+	const eightBody = "From: alice@a.test\r\nSubject: cafe\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+		"Content-Transfer-Encoding: 8bit\r\n\r\ncaf\xc3\xa9\r\n"
+	const utf8Header = "From: alice@a.test\r\nSubject: caf\xc3\xa9\r\n\r\ncaf\xc3\xa9\r\n"
 
-	// No 8BITMIME: an 8-bit message bounces (X.6.3) before MAIL.
+	// No 8BITMIME: the 8-bit body goes as quoted-printable; no SMTPUTF8
+	// either: the message with a UTF-8 header bounces, unsent.
 	h := newHarness(t, nil)
-	addr, mails := scripted(t, []string{"SIZE 1000000"})
-	h.res.mx["b.test"] = []*net.MX{{Host: "mx.b.test.", Pref: 10}}
-	h.res.ip["mx.b.test"] = []net.IP{net.ParseIP("127.0.0.2")}
-	h.dial.route("127.0.0.2:25", addr)
-	id := h.enqueue("alice@a.test", []string{"bob@b.test"}, eight)
-	seven := h.enqueue("alice@a.test", []string{"bob@b.test"}, testMsg)
+	k := newSink(t, without8BitMIME())
+	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
+	conv := h.enqueue("alice@a.test", []string{"bob@b.test"}, eightBody)
+	hdr := h.enqueue("alice@a.test", []string{"carol@b.test"}, utf8Header)
 	h.attempt()
-	if _, ok := h.queued(id); ok {
-		t.Errorf("8-bit message still queued")
+	for _, id := range []int64{conv, hdr} {
+		if _, ok := h.queued(id); ok {
+			t.Errorf("message %d still queued", id)
+		}
 	}
-	if b := h.bounces.sent(); len(b) != 1 || field(b[0].msg, "Status") != "5.6.3" || !strings.Contains(b[0].msg, "8BITMIME") {
-		t.Errorf("bounces %+v", b)
+	txns := k.transactions()
+	if len(txns) != 1 || !strings.Contains(txns[0].data, "Content-Transfer-Encoding: quoted-printable\r\n") ||
+		!strings.Contains(txns[0].data, "\r\n\r\ncaf=C3=A9\r\n") || strings.Contains(txns[0].mail, "BODY=8BITMIME") {
+		t.Errorf("transactions %+v, want the 8-bit message converted to 7 bit", txns)
 	}
-	if _, ok := h.queued(seven); ok {
-		t.Errorf("7-bit message not delivered")
-	}
-	if m := mails(); len(m) != 2 || m[0] != fmt.Sprintf("MAIL FROM:<alice@a.test> SIZE=%d", len(testMsg)) {
-		t.Errorf("commands %q: want only the 7-bit message's MAIL (with SIZE) and RCPT", m)
+	if b := h.bounces.sent(); len(b) != 1 || field(b[0].msg, "Status") != "5.6.7" || field(b[0].msg, "Final-Recipient") != "rfc822; carol@b.test" ||
+		!strings.Contains(b[0].msg, "SMTPUTF8") {
+		t.Errorf("bounces %+v, want the UTF-8 header's, 5.6.7", b)
 	}
 
 	// 8BITMIME but no SMTPUTF8: a non-ASCII recipient fails (X.6.7), the
 	// others of the transaction get the message.
 	h = newHarness(t, nil)
-	addr, mails = scripted(t, []string{"8BITMIME"})
-	h.res.mx["b.test"] = []*net.MX{{Host: "mx.b.test.", Pref: 10}}
-	h.res.ip["mx.b.test"] = []net.IP{net.ParseIP("127.0.0.2")}
-	h.dial.route("127.0.0.2:25", addr)
-	id = h.enqueue("alice@a.test", []string{"j\xc3\xb6rg@b.test", "bob@b.test"}, eight)
+	k = newSink(t)
+	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
+	id := h.enqueue("alice@a.test", []string{"j\xc3\xb6rg@b.test", "bob@b.test"}, eightBody)
 	h.attempt()
 	if _, ok := h.queued(id); ok {
 		t.Errorf("message still queued")
 	}
-	if m := mails(); len(m) != 2 || m[0] != "MAIL FROM:<alice@a.test> BODY=8BITMIME" || m[1] != "RCPT TO:<bob@b.test>" {
-		t.Errorf("commands %q", m)
+	txns = k.transactions()
+	if len(txns) != 1 || txns[0].mail != fmt.Sprintf("MAIL FROM:<alice@a.test> SIZE=%d BODY=8BITMIME", len(eightBody)) ||
+		!slices.Equal(txns[0].rcptCmds, []string{"RCPT TO:<bob@b.test>"}) {
+		t.Errorf("transactions %+v", txns)
 	}
 	if b := h.bounces.sent(); len(b) != 1 || field(b[0].msg, "Status") != "5.6.7" || field(b[0].msg, "Final-Recipient") != "rfc822; j\xc3\xb6rg@b.test" {
 		t.Errorf("bounces %+v", b)
 	}
 
-	// A peer with SMTPUTF8 gets the UTF-8 address, announced.
+	// A peer with SMTPUTF8 gets the UTF-8 address and header, announced.
 	h = newHarness(t, nil)
-	k := newSink(t, withSMTPUTF8())
+	k = newSink(t, withSMTPUTF8())
 	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
-	h.enqueue("alice@a.test", []string{"j\xc3\xb6rg@b.test"}, eight)
+	h.enqueue("alice@a.test", []string{"j\xc3\xb6rg@b.test"}, utf8Header)
 	h.attempt()
-	if txns := k.transactions(); len(txns) != 1 || !txns[0].utf8 || txns[0].rcpts[0] != "j\xc3\xb6rg@b.test" || txns[0].data != eight {
+	if txns := k.transactions(); len(txns) != 1 || !txns[0].utf8 || txns[0].rcpts[0] != "j\xc3\xb6rg@b.test" || txns[0].data != utf8Header {
 		t.Errorf("transactions %+v, want the UTF-8 recipient with SMTPUTF8", txns)
 	}
 }
@@ -783,10 +719,7 @@ func TestRunner(t *testing.T) {
 	if n := len(k.transactions()); n != 11 {
 		t.Errorf("%d transactions, want 11", n)
 	}
-	k.mu.Lock()
-	maxOpen := k.maxOpen
-	k.mu.Unlock()
-	if maxOpen > 2 {
+	if maxOpen := k.maxOpen(); maxOpen > 2 {
 		t.Errorf("%d connections at once to one host, limit 2", maxOpen)
 	}
 	if b := h.bounces.sent(); len(b) != 1 || field(b[0].msg, "Status") != "5.1.10" {
@@ -805,9 +738,9 @@ func TestRunner(t *testing.T) {
 func TestShutdownAborts(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(c *Config) { c.Now = time.Now })
-	k := newSink(t)
-	k.block = make(chan struct{})
-	t.Cleanup(func() { close(k.block) })
+	block := make(chan struct{})
+	k := newSink(t, withData(func(int) string { <-block; return "" }))
+	t.Cleanup(func() { close(block) })
 	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
 	id := h.enqueue("alice@a.test", []string{"bob@b.test"}, testMsg)
 	if err := h.r.Start(); err != nil {
@@ -815,10 +748,7 @@ func TestShutdownAborts(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		k.mu.Lock()
-		n := k.datas
-		k.mu.Unlock()
-		if n > 0 {
+		if k.Datas() > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -848,23 +778,18 @@ func TestShutdownAborts(t *testing.T) {
 func TestAddressesOnTheWire(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	var wire wireLog
-	k := newSink(t, withWire(&wire))
+	k := newSink(t)
 	h.mx("b.test", mxHost{"mx.b.test", 10, "127.0.0.2", k})
 	good := h.enqueue(`"john smith"@a.test`, []string{`"x@y z"@b.test`, "bob@b.test", "x>y@b.test"}, testMsg)
 	bad := h.enqueue("ceo@bank.com> ENVID=x@evil.test", []string{"carol@b.test"}, testMsg)
 	h.attempt()
 
-	mail := wire.lines("MAIL FROM:")
-	rcpt := wire.lines("RCPT TO:")
-	if len(mail) != 1 || !strings.HasPrefix(mail[0], `MAIL FROM:<"john smith"@a.test> `) {
-		t.Errorf("MAIL commands %q, want one from <\"john smith\"@a.test>", mail)
+	txns := k.transactions()
+	if len(txns) != 1 || !strings.HasPrefix(txns[0].mail, `MAIL FROM:<"john smith"@a.test> `) {
+		t.Fatalf("transactions %+v, want one from <\"john smith\"@a.test>", txns)
 	}
-	if want := []string{`RCPT TO:<"x@y z"@b.test>`, "RCPT TO:<bob@b.test>"}; !slices.Equal(rcpt, want) {
-		t.Errorf("RCPT commands %q, want %q", rcpt, want)
-	}
-	if txns := k.transactions(); len(txns) != 1 || txns[0].from != "john smith@a.test" || txns[0].rcpts[0] != "x@y z@b.test" {
-		t.Errorf("the sink understood %+v", txns)
+	if want := []string{`RCPT TO:<"x@y z"@b.test>`, "RCPT TO:<bob@b.test>"}; !slices.Equal(txns[0].rcptCmds, want) {
+		t.Errorf("RCPT commands %q, want %q", txns[0].rcptCmds, want)
 	}
 	// Both failures were bounced (the messages are done).
 	for _, id := range []int64{good, bad} {
@@ -879,4 +804,21 @@ func TestAddressesOnTheWire(t *testing.T) {
 	if status[`"john smith"@a.test`] != "5.1.3" || status["ceo@bank.com> ENVID=x@evil.test"] != "5.1.7" {
 		t.Errorf("bounces: %q", status)
 	}
+}
+
+// pendingRcpts makes pending queue recipients of addresses.
+func pendingRcpts(as ...string) []store.QueueRecipient {
+	out := make([]store.QueueRecipient, len(as))
+	for i, a := range as {
+		out[i] = store.QueueRecipient{Address: a, State: store.QueuePending}
+	}
+	return out
+}
+
+func addrs(rcpts []store.QueueRecipient) []string {
+	out := make([]string, len(rcpts))
+	for i, rc := range rcpts {
+		out[i] = rc.Address
+	}
+	return out
 }

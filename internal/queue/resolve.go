@@ -32,6 +32,11 @@ func (s systemResolver) LookupMX(ctx context.Context, domain string) ([]*net.MX,
 	return s.r.LookupMX(ctx, domain)
 }
 
+// LookupTXT serves MTA-STS discovery (mtasts.Resolver).
+func (s systemResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	return s.r.LookupTXT(ctx, name)
+}
+
 func (s systemResolver) LookupIP(ctx context.Context, host string) ([]net.IP, error) {
 	addrs, err := s.r.LookupIPAddr(ctx, host)
 	if err != nil {
@@ -98,6 +103,26 @@ func (d *dnsResolver) LookupMX(ctx context.Context, domain string) ([]*net.MX, e
 		return nil, &net.DNSError{Err: "no MX record", Name: domain, Server: d.server, IsNotFound: true}
 	}
 	return mxs, nil
+}
+
+// LookupTXT serves MTA-STS discovery (mtasts.Resolver): the strings of
+// each TXT record joined without a separator, as net.Resolver's
+// LookupTXT gives them.
+func (d *dnsResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	rrs, err := d.query(ctx, name, dns.TypeTXT)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rr := range rrs {
+		if t, ok := rr.(*dns.TXT); ok {
+			out = append(out, strings.Join(t.Txt, ""))
+		}
+	}
+	if len(out) == 0 {
+		return nil, &net.DNSError{Err: "no TXT record", Name: name, Server: d.server, IsNotFound: true}
+	}
+	return out, nil
 }
 
 func (d *dnsResolver) LookupIP(ctx context.Context, host string) ([]net.IP, error) {
@@ -173,9 +198,9 @@ func isNullMX(mxs []*net.MX) bool {
 // lookupMX finds the hosts for a domain's mail (RFC 5321 section 5.1):
 // its MX records by preference; without any, the domain itself (the
 // "implicit MX"), if it has an address; a null MX (RFC 7505) means the
-// domain accepts no mail. A *failure is returned for the domain that
+// domain accepts no mail. A failed outcome is returned for the domain that
 // does not exist (permanent) or a lookup that failed (temporary).
-func lookupMX(ctx context.Context, res Resolver, domain string) (mxResult, *failure) {
+func lookupMX(ctx context.Context, res Resolver, domain string) (mxResult, *outcome) {
 	mxs, err := res.LookupMX(ctx, domain)
 	if err != nil && !isNotFound(err) && len(mxs) == 0 {
 		// RFC 3463 section 3.5: X.4.3 directory server failure.

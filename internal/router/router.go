@@ -17,11 +17,12 @@ package router
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -37,6 +38,14 @@ type Envelope struct {
 	Source     string // "smtp", "submission", "deliver", "bounce"
 	ID         string // transaction id, set by the router
 	Received   time.Time
+
+	// DSN parameters (RFC 3461 section 4): RET and ENVID of the message
+	// (dsn.RetFull, dsn.RetHdrs or "", "" for none) and, parallel to To,
+	// each recipient's NOTIFY and ORCPT (nil: none for any). They are
+	// honoured here and kept with queued copies for the next hop.
+	Ret   string
+	EnvID string
+	DSN   []dsn.RcptParams
 
 	// resolved keeps CheckRecipient's resolution of each recipient for
 	// Route, so that an SMTP transaction resolves every address once.
@@ -58,6 +67,20 @@ type Recipient struct {
 	// QueueID its outbound queue entry once queued (for the journal).
 	UID     uint64
 	QueueID int64
+	// DSN are the NOTIFY and ORCPT parameters of the envelope recipient
+	// it came from (RFC 3461 section 4).
+	DSN dsn.RcptParams
+}
+
+// rcptDSN is the DSN parameters the client gave with the envelope
+// recipient rcpt.
+func (env *Envelope) rcptDSN(rcpt string) dsn.RcptParams {
+	for i, to := range env.To {
+		if to == rcpt && i < len(env.DSN) {
+			return env.DSN[i]
+		}
+	}
+	return dsn.RcptParams{}
 }
 
 // Local reports whether the recipient is a local mailbox.
@@ -123,21 +146,32 @@ type NonDeliveryHandler interface {
 	NonDelivery(ctx context.Context, m *Message, failed []*Recipient) error
 }
 
-// Error is a refusal with an SMTP reply code and an RFC 3463 enhanced code,
-// which the SMTP door passes on and the deliver command maps to an exit
-// code.
+// Error is a refusal: the SMTP reply that says it (smtpreply.Reply, the
+// one reply type from the wire to the journal), which the SMTP door
+// passes on and the deliver command maps to an exit code, and the cause,
+// for errors.Is (ErrUnknownUser...).
 type Error struct {
-	Code     int
-	Enhanced [3]int
-	Message  string
-	Err      error // the underlying cause, for errors.Is
+	Reply smtpreply.Reply
+	Err   error // the underlying cause
 }
 
-func (e *Error) Error() string { return e.Message }
+// Error is the reply on one line, "550 5.1.1 No such user here: ...".
+func (e *Error) Error() string { return e.Reply.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
-// Temporary reports whether the sender should try again later.
-func (e *Error) Temporary() bool { return e.Code >= 400 && e.Code < 500 }
+// As lets smtpreply.As (errors.As with a *smtpreply.Reply) find the reply
+// of a refusal anywhere in an error chain.
+func (e *Error) As(target any) bool {
+	if r, ok := target.(*smtpreply.Reply); ok {
+		*r = e.Reply
+		return true
+	}
+	return false
+}
+
+// Temporary reports whether the sender should try again later (a 4xx
+// reply, RFC 5321 section 4.2.1).
+func (e *Error) Temporary() bool { return e.Reply.Temporary() }
 
 // Sentinel causes carried by *Error.
 var (
@@ -150,8 +184,10 @@ var (
 	ErrNoSpace      = errors.New("insufficient storage")
 )
 
-func refuse(code int, e1, e2, e3 int, cause error, format string, a ...any) *Error {
-	return &Error{Code: code, Enhanced: [3]int{e1, e2, e3}, Message: fmt.Sprintf(format, a...), Err: cause}
+// refuse makes a refusal with a reply code, an RFC 3463 status ("5.1.1")
+// and a text.
+func refuse(code int, status string, cause error, format string, a ...any) *Error {
+	return &Error{Reply: smtpreply.Errorf(code, status, format, a...), Err: cause}
 }
 
 // tempError wraps an unexpected failure as 451 4.3.0.
@@ -160,7 +196,7 @@ func tempError(err error) *Error {
 	if errors.As(err, &re) {
 		return re
 	}
-	return refuse(451, 4, 3, 0, err, "Temporary local problem, try again later")
+	return refuse(451, "4.3.0", err, "Temporary local problem, try again later")
 }
 
 // Options configures a Router. Built-in steps are made from Store; the
@@ -253,7 +289,7 @@ func (r *Router) CheckSpace(size int64) error {
 	}
 	if free-max(size, 0) < r.opt.MinFree {
 		r.log.Warn("intake refused: the store is short of space", "free", free, "size", size, "min_free", r.opt.MinFree)
-		return refuse(452, 4, 3, 1, ErrNoSpace, "Insufficient system storage, try again later")
+		return refuse(452, "4.3.1", ErrNoSpace, "Insufficient system storage, try again later")
 	}
 	return nil
 }
@@ -299,7 +335,7 @@ func (r *Router) checkQuota(ctx context.Context, rc *Recipient, size int64) erro
 	}
 	if used+size > rc.Quota || used >= rc.Quota {
 		// RFC 3463 section 3.3: X.2.2 mailbox full.
-		return refuse(552, 5, 2, 2, ErrQuota, "Mailbox of %s is full", rc.Address)
+		return refuse(552, "5.2.2", ErrQuota, "Mailbox of %s is full", rc.Address)
 	}
 	return nil
 }
@@ -315,7 +351,7 @@ func (r *Router) resolve(ctx context.Context, env *Envelope, rcpt string) ([]*Re
 			return out, nil
 		}
 	}
-	return nil, refuse(550, 5, 1, 1, ErrUnknownUser, "No such user here: %s", rcpt)
+	return nil, refuse(550, "5.1.1", ErrUnknownUser, "No such user here: %s", rcpt)
 }
 
 // Route runs the whole pipeline for one message and returns nil only once
@@ -336,7 +372,7 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 		if errors.As(err, &re) {
 			return re
 		}
-		return refuse(451, 4, 3, 0, err, "Error reading the message: %v", err)
+		return refuse(451, "4.3.0", err, "Error reading the message: %v", err)
 	}
 	defer spooled.Close()
 	if err := r.CheckSpace(spooled.Size()); err != nil {
@@ -344,7 +380,7 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 	}
 	m := &Message{Env: env, Body: spooled, PerRecipient: map[int64][]byte{}}
 	if m.Header, err = parseHeader(spooled.Open()); err != nil {
-		return refuse(554, 5, 6, 0, err, "Malformed message header: %v", err)
+		return refuse(554, "5.6.0", err, "Malformed message header: %v", err)
 	}
 
 	// 1. Address resolution, with duplicates removed: a user reached by two
@@ -360,6 +396,7 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 			}
 		}
 		for _, rc := range rcpts {
+			rc.DSN = env.rcptDSN(to)
 			if rc.Local() {
 				if seenUser[rc.UserID] {
 					continue
@@ -446,6 +483,9 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 			}
 		}
 	}
+	// NOTIFY=SUCCESS of local recipients (RFC 3461 section 5.2.3); the
+	// queue reports those of remote ones.
+	r.notifySuccess(ctx, m)
 	r.log.Info("routed", "id", env.ID, "source", env.Source, "from", env.From,
 		"local", len(local), "remote", len(remote), "failed", len(failed), "size", spooled.Size())
 	if r.opt.Record != nil {

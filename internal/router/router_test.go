@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/router"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
@@ -148,7 +149,7 @@ func TestRefusals(t *testing.T) {
 	} {
 		err := r.CheckRecipient(ctx, tc.env, tc.rcpt)
 		var re *router.Error
-		if !errors.As(err, &re) || re.Code != tc.code || !errors.Is(err, tc.cause) {
+		if !errors.As(err, &re) || re.Reply.Code != tc.code || !errors.Is(err, tc.cause) {
 			t.Errorf("%s: got %v, want %d (%v)", tc.rcpt, err, tc.code, tc.cause)
 		}
 	}
@@ -166,7 +167,7 @@ func TestHopLimit(t *testing.T) {
 	msg := strings.Repeat("Received: from x by y; Wed, 25 Nov 2026 10:00:00 +0000\r\n", 31) + body
 	err := r.Route(context.Background(), mx("s@remote.test", "a@local.test"), strings.NewReader(msg))
 	var re *router.Error
-	if !errors.As(err, &re) || re.Code != 554 || re.Enhanced != [3]int{5, 4, 6} {
+	if !errors.As(err, &re) || re.Reply.Code != 554 || re.Reply.Status.String() != "5.4.6" {
 		t.Fatalf("31 hops: %v", err)
 	}
 	if n := len(f.mailbox("a@local.test")); n != 0 {
@@ -247,7 +248,7 @@ type rewriteResolver struct{}
 
 func (rewriteResolver) Resolve(ctx context.Context, env *router.Envelope, rcpt string) ([]*router.Recipient, error) {
 	if rcpt == "postmaster@local.test" {
-		return nil, &router.Error{Code: 550, Enhanced: [3]int{5, 7, 1}, Message: "custom refusal"}
+		return nil, &router.Error{Reply: smtpreply.New(550, "5.7.1", "custom refusal")}
 	}
 	return nil, nil
 }
@@ -265,7 +266,7 @@ func TestExtensionPoints(t *testing.T) {
 		o.ExtraEnvelopeProcessors = []router.EnvelopeProcessor{tagger{}}
 	})
 	f.user("a@local.test", 0)
-	if err := r.CheckRecipient(context.Background(), mx("s@remote.test"), "postmaster@local.test"); err == nil || err.Error() != "custom refusal" {
+	if err := r.CheckRecipient(context.Background(), mx("s@remote.test"), "postmaster@local.test"); err == nil || err.Error() != "550 5.7.1 custom refusal" {
 		t.Errorf("extra resolver not consulted: %v", err)
 	}
 	if err := r.Route(context.Background(), mx("s@remote.test", "a@local.test"), strings.NewReader(body)); err != nil {
@@ -382,7 +383,7 @@ func TestQuotedAddresses(t *testing.T) {
 	// What package address refuses never becomes a header field.
 	err := r.Route(context.Background(), mx("a>b@remote.test", "a@local.test"), strings.NewReader(body))
 	var re *router.Error
-	if !errors.As(err, &re) || re.Code != 501 || re.Enhanced != [3]int{5, 1, 7} {
+	if !errors.As(err, &re) || re.Reply.Code != 501 || re.Reply.Status.String() != "5.1.7" {
 		t.Fatalf("unwritable sender: %v", err)
 	}
 }
@@ -402,7 +403,7 @@ func TestCheckSpace(t *testing.T) {
 		t.Fatalf("4000 octets with 10000 free: %v", err)
 	}
 	var re *router.Error
-	if err := r.CheckSpace(6_000); !errors.As(err, &re) || re.Code != 452 || re.Enhanced != [3]int{4, 3, 1} || !errors.Is(err, router.ErrNoSpace) {
+	if err := r.CheckSpace(6_000); !errors.As(err, &re) || re.Reply.Code != 452 || re.Reply.Status.String() != "4.3.1" || !errors.Is(err, router.ErrNoSpace) {
 		t.Fatalf("6000 octets with 10000 free, 5000 to keep: %v", err)
 	}
 	if err := r.Route(ctx, mx("s@remote.test", "a@local.test"), strings.NewReader(body+strings.Repeat("x", 6_000))); !errors.Is(err, router.ErrNoSpace) {
@@ -418,5 +419,37 @@ func TestCheckSpace(t *testing.T) {
 	freeErr = errors.New("statfs failed")
 	if err := r.Route(ctx, mx("s@remote.test", "a@local.test"), strings.NewReader(body)); err != nil {
 		t.Fatalf("free space unknown: %v", err)
+	}
+}
+
+// A mailbox copy has one Return-Path, the final delivery's (RFC 5321
+// section 4.4): one the message brought, folded or not, whatever its
+// case (Postfix's pipe(8) with the R flag adds one before calling
+// deliver), is replaced; the queued copy for a remote recipient is
+// untouched.
+func TestReturnPathReplaced(t *testing.T) {
+	f, r := newFixture(t)
+	f.user("a@local.test", 0)
+	f.alias("both@local.test", "a@local.test", "x@remote.test")
+	msg := "Return-Path: <old@elsewhere.test>\r\nreturn-path:\r\n <older@elsewhere.test>\r\nFrom: s@remote.test\r\nSubject: hi\r\n\r\nReturn-Path: <in-the-body@x.test>\r\n"
+	env := &router.Envelope{From: "s@remote.test", To: []string{"both@local.test"}, Protocol: "local", Source: "deliver"}
+	if err := r.Route(context.Background(), env, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got := f.mailbox("a@local.test")
+	if len(got) != 1 {
+		t.Fatalf("%d messages", len(got))
+	}
+	want := "Return-Path: <s@remote.test>\r\nDelivered-To: a@local.test\r\n" +
+		"From: s@remote.test\r\nSubject: hi\r\n\r\nReturn-Path: <in-the-body@x.test>\r\n"
+	if got[0] != want {
+		t.Errorf("mailbox copy:\n%q\nwant\n%q", got[0], want)
+	}
+	q := f.queue()
+	rc, _ := f.st.OpenQueued(context.Background(), q[0].ID)
+	qb, _ := io.ReadAll(rc)
+	rc.Close()
+	if !strings.HasSuffix(string(qb), msg) {
+		t.Errorf("queued copy changed: %q", qb)
 	}
 }

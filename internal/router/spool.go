@@ -121,6 +121,30 @@ func parseHeader(r io.Reader) (Header, error) {
 	return h, nil
 }
 
+// without returns the fields of the header section not named name, with
+// their continuation lines, as raw CRLF lines; ok is false when h does
+// not hold the whole section (it is longer than maxHeaderBytes).
+func (h Header) without(name string) (raw []byte, ok bool) {
+	if len(h.Raw) >= maxHeaderBytes {
+		return nil, false
+	}
+	var out bytes.Buffer
+	drop := false
+	for _, line := range bytes.SplitAfter(h.Raw, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			k, _, _ := strings.Cut(string(line), ":")
+			drop = strings.EqualFold(strings.TrimSpace(k), name)
+		}
+		if !drop {
+			out.Write(line)
+		}
+	}
+	return out.Bytes(), true
+}
+
 // Count returns how many fields are named name.
 func (h Header) Count(name string) int {
 	n := 0

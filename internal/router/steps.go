@@ -29,7 +29,7 @@ func (d *directoryResolver) Resolve(ctx context.Context, env *Envelope, rcpt str
 	parsed, err := address.Parse(rcpt)
 	if err != nil {
 		// RFC 3463 section 3.2: X.1.3 bad destination mailbox address syntax.
-		return nil, refuse(501, 5, 1, 3, ErrBadRecipient, "Bad recipient address syntax: %s", rcpt)
+		return nil, refuse(501, "5.1.3", ErrBadRecipient, "Bad recipient address syntax: %s", rcpt)
 	}
 	// Directory addresses are lower case (directory.NormalizeAddress);
 	// an address it would not keep (a quoted local part, an address
@@ -54,9 +54,9 @@ func (d *directoryResolver) Resolve(ctx context.Context, env *Envelope, rcpt str
 			return []*Recipient{{Original: rcpt, Address: addr}}, nil
 		}
 		if env.Source == "deliver" {
-			return nil, refuse(550, 5, 1, 1, ErrUnknownUser, "No such user here: %s", addr)
+			return nil, refuse(550, "5.1.1", ErrUnknownUser, "No such user here: %s", addr)
 		}
-		return nil, refuse(554, 5, 7, 1, ErrRelayDenied, "Relay access denied: %s is not a local domain", addr)
+		return nil, refuse(554, "5.7.1", ErrRelayDenied, "Relay access denied: %s is not a local domain", addr)
 	}
 	var out []*Recipient
 	if err := d.expand(ctx, rcpt, addr, 0, map[string]bool{}, &out); err != nil {
@@ -72,7 +72,7 @@ func (d *directoryResolver) expand(ctx context.Context, original, addr string, d
 	}
 	seen[addr] = true
 	if depth > maxAliasDepth {
-		return refuse(554, 5, 4, 6, ErrLoop, "Alias expansion of %s is too deep (loop?)", original)
+		return refuse(554, "5.4.6", ErrLoop, "Alias expansion of %s is too deep (loop?)", original)
 	}
 	u, err := d.st.UserByAddress(ctx, addr)
 	if err == nil {
@@ -90,12 +90,12 @@ func (d *directoryResolver) expand(ctx context.Context, original, addr string, d
 	}
 	if notFound(err) {
 		if depth == 0 {
-			return refuse(550, 5, 1, 1, ErrUnknownUser, "No such user here: %s", addr)
+			return refuse(550, "5.1.1", ErrUnknownUser, "No such user here: %s", addr)
 		}
 		// A dangling alias target: the rest of the list still gets the
 		// message, this one is bounced (never silently dropped).
 		*out = append(*out, &Recipient{Original: original, Address: addr,
-			Err: refuse(550, 5, 1, 1, ErrUnknownUser, "No such user here: %s (alias target)", addr)})
+			Err: refuse(550, "5.1.1", ErrUnknownUser, "No such user here: %s (alias target)", addr)})
 		return nil
 	}
 	if err != nil {
@@ -118,7 +118,7 @@ func (d *directoryResolver) expand(ctx context.Context, original, addr string, d
 		}
 	}
 	if depth == 0 && len(*out) == 0 {
-		return refuse(554, 5, 4, 6, ErrLoop, "Alias %s expands to nothing (loop)", addr)
+		return refuse(554, "5.4.6", ErrLoop, "Alias %s expands to nothing (loop)", addr)
 	}
 	return nil
 }
@@ -140,7 +140,7 @@ func (p *traceProcessor) ProcessEnvelope(ctx context.Context, m *Message) error 
 	// RFC 5321 section 6.3: a message with too many Received fields is in
 	// a loop.
 	if n := m.Header.Count("Received"); n > p.maxHops {
-		return refuse(554, 5, 4, 6, ErrLoop, "Too many hops (%d Received header fields): mail loop", n)
+		return refuse(554, "5.4.6", ErrLoop, "Too many hops (%d Received header fields): mail loop", n)
 	}
 	env := m.Env
 	// A delivery agent adds no Received field (the MTA that called it
@@ -154,7 +154,7 @@ func (p *traceProcessor) ProcessEnvelope(ctx context.Context, m *Message) error 
 	// the doors have refused what cannot be written).
 	path, err := address.Path(env.From)
 	if err != nil {
-		return refuse(501, 5, 1, 7, err, "Bad sender address syntax")
+		return refuse(501, "5.1.7", err, "Bad sender address syntax")
 	}
 	m.LocalTrace = []byte("Return-Path: " + path + "\r\n")
 	for _, rc := range m.Recipients {
@@ -164,7 +164,7 @@ func (p *traceProcessor) ProcessEnvelope(ctx context.Context, m *Message) error 
 		// Delivered-To (as Postfix and Dovecot add it) lets a later
 		// hop see a forwarding loop back to this mailbox.
 		if m.Header.Has("Delivered-To", rc.Address) {
-			rc.Err = refuse(554, 5, 4, 6, ErrLoop, "Mail forwarding loop for %s", rc.Address)
+			rc.Err = refuse(554, "5.4.6", ErrLoop, "Mail forwarding loop for %s", rc.Address)
 			continue
 		}
 		to, err := address.Quote(rc.Address)
@@ -245,7 +245,7 @@ func (d *storeDeliverer) DeliverLocal(ctx context.Context, m *Message, rcpts []*
 				return err
 			}
 			if used+int64(len(header))+m.Body.Size() > rc.Quota {
-				rc.Err = refuse(552, 5, 2, 2, ErrQuota, "Mailbox of %s is full", rc.Address)
+				rc.Err = refuse(552, "5.2.2", ErrQuota, "Mailbox of %s is full", rc.Address)
 				continue
 			}
 		}
@@ -254,7 +254,7 @@ func (d *storeDeliverer) DeliverLocal(ctx context.Context, m *Message, rcpts []*
 	if len(dels) == 0 {
 		return nil
 	}
-	uids, err := d.st.Deliver(ctx, m.Body.Open(), dels)
+	uids, err := d.st.Deliver(ctx, mailboxBody(m), dels)
 	if err != nil {
 		return err
 	}
@@ -268,6 +268,27 @@ func (d *storeDeliverer) DeliverLocal(ctx context.Context, m *Message, rcpts []*
 	return nil
 }
 
+// mailboxBody is the message as a mailbox keeps it: without a
+// Return-Path field of its own, since the one LocalTrace adds is the
+// final delivery's (RFC 5321 section 4.4: the server making the final
+// delivery may remove Return-Path fields before adding its own), as
+// Dovecot's LDA does; Postfix's pipe(8) with the R flag, for one, adds
+// one before calling the deliver command.
+func mailboxBody(m *Message) io.Reader {
+	if m.Header.Count("Return-Path") == 0 {
+		return m.Body.Open()
+	}
+	header, ok := m.Header.without("Return-Path")
+	if !ok {
+		return m.Body.Open()
+	}
+	rest := m.Body.Open()
+	if _, err := io.CopyN(io.Discard, rest, int64(len(m.Header.Raw))); err != nil {
+		return m.Body.Open()
+	}
+	return io.MultiReader(bytes.NewReader(header), rest)
+}
+
 // queueHandoff is the built-in remote step: the durable outbound queue.
 type queueHandoff struct {
 	q        store.Queue
@@ -275,16 +296,34 @@ type queueHandoff struct {
 }
 
 func (h *queueHandoff) HandOff(ctx context.Context, m *Message, rcpts []*Recipient) error {
-	var addrs []string
+	env := store.QueueEnvelope{From: m.Env.From, Ret: m.Env.Ret, EnvID: m.Env.EnvID}
+	withDSN := false
 	for _, rc := range rcpts {
-		if rc.Err == nil {
-			addrs = append(addrs, rc.Address)
+		if rc.Err != nil {
+			continue
 		}
+		env.To = append(env.To, rc.Address)
+		p := rc.DSN
+		if p.ORcpt == "" && rc.Original != rc.Address {
+			// RFC 3461 section 4.2: a relaying MTA may add the ORCPT a
+			// client did not give, the address it received; here where an
+			// alias changed it, so that a notification from further on
+			// names the address the sender used.
+			p.ORcptType, p.ORcpt = "rfc822", rc.Original
+			if !isASCII(rc.Original) {
+				p.ORcptType = "utf-8" // RFC 6533 section 3
+			}
+		}
+		withDSN = withDSN || p.Notify != nil || p.ORcpt != ""
+		env.DSN = append(env.DSN, p)
 	}
-	if len(addrs) == 0 {
+	if len(env.To) == 0 {
 		return nil
 	}
-	id, err := h.q.Enqueue(ctx, m.Env.From, addrs, io.MultiReader(bytes.NewReader(m.Trace), m.Body.Open()))
+	if !withDSN {
+		env.DSN = nil
+	}
+	id, err := h.q.Enqueue(ctx, env, io.MultiReader(bytes.NewReader(m.Trace), m.Body.Open()))
 	if err == nil {
 		for _, rc := range rcpts {
 			if rc.Err == nil {
@@ -296,4 +335,13 @@ func (h *queueHandoff) HandOff(ctx context.Context, m *Message, rcpts []*Recipie
 		h.onQueued(id)
 	}
 	return err
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

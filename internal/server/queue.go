@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/mtasts"
 	"github.com/postoffice-mail/postoffice/internal/queue"
 	"github.com/postoffice-mail/postoffice/internal/router"
+	"github.com/postoffice-mail/postoffice/internal/smtpclient"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -25,7 +27,7 @@ func newQueueRunner(cfg config.Config, st store.Store, log *slog.Logger, rt func
 		},
 		Routes:        q.Routes,
 		MXPort:        q.MXPort,
-		TLS:           queue.TLSLevel(q.TLS),
+		TLS:           smtpclient.TLSLevel(q.TLS),
 		RetryInitial:  time.Duration(q.RetryInitial),
 		RetryMax:      time.Duration(q.RetryMax),
 		MaxLifetime:   time.Duration(q.MaxLifetime),
@@ -36,9 +38,19 @@ func newQueueRunner(cfg config.Config, st store.Store, log *slog.Logger, rt func
 	}
 	if q.DNSServer != "" {
 		qc.Resolver = queue.DNSResolver(q.DNSServer)
+	} else {
+		qc.Resolver = queue.SystemResolver()
+	}
+	if q.MTASTS {
+		// The policies are found with the queue's DNS (TXT records and
+		// the policy host's address) and fetched over HTTPS with the
+		// system's roots (RFC 8461 section 3.3).
+		if txt, ok := qc.Resolver.(mtasts.Resolver); ok {
+			qc.MTASTS = &mtasts.Fetcher{Resolver: txt, Client: queue.PolicyClient(qc.Resolver, nil, nil)}
+		}
 	}
 	if q.RelayHost != "" {
-		qc.Relay = &queue.Relay{Addr: q.RelayHost, User: q.RelayUser, Password: q.RelayPassword, TLS: queue.TLSLevel(q.RelayTLS)}
+		qc.Relay = &queue.Relay{Addr: q.RelayHost, User: q.RelayUser, Password: q.RelayPassword, TLS: smtpclient.TLSLevel(q.RelayTLS)}
 	}
 	qc.OnEvent = onEvent // the mail journal
 	return queue.New(qc)

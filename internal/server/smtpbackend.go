@@ -7,9 +7,11 @@ import (
 	"io"
 
 	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/dsn"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/router"
 	"github.com/postoffice-mail/postoffice/internal/smtpd"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -91,7 +93,23 @@ func (b *smtpBackend) CheckRecipient(ctx context.Context, env *smtpd.Envelope, r
 func (b *smtpBackend) Deliver(ctx context.Context, env *smtpd.Envelope, body io.Reader) error {
 	renv := transaction(env)
 	renv.To = env.To
+	renv.Ret, renv.EnvID, renv.DSN = env.Ret, env.EnvID, rcptDSN(env.DSN)
 	return replyOf(b.router.Route(ctx, renv, body))
+}
+
+// rcptDSN is the recipients' DSN parameters as the router keeps them
+// (nil when no recipient gave any).
+func rcptDSN(ds []smtpd.RcptDSN) []dsn.RcptParams {
+	var out []dsn.RcptParams
+	given := false
+	for _, d := range ds {
+		out = append(out, dsn.RcptParams{Notify: d.Notify, ORcptType: d.ORcptType, ORcpt: d.ORcpt})
+		given = given || d.Notify != nil || d.ORcpt != ""
+	}
+	if !given {
+		return nil
+	}
+	return out
 }
 
 // transaction returns the router's envelope of the transaction that
@@ -127,14 +145,18 @@ func routerEnvelope(env *smtpd.Envelope) *router.Envelope {
 // replyOf turns a router refusal into the SMTP reply it stands for. A
 // failure of smtpd's own body reader (size limit, bare LF) is found inside
 // the router's error and passed back as it was.
+//
+// The router speaks smtpreply.Reply (the one reply type); smtpd's Error
+// is the old engine's own until its rewrite takes smtpreply.Reply too:
+// this is the one place that converts, and it goes with that rewrite.
 func replyOf(err error) error {
 	var se *smtpd.Error
 	if errors.As(err, &se) {
 		return se
 	}
-	var re *router.Error
-	if errors.As(err, &re) {
-		return &smtpd.Error{Code: re.Code, Enhanced: re.Enhanced, Message: re.Message}
+	if r, ok := smtpreply.As(err); ok {
+		st := r.Status
+		return &smtpd.Error{Code: r.Code, Enhanced: [3]int{st.Class, st.Subject, st.Detail}, Message: r.Message()}
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/config"
@@ -218,12 +219,19 @@ func (s *Server) queueEvent(ev queue.Event) {
 		Event: store.JournalEvent(ev.Kind), MessageID: ev.MessageID, From: ev.From, To: []string{ev.To},
 		Size: ev.Size, Client: ev.Remote,
 	}
+	// The remote reply rendered as Postfix writes it, from its parts.
 	e.Detail = fmt.Sprintf("queue %d", ev.QueueID)
 	if ev.Status != "" {
 		e.Detail += ", " + ev.Status
 	}
-	if ev.Detail != "" {
-		e.Detail += ": " + ev.Detail
+	var what []string
+	for _, s := range []string{ev.Reply.String(), ev.Detail} {
+		if s != "" {
+			what = append(what, s)
+		}
+	}
+	if len(what) > 0 {
+		e.Detail += ": " + strings.Join(what, "; ")
 	}
 	s.journal.Record(e)
 }

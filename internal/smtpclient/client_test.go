@@ -593,3 +593,58 @@ func TestConvertTo7Bit(t *testing.T) {
 		t.Fatalf("Send: %+v %v", res, e)
 	}
 }
+
+// At a level that does not require a valid certificate the client still
+// checks it and says so: Verified with a certificate for the host from a
+// trusted root, VerifyErr otherwise (what an MTA-STS policy in testing
+// mode reports).
+func TestTLSVerifiedReported(t *testing.T) {
+	handshake := []step{
+		S("220 mx.test ESMTP"),
+		C("EHLO client.test"),
+		S("250-mx.test", "250 STARTTLS"),
+		C("STARTTLS"),
+		S("220 ready"),
+		TLS(),
+		C("EHLO client.test"),
+		S("250 mx.test"),
+	}
+	s := serveScripts(t, handshake, handshake)
+	c, err := Dial(context.Background(), testConfig(), s.target(), Options{TLS: TLSMay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := c.TLS(); !st.Encrypted || st.Verified || st.VerifyErr == nil || st.Satisfies(TLSVerify) {
+		t.Errorf("unknown root: TLS %+v", st)
+	}
+	c.conn.Close()
+	cfg := testConfig()
+	testCert(t)
+	cfg.RootCAs = certPool
+	c, err = Dial(context.Background(), cfg, s.target(), Options{TLS: TLSMay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := c.TLS(); !st.Encrypted || !st.Verified || st.VerifyErr != nil {
+		t.Errorf("trusted root: TLS %+v", st)
+	}
+	c.conn.Close()
+}
+
+// Data after the reply to STARTTLS, before the handshake (the client
+// side of CVE-2011-0411): the client would take it for a reply inside
+// TLS; it refuses the session instead (RFC 3207 section 4.2).
+func TestSTARTTLSInjectedReply(t *testing.T) {
+	s := serveScripts(t, []step{
+		S("220 mx.test ESMTP"),
+		C("EHLO client.test"),
+		S("250-mx.test", "250 STARTTLS"),
+		C("STARTTLS"),
+		S("220 2.0.0 ready", "250 2.0.0 injected in plaintext"),
+		EOF(),
+	})
+	_, err := Dial(context.Background(), testConfig(), s.target(), Options{TLS: TLSEncrypt})
+	if e, ok := AsError(err); !ok || e.Command != "STARTTLS" || e.Kind != KindProtocol || e.Status.String() != "4.7.0" {
+		t.Errorf("data after the STARTTLS reply: %v", err)
+	}
+}

@@ -175,7 +175,13 @@ func parseExtensions(lines []string) Extensions {
 // TLSState is what protects a connection.
 type TLSState struct {
 	Encrypted bool // STARTTLS succeeded
-	Verified  bool // the certificate was verified for the host (TLSVerify)
+	// Verified: the certificate is valid for Target.Host and chains to
+	// Config.RootCAs, checked at every level (TLSVerify requires it;
+	// the others report it, as Postfix logs "Trusted" or "Untrusted").
+	Verified bool
+	// VerifyErr is why the certificate of an encrypted connection did
+	// not verify; nil when it did.
+	VerifyErr error
 	// FellBack: the peer offered STARTTLS but the handshake failed, and
 	// this connection is a plaintext retry (TLSMay only).
 	FellBack    bool
@@ -412,12 +418,31 @@ func (c *Conn) startTLS(level TLSLevel) (*Error, bool) {
 	tc.SetDeadline(time.Time{})
 	st := tc.ConnectionState()
 	c.tls = TLSState{Encrypted: true, Verified: level == TLSVerify, Version: st.Version, CipherSuite: st.CipherSuite}
+	if level != TLSVerify {
+		c.tls.VerifyErr = c.verify(st.PeerCertificates)
+		c.tls.Verified = c.tls.VerifyErr == nil
+	}
 	c.conn = tc
 	c.setStream(tc)
 	if err := c.hello(); err != nil {
 		return err, false
 	}
 	return nil, false
+}
+
+// verify checks a peer's certificate chain as TLSVerify's handshake
+// does, for the levels that do not require it: valid for Target.Host,
+// chaining to Config.RootCAs.
+func (c *Conn) verify(certs []*x509.Certificate) error {
+	if len(certs) == 0 {
+		return errors.New("no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, ic := range certs[1:] {
+		inter.AddCert(ic)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{DNSName: c.target.Host, Roots: c.cfg.RootCAs, Intermediates: inter})
+	return err
 }
 
 // auth authenticates to a relay (RFC 4954), only inside TLS: credentials

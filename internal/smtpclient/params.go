@@ -5,34 +5,41 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/postoffice-mail/postoffice/internal/address"
 )
 
 // path writes a reverse-path or forward-path (RFC 5321 section 4.1.2):
-// the address in angle brackets, "<>" for the null sender.
-//
-// TODO(issue 13): write the path through the address package's one
-// writer (internal/address) once it lands; until then this is the one
-// place this package writes an address on the wire, and it refuses what
-// could end the path or the command early.
+// the address in angle brackets as address.Path writes it, the one
+// writer of an address (a local part quoted where it must be), "<>" for
+// the null sender. An address it cannot write safely is refused
+// (errBadAddress), and so is one with a control character or an angle
+// bracket anywhere, which could end the path or the command early.
 func path(addr string) (string, error) {
 	if err := checkAddress(addr); err != nil {
 		return "", err
 	}
-	return "<" + addr + ">", nil
+	if addr == "" {
+		return "<>", nil
+	}
+	p, err := address.Path(addr)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", errBadAddress, err)
+	}
+	return p, nil
 }
 
 // errBadAddress is wrapped by the refusal of an address that cannot be
 // written on the wire.
 var errBadAddress = errors.New("address cannot be sent")
 
-// checkAddress refuses an address with an angle bracket (it would end the
-// path), CR, LF, NUL or another control character (they would end or
-// split the command line: RFC 5321 section 4.1.2 allows none of them),
-// or invalid UTF-8.
+// checkAddress refuses an address with CR, LF, NUL or another control
+// character (they would end or split the command line: RFC 5321 section
+// 4.1.2 allows none of them), or invalid UTF-8; address.Path refuses the
+// rest that cannot be written (an angle bracket outside quotes).
 func checkAddress(addr string) error {
 	for i := 0; i < len(addr); i++ {
-		c := addr[i]
-		if c < 0x20 || c == 0x7f || c == '<' || c == '>' {
+		if c := addr[i]; c < 0x20 || c == 0x7f {
 			return fmt.Errorf("%w: %q has the character %q", errBadAddress, addr, c)
 		}
 	}

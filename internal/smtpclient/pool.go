@@ -12,6 +12,11 @@ type PoolConfig struct {
 	// MaxPerDest bounds the connections to one destination (a
 	// Target: host[ip]:port), busy and idle together: 5.
 	MaxPerDest int
+	// MaxConns bounds the connections to all destinations together,
+	// busy and idle: 0 for no bound. At the bound, a message for a
+	// destination without a free connection closes the longest idle
+	// one of another destination, or waits for one to be released.
+	MaxConns int
 	// IdleTimeout closes a connection (with QUIT) that no message used
 	// for this long: 10 seconds. Peers drop idle clients themselves
 	// (RFC 5321 section 4.5.3.2.7 gives them 5 minutes; Postfix keeps a
@@ -31,6 +36,8 @@ type Pool struct {
 
 	mu     sync.Mutex
 	dests  map[string]*dest
+	open   int           // connections counted against MaxConns
+	wake   chan struct{} // closed when a connection is released or idles
 	closed bool
 	dials  int
 }
@@ -38,12 +45,12 @@ type Pool struct {
 type dest struct {
 	open int // connections counted against MaxPerDest: busy, idle or being dialed
 	idle []*idleConn
-	wake chan struct{} // closed when a connection is released
 }
 
 type idleConn struct {
 	c     *Conn
 	timer *time.Timer
+	since time.Time
 }
 
 // NewPool returns an empty pool.
@@ -57,7 +64,7 @@ func NewPool(cfg Config, pc PoolConfig) *Pool {
 	if pc.MaxAge <= 0 {
 		pc.MaxAge = 5 * time.Minute
 	}
-	return &Pool{cfg: cfg.withDefaults(), pc: pc, dests: map[string]*dest{}}
+	return &Pool{cfg: cfg.withDefaults(), pc: pc, dests: map[string]*dest{}, wake: make(chan struct{})}
 }
 
 // ErrPoolClosed is returned by Send after Close.
@@ -111,7 +118,7 @@ func (p *Pool) Dials() int {
 func (p *Pool) dest(key string) *dest {
 	d := p.dests[key]
 	if d == nil {
-		d = &dest{wake: make(chan struct{})}
+		d = &dest{}
 		p.dests[key] = d
 	}
 	return d
@@ -153,9 +160,19 @@ func (p *Pool) get(ctx context.Context, t Target, opts Options, fresh bool) (c *
 			}
 		}
 		var evict *Conn
+		full := p.pc.MaxConns > 0 && p.open >= p.pc.MaxConns
+		if d.open < p.pc.MaxPerDest && full {
+			// The pool is full, perhaps partly of idle connections to
+			// other destinations: the longest idle one gives its slot.
+			if evict = p.takeIdle(); evict != nil {
+				d.open++
+			}
+		}
 		switch {
-		case d.open < p.pc.MaxPerDest:
+		case evict != nil:
+		case d.open < p.pc.MaxPerDest && !full:
 			d.open++
+			p.open++
 		case len(d.idle) > 0:
 			// All slots are taken, some by idle connections that do not
 			// fit: close the oldest and take its slot.
@@ -164,7 +181,7 @@ func (p *Pool) get(ctx context.Context, t Target, opts Options, fresh bool) (c *
 			d.idle = d.idle[1:]
 			evict = ic.c
 		default:
-			w := d.wake
+			w := p.wake
 			p.mu.Unlock()
 			select {
 			case <-w:
@@ -182,7 +199,8 @@ func (p *Pool) get(ctx context.Context, t Target, opts Options, fresh bool) (c *
 		if err != nil {
 			p.mu.Lock()
 			d.open--
-			p.signal(d)
+			p.open--
+			p.signal()
 			p.mu.Unlock()
 			return nil, false, err
 		}
@@ -198,15 +216,16 @@ func (p *Pool) put(c *Conn) {
 	d := p.dest(key)
 	if p.closed || !c.Usable() || time.Since(c.created) > p.pc.MaxAge {
 		d.open--
-		p.signal(d)
+		p.open--
+		p.signal()
 		p.mu.Unlock()
 		c.Close()
 		return
 	}
-	ic := &idleConn{c: c}
+	ic := &idleConn{c: c, since: time.Now()}
 	ic.timer = time.AfterFunc(p.pc.IdleTimeout, func() { p.expire(key, ic) })
 	d.idle = append(d.idle, ic)
-	p.signal(d)
+	p.signal()
 	p.mu.Unlock()
 }
 
@@ -220,8 +239,9 @@ func (p *Pool) expire(key string, ic *idleConn) {
 			if x == ic {
 				d.idle = append(d.idle[:i], d.idle[i+1:]...)
 				d.open--
+				p.open--
 				found = true
-				p.signal(d)
+				p.signal()
 				break
 			}
 		}
@@ -235,10 +255,35 @@ func (p *Pool) expire(key string, ic *idleConn) {
 	}
 }
 
-// signal wakes those waiting for a slot of d; p.mu is held.
-func (p *Pool) signal(d *dest) {
-	close(d.wake)
-	d.wake = make(chan struct{})
+// signal wakes those waiting for a slot; p.mu is held.
+func (p *Pool) signal() {
+	close(p.wake)
+	p.wake = make(chan struct{})
+}
+
+// takeIdle takes the connection idle the longest, of any destination, out
+// of the pool, its slot in MaxConns kept for the caller, who closes it;
+// nil when none is idle. p.mu is held.
+func (p *Pool) takeIdle() *Conn {
+	var od *dest
+	oi := -1
+	for _, d := range p.dests {
+		for i, ic := range d.idle {
+			if oi < 0 || ic.since.Before(od.idle[oi].since) {
+				od, oi = d, i
+			}
+		}
+	}
+	if oi < 0 {
+		return nil
+	}
+	ic := od.idle[oi]
+	if !ic.timer.Stop() {
+		return nil // expiring right now: its slot is about to be free
+	}
+	od.idle = append(od.idle[:oi], od.idle[oi+1:]...)
+	od.open--
+	return ic.c
 }
 
 // Close ends the idle connections with QUIT; busy ones are closed when
@@ -246,15 +291,16 @@ func (p *Pool) signal(d *dest) {
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	p.closed = true
+	p.signal()
 	var idle []*Conn
 	for key, d := range p.dests {
 		for _, ic := range d.idle {
 			ic.timer.Stop()
 			idle = append(idle, ic.c)
 			d.open--
+			p.open--
 		}
 		d.idle = nil
-		p.signal(d)
 		if d.open == 0 {
 			delete(p.dests, key)
 		}

@@ -174,3 +174,101 @@ func TestPoolStaleConnection(t *testing.T) {
 	}
 	p.Close()
 }
+
+// No more than MaxConns connections to all destinations together: a
+// message for another destination closes the longest idle connection to
+// take its slot, and messages sent at once to several destinations wait
+// for one.
+func TestPoolMaxConns(t *testing.T) {
+	sinks := []*testlib.SMTPSink{
+		testlib.StartSMTPSink(t, testlib.SinkOptions{}),
+		testlib.StartSMTPSink(t, testlib.SinkOptions{}),
+		testlib.StartSMTPSink(t, testlib.SinkOptions{}),
+	}
+	p := NewPool(testConfig(), PoolConfig{MaxConns: 1})
+	for i, s := range sinks[:2] {
+		if _, err := p.Send(context.Background(), sinkTarget(s), Options{TLS: TLSNone}, msg("a@x.test", "x\r\n", "b@y.test")); err != nil {
+			t.Fatalf("sink %d: %v", i, err)
+		}
+	}
+	// The first sink's idle connection was closed (QUIT) for the second.
+	if _, _, quits, _ := sinks[0].Stats(); quits != 1 {
+		t.Errorf("the idle connection to the first destination: %d QUIT, want 1", quits)
+	}
+	p.Close()
+
+	// 12 messages to the three destinations at once: the connections
+	// open at the same time, counted as the pool dials and closes them.
+	cc := &connCounter{}
+	cfg := testConfig()
+	cfg.Dial = cc.dial
+	p = NewPool(cfg, PoolConfig{MaxConns: 2})
+	defer p.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 12)
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := p.Send(context.Background(), sinkTarget(sinks[i%3]), Options{TLS: TLSNone},
+				msg("a@x.test", strings.Repeat(fmt.Sprintf("line %d\r\n", i), 2000), "b@y.test"))
+			if err == nil && res.Delivered() != 1 {
+				err = fmt.Errorf("not delivered: %+v", res)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	n := 0
+	for _, s := range sinks {
+		n += len(s.Txns())
+	}
+	if most := cc.most(); most > 2 || n != 12+2 {
+		t.Errorf("%d connections open at once (want at most 2), %d messages", most, n)
+	}
+}
+
+// connCounter dials and counts the connections open at once.
+type connCounter struct {
+	mu         sync.Mutex
+	open, peak int
+}
+
+func (c *connCounter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.open++
+	c.peak = max(c.peak, c.open)
+	c.mu.Unlock()
+	return &countedConn{Conn: nc, c: c}, nil
+}
+
+func (c *connCounter) most() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peak
+}
+
+type countedConn struct {
+	net.Conn
+	c    *connCounter
+	once sync.Once
+}
+
+func (cc *countedConn) Close() error {
+	cc.once.Do(func() {
+		cc.c.mu.Lock()
+		cc.c.open--
+		cc.c.mu.Unlock()
+	})
+	return cc.Conn.Close()
+}

@@ -73,6 +73,8 @@ type Result struct {
 	// Converted: the content was converted to 7 bit for a peer without
 	// 8BITMIME (RFC 6152 section 3).
 	Converted bool
+	// TLS is what protected the connection.
+	TLS TLSState
 }
 
 // Delivered counts the recipients that took the message.
@@ -114,73 +116,110 @@ func (c *Conn) Send(ctx context.Context, m *Message) (*Result, error) {
 // transact is Send; retry reports a failure before the peer decided anything
 // and before the content was read, that a new connection may repeat.
 func (c *Conn) transact(ctx context.Context, m *Message, prep *prepared) (res *Result, err *Error, retry bool) {
-	res = &Result{Rcpts: make([]RcptResult, len(m.Rcpts)), DSN: c.ext.DSN}
+	res = &Result{Rcpts: make([]RcptResult, len(m.Rcpts)), DSN: c.ext.DSN, TLS: c.tls}
 	for i, rc := range m.Rcpts {
 		res.Rcpts[i].Addr = rc.Addr
 	}
-	failAll := func(e *Error) {
+	fail := func(e *Error, retry bool) (*Result, *Error, bool) {
 		for i := range res.Rcpts {
 			if res.Rcpts[i].Err == nil {
 				res.Rcpts[i].Err = e
 			}
 		}
+		return res, e, retry
 	}
 	if c.broken {
-		e := localError(c.host, "MAIL FROM", KindConn, false, "4.4.2", "the connection is closed")
-		failAll(e)
-		return res, e, true
+		return fail(localError(c.host, "MAIL FROM", KindConn, false, "4.4.2", "the connection is closed"), true)
 	}
 	stop := c.watch(ctx)
 	defer stop()
 
 	rcptLines, live, utf8, e := c.envelope(m, res)
 	if e != nil {
-		failAll(e)
-		return res, e, false
+		return fail(e, false)
 	}
 	if len(live) == 0 {
 		// Every recipient was refused here (5.6.7, bad address): no
 		// transaction.
 		return res, nil, false
 	}
+	body, size, e := c.content(m, prep)
+	if e != nil {
+		return fail(e, false)
+	}
+	res.Converted = m.EightBit && !c.ext.EightBitMIME
 
-	body, size := m.Body, m.Size
-	if m.EightBit && !c.ext.EightBitMIME {
-		// RFC 6152 section 3: a peer without 8BITMIME gets no 8-bit data;
-		// the content is converted to 7 bit (once per message) instead.
-		if prep.converted == nil {
-			raw, rerr := io.ReadAll(m.Body)
-			if rerr != nil {
-				e := &Error{Host: c.host, Command: "DATA", Kind: KindLocal, Status: smtpreply.Status{Class: 4, Subject: 3, Detail: 0},
-					Text: "reading the message: " + rerr.Error(), Err: rerr}
-				failAll(e)
-				return res, e, false
-			}
-			conv, _, cerr := mime7bit.Convert(raw)
-			if cerr != nil {
-				// RFC 3463 section 3.7: X.6.3 conversion required but not
-				// supported.
-				e := localError(c.host, "MAIL FROM", KindLocal, true, "5.6.3", "the peer does not offer 8BITMIME and the message cannot be converted to 7 bit: %v", cerr)
-				failAll(e)
-				return res, e, false
-			}
-			prep.converted = conv
+	cmds := c.commands(c.mailLine(m, size, utf8), rcptLines, live)
+	x, e, retry := c.exchange(cmds, res)
+	if e != nil {
+		return fail(e, retry)
+	}
+	switch {
+	case x.mailErr != nil:
+		if c.ext.Pipelining && x.data.Code == 354 {
+			c.endEmpty()
 		}
-		res.Converted = true
-		body, size = bytes.NewReader(prep.converted), int64(len(prep.converted))
+		return fail(x.mailErr, false)
+	case x.accepted == 0:
+		if c.ext.Pipelining && x.data.Code == 354 {
+			// RFC 2920 section 3.1: with no recipient accepted, a DATA
+			// that was accepted all the same gets a lone dot.
+			c.endEmpty()
+		}
+		return res, nil, false
+	case x.data.Code != 354:
+		return fail(replyError(c.host, "DATA", x.data), false)
 	}
-	mail := c.mailLine(m, size, utf8)
+	rep, e := c.data(body)
+	if e != nil {
+		return fail(e, false)
+	}
+	res.Final = rep
+	if rep.Code != 250 {
+		return fail(replyError(c.host, "end of data", rep), false)
+	}
+	return res, nil, false
+}
 
-	t := c.cfg.Timeouts
-	// The commands up to DATA, each with the timeout of its reply.
-	type command struct {
-		name    string
-		line    string
-		timeout time.Duration
-		rcpt    int // the recipient of a RCPT
+// content is the message as this peer gets it: as stored, or converted
+// to 7 bit (once per message) for a peer without 8BITMIME (RFC 6152
+// section 3), with its size.
+func (c *Conn) content(m *Message, prep *prepared) (io.Reader, int64, *Error) {
+	if !m.EightBit || c.ext.EightBitMIME {
+		return m.Body, m.Size, nil
 	}
+	if prep.converted == nil {
+		raw, err := io.ReadAll(m.Body)
+		if err != nil {
+			return nil, 0, &Error{Host: c.host, Command: "DATA", Kind: KindLocal, Status: smtpreply.Status{Class: 4, Subject: 3, Detail: 0},
+				Text: "reading the message: " + err.Error(), Err: err}
+		}
+		conv, _, err := mime7bit.Convert(raw)
+		if err != nil {
+			// RFC 3463 section 3.7: X.6.3 conversion required but not
+			// supported.
+			return nil, 0, localError(c.host, "MAIL FROM", KindLocal, true, "5.6.3",
+				"the peer does not offer 8BITMIME and the message cannot be converted to 7 bit: %v", err)
+		}
+		prep.converted = conv
+	}
+	return bytes.NewReader(prep.converted), int64(len(prep.converted)), nil
+}
+
+// command is one command up to DATA, with the timeout of its reply.
+type command struct {
+	name    string
+	line    string
+	timeout time.Duration
+	rcpt    int // the recipient of a RCPT
+}
+
+// commands are the transaction's commands up to DATA: RSET first when
+// a transaction ran before on the connection (RFC 5321 section
+// 4.1.1.5), MAIL, a RCPT per live recipient, DATA.
+func (c *Conn) commands(mail string, rcptLines []string, live []int) []command {
+	t := c.cfg.Timeouts
 	var cmds []command
-	reused := c.used
 	if c.used {
 		cmds = append(cmds, command{"RSET", "RSET", t.Command, -1})
 	}
@@ -189,45 +228,52 @@ func (c *Conn) transact(ctx context.Context, m *Message, prep *prepared) (res *R
 		cmds = append(cmds, command{"RCPT TO", rcptLines[i], t.Rcpt, i})
 	}
 	cmds = append(cmds, command{"DATA", "DATA", t.DataInit, -1})
-	c.used = true
+	return cmds
+}
 
-	// RFC 2920 section 3.1: RSET, MAIL and RCPT may be sent without
-	// waiting for their replies, and DATA ends the group; the replies
-	// are then read in order. Without PIPELINING, each command waits
-	// for its reply, and a refused MAIL or no accepted recipient stops
-	// the transaction before DATA.
+// exchanged is what the replies up to DATA said.
+type exchanged struct {
+	mailErr  *Error // MAIL was refused
+	accepted int    // recipients taken
+	data     smtpreply.Reply
+}
+
+// exchange sends the commands and reads their replies, recording each
+// RCPT's in res. RFC 2920 section 3.1: RSET, MAIL and RCPT may be sent
+// without waiting for their replies, and DATA ends the group; the
+// replies are then read in order. Without PIPELINING, each command
+// waits for its reply, and a refused MAIL or no accepted recipient stops
+// the transaction before DATA. The error is a failure of the whole
+// transaction; retry as transact's.
+func (c *Conn) exchange(cmds []command, res *Result) (x exchanged, err *Error, retry bool) {
+	reused := c.used
+	c.used = true
 	pipelined := c.ext.Pipelining
 	if pipelined {
 		for _, cmd := range cmds {
 			c.w.WriteString(cmd.line)
 			c.w.WriteString("\r\n")
 		}
-		if e := c.flush(cmds[0].name, t.Command); e != nil {
-			failAll(e)
-			return res, e, reused
+		if e := c.flush(cmds[0].name, c.cfg.Timeouts.Command); e != nil {
+			return x, e, reused
 		}
 	}
 	mailOK := false
-	accepted := 0
-	var dataReply smtpreply.Reply
-	var mailErr *Error
 	for _, cmd := range cmds {
 		if !pipelined {
-			if cmd.name == "DATA" && (mailErr != nil || accepted == 0) {
+			if cmd.name == "DATA" && (x.mailErr != nil || x.accepted == 0) {
 				break
 			}
-			if cmd.name == "RCPT TO" && mailErr != nil {
+			if cmd.name == "RCPT TO" && x.mailErr != nil {
 				break
 			}
 			if e := c.send(cmd.name, cmd.timeout, cmd.line); e != nil {
-				failAll(e)
-				return res, e, reused && !mailOK
+				return x, e, reused && !mailOK
 			}
 		}
 		rep, e := c.read(cmd.name, cmd.timeout)
 		if e != nil {
-			failAll(e)
-			return res, e, reused && !mailOK
+			return x, e, reused && !mailOK
 		}
 		switch cmd.name {
 		case "RSET":
@@ -237,15 +283,14 @@ func (c *Conn) transact(ctx context.Context, m *Message, prep *prepared) (res *R
 				c.broken = true
 				e := replyError(c.host, "RSET", rep)
 				e.Permanent = false
-				failAll(e)
 				if pipelined {
 					c.conn.Close()
 				}
-				return res, e, true
+				return x, e, true
 			}
 		case "MAIL FROM":
 			if rep.Code != 250 {
-				mailErr = replyError(c.host, "MAIL FROM", rep)
+				x.mailErr = replyError(c.host, "MAIL FROM", rep)
 			} else {
 				mailOK = true
 			}
@@ -253,47 +298,29 @@ func (c *Conn) transact(ctx context.Context, m *Message, prep *prepared) (res *R
 			ri := cmd.rcpt
 			res.Rcpts[ri].Reply = rep
 			switch {
-			case mailErr != nil:
+			case x.mailErr != nil:
 				// Refused because MAIL was: the MAIL reply decides.
 			case rep.Code == 250 || rep.Code == 251:
-				accepted++
+				x.accepted++
 			default:
 				res.Rcpts[ri].Err = replyError(c.host, "RCPT TO", rep)
 			}
 		case "DATA":
-			dataReply = rep
+			x.data = rep
 		}
 		if c.broken {
 			// A 421 (RFC 5321 section 3.8): the peer is closing; the
 			// rest of the replies will not come.
-			e := replyError(c.host, cmd.name, rep)
-			failAll(e)
-			return res, e, false
+			return x, replyError(c.host, cmd.name, rep), false
 		}
 	}
-	if mailErr != nil {
-		failAll(mailErr)
-		if pipelined && dataReply.Code == 354 {
-			c.endEmpty()
-		}
-		return res, mailErr, false
-	}
-	if accepted == 0 {
-		if pipelined && dataReply.Code == 354 {
-			// RFC 2920 section 3.1: with no recipient accepted, a DATA
-			// that was accepted all the same gets a lone dot.
-			c.endEmpty()
-		}
-		return res, nil, false
-	}
-	if dataReply.Code != 354 {
-		e := replyError(c.host, "DATA", dataReply)
-		failAll(e)
-		return res, e, false
-	}
+	return x, nil, false
+}
 
-	// The content, dot-stuffed, each write with its block timeout.
-	c.wtimeout = t.DataBlock
+// data sends the content, dot-stuffed, each write with its block
+// timeout, and reads the reply to its end.
+func (c *Conn) data(body io.Reader) (smtpreply.Reply, *Error) {
+	c.wtimeout = c.cfg.Timeouts.DataBlock
 	dw := newDotWriter(c.w)
 	br := &readErr{r: body}
 	_, werr := io.Copy(dw, br)
@@ -309,28 +336,13 @@ func (c *Conn) transact(ctx context.Context, m *Message, prep *prepared) (res *R
 		// message.
 		c.broken = true
 		c.conn.Close()
-		var e *Error
 		if br.err != nil {
-			e = &Error{Host: c.host, Command: "DATA", Kind: KindLocal, Status: smtpreply.Status{Class: 4, Subject: 3, Detail: 0},
+			return smtpreply.Reply{}, &Error{Host: c.host, Command: "DATA", Kind: KindLocal, Status: smtpreply.Status{Class: 4, Subject: 3, Detail: 0},
 				Text: "reading the message: " + br.err.Error(), Err: br.err}
-		} else {
-			e = netError(c.host, "DATA", werr)
 		}
-		failAll(e)
-		return res, e, false
+		return smtpreply.Reply{}, netError(c.host, "DATA", werr)
 	}
-	rep, e := c.read("end of data", t.DataTerm)
-	if e != nil {
-		failAll(e)
-		return res, e, false
-	}
-	res.Final = rep
-	if rep.Code != 250 {
-		e := replyError(c.host, "end of data", rep)
-		failAll(e)
-		return res, e, false
-	}
-	return res, nil, false
+	return c.read("end of data", c.cfg.Timeouts.DataTerm)
 }
 
 // endEmpty ends a DATA that got 354 although nothing is to be sent: a
@@ -361,7 +373,7 @@ func (r *readErr) Read(p []byte) (int, error) {
 // transaction needs SMTPUTF8. A recipient that cannot be sent gets its
 // Err in res; a failure of the whole message is returned.
 func (c *Conn) envelope(m *Message, res *Result) (rcpts []string, live []int, utf8 bool, err *Error) {
-	if err := checkAddress(m.From); err != nil {
+	if _, err := path(m.From); err != nil {
 		// RFC 3463 section 3.2: X.1.7 bad sender's mailbox address syntax.
 		return nil, nil, false, localError(c.host, "MAIL FROM", KindLocal, true, "5.1.7", "%v", err)
 	}

@@ -47,6 +47,12 @@ var (
 
 // badAddress is the reply to an unusable address: X.1.7 for the sender,
 // X.1.3 for a recipient (RFC 3463 section 3.2).
+// replyBadDSNParam refuses a DSN parameter's value (RFC 3461 section 4:
+// 501 5.5.4, as go-smtp refuses the others).
+func replyBadDSNParam(name string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Malformed " + name + " parameter value"}
+}
+
 func badAddress(sender bool) *smtp.SMTPError {
 	if sender {
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"}

@@ -89,6 +89,7 @@ func (s *Server) newEngine(tlsConfig *tls.Config) *smtp.Server {
 	// AllowPlaintextAuth), which go-smtp's switch cannot express.
 	e.AllowInsecureAuth = true
 	e.EnableSMTPUTF8 = true // RFC 6531
+	e.EnableDSN = true      // RFC 3461: the Envelope carries RET, ENVID, NOTIFY and ORCPT
 	// BINARYMIME (RFC 3030) stays off: its bodies need not be in CRLF
 	// lines, which the Backend contract and relaying through DATA need.
 	e.ErrorLog = engineLog{s.log}

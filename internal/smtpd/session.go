@@ -6,6 +6,8 @@ import (
 	"errors"
 	"github.com/postoffice-mail/postoffice/internal/clientinfo"
 	"net"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/postoffice-mail/postoffice/internal/address"
 	smtp "github.com/postoffice-mail/postoffice/internal/smtpd/gosmtp"
@@ -81,6 +83,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		// RFC 5321 section 4.1.4: no nested transactions.
 		return s.fail(replyNestedMail)
 	}
+	if len(opts.EnvelopeID) > maxEnvIDLen {
+		// RFC 3461 section 4.4: at most 100 characters (go-smtp checks
+		// the rest of its syntax).
+		return s.fail(replyBadDSNParam("ENVID"))
+	}
 	if from != "" {
 		var r *smtp.SMTPError
 		raw := from
@@ -101,6 +108,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		Size:       opts.Size,
 		// RFC 6152 (8BITMIME), RFC 3030 (BINARYMIME).
 		Body8Bit: opts.Body == smtp.Body8BitMIME || opts.Body == smtp.BodyBinaryMIME,
+		// RFC 3461 sections 4.3 and 4.4, parsed and checked by go-smtp.
+		Ret:   string(opts.Return),
+		EnvID: opts.EnvelopeID,
 	}
 	if err := s.srv.cfg.Backend.CheckSender(s.ctx, env); err != nil {
 		return s.reject("MAIL", err, "from", from)
@@ -122,7 +132,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 // Rcpt adds a recipient (RFC 5321 section 4.1.1.3). go-smtp has already
 // refused one beyond MaxRecipients with 452 4.5.3 (RFC 5321 section
 // 4.5.3.1.10).
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.c.closed.Load() {
 		return replyClosed
 	}
@@ -141,8 +151,20 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if err := s.srv.cfg.Backend.CheckRecipient(s.ctx, tx, to); err != nil {
 		return s.reject("RCPT", err, "from", tx.From, "rcpt", to)
 	}
+	// RFC 3461 sections 4.1 and 4.2, parsed and checked by go-smtp; the
+	// address type as RFC 3461 writes it, lower case.
+	d := RcptDSN{ORcptType: strings.ToLower(string(opts.OriginalRecipientType)), ORcpt: opts.OriginalRecipient}
+	if !printable(d.ORcpt) {
+		// An ORCPT of type utf-8 may decode to any code point (RFC 6533
+		// section 3): none that could break a line where it is written.
+		return s.fail(replyBadDSNParam("ORCPT"))
+	}
+	for _, n := range opts.Notify {
+		d.Notify = append(d.Notify, string(n))
+	}
 	s.c.mu.Lock()
 	tx.To = append(tx.To, to)
+	tx.DSN = append(tx.DSN, d)
 	s.c.mu.Unlock()
 	return nil
 }
@@ -180,6 +202,7 @@ func (s *session) envelope() *Envelope {
 	}
 	env := *s.tx
 	env.To = append([]string(nil), s.tx.To...)
+	env.DSN = append([]RcptDSN(nil), s.tx.DSN...)
 	return &env
 }
 
@@ -216,4 +239,20 @@ func checkAddress(path string, smtputf8, sender bool) (string, *smtp.SMTPError) 
 		return "", replyNeedSMTPUTF8
 	}
 	return a.String(), nil
+}
+
+// maxEnvIDLen bounds ENVID (RFC 3461 section 4.4).
+const maxEnvIDLen = 100
+
+// printable reports valid UTF-8 without control characters.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }

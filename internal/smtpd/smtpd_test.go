@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -252,4 +253,35 @@ func TestQuotedLocalParts(t *testing.T) {
 	if h.be.sawSender("ceo@bank.com> ENVID=x@evil.test") {
 		t.Fatal("the backend saw the injected sender")
 	}
+}
+
+// DSN (RFC 3461): DSN is offered; RET and ENVID of MAIL, NOTIFY and ORCPT
+// of each accepted RCPT reach the backend decoded, in order; an ENVID
+// over 100 characters or an ORCPT that decodes to a control character
+// is refused with 501 5.5.4.
+func TestDSNParameters(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	c := h.dial()
+	if !strings.Contains(c.ehlo(), "DSN") {
+		t.Fatal("DSN not offered")
+	}
+	c.cmd("MAIL FROM:<alice@sender.test> RET=HDRS ENVID=QQ+20314", 250, "")
+	c.cmd("RCPT TO:<bob@example.org> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;bob+2Bx@example.org", 250, "")
+	c.cmd(`RCPT TO:<carol@example.org> ORCPT=utf-8;j\x{F6}rg@example.org`, 250, "")
+	c.cmd(`RCPT TO:<dan@example.org> ORCPT=utf-8;a\x{A}b@example.org`, 501, "5.5.4")
+	c.cmd("RCPT TO:<eve@example.org>", 250, "")
+	c.cmd("DATA", 354, "")
+	c.send("Subject: hi\r\n\r\nhi\r\n.\r\n")
+	c.expect(250, "")
+	d := h.be.deliveries()
+	if len(d) != 1 {
+		t.Fatalf("%d deliveries", len(d))
+	}
+	env := d[0].env
+	want := []RcptDSN{{Notify: []string{"SUCCESS", "DELAY"}, ORcptType: "rfc822", ORcpt: "bob+x@example.org"},
+		{ORcptType: "utf-8", ORcpt: "j\u00f6rg@example.org"}, {}}
+	if env.Ret != "HDRS" || env.EnvID != "QQ 314" || !reflect.DeepEqual(env.DSN, want) || len(env.To) != 3 {
+		t.Errorf("envelope Ret %q EnvID %q To %q DSN %+v", env.Ret, env.EnvID, env.To, env.DSN)
+	}
+	c.cmd("MAIL FROM:<alice@sender.test> ENVID="+strings.Repeat("x", 101), 501, "5.5.4")
 }

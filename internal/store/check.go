@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/postoffice-mail/postoffice/internal/dsn"
 )
 
 // Checks every backend applies to its arguments in the same way, so that
@@ -76,3 +78,51 @@ func (e *DomainInUseError) Error() string {
 
 // Is makes the error ErrExists.
 func (e *DomainInUseError) Is(target error) bool { return target == ErrExists }
+
+// CheckQueueEnvelope is what Enqueue refuses (ErrInvalid, wrapped, with
+// the reason): no recipient, a recipient twice, an address that
+// QueueAddressProblem finds wrong, DSN parameters not parallel to the
+// recipients or not as RFC 3461 allows them.
+func CheckQueueEnvelope(env QueueEnvelope) error {
+	if len(env.To) == 0 {
+		return fmt.Errorf("queued message without recipients: %w", ErrInvalid)
+	}
+	if env.From != "" {
+		if reason := QueueAddressProblem(env.From); reason != "" {
+			return fmt.Errorf("sender %q %s: %w", env.From, reason, ErrInvalid)
+		}
+	}
+	seen := make(map[string]bool, len(env.To))
+	for _, r := range env.To {
+		if reason := QueueAddressProblem(r); reason != "" {
+			return fmt.Errorf("recipient %q %s: %w", r, reason, ErrInvalid)
+		}
+		if seen[r] {
+			return fmt.Errorf("recipient %q listed twice: %w", r, ErrInvalid)
+		}
+		seen[r] = true
+	}
+	if env.DSN != nil && len(env.DSN) != len(env.To) {
+		return fmt.Errorf("DSN parameters for %d of %d recipients: %w", len(env.DSN), len(env.To), ErrInvalid)
+	}
+	for i, p := range env.DSN {
+		if err := p.Check(); err != nil {
+			return fmt.Errorf("recipient %q: %v: %w", env.To[i], err, ErrInvalid)
+		}
+	}
+	if err := dsn.CheckRet(env.Ret); err != nil {
+		return fmt.Errorf("%v: %w", err, ErrInvalid)
+	}
+	if err := dsn.CheckEnvID(env.EnvID); err != nil {
+		return fmt.Errorf("%v: %w", err, ErrInvalid)
+	}
+	return nil
+}
+
+// RcptDSN is the DSN parameters of the i-th recipient of env.
+func (env QueueEnvelope) RcptDSN(i int) dsn.RcptParams {
+	if i < len(env.DSN) {
+		return env.DSN[i]
+	}
+	return dsn.RcptParams{}
+}

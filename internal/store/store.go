@@ -12,6 +12,9 @@ import (
 	"errors"
 	"io"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 )
 
 // Errors every backend returns (possibly wrapped) so that callers can map
@@ -182,18 +185,78 @@ const (
 type QueueRecipient struct {
 	Address string
 	State   QueueState
-	// LastError describes the last failure (the remote reply or the
-	// reason), "" if none.
+	// DSN are the recipient's delivery status notification parameters
+	// (RFC 3461 sections 4.1 and 4.2: NOTIFY, ORCPT), as Enqueue got
+	// them.
+	DSN dsn.RcptParams
+	// LastError describes the last failure in our own words (a
+	// connection refused, a lookup failed, the lifetime ran out), "" if
+	// none. A remote host's reply is in Remote, never here.
 	LastError string
+	// Remote is the reply of the remote host that decided the last
+	// result, as it came (code, enhanced status, text), with the command
+	// it answered and the host; the zero value if none did.
+	Remote RemoteReply
 	// Status is the RFC 3463 enhanced status code of the last result
 	// ("4.4.1", "5.1.1"), "" before any.
 	Status string
 	// RemoteMTA names the host that gave the last reply, "" if none did.
 	RemoteMTA string
-	// Notified: the sender has been sent the delivery status notification
-	// (RFC 3464) for this failed recipient, or there was no sender to send
-	// it to. Only a failed recipient is ever notified.
+	// Notified: what the sender is owed about this recipient was sent,
+	// or nothing is owed. A failed recipient is owed a failure
+	// notification (RFC 3464) unless it asked for none or there is no
+	// sender; a delivered one a success notification when it asked for
+	// one (RFC 3461 section 4.1, NOTIFY=SUCCESS) and the next hop did not
+	// take that duty over. Only a failed or delivered recipient is ever
+	// notified.
 	Notified bool
+}
+
+// RemoteReply is a remote SMTP server's reply kept structured (never
+// rendered to prose and parsed back): the reply, the command it
+// answered and the host that gave it.
+type RemoteReply struct {
+	Reply smtpreply.Reply
+	// Command is what the reply answered: "greeting", "EHLO", "MAIL
+	// FROM", "RCPT TO", "DATA", "end of data"...
+	Command string
+	// Host is the host as Postfix names it, host[ip]:port.
+	Host string
+}
+
+// IsZero reports that there is no reply.
+func (r RemoteReply) IsZero() bool { return r.Reply.Code == 0 }
+
+// String renders the reply on one line in the style of Postfix's logs
+// and bounces: "mx.example[192.0.2.1]:25 said: 550 5.1.1 No such user
+// (in reply to RCPT TO)"; "" for none.
+func (r RemoteReply) String() string {
+	if r.IsZero() {
+		return ""
+	}
+	s := r.Reply.Error()
+	if r.Host != "" {
+		s = r.Host + " said: " + s
+	}
+	if r.Command != "" {
+		s += " (in reply to " + r.Command + ")"
+	}
+	return s
+}
+
+// QueueEnvelope is what Enqueue keeps with a message's content: the
+// envelope and the DSN parameters (RFC 3461 section 4) to honour and to
+// pass on to the next hop.
+type QueueEnvelope struct {
+	From string   // reverse-path, "" for the null sender
+	To   []string // the recipients, kept as given
+	// DSN parallels To: each recipient's NOTIFY and ORCPT; nil when no
+	// recipient had any.
+	DSN []dsn.RcptParams
+	// Ret is RET (RFC 3461 section 4.3): dsn.RetFull, dsn.RetHdrs or ""
+	// when absent; EnvID is ENVID (section 4.4), "" when absent.
+	Ret   string
+	EnvID string
 }
 
 // QueuedMessage is a message waiting in the outbound queue.
@@ -210,6 +273,10 @@ type QueuedMessage struct {
 	LastAttempt time.Time
 	// Warned: the sender has been sent the delayed-delivery warning.
 	Warned bool
+	// Ret and EnvID are the message's DSN parameters (RFC 3461 sections
+	// 4.3 and 4.4), as QueueEnvelope has them.
+	Ret   string
+	EnvID string
 	// ClaimedUntil is the end of a queue runner's claim on the message
 	// (see ClaimQueued), zero if unclaimed.
 	ClaimedUntil time.Time
@@ -219,9 +286,10 @@ type QueuedMessage struct {
 // notifications it called for, applied by UpdateQueued in one transaction.
 type QueueUpdate struct {
 	// Recipients are matched by Address. A pending recipient takes the
-	// given State, LastError, Status and RemoteMTA; a delivered or failed
-	// one keeps its own (a final state is never undone). Notified is set,
-	// never cleared, and only on a recipient that is failed once the
+	// given State, LastError, Remote, Status and RemoteMTA (its DSN
+	// parameters never change); a delivered or failed one keeps its own
+	// (a final state is never undone). Notified is set, never cleared,
+	// and only on a recipient that is failed or delivered once the
 	// update is applied.
 	Recipients []QueueRecipient
 	// Attempted counts one more delivery attempt, made at At.
@@ -238,9 +306,10 @@ type QueueUpdate struct {
 type Queue interface {
 	// Enqueue stores a message for remote recipients and returns its ID
 	// once it is durable (fsync). Addresses are kept as given; ErrInvalid
-	// without recipients, for a repeated one, or for an address without
-	// "@" or with control characters.
-	Enqueue(ctx context.Context, from string, rcpts []string, body io.Reader) (int64, error)
+	// (CheckQueueEnvelope) without recipients, for a repeated one, for
+	// an address without "@" or with control characters, or for DSN
+	// parameters that RFC 3461 does not allow.
+	Enqueue(ctx context.Context, env QueueEnvelope, body io.Reader) (int64, error)
 	// ListQueue returns every queued message, oldest first.
 	ListQueue(ctx context.Context) ([]QueuedMessage, error)
 	// QueuedMessage returns one entry; ErrNotFound if absent.

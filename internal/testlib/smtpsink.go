@@ -26,7 +26,10 @@ type SMTPSink struct {
 	wg   sync.WaitGroup
 
 	mu      sync.Mutex
+	live    map[net.Conn]bool
+	closed  bool
 	txns    []SinkTxn
+	datas   int
 	conns   int
 	open    int
 	maxOpen int
@@ -46,6 +49,16 @@ type SinkOptions struct {
 	Auth         map[string]string // user -> password, AUTH PLAIN (over TLS)
 	// Refuse answers RCPT TO for these addresses with 550 5.1.1.
 	Refuse []string
+	// Rcpt, when set, answers RCPT TO for the address in the path: a
+	// reply line ("451 4.7.1 greylisted"), or "" to take it.
+	Rcpt func(addr string) string
+	// Data, when set, answers the end of the n-th message's content (n
+	// from 1, counted over all connections): a reply line, or "" for
+	// 250. It may block, as a stalled peer does.
+	Data func(n int) string
+	// TLS, when set, is what STARTTLS uses instead of a configuration
+	// made of Cert (which must be set too, to offer STARTTLS).
+	TLS *tls.Config
 }
 
 // SinkTxn is one message taken.
@@ -53,9 +66,45 @@ type SinkTxn struct {
 	Conn     int      // which connection (1, 2, ...)
 	TLS      bool     // it came over TLS
 	AuthUser string   // who authenticated, "" for no one
+	Helo     string   // the EHLO or HELO argument
 	Mail     string   // the MAIL FROM line, parameters included
 	Rcpts    []string // the RCPT TO lines
 	Data     []byte   // the content, dot-stuffing undone, with CRLF
+}
+
+// From is the reverse-path of the MAIL line as written, without the
+// angle brackets.
+func (t SinkTxn) From() string { return pathOf(t.Mail) }
+
+// To is the forward-path of each RCPT line as written, without the
+// angle brackets.
+func (t SinkTxn) To() []string {
+	out := make([]string, len(t.Rcpts))
+	for i, l := range t.Rcpts {
+		out[i] = pathOf(l)
+	}
+	return out
+}
+
+// pathOf is what is between the first "<" and the ">" that ends the
+// path of a command line (a quoted local part may hold ">").
+func pathOf(line string) string {
+	i := strings.IndexByte(line, '<')
+	if i < 0 {
+		return ""
+	}
+	quoted := false
+	for j := i + 1; j < len(line); j++ {
+		switch c := line[j]; {
+		case c == '\\' && quoted:
+			j++
+		case c == '"':
+			quoted = !quoted
+		case c == '>' && !quoted:
+			return line[i+1 : j]
+		}
+	}
+	return line[i+1:]
 }
 
 // StartSMTPSink starts a sink; it stops at the end of the test.
@@ -68,10 +117,10 @@ func StartSMTPSink(t testing.TB, opts SinkOptions) *SMTPSink {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &SMTPSink{Addr: l.Addr().String(), opts: opts, l: l}
+	s := &SMTPSink{Addr: l.Addr().String(), opts: opts, l: l, live: map[net.Conn]bool{}}
 	s.wg.Add(1)
 	go s.serve()
-	t.Cleanup(func() { l.Close(); s.wg.Wait() })
+	t.Cleanup(s.stop)
 	return s
 }
 
@@ -93,11 +142,31 @@ func (s *SMTPSink) Stats() (conns, maxOpen, quits, rsets int) {
 	return s.conns, s.maxOpen, s.quits, s.rsets
 }
 
+// Datas counts the message contents received, taken or refused.
+func (s *SMTPSink) Datas() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.datas
+}
+
 // Open returns the connections open now.
 func (s *SMTPSink) Open() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.open
+}
+
+// stop closes the listener and the connections still open (a client's
+// pool may keep one open), and waits for the sessions to end.
+func (s *SMTPSink) stop() {
+	s.l.Close()
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.live {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
 }
 
 func (s *SMTPSink) serve() {
@@ -108,6 +177,12 @@ func (s *SMTPSink) serve() {
 			return
 		}
 		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.live[c] = true
 		s.conns++
 		s.open++
 		s.maxOpen = max(s.maxOpen, s.open)
@@ -119,6 +194,7 @@ func (s *SMTPSink) serve() {
 			defer func() {
 				s.mu.Lock()
 				s.open--
+				delete(s.live, c)
 				s.mu.Unlock()
 			}()
 			defer c.Close()
@@ -148,7 +224,7 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 		}
 		return strings.TrimSuffix(l, "\r\n"), true
 	}
-	isTLS, authUser := false, ""
+	isTLS, authUser, helo := false, "", ""
 	var txn *SinkTxn
 	if !reply("220 " + s.opts.Hostname + " ESMTP sink") {
 		return
@@ -161,6 +237,7 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 		verb, arg, _ := strings.Cut(line, " ")
 		switch strings.ToUpper(verb) {
 		case "EHLO":
+			helo = arg
 			ext := []string{"250-" + s.opts.Hostname}
 			if !s.opts.NoPipelining {
 				ext = append(ext, "250-PIPELINING")
@@ -190,6 +267,7 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 				return
 			}
 		case "HELO":
+			helo = arg
 			reply("250 " + s.opts.Hostname)
 		case "STARTTLS":
 			if s.opts.Cert == nil || isTLS {
@@ -199,7 +277,11 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 			if !reply("220 2.0.0 go ahead") || w.Flush() != nil || r.Buffered() > 0 {
 				return
 			}
-			tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{*s.opts.Cert}})
+			cfg := s.opts.TLS
+			if cfg == nil {
+				cfg = &tls.Config{Certificates: []tls.Certificate{*s.opts.Cert}}
+			}
+			tc := tls.Server(c, cfg)
 			if tc.Handshake() != nil {
 				return
 			}
@@ -220,7 +302,7 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 				reply("535 5.7.8 bad credentials")
 			}
 		case "MAIL":
-			txn = &SinkTxn{Conn: n, TLS: isTLS, AuthUser: authUser, Mail: line}
+			txn = &SinkTxn{Conn: n, TLS: isTLS, AuthUser: authUser, Helo: helo, Mail: line}
 			reply("250 2.1.0 ok")
 		case "RCPT":
 			if txn == nil {
@@ -236,6 +318,12 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 			if refused {
 				reply("550 5.1.1 no such user")
 				continue
+			}
+			if s.opts.Rcpt != nil {
+				if r := s.opts.Rcpt(pathOf(line)); r != "" {
+					reply(r)
+					continue
+				}
 			}
 			txn.Rcpts = append(txn.Rcpts, line)
 			reply("250 2.1.5 ok")
@@ -259,6 +347,17 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 				data.WriteString(strings.TrimPrefix(l, "."))
 			}
 			txn.Data = data.Bytes()
+			s.mu.Lock()
+			s.datas++
+			nth := s.datas
+			s.mu.Unlock()
+			if s.opts.Data != nil {
+				if r := s.opts.Data(nth); r != "" {
+					txn = nil
+					reply(r)
+					continue
+				}
+			}
 			s.mu.Lock()
 			s.txns = append(s.txns, *txn)
 			s.mu.Unlock()

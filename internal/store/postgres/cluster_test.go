@@ -111,7 +111,7 @@ func TestClaimsAcrossNodes(t *testing.T) {
 	ctx := t.Context()
 	const n = 60
 	for i := range n {
-		if _, err := a.Enqueue(ctx, "", []string{fmt.Sprintf("r%d@remote.example", i)}, strings.NewReader("m\r\n")); err != nil {
+		if _, err := a.Enqueue(ctx, store.QueueEnvelope{From: "", To: []string{fmt.Sprintf("r%d@remote.example", i)}}, strings.NewReader("m\r\n")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -368,7 +368,7 @@ func TestBodiesStoredOnce(t *testing.T) {
 	}
 	rc.Close()
 
-	id, err := s.Enqueue(ctx, "", []string{"x@remote.example"}, strings.NewReader("q\r\n"))
+	id, err := s.Enqueue(ctx, store.QueueEnvelope{From: "", To: []string{"x@remote.example"}}, strings.NewReader("q\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func TestNodeNameHeldOnce(t *testing.T) {
 	ctx := t.Context()
 	const n = 6
 	for i := range n {
-		if _, err := a.Enqueue(ctx, "", []string{fmt.Sprintf("r%d@remote.example", i)}, strings.NewReader("m\r\n")); err != nil {
+		if _, err := a.Enqueue(ctx, store.QueueEnvelope{From: "", To: []string{fmt.Sprintf("r%d@remote.example", i)}}, strings.NewReader("m\r\n")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -205,7 +205,7 @@ func TestClaimOfLapsedProcess(t *testing.T) {
 	b := openDSN(t, dsn, "node-b")
 	c := openDSN(t, dsn, "node-c")
 	ctx := t.Context()
-	id, err := b.Enqueue(ctx, "", []string{"r@remote.example", "s@remote.example"}, strings.NewReader("m\r\n"))
+	id, err := b.Enqueue(ctx, store.QueueEnvelope{From: "", To: []string{"r@remote.example", "s@remote.example"}}, strings.NewReader("m\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

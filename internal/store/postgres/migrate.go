@@ -237,16 +237,19 @@ func (s *Store) ImportQueued(ctx context.Context, m store.QueuedMessage, body io
 			return fmt.Errorf("storing message body: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO queue (id, sender, blob_id, size, created_at, next_attempt, attempts, held,
-			last_attempt, warned) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			last_attempt, warned, ret, envid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 			m.ID, m.From, blobID, size, sec(m.CreatedAt), sec(m.NextAttempt), m.Attempts, m.Held,
-			nullTime(m.LastAttempt), m.Warned); err != nil {
+			nullTime(m.LastAttempt), m.Warned, m.Ret, m.EnvID); err != nil {
 			return err
 		}
 		for i, r := range m.Recipients {
+			code, rstatus, text, command, host := replyColumns(r.Remote)
 			if _, err := tx.Exec(ctx, `INSERT INTO queue_recipients
-				(queue_id, position, address, state, last_error, status, remote_mta, notified)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-				m.ID, i, r.Address, string(r.State), r.LastError, r.Status, r.RemoteMTA, r.Notified); err != nil {
+				(queue_id, position, address, state, last_error, status, remote_mta, notified, notify, orcpt_type, orcpt,
+				reply_code, reply_status, reply_text, reply_command, reply_host)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+				m.ID, i, r.Address, string(r.State), r.LastError, r.Status, r.RemoteMTA, r.Notified,
+				r.DSN.NotifyString(), r.DSN.ORcptType, r.DSN.ORcpt, code, rstatus, text, command, host); err != nil {
 				return err
 			}
 		}

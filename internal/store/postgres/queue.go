@@ -5,33 +5,28 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/postoffice-mail/postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // Enqueue implements store.Queue in one transaction: the body, the entry
 // and its recipients, all pending.
-func (s *Store) Enqueue(ctx context.Context, from string, rcpts []string, body io.Reader) (int64, error) {
-	if len(rcpts) == 0 {
-		return 0, fmt.Errorf("queued message without recipients: %w", store.ErrInvalid)
+func (s *Store) Enqueue(ctx context.Context, env store.QueueEnvelope, body io.Reader) (int64, error) {
+	if err := store.CheckQueueEnvelope(env); err != nil {
+		return 0, err
 	}
-	if from != "" {
-		if reason := store.QueueAddressProblem(from); reason != "" {
-			return 0, fmt.Errorf("sender %q %s: %w", from, reason, store.ErrInvalid)
-		}
-	}
-	seen := make(map[string]bool, len(rcpts))
-	for _, r := range rcpts {
-		if reason := store.QueueAddressProblem(r); reason != "" {
-			return 0, fmt.Errorf("recipient %q %s: %w", r, reason, store.ErrInvalid)
-		}
-		if seen[r] {
-			return 0, fmt.Errorf("recipient %q listed twice: %w", r, store.ErrInvalid)
-		}
-		seen[r] = true
+	notify := make([]string, len(env.To))
+	otype := make([]string, len(env.To))
+	orcpt := make([]string, len(env.To))
+	for i := range env.To {
+		p := env.RcptDSN(i)
+		notify[i], otype[i], orcpt[i] = p.NotifyString(), p.ORcptType, p.ORcpt
 	}
 	var id int64
 	err := s.write(ctx, false, func(tx pgx.Tx) error {
@@ -40,14 +35,15 @@ func (s *Store) Enqueue(ctx context.Context, from string, rcpts []string, body i
 			return fmt.Errorf("storing message body: %w", err)
 		}
 		now := sec(time.Now())
-		err = tx.QueryRow(ctx, `INSERT INTO queue (sender, blob_id, size, created_at, next_attempt)
-			VALUES ($1, $2, $3, $4, $4) RETURNING id`, from, blobID, size, now).Scan(&id)
+		err = tx.QueryRow(ctx, `INSERT INTO queue (sender, blob_id, size, created_at, next_attempt, ret, envid)
+			VALUES ($1, $2, $3, $4, $4, $5, $6) RETURNING id`, env.From, blobID, size, now, env.Ret, env.EnvID).Scan(&id)
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO queue_recipients (queue_id, position, address, state)
-			SELECT $1, r.position - 1, r.address, 'pending' FROM unnest($2::text[]) WITH ORDINALITY AS r (address, position)`,
-			id, rcpts)
+		_, err = tx.Exec(ctx, `INSERT INTO queue_recipients (queue_id, position, address, state, notify, orcpt_type, orcpt)
+			SELECT $1, r.position - 1, r.address, 'pending', r.notify, r.otype, r.orcpt
+			FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS r (address, notify, otype, orcpt, position)`,
+			id, env.To, notify, otype, orcpt)
 		return err
 	})
 	if err != nil {
@@ -56,12 +52,12 @@ func (s *Store) Enqueue(ctx context.Context, from string, rcpts []string, body i
 	return id, nil
 }
 
-const queueColumns = `id, sender, size, created_at, next_attempt, attempts, held, last_attempt, warned, claimed_until`
+const queueColumns = `id, sender, size, created_at, next_attempt, attempts, held, last_attempt, warned, claimed_until, ret, envid`
 
 func scanQueued(row pgx.Row) (store.QueuedMessage, error) {
 	var m store.QueuedMessage
 	var last, claimed *time.Time
-	err := row.Scan(&m.ID, &m.From, &m.Size, &m.CreatedAt, &m.NextAttempt, &m.Attempts, &m.Held, &last, &m.Warned, &claimed)
+	err := row.Scan(&m.ID, &m.From, &m.Size, &m.CreatedAt, &m.NextAttempt, &m.Attempts, &m.Held, &last, &m.Warned, &claimed, &m.Ret, &m.EnvID)
 	m.CreatedAt, m.NextAttempt = m.CreatedAt.UTC(), m.NextAttempt.UTC()
 	m.LastAttempt, m.ClaimedUntil = optTime(last), optTime(claimed)
 	return m, err
@@ -85,20 +81,43 @@ func queryQueued(ctx context.Context, q pgx.Tx, query string, args ...any) ([]st
 		index[m.ID] = i
 		ids[i] = m.ID
 	}
-	rows, err = q.Query(ctx, `SELECT queue_id, address, state, last_error, status, remote_mta, notified
+	rows, err = q.Query(ctx, `SELECT queue_id, address, state, last_error, status, remote_mta, notified,
+			notify, orcpt_type, orcpt, reply_code, reply_status, reply_text, reply_command, reply_host
 		FROM queue_recipients WHERE queue_id = ANY($1) ORDER BY queue_id, position`, ids)
 	if err != nil {
 		return nil, err
 	}
 	var id int64
 	var r store.QueueRecipient
-	_, err = pgx.ForEachRow(rows, []any{&id, &r.Address, &r.State, &r.LastError, &r.Status, &r.RemoteMTA, &r.Notified}, func() error {
+	var notify, status string
+	var text []string
+	_, err = pgx.ForEachRow(rows, []any{&id, &r.Address, &r.State, &r.LastError, &r.Status, &r.RemoteMTA, &r.Notified,
+		&notify, &r.DSN.ORcptType, &r.DSN.ORcpt, &r.Remote.Reply.Code, &status, &text, &r.Remote.Command, &r.Remote.Host}, func() error {
+		rc := r
+		rc.DSN.Notify = dsn.ParseNotify(notify)
+		if rc.Remote.Reply.Code != 0 {
+			rc.Remote.Reply.Status, _ = smtpreply.ParseStatus(status)
+			rc.Remote.Reply.Text = slices.Clone(text)
+		}
 		if i, ok := index[id]; ok {
-			ms[i].Recipients = append(ms[i].Recipients, r)
+			ms[i].Recipients = append(ms[i].Recipients, rc)
 		}
 		return nil
 	})
 	return ms, err
+}
+
+// replyColumns are the values of reply_code, reply_status, reply_text,
+// reply_command and reply_host for r.
+func replyColumns(r store.RemoteReply) (int, string, []string, string, string) {
+	if r.IsZero() {
+		return 0, "", []string{}, "", ""
+	}
+	text := r.Reply.Text
+	if text == nil {
+		text = []string{}
+	}
+	return r.Reply.Code, r.Reply.Status.String(), text, r.Command, r.Host
 }
 
 // read runs fn in a read-only REPEATABLE READ transaction: one snapshot
@@ -259,14 +278,16 @@ func (s *Store) UpdateQueued(ctx context.Context, id int64, u store.QueueUpdate)
 				return err
 			}
 			if state == store.QueuePending {
-				if _, err := tx.Exec(ctx, `UPDATE queue_recipients SET state = $1, last_error = $2, status = $3, remote_mta = $4
-					WHERE queue_id = $5 AND address = $6`,
-					string(r.State), r.LastError, r.Status, r.RemoteMTA, id, r.Address); err != nil {
+				code, rstatus, text, command, host := replyColumns(r.Remote)
+				if _, err := tx.Exec(ctx, `UPDATE queue_recipients SET state = $1, last_error = $2, status = $3, remote_mta = $4,
+						reply_code = $5, reply_status = $6, reply_text = $7, reply_command = $8, reply_host = $9
+					WHERE queue_id = $10 AND address = $11`,
+					string(r.State), r.LastError, r.Status, r.RemoteMTA, code, rstatus, text, command, host, id, r.Address); err != nil {
 					return err
 				}
 				state = r.State
 			}
-			if r.Notified && !notified && state == store.QueueFailed {
+			if r.Notified && !notified && (state == store.QueueFailed || state == store.QueueDelivered) {
 				if _, err := tx.Exec(ctx, `UPDATE queue_recipients SET notified = true WHERE queue_id = $1 AND address = $2`,
 					id, r.Address); err != nil {
 					return err

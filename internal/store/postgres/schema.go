@@ -212,6 +212,26 @@ CREATE TABLE nodes (
 UPDATE queue SET claimed_until = NULL, claimed_by = NULL WHERE claimed_by IS NOT NULL;
 COMMENT ON COLUMN queue.claimed_by IS 'the instance (nodes.instance) whose queue runner claimed the entry';
 `},
+	{"DSN parameters and remote replies in the queue", `
+-- RET and ENVID of a queued message, NOTIFY and ORCPT of each recipient
+-- (RFC 3461 section 4; notify is '' when absent, else the values joined
+-- by commas), and the remote reply that decided a recipient's last
+-- result as it came: code (0: none), enhanced status, text lines, the
+-- command it answered and the host. A delivered recipient is now
+-- notified when it is owed nothing more; under the old rules it never
+-- was.
+ALTER TABLE queue ADD COLUMN ret text NOT NULL DEFAULT '';
+ALTER TABLE queue ADD COLUMN envid text NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN notify text NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN orcpt_type text NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN orcpt text NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN reply_code integer NOT NULL DEFAULT 0;
+ALTER TABLE queue_recipients ADD COLUMN reply_status text NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN reply_text text[] NOT NULL DEFAULT '{}';
+ALTER TABLE queue_recipients ADD COLUMN reply_command text NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN reply_host text NOT NULL DEFAULT '';
+UPDATE queue_recipients SET notified = true WHERE state = 'delivered';
+`},
 }
 
 // migrate brings the schema to len(migrations), one step per transaction

@@ -246,15 +246,18 @@ func (s *Store) ImportQueued(ctx context.Context, m store.QueuedMessage, body io
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO queue (id, sender, blob_id, size, created_at, next_attempt, attempts, held,
-			last_attempt, warned, claimed_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
+			last_attempt, warned, claimed_until, ret, envid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)`,
 			m.ID, m.From, b.id, b.size, m.CreatedAt.Unix(), m.NextAttempt.Unix(), m.Attempts, m.Held,
-			optional(m.LastAttempt), m.Warned); err != nil {
+			optional(m.LastAttempt), m.Warned, m.Ret, m.EnvID); err != nil {
 			return err
 		}
 		for i, r := range m.Recipients {
+			args := append([]any{m.ID, i, r.Address, string(r.State), r.LastError, r.Status, r.RemoteMTA, r.Notified,
+				r.DSN.NotifyString(), r.DSN.ORcptType, r.DSN.ORcpt}, replyColumns(r.Remote)...)
 			if _, err := tx.ExecContext(ctx, `INSERT INTO queue_recipients
-				(queue_id, position, address, state, last_error, status, remote_mta, notified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-				m.ID, i, r.Address, string(r.State), r.LastError, r.Status, r.RemoteMTA, r.Notified); err != nil {
+				(queue_id, position, address, state, last_error, status, remote_mta, notified, notify, orcpt_type, orcpt,
+				reply_code, reply_status, reply_text, reply_command, reply_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				args...); err != nil {
 				return err
 			}
 		}

@@ -10,30 +10,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // Enqueue implements store.Queue like Deliver: the body goes to one durable
 // file first, then one transaction references it from the queue entry and
 // inserts its recipients, all pending.
-func (s *Store) Enqueue(ctx context.Context, from string, rcpts []string, body io.Reader) (int64, error) {
-	if len(rcpts) == 0 {
-		return 0, fmt.Errorf("queued message without recipients: %w", store.ErrInvalid)
-	}
-	if from != "" {
-		if reason := store.QueueAddressProblem(from); reason != "" {
-			return 0, fmt.Errorf("sender %q %s: %w", from, reason, store.ErrInvalid)
-		}
-	}
-	seen := make(map[string]bool, len(rcpts))
-	for _, r := range rcpts {
-		if reason := store.QueueAddressProblem(r); reason != "" {
-			return 0, fmt.Errorf("recipient %q %s: %w", r, reason, store.ErrInvalid)
-		}
-		if seen[r] {
-			return 0, fmt.Errorf("recipient %q listed twice: %w", r, store.ErrInvalid)
-		}
-		seen[r] = true
+func (s *Store) Enqueue(ctx context.Context, env store.QueueEnvelope, body io.Reader) (int64, error) {
+	if err := store.CheckQueueEnvelope(env); err != nil {
+		return 0, err
 	}
 
 	b, err := s.putBody(ctx, body)
@@ -47,19 +34,20 @@ func (s *Store) Enqueue(ctx context.Context, from string, rcpts []string, body i
 		if err := b.insert(ctx, tx, now); err != nil {
 			return err
 		}
-		err := tx.QueryRowContext(ctx, `INSERT INTO queue (sender, blob_id, size, created_at, next_attempt)
-			VALUES (?, ?, ?, ?, ?) RETURNING id`, from, blobID, size, now, now).Scan(&id)
+		err := tx.QueryRowContext(ctx, `INSERT INTO queue (sender, blob_id, size, created_at, next_attempt, ret, envid)
+			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`, env.From, blobID, size, now, now, env.Ret, env.EnvID).Scan(&id)
 		if err != nil {
 			return err
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO queue_recipients (queue_id, position, address, state)
-			VALUES (?, ?, ?, ?)`)
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO queue_recipients (queue_id, position, address, state, notify, orcpt_type, orcpt)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
-		for i, r := range rcpts {
-			if _, err := stmt.ExecContext(ctx, id, i, r, string(store.QueuePending)); err != nil {
+		for i, r := range env.To {
+			p := env.RcptDSN(i)
+			if _, err := stmt.ExecContext(ctx, id, i, r, string(store.QueuePending), p.NotifyString(), p.ORcptType, p.ORcpt); err != nil {
 				return err
 			}
 		}
@@ -72,12 +60,12 @@ func (s *Store) Enqueue(ctx context.Context, from string, rcpts []string, body i
 	return id, nil
 }
 
-const queueColumns = `id, sender, size, created_at, next_attempt, attempts, held, last_attempt, warned, claimed_until`
+const queueColumns = `id, sender, size, created_at, next_attempt, attempts, held, last_attempt, warned, claimed_until, ret, envid`
 
 func scanQueued(row interface{ Scan(...any) error }) (store.QueuedMessage, error) {
 	var m store.QueuedMessage
 	var created, next, last, claimed int64
-	err := row.Scan(&m.ID, &m.From, &m.Size, &created, &next, &m.Attempts, &m.Held, &last, &m.Warned, &claimed)
+	err := row.Scan(&m.ID, &m.From, &m.Size, &created, &next, &m.Attempts, &m.Held, &last, &m.Warned, &claimed, &m.Ret, &m.EnvID)
 	m.CreatedAt, m.NextAttempt = unixTime(created), unixTime(next)
 	m.LastAttempt, m.ClaimedUntil = optionalTime(last), optionalTime(claimed)
 	return m, err
@@ -91,7 +79,32 @@ func optionalTime(sec int64) time.Time {
 	return unixTime(sec)
 }
 
-const recipientColumns = `queue_id, address, state, last_error, status, remote_mta, notified`
+const recipientColumns = `queue_id, address, state, last_error, status, remote_mta, notified,
+	notify, orcpt_type, orcpt, reply_code, reply_status, reply_text, reply_command, reply_host`
+
+// scanRecipient reads recipientColumns.
+func scanRecipient(rows *sql.Rows) (int64, store.QueueRecipient, error) {
+	var id int64
+	var r store.QueueRecipient
+	var notify, status, text string
+	err := rows.Scan(&id, &r.Address, &r.State, &r.LastError, &r.Status, &r.RemoteMTA, &r.Notified,
+		&notify, &r.DSN.ORcptType, &r.DSN.ORcpt, &r.Remote.Reply.Code, &status, &text, &r.Remote.Command, &r.Remote.Host)
+	r.DSN.Notify = dsn.ParseNotify(notify)
+	if r.Remote.Reply.Code != 0 {
+		r.Remote.Reply.Status, _ = smtpreply.ParseStatus(status)
+		r.Remote.Reply.Text = strings.Split(text, "\n")
+	}
+	return id, r, err
+}
+
+// replyColumns are the values of reply_code, reply_status, reply_text,
+// reply_command and reply_host for r.
+func replyColumns(r store.RemoteReply) []any {
+	if r.IsZero() {
+		return []any{0, "", "", "", ""}
+	}
+	return []any{r.Reply.Code, r.Reply.Status.String(), strings.Join(r.Reply.Text, "\n"), r.Command, r.Host}
+}
 
 // queryQueued runs a query returning queueColumns and adds the recipients
 // of each entry, in the order given to Enqueue; all within tx, so that the
@@ -134,9 +147,8 @@ func queryQueued(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var id int64
-		var r store.QueueRecipient
-		if err := rows.Scan(&id, &r.Address, &r.State, &r.LastError, &r.Status, &r.RemoteMTA, &r.Notified); err != nil {
+		id, r, err := scanRecipient(rows)
+		if err != nil {
 			return nil, err
 		}
 		if i, ok := index[id]; ok {
@@ -300,16 +312,17 @@ func (s *Store) UpdateQueued(ctx context.Context, id int64, u store.QueueUpdate)
 				return err
 			}
 			if state == store.QueuePending {
+				args := append([]any{string(r.State), r.LastError, r.Status, r.RemoteMTA}, replyColumns(r.Remote)...)
 				_, err = tx.ExecContext(ctx, `UPDATE queue_recipients
-					SET state = ?, last_error = ?, status = ?, remote_mta = ?
-					WHERE queue_id = ? AND address = ?`,
-					string(r.State), r.LastError, r.Status, r.RemoteMTA, id, r.Address)
+					SET state = ?, last_error = ?, status = ?, remote_mta = ?,
+						reply_code = ?, reply_status = ?, reply_text = ?, reply_command = ?, reply_host = ?
+					WHERE queue_id = ? AND address = ?`, append(args, id, r.Address)...)
 				if err != nil {
 					return err
 				}
 				state = r.State
 			}
-			if r.Notified && !notified && state == store.QueueFailed {
+			if r.Notified && !notified && (state == store.QueueFailed || state == store.QueueDelivered) {
 				_, err = tx.ExecContext(ctx, `UPDATE queue_recipients SET notified = 1
 					WHERE queue_id = ? AND address = ?`, id, r.Address)
 				if err != nil {

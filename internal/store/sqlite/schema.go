@@ -173,4 +173,27 @@ ALTER TABLE queue_recipients ADD COLUMN notified INTEGER NOT NULL DEFAULT 0;
 	`
 ALTER TABLE blobs ADD COLUMN data BLOB;
 `,
+	// Version 6: DSN parameters and remote replies in the queue.
+	//
+	// Per-message: RET and ENVID (RFC 3461 sections 4.3 and 4.4).
+	// Per-recipient: NOTIFY ('' when absent, else the values joined by
+	// commas) and ORCPT (sections 4.1 and 4.2), and the remote reply that
+	// decided the last result, kept as it came: code, enhanced status,
+	// text lines joined by LF, the command it answered and the host
+	// (reply_code 0: none). A delivered recipient is now notified when
+	// it is owed nothing more; under the old rules it never was.
+	`
+ALTER TABLE queue ADD COLUMN ret TEXT NOT NULL DEFAULT '';
+ALTER TABLE queue ADD COLUMN envid TEXT NOT NULL DEFAULT '';
+
+ALTER TABLE queue_recipients ADD COLUMN notify TEXT NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN orcpt_type TEXT NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN orcpt TEXT NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN reply_code INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queue_recipients ADD COLUMN reply_status TEXT NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN reply_text TEXT NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN reply_command TEXT NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN reply_host TEXT NOT NULL DEFAULT '';
+UPDATE queue_recipients SET notified = 1 WHERE state = 'delivered';
+`,
 }

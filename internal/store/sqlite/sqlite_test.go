@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -417,7 +418,7 @@ func TestQueueFiles(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
 	s := open(t, dir)
-	id, err := s.Enqueue(ctx, "", []string{"x@remote.example"}, strings.NewReader(fileBody("queued")))
+	id, err := s.Enqueue(ctx, store.QueueEnvelope{From: "", To: []string{"x@remote.example"}}, strings.NewReader(fileBody("queued")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -632,5 +633,52 @@ func TestInlineReadersIndependent(t *testing.T) {
 				t.Fatalf("round %d: message %d read back as %d octets, want %d", round, i, len(got[i]), len(bodies[i]))
 			}
 		}
+	}
+}
+
+// TestMigrateQueueToVersion6: a queue entry from before DSN parameters and
+// structured replies reads back without either, its delivered recipient
+// owing nothing (notified) and its pending one still pending, with its
+// old error text kept.
+func TestMigrateQueueToVersion6(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	blobs, err := newFileBlobs(filepath.Join(dir, blobsDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobID, size, err := blobs.Put(ctx, strings.NewReader("Subject: old\r\n\r\nqueued\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, dbName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs := append([]string{}, migrations[:5]...)
+	qs = append(qs, `PRAGMA user_version = 5`,
+		fmt.Sprintf(`INSERT INTO blobs (id, size, created_at) VALUES ('%s', %d, 0)`, blobID, size),
+		fmt.Sprintf(`INSERT INTO queue (id, sender, blob_id, size, created_at, next_attempt) VALUES (7, 'a@example.com', '%s', %d, 0, 0)`, blobID, size),
+		`INSERT INTO queue_recipients (queue_id, position, address, state, status) VALUES (7, 0, 'b@remote.example', 'delivered', '2.0.0')`,
+		`INSERT INTO queue_recipients (queue_id, position, address, state, status, last_error)
+			VALUES (7, 1, 'c@remote.example', 'pending', '4.7.1', 'mx[192.0.2.1]:25 said: 451 4.7.1 greylisted (in reply to RCPT TO)')`)
+	for _, q := range qs {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s := open(t, dir)
+	m, err := s.QueuedMessage(ctx, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.QueueRecipient{
+		{Address: "b@remote.example", State: store.QueueDelivered, Status: "2.0.0", Notified: true},
+		{Address: "c@remote.example", State: store.QueuePending, Status: "4.7.1", LastError: "mx[192.0.2.1]:25 said: 451 4.7.1 greylisted (in reply to RCPT TO)"},
+	}
+	if m.Ret != "" || m.EnvID != "" || !reflect.DeepEqual(m.Recipients, want) {
+		t.Errorf("after migration: %+v\nwant recipients %+v", m, want)
 	}
 }

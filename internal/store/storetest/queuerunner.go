@@ -2,10 +2,14 @@ package storetest
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -151,7 +155,7 @@ func testQueueUpdate(t *testing.T, e *env) {
 	check := func(what string, attempts int, warned bool) {
 		t.Helper()
 		m := e.queued(id)
-		if !slices.Equal(m.Recipients, want) {
+		if !reflect.DeepEqual(m.Recipients, want) {
 			t.Errorf("%s: recipients\n got %+v\nwant %+v", what, m.Recipients, want)
 		}
 		if m.Attempts != attempts || !m.LastAttempt.Equal(at) || !m.NextAttempt.Equal(next) || m.Warned != warned {
@@ -171,6 +175,9 @@ func testQueueUpdate(t *testing.T, e *env) {
 		},
 		Warned: true,
 	}), "UpdateQueued")
+	// A delivered recipient is notified too (a success notification,
+	// RFC 3461 section 4.1).
+	want[0].Notified = true
 	want[1].Notified = true
 	check("after the notification", 1, true)
 	e.must(e.s.UpdateQueued(e.ctx, id, store.QueueUpdate{
@@ -266,4 +273,77 @@ func testQueueHoldRetry(t *testing.T, e *env) {
 	if n, err := e.s.RetryQueued(e.ctx, 0, now); err != nil || n != 0 {
 		t.Errorf("RetryQueued(0) of an empty queue = %d, %v; want 0, nil", n, err)
 	}
+}
+
+// testQueueDSN: the DSN parameters given to Enqueue (RFC 3461 section 4)
+// and a remote reply given to UpdateQueued come back as they were, after
+// a restart too; a delivered recipient can be notified.
+func testQueueDSN(t *testing.T, e *env) {
+	env := store.QueueEnvelope{
+		From: "alice@example.com",
+		To:   []string{"a@remote.example", "b@remote.example", "c@remote.example", "d@remote.example"},
+		DSN: []dsn.RcptParams{
+			{Notify: []string{dsn.NotifySuccess, dsn.NotifyDelay}, ORcptType: "rfc822", ORcpt: "list@example.com"},
+			{Notify: []string{dsn.NotifyNever}},
+			{},
+			{ORcptType: "utf-8", ORcpt: "j\u00f6rg@example.com"},
+		},
+		Ret: dsn.RetHdrs, EnvID: "QQ314159 +x=y",
+	}
+	id, err := e.s.Enqueue(e.ctx, env, strings.NewReader("m\r\n"))
+	e.must(err, "Enqueue with DSN parameters")
+	plain := e.enqueue("", []string{"x@remote.example"}, "n\r\n")
+	want := store.QueuedMessage{ID: id, From: env.From, Size: 3, Ret: dsn.RetHdrs, EnvID: "QQ314159 +x=y"}
+	for i, a := range env.To {
+		want.Recipients = append(want.Recipients, store.QueueRecipient{Address: a, State: store.QueuePending, DSN: env.DSN[i]})
+	}
+	want.Recipients[2].DSN = dsn.RcptParams{}
+	got := e.queued(id)
+	sameQueued(t, got, want, got.CreatedAt, got.CreatedAt, "QueuedMessage with DSN parameters")
+	if p := e.queued(plain); p.Ret != "" || p.EnvID != "" || !reflect.DeepEqual(p.Recipients[0].DSN, dsn.RcptParams{}) {
+		t.Errorf("a message without DSN parameters has %+v", p)
+	}
+
+	// The remote replies are kept structured: several lines, an
+	// enhanced status, the command and the host.
+	rcptReply := store.RemoteReply{Reply: smtpreply.Reply{Code: 550, Status: smtpreply.Status{Class: 5, Subject: 1, Detail: 1},
+		Text: []string{"No such user", "see https://example.net/550"}}, Command: "RCPT TO", Host: "mx.remote.example[192.0.2.1]:25"}
+	final := store.RemoteReply{Reply: smtpreply.New(250, "2.0.0", "Ok: queued as 4Xyz"), Command: "end of data", Host: "mx.remote.example[192.0.2.1]:25"}
+	noStatus := store.RemoteReply{Reply: smtpreply.Reply{Code: 451, Text: []string{""}}, Command: "MAIL FROM", Host: "mx2.remote.example[192.0.2.2]:25"}
+	e.must(e.s.UpdateQueued(e.ctx, id, store.QueueUpdate{
+		Recipients: []store.QueueRecipient{
+			{Address: "a@remote.example", State: store.QueueDelivered, Status: "2.0.0", RemoteMTA: "mx.remote.example", Remote: final},
+			{Address: "b@remote.example", State: store.QueueFailed, Status: "5.1.1", RemoteMTA: "mx.remote.example", Remote: rcptReply, Notified: true},
+			{Address: "c@remote.example", State: store.QueuePending, Status: "4.0.0", RemoteMTA: "mx2.remote.example", Remote: noStatus},
+			{Address: "d@remote.example", State: store.QueuePending, Status: "4.4.1", LastError: "connection refused"},
+		},
+		Attempted: true, At: time.Now(),
+	}), "UpdateQueued with remote replies")
+	want.Attempts = 1
+	want.Recipients[0].State, want.Recipients[0].Status, want.Recipients[0].RemoteMTA, want.Recipients[0].Remote = store.QueueDelivered, "2.0.0", "mx.remote.example", final
+	want.Recipients[1].State, want.Recipients[1].Status, want.Recipients[1].RemoteMTA, want.Recipients[1].Remote = store.QueueFailed, "5.1.1", "mx.remote.example", rcptReply
+	want.Recipients[1].Notified = true
+	want.Recipients[2].Status, want.Recipients[2].RemoteMTA, want.Recipients[2].Remote = "4.0.0", "mx2.remote.example", noStatus
+	want.Recipients[3].Status, want.Recipients[3].LastError = "4.4.1", "connection refused"
+	check := func(what string) {
+		t.Helper()
+		m := e.queued(id)
+		if !reflect.DeepEqual(m.Recipients, want.Recipients) || m.Ret != want.Ret || m.EnvID != want.EnvID {
+			t.Errorf("%s:\n got %+v\nwant %+v", what, m, want)
+		}
+	}
+	check("after UpdateQueued")
+	if got := e.queued(id).Recipients[1].Remote.String(); got != "mx.remote.example[192.0.2.1]:25 said: 550 5.1.1 No such user see https://example.net/550 (in reply to RCPT TO)" {
+		t.Errorf("RemoteReply.String() = %q", got)
+	}
+
+	// The success notification of a delivered recipient is recorded; a
+	// later reply does not replace a final state's.
+	e.must(e.s.UpdateQueued(e.ctx, id, store.QueueUpdate{
+		Recipients: []store.QueueRecipient{{Address: "a@remote.example", State: store.QueueDelivered, Remote: rcptReply, Notified: true}},
+	}), "UpdateQueued notifying a delivered recipient")
+	want.Recipients[0].Notified = true
+	check("after the success notification")
+	e.reopen()
+	check("after a restart")
 }

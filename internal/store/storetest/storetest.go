@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/dsn"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -59,6 +61,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"QueueOrder", testQueueOrder},
 		{"QueueRestart", testQueueRestart},
 		{"QueueRefused", testQueueRefused},
+		{"QueueDSN", testQueueDSN},
 		{"QueueClaim", testQueueClaim},
 		{"QueueUpdate", testQueueUpdate},
 		{"QueueHoldRetry", testQueueHoldRetry},
@@ -938,7 +941,7 @@ func testHeaderQuota(t *testing.T, e *env) {
 
 func (e *env) enqueue(from string, rcpts []string, body string) int64 {
 	e.t.Helper()
-	id, err := e.s.Enqueue(e.ctx, from, rcpts, strings.NewReader(body))
+	id, err := e.s.Enqueue(e.ctx, store.QueueEnvelope{From: from, To: rcpts}, strings.NewReader(body))
 	if err != nil {
 		e.t.Fatalf("Enqueue(%q, %v): %v", from, rcpts, err)
 	}
@@ -979,7 +982,7 @@ func sameQueued(t *testing.T, got, want store.QueuedMessage, notBefore, notAfter
 		t.Errorf("%s: NextAttempt %v, want CreatedAt %v", what, got.NextAttempt, got.CreatedAt)
 	}
 	if got.ID != want.ID || got.From != want.From || got.Size != want.Size || got.Attempts != want.Attempts ||
-		got.Held != want.Held || !slices.Equal(got.Recipients, want.Recipients) {
+		got.Held != want.Held || got.Ret != want.Ret || got.EnvID != want.EnvID || !reflect.DeepEqual(got.Recipients, want.Recipients) {
 		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
 	}
 }
@@ -1092,27 +1095,35 @@ func testQueueRestart(t *testing.T, e *env) {
 
 // testQueueRefused: an Enqueue that fails queues nothing.
 func testQueueRefused(t *testing.T, e *env) {
-	for _, c := range []struct {
-		from  string
-		rcpts []string
-	}{
-		{"alice@example.com", nil},
-		{"alice@example.com", []string{}},
-		{"alice@example.com", []string{""}},
-		{"alice@example.com", []string{"no-at-sign"}},
-		{"alice@example.com", []string{"a@remote.example\r\nRCPT TO:<b@remote.example>"}},
-		{"alice@example.com", []string{"a@remote.example", "a@remote.example"}},
-		{"bad\nsender@example.com", []string{"a@remote.example"}},
+	one := []string{"a@remote.example"}
+	for _, env := range []store.QueueEnvelope{
+		{From: "alice@example.com"},
+		{From: "alice@example.com", To: []string{}},
+		{From: "alice@example.com", To: []string{""}},
+		{From: "alice@example.com", To: []string{"no-at-sign"}},
+		{From: "alice@example.com", To: []string{"a@remote.example\r\nRCPT TO:<b@remote.example>"}},
+		{From: "alice@example.com", To: []string{"a@remote.example", "a@remote.example"}},
+		{From: "bad\nsender@example.com", To: one},
+		// DSN parameters as RFC 3461 section 4 does not allow them.
+		{To: one, DSN: []dsn.RcptParams{{}, {}}},
+		{To: one, DSN: []dsn.RcptParams{{Notify: []string{"NEVER", "SUCCESS"}}}},
+		{To: one, DSN: []dsn.RcptParams{{Notify: []string{"SOMETIMES"}}}},
+		{To: one, DSN: []dsn.RcptParams{{Notify: []string{}}}},
+		{To: one, DSN: []dsn.RcptParams{{ORcptType: "rfc822", ORcpt: "a@b\r\nX: y"}}},
+		{To: one, DSN: []dsn.RcptParams{{ORcpt: "a@remote.example"}}},
+		{To: one, Ret: "BODY"},
+		{To: one, EnvID: "id\x00"},
+		{To: one, EnvID: strings.Repeat("x", 101)},
 	} {
-		_, err := e.s.Enqueue(e.ctx, c.from, c.rcpts, strings.NewReader("x\r\n"))
-		wantErr(t, err, store.ErrInvalid, fmt.Sprintf("Enqueue(%q, %q)", c.from, c.rcpts))
+		_, err := e.s.Enqueue(e.ctx, env, strings.NewReader("x\r\n"))
+		wantErr(t, err, store.ErrInvalid, fmt.Sprintf("Enqueue(%+v)", env))
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	cancel()
-	if _, err := e.s.Enqueue(ctx, "", []string{"a@remote.example"}, strings.NewReader("x\r\n")); err == nil {
+	if _, err := e.s.Enqueue(ctx, store.QueueEnvelope{To: one}, strings.NewReader("x\r\n")); err == nil {
 		t.Errorf("Enqueue with a cancelled context succeeded")
 	}
-	_, err := e.s.Enqueue(e.ctx, "", []string{"a@remote.example"}, io.MultiReader(strings.NewReader("partial"), errReader{}))
+	_, err := e.s.Enqueue(e.ctx, store.QueueEnvelope{To: one}, io.MultiReader(strings.NewReader("partial"), errReader{}))
 	if !errors.Is(err, errBroken) {
 		t.Errorf("Enqueue of a failing reader: error %v, want it to wrap the reader's", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/postoffice-mail/postoffice/internal/address"
-	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/router"
 	"github.com/postoffice-mail/postoffice/internal/server"
 )
@@ -35,7 +34,7 @@ func runDeliver(e *env, args []string) error {
 	if *to == "" {
 		return fail(exitUsage, "deliver: --to ADDRESS is required")
 	}
-	rcpt, err := directory.NormalizeAddress(*to)
+	rcpt, err := address.Normalize(*to)
 	if err != nil {
 		return fail(exitNoUser, "unknown recipient %q: %v", *to, err)
 	}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -21,7 +21,7 @@ var domainCommand = &command{
 }
 
 func domainArg(s string) (string, error) {
-	d, err := directory.NormalizeDomain(s)
+	d, err := address.NormalizeDomain(s)
 	if err != nil {
 		return "", fail(exitUsage, "%q is not a valid domain: %v", s, err)
 	}

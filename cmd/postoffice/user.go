@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/config"
 
 	"github.com/postoffice-mail/postoffice/internal/directory"
@@ -33,7 +34,7 @@ var userCommand = &command{
 }
 
 func addressArg(s string) (string, error) {
-	a, err := directory.NormalizeAddress(s)
+	a, err := address.Normalize(s)
 	if err != nil {
 		return "", fail(exitUsage, "%q is not a valid address: %v", s, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
 	"github.com/postoffice-mail/postoffice/internal/directory"
@@ -188,7 +189,7 @@ func (c *Console) addUser(w http.ResponseWriter, r *http.Request, s *session) {
 	fail := func(format string, a ...any) {
 		c.showUsers(w, r, s, http.StatusUnprocessableEntity, fmt.Sprintf(format, a...), form)
 	}
-	addr, err := directory.NormalizeAddress(form.Address)
+	addr, err := address.Normalize(form.Address)
 	if err != nil {
 		fail("%q is not a valid address: %s", form.Address, reason(err))
 		return
@@ -366,7 +367,7 @@ func (c *Console) userAction(w http.ResponseWriter, r *http.Request, s *session)
 		}
 		c.addFlash(s, "ok", "Saved the POP3 policy of %s.", u.Address)
 	case "address-add":
-		extra, err := directory.NormalizeAddress(r.PostFormValue("extra"))
+		extra, err := address.Normalize(r.PostFormValue("extra"))
 		if err != nil {
 			fail("%q is not a valid address: %s", r.PostFormValue("extra"), reason(err))
 			return

@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"errors"
-	"github.com/postoffice-mail/postoffice/internal/authguard"
 	"io"
+
+	"github.com/postoffice-mail/postoffice/internal/address"
+	"github.com/postoffice-mail/postoffice/internal/authguard"
 
 	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
@@ -67,7 +69,7 @@ func (b *smtpBackend) checkSenderRule(ctx context.Context, env *smtpd.Envelope) 
 	if env.From == "" {
 		return denied
 	}
-	from, err := directory.NormalizeAddress(env.From)
+	from, err := address.Normalize(env.From)
 	if err != nil {
 		return &smtpd.Error{Code: 553, Enhanced: [3]int{5, 1, 7}, Message: "Bad sender address syntax"}
 	}

@@ -66,7 +66,7 @@ func runDeliver(e *env, args []string) error {
 
 	// The same pipeline as mail arriving by SMTP: resolution (aliases
 	// included), trace fields, local delivery.
-	rt := server.NewRouter(cfg, st, slog.New(slog.DiscardHandler))
+	rt := server.NewRouter(cfg, st, slog.New(slog.DiscardHandler), nil, nil)
 	env := &router.Envelope{From: sender, To: []string{rcpt}, Protocol: "local", Source: "deliver"}
 	ctx := context.Background()
 	err = rt.CheckRecipient(ctx, env, rcpt)

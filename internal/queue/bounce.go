@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"regexp"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/dsn"
-	"github.com/postoffice-mail/postoffice/internal/router"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -160,21 +158,6 @@ func (r *Runner) warn(ctx context.Context, log *slog.Logger, m store.QueuedMessa
 	}
 	log.Info("delay warning sent", "to", m.From, "waiting", len(deferred))
 	return true
-}
-
-// RouterBouncer returns a Bouncer that routes notifications through rt
-// like the router's own bounces (Source "bounce", the null sender): into
-// the sender's mailbox when it is local, into the queue otherwise.
-func RouterBouncer(rt *router.Router) Bouncer {
-	return func(ctx context.Context, to string, msg []byte) error {
-		env := &router.Envelope{From: "", To: []string{to}, Protocol: "local", Source: "bounce"}
-		err := rt.Route(ctx, env, bytes.NewReader(msg))
-		var re *router.Error
-		if errors.As(err, &re) && !re.Temporary() {
-			return fmt.Errorf("%w: %v", ErrUndeliverable, err)
-		}
-		return err
-	}
 }
 
 // BounceDeleted sends the sender of a message an operator is deleting a

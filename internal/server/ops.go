@@ -178,7 +178,7 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 	s.mu.Lock()
 	s.cfg, s.tls = cfg, src
 	if cfg.Hostname != old.Hostname || cfg.MinFreeSpace != old.MinFreeSpace {
-		s.router = s.newRouter(cfg)
+		s.router = NewRouter(cfg, s.st, s.log, s.journal.RecordBatch, s.kickQueue)
 	}
 	s.mu.Unlock()
 

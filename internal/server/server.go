@@ -84,22 +84,20 @@ func New(cfg config.Config, st store.Store, log *slog.Logger, opts Options) (*Se
 		return len(q), err
 	})
 	s.journal = journal.NewWriter(st, log.With("service", "journal"), s.metrics.Journal)
-	s.router = s.newRouter(cfg)
+	s.router = NewRouter(cfg, st, log, s.journal.RecordBatch, s.kickQueue)
 	s.services = s.serviceDefs()
 	return s, nil
 }
 
-// NewRouter builds the mail pipeline over the store; serve and the deliver
-// command share it so that every message takes the same path. Its journal
-// entries are written at once (a command does not live long).
-func NewRouter(cfg config.Config, st store.Store, log *slog.Logger) *router.Router {
-	w := journal.NewSyncWriter(st, log)
-	return newRouter(cfg, st, log, nil, w.RecordBatch)
-}
-
-// newRouter is NewRouter calling onQueued for each message it queues and
-// record with its journal entries.
-func newRouter(cfg config.Config, st store.Store, log *slog.Logger, onQueued func(), record func(context.Context, []store.JournalEntry)) *router.Router {
+// NewRouter builds the mail pipeline over the store: serve and the
+// commands (deliver, queue delete --bounce) share it, so that every
+// message takes the same path. record receives its journal entries; nil
+// writes them at once (a command does not live long). onQueued, when
+// set, runs for each message it queues (serve wakes the queue runner).
+func NewRouter(cfg config.Config, st store.Store, log *slog.Logger, record func(context.Context, []store.JournalEntry), onQueued func()) *router.Router {
+	if record == nil {
+		record = journal.NewSyncWriter(st, log).RecordBatch
+	}
 	opt := router.Options{
 		Hostname: cfg.Hostname,
 		Store:    st,
@@ -120,10 +118,6 @@ func newRouter(cfg config.Config, st store.Store, log *slog.Logger, onQueued fun
 		opt.OnQueued = func(int64) { onQueued() }
 	}
 	return router.New(opt)
-}
-
-func (s *Server) newRouter(cfg config.Config) *router.Router {
-	return newRouter(cfg, s.st, s.log, s.kickQueue, s.journal.RecordBatch)
 }
 
 func (s *Server) currentRouter() *router.Router {

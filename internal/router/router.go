@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -148,6 +149,7 @@ var (
 	ErrTooBig       = errors.New("message too big")
 	ErrBadRecipient = errors.New("bad recipient address")
 	ErrNoSpace      = errors.New("insufficient storage")
+	ErrNotYours     = errors.New("sender address not the user's")
 )
 
 func refuse(code int, e1, e2, e3 int, cause error, format string, a ...any) *Error {
@@ -254,6 +256,38 @@ func (r *Router) CheckSpace(size int64) error {
 	if free-max(size, 0) < r.opt.MinFree {
 		r.log.Warn("intake refused: the store is short of space", "free", free, "size", size, "min_free", r.opt.MinFree)
 		return refuse(452, 4, 3, 1, ErrNoSpace, "Insufficient system storage, try again later")
+	}
+	return nil
+}
+
+// CheckSender applies the rule for authenticated senders when ownOnly is
+// set: a client that logged in (env.AuthUser) must use one of its user's
+// addresses as the envelope sender (RFC 6409 section 6.1 lets the MSA
+// check the sender's identity), so that a login is not a way to relay
+// mail in someone else's name. It refuses with 553 5.7.1, or 553 5.1.7 for
+// a sender it cannot read (RFC 3463 section 3.2, bad sender's address
+// syntax); a session without login passes.
+func (r *Router) CheckSender(ctx context.Context, env *Envelope, ownOnly bool) error {
+	if env.AuthUser == "" || !ownOnly {
+		return nil
+	}
+	denied := refuse(553, 5, 7, 1, ErrNotYours, "Sender address %s is not one of yours (%s)", env.From, env.AuthUser)
+	if env.From == "" {
+		return denied
+	}
+	from, err := address.Normalize(env.From)
+	if err != nil {
+		return refuse(553, 5, 1, 7, ErrNotYours, "Bad sender address syntax")
+	}
+	u, err := r.opt.Store.UserByAddress(ctx, from)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			return denied
+		}
+		return tempError(err)
+	}
+	if u.Address != env.AuthUser {
+		return denied
 	}
 	return nil
 }

@@ -13,8 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/authguard"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/diskspace"
 	"github.com/postoffice-mail/postoffice/internal/journal"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
@@ -36,7 +38,7 @@ type Server struct {
 	tlsCfg  *tls.Config
 	metrics *metrics.Metrics
 	journal *journal.Writer
-	logins  *logins // shared by POP3 and SMTP AUTH: one cache, one penalty
+	logins  *directory.Logins // shared by POP3 and SMTP AUTH: one cache, one penalty
 	// background tracks writes that outlive the session that asked for
 	// them (login times); Shutdown waits for them.
 	background sync.WaitGroup
@@ -264,4 +266,17 @@ func unwrapSyscall(err error) error {
 		return fmt.Errorf("%s: %w", op.Op, op.Err)
 	}
 	return err
+}
+
+// newLogins is the login check of [auth] that POP3 and SMTP AUTH share.
+func newLogins(st store.Directory, c config.Auth, log *slog.Logger) *directory.Logins {
+	var guard *authguard.Guard
+	if c.Penalty {
+		guard = authguard.New(authguard.Config{
+			IPBanAfter:   c.IPBanAfter,
+			NameBanAfter: c.NameBanAfter,
+			BanFor:       time.Duration(c.BanTime) * time.Second,
+		})
+	}
+	return directory.NewLogins(directory.NewAuthenticatorTTL(st, time.Duration(c.CacheTTL)*time.Second), guard, log)
 }

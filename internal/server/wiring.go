@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/maildrop"
 	"github.com/postoffice-mail/postoffice/internal/pop3"
 	"github.com/postoffice-mail/postoffice/internal/queue"
 	"github.com/postoffice-mail/postoffice/internal/smtpd"
@@ -89,16 +91,15 @@ func (s *Server) newPOP3(cfg config.Config) protoServer {
 	expire := p.Expire.Duration()
 	return pop3.NewServer(pop3.Config{
 		Hostname: cfg.ServiceHostname(p.Service),
-		Backend: &pop3Backend{
-			st:         s.st,
-			logins:     s.logins,
-			holder:     s.holder,
-			loginDelay: seconds(p.LoginDelay),
-			expire:     expire,
-			journal:    s.journal,
-			metrics:    s.metrics,
-			log:        s.log.With("service", "pop3"),
-			background: &s.background,
+		Backend: &maildrop.Backend{
+			Store:      s.st,
+			Logins:     s.logins,
+			Holder:     s.holder,
+			Policy:     maildrop.Policy{LoginDelay: seconds(p.LoginDelay), Expire: expire},
+			Journal:    s.journal,
+			Metrics:    s.metrics,
+			Log:        s.log.With("service", "pop3"),
+			Background: &s.background,
 		},
 		TLSConfig:          s.tlsConfig(),
 		InactivityTimeout:  seconds(p.InactivityTimeout),
@@ -118,7 +119,7 @@ func (s *Server) newSMTP(cfg config.Config, submission bool) protoServer {
 	if submission {
 		name, svc, size, timeout = "submission", cfg.Submission.Service, cfg.SubmissionMaxMessageSize(), cfg.SubmissionTimeout()
 	}
-	sb := &smtpBackend{st: s.st, logins: s.logins, router: s.currentRouter(),
+	sb := &smtpBackend{logins: s.logins, router: s.currentRouter(),
 		requireSenderMatch: cfg.Submission.RequireSenderMatch, metrics: s.metrics}
 	return smtpd.NewServer(smtpd.Config{
 		Hostname:           cfg.ServiceHostname(svc),
@@ -186,8 +187,8 @@ func (s *Server) queueEvent(ev queue.Event) {
 
 // authFailureDelay: when the login guard delays failures (growing with
 // them), the POP3 server adds no fixed delay of its own.
-func authFailureDelay(l *logins) time.Duration {
-	if l.penalized() {
+func authFailureDelay(l *directory.Logins) time.Duration {
+	if l.Penalized() {
 		return -1
 	}
 	return 0 // the POP3 server's default

@@ -7,11 +7,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/postoffice-mail/postoffice/internal/clientinfo"
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -19,6 +17,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/clientinfo"
+	"github.com/postoffice-mail/postoffice/internal/netutil"
 )
 
 // state is the RFC 1939 section 3 session state.
@@ -107,7 +108,7 @@ func newSession(srv *Server, c net.Conn) *session {
 		netc:     c,
 		conn:     c,
 		state:    stateAuthorization,
-		loopback: isLoopback(c.RemoteAddr()),
+		loopback: netutil.IsLoopback(c.RemoteAddr()),
 	}
 	if tc, ok := c.(*tls.Conn); ok {
 		s.netc = tc.NetConn()
@@ -375,22 +376,6 @@ func (s *session) closeMaildrop() {
 // 8314 section 5.2): on TLS, on loopback, or when configured.
 func (s *session) plaintextAllowed() bool {
 	return s.isTLS || s.loopback || s.srv.cfg.AllowPlaintextAuth
-}
-
-// isLoopback reports whether a is in 127.0.0.0/8 or is ::1.
-func isLoopback(a net.Addr) bool {
-	if a == nil {
-		return false
-	}
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.IP.IsLoopback()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		host = a.String()
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func addrString(a net.Addr) string {

@@ -18,7 +18,9 @@ func TestTracker(t *testing.T) {
 	}
 	accepted := make(chan net.Conn, 1)
 	served := make(chan error, 1)
-	go func() { served <- tr.Serve(l, slog.New(slog.DiscardHandler), "accept failed", func(c net.Conn) { accepted <- c }) }()
+	go func() {
+		served <- tr.Serve(l, slog.New(slog.DiscardHandler), "accept failed", func(c net.Conn) { accepted <- c })
+	}()
 	c, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)

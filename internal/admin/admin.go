@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/clientinfo"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
 	"github.com/postoffice-mail/postoffice/internal/directory"
@@ -502,7 +503,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.failures[addr] = append(c.failures[addr], now)
 		c.releaseLocked(addr)
 		c.mu.Unlock()
-		c.log.Info("admin: sign-in failed", "name", sanitize(name), "remote", addr)
+		c.log.Info("admin: sign-in failed", "name", clientinfo.Clip(name), "remote", addr)
 		if c.opt.FailureDelay > 0 {
 			select {
 			case <-time.After(c.opt.FailureDelay):
@@ -537,12 +538,4 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
 	c.setCookie(w, cookieName, "", -1)
 	c.log.Info("admin: signed out", "admin", s.admin)
 	redirect(w, r, "/login")
-}
-
-// sanitize shortens client-supplied text for the logs.
-func sanitize(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "..."
-	}
-	return strings.ToValidUTF8(s, "?")
 }

@@ -71,7 +71,7 @@ func Build(r Report) []byte {
 	}
 	text := intro
 	for _, rc := range r.Recipients {
-		text += fmt.Sprintf("%s: %s\r\n", path(rc.Final), oneLine(rc.Diagnostic))
+		text += fmt.Sprintf("%s: %s\r\n", path(rc.Final), OneLine(rc.Diagnostic))
 	}
 
 	// Part 1: human-readable explanation (RFC 3464 section 2, first part).
@@ -106,7 +106,7 @@ func Build(r Report) []byte {
 			if typ == "" {
 				typ = "smtp"
 			}
-			fmt.Fprintf(&st, "Diagnostic-Code: %s; %s\r\n", typ, oneLine(rc.Diagnostic))
+			fmt.Fprintf(&st, "Diagnostic-Code: %s; %s\r\n", typ, OneLine(rc.Diagnostic))
 		}
 		if !rc.LastTry.IsZero() {
 			fmt.Fprintf(&st, "Last-Attempt-Date: %s\r\n", rc.LastTry.Format(time.RFC1123Z))
@@ -163,6 +163,8 @@ func mailbox(s string) string {
 // path is mailbox in angle brackets (RFC 5322 section 3.4, angle-addr).
 func path(s string) string { return "<" + mailbox(s) + ">" }
 
-func oneLine(s string) string {
+// OneLine makes remote text (a diagnostic, a reply) one line: runs of
+// white space, line breaks included, become one space.
+func OneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
+	"github.com/postoffice-mail/postoffice/internal/clientinfo"
 	"github.com/postoffice-mail/postoffice/internal/sasllogin"
 )
 
@@ -82,12 +83,12 @@ func (s *session) authFailed(mech, username string, err error) bool {
 		resp = respAuthFailed
 	}
 	if resp == respAuthFailed {
-		s.log.Info("pop3: authentication failed", "mech", mech, "username", sanitizeForLog(username), "tls", s.isTLS)
+		s.log.Info("pop3: authentication failed", "mech", mech, "username", clientinfo.Clip(username), "tls", s.isTLS)
 		if !s.sleep(s.srv.authDelay) {
 			return false
 		}
 	} else {
-		s.log.Error("pop3: authentication error", "mech", mech, "username", sanitizeForLog(username), "err", err)
+		s.log.Error("pop3: authentication error", "mech", mech, "username", clientinfo.Clip(username), "err", err)
 	}
 	s.reply(resp)
 	return true

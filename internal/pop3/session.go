@@ -13,7 +13,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -383,13 +382,4 @@ func addrString(a net.Addr) string {
 		return ""
 	}
 	return a.String()
-}
-
-// sanitizeForLog shortens client-supplied text and keeps it printable.
-func sanitizeForLog(v string) string {
-	const limit = 64
-	if len(v) > limit {
-		v = v[:limit] + "..."
-	}
-	return strings.ToValidUTF8(v, "?")
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/address"
+	"github.com/postoffice-mail/postoffice/internal/message"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -80,7 +81,7 @@ type Message struct {
 	// read it from the start.
 	Body Body
 	// Header is the parsed header section of Body (read-only).
-	Header Header
+	Header message.Header
 }
 
 // Body is a spooled message that can be read several times.
@@ -377,7 +378,7 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 		return err
 	}
 	m := &Message{Env: env, Body: spooled, PerRecipient: map[int64][]byte{}}
-	if m.Header, err = parseHeader(spooled.Open()); err != nil {
+	if m.Header, err = message.ReadHeader(spooled.Open()); err != nil {
 		return refuse(554, 5, 6, 0, err, "Malformed message header: %v", err)
 	}
 

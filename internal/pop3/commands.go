@@ -359,7 +359,7 @@ func (s *session) capabilities() []string {
 	}
 	caps = append(caps,
 		"TOP",            // RFC 2449 section 6.1
-		"UIDL",           // RFC 2449 section 6.7
+		"UIDL",           // RFC 2449 section 6.8
 		"PIPELINING",     // RFC 2449 section 6.6
 		"RESP-CODES",     // RFC 2449 section 6.4
 		"AUTH-RESP-CODE", // RFC 3206 section 6

@@ -53,9 +53,8 @@ const (
 	readBufSize = 1024
 	// writeBufSize holds a typical message whole, so that RETR sends it in
 	// one write rather than one per 16 KiB, and the client reads it in as
-	// few: BenchmarkPOP3Download/45KiB (server and client CPU per message)
-	// 433 -> 401 us, medians of 7 runs. Only a session that is answering
-	// holds one (writerPool).
+	// few (BenchmarkPOP3Download; the figures are in bench/RESULTS.md).
+	// Only a session that is answering holds one (writerPool).
 	writeBufSize = 64 * 1024
 )
 

@@ -153,7 +153,7 @@ func TestCapaLoopback(t *testing.T) {
 
 // On a non-TLS, non-loopback connection the password may not be sent in
 // the clear: USER and SASL are not advertised and are refused (RFC 2595
-// section 2.1; RFC 8314 section 5.2) until STLS.
+// section 2.3; RFC 8314 section 5.2) until STLS.
 func TestPlaintextPolicyNonLoopback(t *testing.T) {
 	const disallowed = "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
 	e := newEnv(t, nonLoopback, withTLS)

@@ -370,7 +370,7 @@ func (s *session) closeMaildrop() {
 }
 
 // plaintextAllowed reports whether USER/PASS and AUTH PLAIN/LOGIN, which
-// send the password in the clear, may be used (RFC 2595 section 2.1, RFC
+// send the password in the clear, may be used (RFC 2595 section 2.3, RFC
 // 8314 section 5.2): on TLS, on loopback, or when configured.
 func (s *session) plaintextAllowed() bool {
 	return s.isTLS || s.loopback || s.srv.cfg.AllowPlaintextAuth

@@ -2,17 +2,10 @@ package e2e
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/testlib"
 )
 
 // Operations: the control socket (status, start, stop, reload), SIGHUP,
@@ -211,41 +206,6 @@ func TestControlWithoutServer(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "another postoffice serve is running") {
 		t.Errorf("second serve: exit %d, %q", r.code, r.stderr)
 	}
-}
-
-// writeCert writes a self-signed certificate and key for name to dir and
-// returns the certificate's serial number.
-func writeCert(t *testing.T, dir, name string, serial int64) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	// Written beside and renamed, as a certificate renewal does.
-	for _, f := range []struct {
-		path string
-		blk  *pem.Block
-	}{{keyFile, &pem.Block{Type: "PRIVATE KEY", Bytes: kder}}, {certFile, &pem.Block{Type: "CERTIFICATE", Bytes: der}}} {
-		if err := os.WriteFile(f.path+".new", pem.EncodeToMemory(f.blk), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(f.path+".new", f.path); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return certFile, keyFile
 }
 
 // serial returns the serial number of the certificate served at addr.
@@ -617,4 +577,15 @@ func TestVersionAndHelp(t *testing.T) {
 			t.Errorf("help %v: %q", c, out)
 		}
 	}
+}
+
+// writeCert writes a self-signed certificate for name (and 127.0.0.1) with
+// the serial number given, and its key, to dir (as a renewal does).
+func writeCert(t *testing.T, dir, name string, serial int64) (certFile, keyFile string) {
+	t.Helper()
+	c, err := testlib.SelfSigned(testlib.CertOptions{Names: []string{name, "127.0.0.1"}, Serial: serial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testlib.WriteCert(t, dir, c)
 }

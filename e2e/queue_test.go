@@ -1,15 +1,9 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"regexp"
@@ -435,7 +429,7 @@ func TestQueueDelivery(t *testing.T) {
 	// .5 greylists; .6 is the route's target.
 	port, ls := commonPort(t, "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6")
 	ls["127.0.0.3"].Close()
-	cert := selfSignedCert(t, "mx2.c.test")
+	cert := testlib.Cert(t, "mx2.c.test")
 	sinkC := startSink(t, ls["127.0.0.4"], &cert)
 	sinkC.rcpt = func(to string) error {
 		if strings.HasPrefix(to, "reject@") {
@@ -512,7 +506,7 @@ func TestQueueDelivery(t *testing.T) {
 // message stays queued with the reason, and nothing reaches the peer.
 func TestQueueTLSVerify(t *testing.T) {
 	port, ls := commonPort(t, "127.0.0.4")
-	cert := selfSignedCert(t, "mx.c.test")
+	cert := testlib.Cert(t, "mx.c.test")
 	sink := startSink(t, ls["127.0.0.4"], &cert)
 	dnsAddr := startDNS(t, "c.test. 60 IN MX 10 mx.c.test.", "mx.c.test. 60 IN A 127.0.0.4")
 	a := newInstanceWith(t, map[string]string{
@@ -628,27 +622,4 @@ func TestQueueCommands(t *testing.T) {
 	if delivered("u2@h.test") || delivered("u3@h.test") || !delivered("u4@h.test") {
 		t.Errorf("deliveries after the commands: %+v", sink.got())
 	}
-}
-
-// selfSignedCert returns a certificate for name that no one trusts.
-func selfSignedCert(t *testing.T, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

@@ -2,15 +2,9 @@ package e2e
 
 import (
 	"bufio"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +17,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/postoffice-mail/postoffice/internal/testlib"
 )
 
 // The holes of issue 13, each shown closed over real sockets with the
@@ -454,7 +449,11 @@ func TestTLSCipherSuites(t *testing.T) {
 func testTLSCipherSuites(t *testing.T, kind string) {
 	extra := map[string]string{"admin": "tls = true"}
 	if kind == "RSA" {
-		cert, key := rsaCertificate(t)
+		c, err := testlib.SelfSigned(testlib.CertOptions{Names: []string{"localhost"}, RSA: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, key := testlib.WriteCert(t, t.TempDir(), c)
 		extra["top"] = fmt.Sprintf("[tls]\ncert_file = %q\nkey_file = %q\n", cert, key)
 	}
 	in := newInstanceWith(t, extra)
@@ -484,30 +483,6 @@ func testTLSCipherSuites(t *testing.T, kind string) {
 			}
 		}
 	}
-}
-
-// rsaCertificate writes a self-signed RSA certificate for localhost and
-// its key, and returns their paths.
-func rsaCertificate(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
-	return certFile, keyFile
 }
 
 // consoleGet sends a GET to the console with the given Host and

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -21,7 +21,7 @@ unless a catch-all of its domain takes it.`
 // aliasAddress accepts a normal address or "@domain" (a domain's
 // catch-all).
 func aliasAddress(s string) (string, error) {
-	a, err := directory.NormalizeAliasAddress(s)
+	a, err := address.NormalizeAlias(s)
 	if err != nil {
 		return "", fail(exitUsage, "%q is not a valid alias address: %v", s, err)
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/postoffice-mail/postoffice/internal/address"
-	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/router"
 	"github.com/postoffice-mail/postoffice/internal/server"
 )
@@ -26,7 +25,7 @@ func runDeliver(c *call) error {
 	if c.to == "" {
 		return fail(exitUsage, "deliver: --to ADDRESS is required")
 	}
-	rcpt, err := directory.NormalizeAddress(c.to)
+	rcpt, err := address.Normalize(c.to)
 	if err != nil {
 		return fail(exitNoUser, "unknown recipient %q: %v", c.to, err)
 	}
@@ -51,7 +50,7 @@ func runDeliver(c *call) error {
 
 	// The same pipeline as mail arriving by SMTP: resolution (aliases
 	// included), trace fields, local delivery.
-	rt := server.NewRouter(cfg, st, slog.New(slog.DiscardHandler))
+	rt := server.NewRouter(cfg, st, slog.New(slog.DiscardHandler), nil, nil)
 	env := &router.Envelope{From: sender, To: []string{rcpt}, Protocol: "local", Source: "deliver"}
 	ctx := context.Background()
 	err = rt.CheckRecipient(ctx, env, rcpt)

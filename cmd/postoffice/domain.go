@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -20,7 +20,7 @@ the domain remain: delete those first.`
 
 // domainArg checks and normalises a domain argument.
 func domainArg(s string) (string, error) {
-	d, err := directory.NormalizeDomain(s)
+	d, err := address.NormalizeDomain(s)
 	if err != nil {
 		return "", fail(exitUsage, "%q is not a valid domain: %v", s, err)
 	}

@@ -228,8 +228,8 @@ func runQueueDelete(c *call) error {
 	}
 	ctx := context.Background()
 	if c.bounce {
-		rt := server.NewRouter(cfg, st, slog.New(slog.DiscardHandler))
-		n, err := queue.BounceDeleted(ctx, st, queue.RouterBouncer(rt), cfg.Hostname, id,
+		rt := server.NewRouter(cfg, st, slog.New(slog.DiscardHandler), nil, nil)
+		n, err := queue.BounceDeleted(ctx, st, server.RouterBouncer(rt), cfg.Hostname, id,
 			"the message was deleted from the queue by the postmaster")
 		if err != nil {
 			return notQueued(id, err)

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/store"
@@ -44,7 +45,7 @@ its login name, is not listed).`
 
 // addressArg checks and normalises an address argument.
 func addressArg(s string) (string, error) {
-	a, err := directory.NormalizeAddress(s)
+	a, err := address.Normalize(s)
 	if err != nil {
 		return "", fail(exitUsage, "%q is not a valid address: %v", s, err)
 	}

@@ -1,7 +1,6 @@
 package acmecert_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -37,14 +36,14 @@ type env struct {
 	httpL   net.Listener
 	tlsL    net.Listener
 	server  atomic.Pointer[acmecert.Manager] // answers on the listeners
-	logs    *syncBuffer
+	logs    *testlib.SyncBuffer
 	// alpnHandshakes counts handshakes on tlsL that negotiated acme-tls/1.
 	alpnHandshakes atomic.Int32
 }
 
 func newEnv(t *testing.T, validity time.Duration) *env {
 	t.Helper()
-	e := &env{t: t, storage: acmecert.NewMemStorage(), logs: &syncBuffer{}}
+	e := &env{t: t, storage: acmecert.NewMemStorage(), logs: &testlib.SyncBuffer{}}
 	var zone []string
 	for _, n := range names {
 		zone = append(zone, n+". 60 IN A 127.0.0.1")
@@ -489,20 +488,3 @@ func directory(t *testing.T, p *testlib.Pebble) map[string]string {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}

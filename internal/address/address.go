@@ -38,13 +38,21 @@ const (
 // ErrSyntax is wrapped by every error of this package.
 var ErrSyntax = errors.New("bad address syntax")
 
-// Error says what is wrong with an address.
+// Error says what is wrong with an address (or, with Kind "domain", with
+// a domain given on its own).
 type Error struct {
 	Address string
 	Reason  string
+	Kind    string // "" for an address, "domain" for a domain
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("address %q: %s", e.Address, e.Reason) }
+func (e *Error) Error() string {
+	kind := e.Kind
+	if kind == "" {
+		kind = "address"
+	}
+	return fmt.Sprintf("%s %q: %s", kind, e.Address, e.Reason)
+}
 func (e *Error) Unwrap() error { return ErrSyntax }
 
 // Address is a mailbox of RFC 5321 section 4.1.2.
@@ -65,7 +73,7 @@ type Address struct {
 // part of it.
 func Parse(s string) (Address, error) {
 	if s == "" {
-		return Address{}, &Error{s, "empty"}
+		return Address{}, &Error{Address: s, Reason: "empty"}
 	}
 	var local string
 	var rest string
@@ -84,20 +92,20 @@ func Parse(s string) (Address, error) {
 			b.WriteByte(s[i])
 		}
 		if i >= len(s) {
-			return Address{}, &Error{s, "unterminated quoted string"}
+			return Address{}, &Error{Address: s, Reason: "unterminated quoted string"}
 		}
 		local, rest = b.String(), s[i+1:]
 		if !strings.HasPrefix(rest, "@") {
-			return Address{}, &Error{s, "quoted local part not followed by @"}
+			return Address{}, &Error{Address: s, Reason: "quoted local part not followed by @"}
 		}
 	} else {
 		i := strings.IndexByte(s, '@')
 		if i < 0 {
-			return Address{}, &Error{s, "no @"}
+			return Address{}, &Error{Address: s, Reason: "no @"}
 		}
 		local, rest = s[:i], s[i:]
 		if r := dotStringProblem(local); r != "" {
-			return Address{}, &Error{s, "local part " + r}
+			return Address{}, &Error{Address: s, Reason: "local part " + r}
 		}
 	}
 	a := Address{Local: local, Domain: rest[1:]}
@@ -116,7 +124,7 @@ func Parse(s string) (Address, error) {
 func ParseUnquoted(s string) (Address, error) {
 	i := strings.LastIndexByte(s, '@')
 	if i < 0 {
-		return Address{}, &Error{s, "no @"}
+		return Address{}, &Error{Address: s, Reason: "no @"}
 	}
 	a := Address{Local: s[:i], Domain: s[i+1:]}
 	if err := a.check(s); err != nil {
@@ -128,19 +136,19 @@ func ParseUnquoted(s string) (Address, error) {
 // check validates both parts of a parsed address and its written length.
 func (a Address) check(input string) error {
 	if !utf8.ValidString(input) {
-		return &Error{input, "not valid UTF-8"}
+		return &Error{Address: input, Reason: "not valid UTF-8"}
 	}
 	if r := localProblem(a.Local); r != "" {
-		return &Error{input, "local part " + r}
+		return &Error{Address: input, Reason: "local part " + r}
 	}
 	if r := domainProblem(a.Domain); r != "" {
-		return &Error{input, "domain " + r}
+		return &Error{Address: input, Reason: "domain " + r}
 	}
 	if n := len(a.quotedLocal()); n > MaxLocalPart {
-		return &Error{input, fmt.Sprintf("local part of %d octets (RFC 5321 section 4.5.3.1.1: at most 64)", n)}
+		return &Error{Address: input, Reason: fmt.Sprintf("local part of %d octets (RFC 5321 section 4.5.3.1.1: at most 64)", n)}
 	}
 	if n := len(a.String()); n > MaxAddress {
-		return &Error{input, fmt.Sprintf("%d octets long (RFC 5321 section 4.5.3.1.3: at most 254)", n)}
+		return &Error{Address: input, Reason: fmt.Sprintf("%d octets long (RFC 5321 section 4.5.3.1.3: at most 254)", n)}
 	}
 	return nil
 }

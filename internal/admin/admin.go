@@ -30,6 +30,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/authguard"
+	"github.com/postoffice-mail/postoffice/internal/clientinfo"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
 	"github.com/postoffice-mail/postoffice/internal/directory"
@@ -101,8 +103,9 @@ type Console struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
-	failures map[string][]time.Time // client address -> failed sign-ins
-	inflight map[string]int         // client address -> sign-ins being checked
+	// guard limits failed sign-ins per client address (and per name),
+	// counting each from before its password is checked.
+	guard *authguard.Guard
 }
 
 // session is one signed-in operator.
@@ -132,7 +135,12 @@ func New(opt Options) (*Console, error) {
 		opt.FailureDelay = time.Second
 	}
 	c := &Console{opt: opt, st: opt.Store, ctl: opt.Controller, log: opt.Logger, mux: http.NewServeMux(),
-		sessions: map[string]*session{}, failures: map[string][]time.Time{}, inflight: map[string]int{}}
+		sessions: map[string]*session{},
+		// loginFailures failures in loginWindow ban the address for the
+		// rest of the window; the console's own FailureDelay is the only
+		// delay.
+		guard: authguard.New(authguard.Config{Window: loginWindow, IPBanAfter: loginFailures, BanFor: loginWindow,
+			MaxEntries: maxTracked, Now: opt.Now})}
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -419,46 +427,6 @@ func safeNext(next string) string {
 	return next
 }
 
-// reserve takes a sign-in slot for the client address: a sign-in counts
-// from before its password is checked, so that sign-ins sent in parallel
-// cannot have more passwords checked than loginFailures allows. It
-// reports false, and how long until the address may try again, when the
-// recent failures and the sign-ins in flight fill the slots; otherwise
-// release must follow.
-func (c *Console) reserve(addr string) (bool, time.Duration) {
-	now := c.opt.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	recent := c.failures[addr][:0]
-	for _, t := range c.failures[addr] {
-		if now.Sub(t) < loginWindow {
-			recent = append(recent, t)
-		}
-	}
-	if len(recent) == 0 {
-		delete(c.failures, addr)
-	} else {
-		c.failures[addr] = recent
-	}
-	if len(recent)+c.inflight[addr] >= loginFailures {
-		wait := time.Duration(0)
-		if len(recent) > 0 {
-			wait = loginWindow - now.Sub(recent[0])
-		}
-		return false, wait
-	}
-	c.inflight[addr]++
-	return true, 0
-}
-
-// releaseLocked gives back the slot of a sign-in whose password was checked.
-// Under c.mu.
-func (c *Console) releaseLocked(addr string) {
-	if c.inflight[addr]--; c.inflight[addr] <= 0 {
-		delete(c.inflight, addr)
-	}
-}
-
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	name := strings.TrimSpace(r.PostFormValue("name"))
@@ -468,10 +436,15 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := clientAddr(r)
-	if ok, wait := c.reserve(addr); !ok {
+	attempt, err := c.guard.Begin(r.Context(), addr, name)
+	if err != nil {
+		var banned *authguard.BannedError
+		if !errors.As(err, &banned) {
+			return // the client went away while waiting for a slot
+		}
 		c.log.Warn("admin: sign-in refused, too many failures", "remote", addr)
 		c.showLogin(w, r, http.StatusTooManyRequests, name,
-			fmt.Sprintf("Too many failed sign-ins from your address. Try again in %d minutes.", int(wait.Minutes())+1))
+			fmt.Sprintf("Too many failed sign-ins from your address. Try again in %d minutes.", int(banned.Until.Sub(c.opt.Now()).Minutes())+1))
 		return
 	}
 	password := r.PostFormValue("password")
@@ -479,9 +452,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if a, err := c.st.AdminByName(r.Context(), name); err == nil {
 		ok, _ = directory.VerifyPassword(a.PasswordHash, password)
 	} else if !errors.Is(err, store.ErrNotFound) {
-		c.mu.Lock()
-		c.releaseLocked(addr)
-		c.mu.Unlock()
+		attempt.Cancel()
 		c.serverError(w, r, nil, err)
 		return
 	}
@@ -489,20 +460,8 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.opt.LoginMetric(ok)
 	}
 	if !ok {
-		now := c.opt.Now()
-		c.mu.Lock()
-		if len(c.failures) > maxTracked {
-			// Many addresses failing: forget those whose window is over.
-			for a, ts := range c.failures {
-				if now.Sub(ts[len(ts)-1]) >= loginWindow {
-					delete(c.failures, a)
-				}
-			}
-		}
-		c.failures[addr] = append(c.failures[addr], now)
-		c.releaseLocked(addr)
-		c.mu.Unlock()
-		c.log.Info("admin: sign-in failed", "name", sanitize(name), "remote", addr)
+		attempt.Failed()
+		c.log.Info("admin: sign-in failed", "name", clientinfo.Clip(name), "remote", addr)
 		if c.opt.FailureDelay > 0 {
 			select {
 			case <-time.After(c.opt.FailureDelay):
@@ -514,9 +473,8 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	now := c.opt.Now()
 	s := &session{id: randomToken(), admin: name, csrf: randomToken(), created: now, lastSeen: now}
+	attempt.Succeeded()
 	c.mu.Lock()
-	delete(c.failures, addr)
-	c.releaseLocked(addr)
 	c.sessions[s.id] = s
 	for id, old := range c.sessions { // forget the expired
 		if now.Sub(old.lastSeen) > sessionIdle || now.Sub(old.created) > sessionLifetime {
@@ -537,12 +495,4 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
 	c.setCookie(w, cookieName, "", -1)
 	c.log.Info("admin: signed out", "admin", s.admin)
 	redirect(w, r, "/login")
-}
-
-// sanitize shortens client-supplied text for the logs.
-func sanitize(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "..."
-	}
-	return strings.ToValidUTF8(s, "?")
 }

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+
+	"github.com/postoffice-mail/postoffice/internal/clientinfo"
 )
 
 // hostAllowed reports whether the Host of a request names this console:
@@ -69,11 +71,11 @@ func canonicalHost(h string) string {
 // misdirected answers a request for a host the console does not serve:
 // 421 Misdirected Request (RFC 9110 section 15.5.20).
 func (c *Console) misdirected(w http.ResponseWriter, r *http.Request) {
-	c.log.Info("admin: request for another host refused", "host", sanitize(r.Host), "remote", r.RemoteAddr, "path", sanitize(r.URL.Path))
+	c.log.Info("admin: request for another host refused", "host", clientinfo.Clip(r.Host), "remote", r.RemoteAddr, "path", clientinfo.Clip(r.URL.Path))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusMisdirectedRequest)
-	w.Write([]byte("421 Misdirected Request: this console does not answer to the host " + sanitize(r.Host) +
+	w.Write([]byte("421 Misdirected Request: this console does not answer to the host " + clientinfo.Clip(r.Host) +
 		"; an operator can add it to [admin] hosts.\n"))
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
 	"github.com/postoffice-mail/postoffice/internal/directory"
@@ -188,7 +189,7 @@ func (c *Console) addUser(w http.ResponseWriter, r *http.Request, s *session) {
 	fail := func(format string, a ...any) {
 		c.showUsers(w, r, s, http.StatusUnprocessableEntity, fmt.Sprintf(format, a...), form)
 	}
-	addr, err := directory.NormalizeAddress(form.Address)
+	addr, err := address.Normalize(form.Address)
 	if err != nil {
 		fail("%q is not a valid address: %s", form.Address, reason(err))
 		return
@@ -291,122 +292,157 @@ func (c *Console) userAction(w http.ResponseWriter, r *http.Request, s *session)
 	if !ok {
 		return
 	}
-	ctx := r.Context()
-	fail := func(format string, a ...any) {
-		c.showUser(w, r, s, u, http.StatusUnprocessableEntity, fmt.Sprintf(format, a...))
-	}
-	back := "/users/" + u.Address
 	action := r.PathValue("action")
-	switch action {
-	case "password":
-		hash, err := c.newPassword(r)
-		if err != nil {
-			fail("%v", err)
-			return
-		}
-		u.PasswordHash = hash
-		if err := c.st.UpdateUser(ctx, u); err != nil {
-			fail("%v", err)
-			return
-		}
-		c.addFlash(s, "ok", "Changed the password of %s.", u.Address)
-	case "profile":
-		quota, err := parseQuota(r.PostFormValue("quota"))
-		if err != nil {
-			fail("%v", err)
-			return
-		}
-		u.DisplayName = strings.TrimSpace(r.PostFormValue("name"))
-		u.QuotaBytes = quota
-		u.Enabled = r.PostFormValue("enabled") == "on"
-		if err := c.st.UpdateUser(ctx, u); err != nil {
-			fail("%v", err)
-			return
-		}
-		c.addFlash(s, "ok", "Saved %s.", u.Address)
-	case "enable", "disable":
-		u.Enabled = action == "enable"
-		if err := c.st.UpdateUser(ctx, u); err != nil {
-			fail("%v", err)
-			return
-		}
-		c.addFlash(s, "ok", "%s is now %sd.", u.Address, action)
-		back = safeNext(r.PostFormValue("back"))
-	case "policy":
-		switch r.PostFormValue("delay_mode") {
-		case "custom":
-			n, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue("delay")))
-			if err != nil || n < 0 {
-				fail("The login delay must be a whole number of seconds, 0 or more.")
-				return
-			}
-			d := time.Duration(n) * time.Second
-			u.LoginDelay = &d
-		default:
-			u.LoginDelay = nil
-		}
-		switch r.PostFormValue("expire_mode") {
-		case "never":
-			d := time.Duration(-1)
-			u.Expire = &d
-		case "custom":
-			e, err := config.ParseExpire(r.PostFormValue("expire"))
-			if err != nil || e.IsNever() {
-				fail("Expire: give a number of days (or a duration such as 36h).")
-				return
-			}
-			d := e.Duration()
-			u.Expire = &d
-		default:
-			u.Expire = nil
-		}
-		if err := c.st.UpdateUser(ctx, u); err != nil {
-			fail("%v", err)
-			return
-		}
-		c.addFlash(s, "ok", "Saved the POP3 policy of %s.", u.Address)
-	case "address-add":
-		extra, err := directory.NormalizeAddress(r.PostFormValue("extra"))
-		if err != nil {
-			fail("%q is not a valid address: %s", r.PostFormValue("extra"), reason(err))
-			return
-		}
-		if err := c.st.AddAddress(ctx, u.ID, extra); err != nil {
-			if errors.Is(err, store.ErrExists) {
-				fail("%s already exists (as a user, an extra address or an alias).", extra)
-				return
-			}
-			fail("%v", err)
-			return
-		}
-		c.addFlash(s, "ok", "%s now also receives mail for %s.", u.Address, extra)
-	case "address-del":
-		extra := r.PostFormValue("extra")
-		if err := c.st.DeleteAddress(ctx, extra); err != nil {
-			fail("%v", err)
-			return
-		}
-		c.addFlash(s, "ok", "Removed the address %s.", extra)
-	case "delete":
-		if r.PostFormValue("confirm") != "on" {
-			fail("Tick the box to confirm that the mailbox of %s and its messages are deleted.", u.Address)
-			return
-		}
-		if err := c.st.DeleteUser(ctx, u.ID); err != nil {
-			fail("%v", err)
-			return
-		}
-		c.log.Info("admin: user deleted", "admin", s.admin, "user", u.Address)
-		c.addFlash(s, "ok", "Deleted user %s and its mailbox.", u.Address)
-		back = "/users"
-	default:
+	change, ok := userActions[action]
+	if !ok {
 		http.NotFound(w, r)
 		return
+	}
+	done, err := change(c, r, s, &u)
+	if err != nil {
+		// The page shows what was asked (u as changed) with the reason.
+		c.showUser(w, r, s, u, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	c.addFlash(s, "ok", "%s", done)
+	back := "/users/" + u.Address
+	switch action {
+	case "enable", "disable":
+		back = safeNext(r.PostFormValue("back"))
+	case "delete":
+		back = "/users"
 	}
 	if action != "delete" {
 		c.log.Info("admin: user changed", "admin", s.admin, "user", u.Address, "action", action)
 	}
 	redirect(w, r, back)
+}
+
+// A userChange applies one action of a user's page to u and saves it. It
+// returns what to tell the operator, or an error whose text is shown on
+// the page.
+type userChange func(c *Console, r *http.Request, s *session, u *store.User) (string, error)
+
+// notice is a reason shown to the operator, as written.
+type notice string
+
+func (n notice) Error() string { return string(n) }
+
+func noticef(format string, a ...any) error { return notice(fmt.Sprintf(format, a...)) }
+
+// userActions are the actions of a user's page, by the name in its path.
+var userActions = map[string]userChange{
+	"password":    (*Console).userPassword,
+	"profile":     (*Console).userProfile,
+	"enable":      (*Console).userEnabled,
+	"disable":     (*Console).userEnabled,
+	"policy":      (*Console).userPolicy,
+	"address-add": (*Console).userAddAddress,
+	"address-del": (*Console).userDeleteAddress,
+	"delete":      (*Console).userDelete,
+}
+
+func (c *Console) userPassword(r *http.Request, _ *session, u *store.User) (string, error) {
+	hash, err := c.newPassword(r)
+	if err != nil {
+		return "", err
+	}
+	u.PasswordHash = hash
+	if err := c.st.UpdateUser(r.Context(), *u); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("Changed the password of %s.", u.Address), nil
+}
+
+func (c *Console) userProfile(r *http.Request, _ *session, u *store.User) (string, error) {
+	quota, err := parseQuota(r.PostFormValue("quota"))
+	if err != nil {
+		return "", err
+	}
+	u.DisplayName = strings.TrimSpace(r.PostFormValue("name"))
+	u.QuotaBytes = quota
+	u.Enabled = r.PostFormValue("enabled") == "on"
+	if err := c.st.UpdateUser(r.Context(), *u); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("Saved %s.", u.Address), nil
+}
+
+// userEnabled is "enable" and "disable".
+func (c *Console) userEnabled(r *http.Request, _ *session, u *store.User) (string, error) {
+	action := r.PathValue("action")
+	u.Enabled = action == "enable"
+	if err := c.st.UpdateUser(r.Context(), *u); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s is now %sd.", u.Address, action), nil
+}
+
+// userPolicy sets the user's own POP3 login delay and expire, or gives
+// it the server's.
+func (c *Console) userPolicy(r *http.Request, _ *session, u *store.User) (string, error) {
+	switch r.PostFormValue("delay_mode") {
+	case "custom":
+		n, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue("delay")))
+		if err != nil || n < 0 {
+			return "", noticef("The login delay must be a whole number of seconds, 0 or more.")
+		}
+		d := time.Duration(n) * time.Second
+		u.LoginDelay = &d
+	default:
+		u.LoginDelay = nil
+	}
+	switch r.PostFormValue("expire_mode") {
+	case "never":
+		d := time.Duration(-1)
+		u.Expire = &d
+	case "custom":
+		e, err := config.ParseExpire(r.PostFormValue("expire"))
+		if err != nil || e.IsNever() {
+			return "", noticef("Expire: give a number of days (or a duration such as 36h).")
+		}
+		d := e.Duration()
+		u.Expire = &d
+	default:
+		u.Expire = nil
+	}
+	if err := c.st.UpdateUser(r.Context(), *u); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("Saved the POP3 policy of %s.", u.Address), nil
+}
+
+func (c *Console) userAddAddress(r *http.Request, _ *session, u *store.User) (string, error) {
+	extra, err := address.Normalize(r.PostFormValue("extra"))
+	if err != nil {
+		return "", noticef("%q is not a valid address: %s", r.PostFormValue("extra"), reason(err))
+	}
+	if err := c.st.AddAddress(r.Context(), u.ID, extra); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return "", noticef("%s already exists (as a user, an extra address or an alias).", extra)
+		}
+		return "", err
+	}
+	return fmt.Sprintf("%s now also receives mail for %s.", u.Address, extra), nil
+}
+
+func (c *Console) userDeleteAddress(r *http.Request, _ *session, u *store.User) (string, error) {
+	extra := r.PostFormValue("extra")
+	if err := c.st.DeleteAddress(r.Context(), extra); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("Removed the address %s.", extra), nil
+}
+
+func (c *Console) userDelete(r *http.Request, s *session, u *store.User) (string, error) {
+	if r.PostFormValue("confirm") != "on" {
+		return "", noticef("Tick the box to confirm that the mailbox of %s and its messages are deleted.", u.Address)
+	}
+	if err := c.st.DeleteUser(r.Context(), u.ID); err != nil {
+		return "", err
+	}
+	c.log.Info("admin: user deleted", "admin", s.admin, "user", u.Address)
+	return fmt.Sprintf("Deleted user %s and its mailbox.", u.Address), nil
 }
 
 // Aliases.

@@ -26,6 +26,13 @@ import (
 // SMTP 454 4.7.0 / 421).
 var ErrBanned = errors.New("too many failed logins, try again later")
 
+// BannedError is the error Begin returns for a ban: it wraps ErrBanned
+// and says when the ban ends.
+type BannedError struct{ Until time.Time }
+
+func (e *BannedError) Error() string { return ErrBanned.Error() }
+func (e *BannedError) Unwrap() error { return ErrBanned }
+
 // Config tunes the guard; zero fields take the defaults.
 type Config struct {
 	Disabled bool
@@ -43,6 +50,8 @@ type Config struct {
 	MaxDelay  time.Duration // default 15 s
 	// MaxEntries bounds memory; the oldest-looking entries are dropped.
 	MaxEntries int // default 100,000
+	// Now is the clock; default time.Now.
+	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -63,6 +72,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxEntries <= 0 {
 		c.MaxEntries = 100_000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }
@@ -98,7 +110,8 @@ type Guard struct {
 
 // New returns a guard.
 func New(cfg Config) *Guard {
-	return &Guard{cfg: cfg.withDefaults(), now: time.Now, entries: map[string]*entry{}, pairs: map[pairKey]*pair{},
+	cfg = cfg.withDefaults()
+	return &Guard{cfg: cfg, now: cfg.Now, entries: map[string]*entry{}, pairs: map[pairKey]*pair{},
 		wake: make(chan struct{})}
 }
 
@@ -131,7 +144,7 @@ type Attempt struct {
 
 // Begin starts a login attempt from remote (the client's host:port, or
 // host) for login, before its password is looked at. It returns ErrBanned
-// while the address or the name is banned. Otherwise it takes a slot: an
+// (a *BannedError) while the address or the name is banned. Otherwise it takes a slot: an
 // attempt counts against the thresholds from now on, as a failure would,
 // so that attempts made in parallel cannot have more passwords verified
 // than IPBanAfter (or NameBanAfter) allows. When every slot is taken by
@@ -148,8 +161,12 @@ func (g *Guard) Begin(ctx context.Context, remote, login string) (*Attempt, erro
 		g.prune(now)
 		ip, name := g.entry(ipk, now), g.entry(nk, now)
 		if now.Before(ip.bannedUntil) || now.Before(name.bannedUntil) {
+			until := ip.bannedUntil
+			if name.bannedUntil.After(until) {
+				until = name.bannedUntil
+			}
 			g.mu.Unlock()
-			return nil, ErrBanned
+			return nil, &BannedError{Until: until}
 		}
 		if ip.failures+ip.inflight < g.cfg.IPBanAfter && name.failures+name.inflight < g.cfg.NameBanAfter {
 			ip.inflight++

@@ -4,7 +4,10 @@
 // small backend interfaces.
 package clientinfo
 
-import "context"
+import (
+	"context"
+	"strings"
+)
 
 type remoteKey struct{}
 
@@ -17,4 +20,15 @@ func WithRemote(ctx context.Context, addr string) context.Context {
 func Remote(ctx context.Context) string {
 	s, _ := ctx.Value(remoteKey{}).(string)
 	return s
+}
+
+// Clip makes text a client sent fit for a log attribute: at most 64
+// octets (then "..."), and valid UTF-8 (other bytes become "?"). The log
+// handler quotes what is left.
+func Clip(s string) string {
+	const limit = 64
+	if len(s) > limit {
+		s = s[:limit] + "..."
+	}
+	return strings.ToValidUTF8(s, "?")
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -61,12 +62,12 @@ func burnTime(password string) {
 }
 
 // Authenticate returns the enabled user whose primary address is login
-// (normalized as by NormalizeAddress) and whose password hash matches
+// (normalized as by address.Normalize) and whose password hash matches
 // password. Extra addresses are not login names. Failures that the client
 // caused wrap ErrAuthFailed; any other error is a directory failure the
 // caller should report as temporary.
 func (a *Authenticator) Authenticate(ctx context.Context, login, password string) (store.User, error) {
-	addr, err := NormalizeAddress(login)
+	addr, err := address.Normalize(login)
 	if err != nil {
 		burnTime(password)
 		return store.User{}, fmt.Errorf("%w: malformed login name", ErrAuthFailed)

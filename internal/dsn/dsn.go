@@ -174,10 +174,10 @@ func (rc Recipient) humanDiagnostic() string {
 		}
 	}
 	if rc.Detail != "" {
-		parts = append(parts, oneLine(rc.Detail))
+		parts = append(parts, OneLine(rc.Detail))
 	}
 	if rc.Reply.Code != 0 {
-		parts = append(parts, oneLine(rc.Reply.Error()))
+		parts = append(parts, OneLine(rc.Reply.Error()))
 	}
 	return strings.Join(parts, ": ")
 }
@@ -189,7 +189,7 @@ func status(r Report) []byte {
 	if r.EnvID != "" {
 		// Section 2.2.1: first, as the sender gave it (printable ASCII,
 		// RFC 3461 section 4.4).
-		fmt.Fprintf(&st, "Original-Envelope-Id: %s\r\n", oneLine(r.EnvID))
+		fmt.Fprintf(&st, "Original-Envelope-Id: %s\r\n", OneLine(r.EnvID))
 	}
 	fmt.Fprintf(&st, "Reporting-MTA: dns; %s\r\n", r.ReportingMTA)
 	if !r.Arrival.IsZero() {
@@ -197,7 +197,7 @@ func status(r Report) []byte {
 	}
 	if r.ID != "" {
 		// An extension field, after the standard ones (section 2.2).
-		fmt.Fprintf(&st, "X-Postoffice-Queue-ID: %s\r\n", oneLine(r.ID))
+		fmt.Fprintf(&st, "X-Postoffice-Queue-ID: %s\r\n", OneLine(r.ID))
 	}
 	for _, rc := range r.Recipients {
 		st.WriteString("\r\n")
@@ -206,19 +206,19 @@ func status(r Report) []byte {
 			if typ == "" {
 				typ = "rfc822"
 			}
-			fmt.Fprintf(&st, "Original-Recipient: %s; %s\r\n", oneLine(typ), mailbox(rc.Original))
+			fmt.Fprintf(&st, "Original-Recipient: %s; %s\r\n", OneLine(typ), mailbox(rc.Original))
 		}
 		fmt.Fprintf(&st, "Final-Recipient: rfc822; %s\r\n", mailbox(rc.Final))
 		fmt.Fprintf(&st, "Action: %s\r\n", rc.Action)
 		fmt.Fprintf(&st, "Status: %s\r\n", rc.Status)
 		if rc.RemoteMTA != "" {
-			fmt.Fprintf(&st, "Remote-MTA: dns; %s\r\n", oneLine(rc.RemoteMTA))
+			fmt.Fprintf(&st, "Remote-MTA: dns; %s\r\n", OneLine(rc.RemoteMTA))
 		}
 		switch {
 		case rc.Reply.Code != 0:
-			fmt.Fprintf(&st, "Diagnostic-Code: smtp; %s\r\n", oneLine(rc.Reply.Error()))
+			fmt.Fprintf(&st, "Diagnostic-Code: smtp; %s\r\n", OneLine(rc.Reply.Error()))
 		case rc.Detail != "":
-			fmt.Fprintf(&st, "Diagnostic-Code: X-Postoffice; %s\r\n", oneLine(rc.Detail))
+			fmt.Fprintf(&st, "Diagnostic-Code: X-Postoffice; %s\r\n", OneLine(rc.Detail))
 		}
 		if !rc.LastTry.IsZero() {
 			fmt.Fprintf(&st, "Last-Attempt-Date: %s\r\n", rc.LastTry.Format(time.RFC1123Z))
@@ -245,9 +245,9 @@ func mailbox(s string) string {
 // path is mailbox in angle brackets (RFC 5322 section 3.4, angle-addr).
 func path(s string) string { return "<" + mailbox(s) + ">" }
 
-// oneLine keeps text on one line of a header field: control characters
+// OneLine keeps text on one line of a header field: control characters
 // become spaces, and runs of white space one space.
-func oneLine(s string) string {
+func OneLine(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '

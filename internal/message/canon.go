@@ -1,6 +1,7 @@
 // Package message holds the small byte-level transforms every door into
 // postoffice shares, so that a message is stored in one canonical form:
-// CRLF line endings and a final CRLF. Sizes are counted in that form, which
+// CRLF line endings and a final CRLF; and the one reader of a message's
+// header section (ReadHeader) that the router and the queue use. Sizes are counted in that form, which
 // is exactly what a POP3 RETR sends before byte-stuffing (RFC 1939 section
 // 11: "the size ... is the number of octets ... with CRLF line endings").
 package message

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
+	"github.com/postoffice-mail/postoffice/internal/clientinfo"
+	"github.com/postoffice-mail/postoffice/internal/sasllogin"
 )
 
 // saslMechanisms are the SASL mechanisms offered (RFC 5034), both of which
 // send the password in the clear.
-var saslMechanisms = []string{sasl.Plain, sasl.Login}
+var saslMechanisms = []string{sasl.Plain, sasllogin.Name}
 
 const respPlaintextDisallowed = "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
 
@@ -81,12 +83,12 @@ func (s *session) authFailed(mech, username string, err error) bool {
 		resp = respAuthFailed
 	}
 	if resp == respAuthFailed {
-		s.log.Info("authentication failed", "mech", mech, "login", sanitizeForLog(username), "tls", s.isTLS)
+		s.log.Info("authentication failed", "mech", mech, "login", clientinfo.Clip(username), "tls", s.isTLS)
 		if !s.sleep(s.srv.authDelay) {
 			return false
 		}
 	} else {
-		s.log.Error("authentication error", "mech", mech, "login", sanitizeForLog(username), "err", err)
+		s.log.Error("authentication error", "mech", mech, "login", clientinfo.Clip(username), "err", err)
 	}
 	s.reply(resp)
 	return true
@@ -179,20 +181,13 @@ func validateMessages(msgs []Message) error {
 func cmdAuth(s *session, arg string) bool {
 	args := strings.Fields(arg)
 	if len(args) == 0 {
-		s.reply("+OK")
-		if s.plaintextAllowed() {
-			for _, m := range saslMechanisms {
-				s.reply(m)
-			}
-		}
-		s.reply(".")
-		return true
+		return s.listMechanisms()
 	}
 	if len(args) > 2 {
 		return s.badCommand("-ERR Syntax error: AUTH mechanism [initial-response]")
 	}
 	mech := strings.ToUpper(args[0])
-	if mech != sasl.Plain && mech != sasl.Login {
+	if mech != sasl.Plain && mech != sasllogin.Name {
 		s.reply("-ERR Unsupported authentication mechanism")
 		return true
 	}
@@ -201,122 +196,127 @@ func cmdAuth(s *session, arg string) bool {
 		return true
 	}
 	s.pendingUser = ""
+	var resp []byte
+	if len(args) == 2 {
+		var err error
+		if resp, err = saslResponse(args[1]); err != nil {
+			s.reply("-ERR Invalid base64 data in initial response")
+			return true
+		}
+	}
+	return s.saslExchange(s.newSASLAttempt(mech), resp)
+}
 
-	var (
-		user     string
-		username string // as given by the client, for logs
-		authErr  error
-	)
+// listMechanisms answers AUTH without argument: the mechanisms offered
+// here, none where plaintext ones are not allowed.
+func (s *session) listMechanisms() bool {
+	s.reply("+OK")
+	if s.plaintextAllowed() {
+		for _, m := range saslMechanisms {
+			s.reply(m)
+		}
+	}
+	s.reply(".")
+	return true
+}
+
+// saslAttempt is one AUTH exchange: the mechanism's server, and what its
+// callback learnt.
+type saslAttempt struct {
+	mech     string
+	server   sasl.Server
+	user     string // the backend's user, once authenticated
+	username string // as given by the client, for logs
+	err      error  // why authentication failed
+}
+
+func (s *session) newSASLAttempt(mech string) *saslAttempt {
+	a := &saslAttempt{mech: mech}
 	check := func(name, password string) error {
-		username = name
+		a.username = name
 		u, err := s.authenticate(name, password)
 		if err != nil {
-			authErr = err
+			a.err = err
 			return err
 		}
-		user = u
+		a.user = u
 		return nil
 	}
-	var server sasl.Server
 	if mech == sasl.Plain {
-		server = sasl.NewPlainServer(func(identity, name, password string) error {
+		a.server = sasl.NewPlainServer(func(identity, name, password string) error {
 			if identity != "" && identity != name {
-				username = name
-				authErr = errAuthzid
-				return authErr
+				a.username = name
+				a.err = errAuthzid
+				return a.err
 			}
 			return check(name, password)
 		})
 	} else {
-		server = &loginServer{authenticate: check}
+		a.server = sasllogin.NewServer(check)
 	}
+	return a
+}
 
-	// RFC 5034 section 4: an initial response of "=" is a zero-length one.
-	var resp []byte
-	if len(args) == 2 {
-		if args[1] == "=" {
-			resp = []byte{}
-		} else {
-			b, err := base64.StdEncoding.DecodeString(args[1])
-			if err != nil {
-				s.reply("-ERR Invalid base64 data in initial response")
-				return true
-			}
-			resp = b
-		}
-	}
+// saslExchange runs the exchange from the client's initial response (nil
+// for none) to the login or the failure.
+func (s *session) saslExchange(a *saslAttempt, resp []byte) bool {
 	for {
-		challenge, done, err := server.Next(resp)
+		challenge, done, err := a.server.Next(resp)
 		if err != nil {
-			if authErr != nil {
-				return s.authFailed(mech, username, authErr)
+			if a.err != nil {
+				return s.authFailed(a.mech, a.username, a.err)
 			}
-			s.log.Info("malformed SASL exchange", "mech", mech, "err", err)
+			s.log.Info("malformed SASL exchange", "mech", a.mech, "err", err)
 			s.reply("-ERR Malformed authentication exchange")
 			return true
 		}
 		if done {
-			return s.login(user, mech)
+			return s.login(a.user, a.mech)
 		}
-		// RFC 5034 section 4: a server challenge is "+ " and base64.
-		s.reply("+ " + base64.StdEncoding.EncodeToString(challenge))
-		if err := s.bw.Flush(); err != nil {
-			s.err = err
-			return false
-		}
-		line, err := s.readLine(maxSASLLine)
-		if errors.Is(err, errLineTooLong) {
-			return s.badCommand("-ERR Authentication response too long")
-		}
-		if err != nil {
-			s.err = err
-			return false
-		}
-		// RFC 5034 section 4: "*" cancels; the server answers -ERR.
-		if len(line) == 1 && line[0] == '*' {
-			s.reply("-ERR Authentication cancelled")
-			return true
-		}
-		// An empty line is a zero-length response; "=" is taken as one
-		// too, as in the initial response.
-		resp = []byte{}
-		if len(line) != 1 || line[0] != '=' {
-			b, err := base64.StdEncoding.DecodeString(string(line))
-			if err != nil {
-				s.reply("-ERR Invalid base64 data in response")
-				return true
-			}
-			resp = b
+		var over, keep bool
+		if resp, over, keep = s.saslStep(challenge); over {
+			return keep
 		}
 	}
 }
 
-// loginServer is the server side of the LOGIN mechanism
-// (draft-murchison-sasl-login): the challenges "Username:" and "Password:";
-// an initial response, if any, is the user name.
-type loginServer struct {
-	step         int
-	username     string
-	authenticate func(username, password string) error
+// saslStep sends a challenge and reads the client's response. When the
+// exchange is over instead (cancelled, malformed, the connection lost)
+// it returns over, and keep is the command's result.
+func (s *session) saslStep(challenge []byte) (resp []byte, over, keep bool) {
+	// RFC 5034 section 4: a server challenge is "+ " and base64.
+	s.reply("+ " + base64.StdEncoding.EncodeToString(challenge))
+	if err := s.bw.Flush(); err != nil {
+		s.err = err
+		return nil, true, false
+	}
+	line, err := s.readLine(maxSASLLine)
+	if errors.Is(err, errLineTooLong) {
+		return nil, true, s.badCommand("-ERR Authentication response too long")
+	}
+	if err != nil {
+		s.err = err
+		return nil, true, false
+	}
+	// RFC 5034 section 4: "*" cancels; the server answers -ERR.
+	if len(line) == 1 && line[0] == '*' {
+		s.reply("-ERR Authentication cancelled")
+		return nil, true, true
+	}
+	resp, err = saslResponse(string(line))
+	if err != nil {
+		s.reply("-ERR Invalid base64 data in response")
+		return nil, true, true
+	}
+	return resp, false, false
 }
 
-func (a *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
-	switch a.step {
-	case 0:
-		if response == nil {
-			a.step = 1
-			return []byte("Username:"), false, nil
-		}
-		a.username = string(response)
-		a.step = 2
-		return []byte("Password:"), false, nil
-	case 1:
-		a.username = string(response)
-		a.step = 2
-		return []byte("Password:"), false, nil
-	case 2:
-		a.step = 3
-		return nil, true, a.authenticate(a.username, string(response))
+// saslResponse decodes a client response: base64, or "=" for a
+// zero-length one (RFC 5034 section 4, for the initial response; taken
+// in a later response too), as is an empty line.
+func saslResponse(line string) ([]byte, error) {
+	if line == "=" || line == "" {
+		return []byte{}, nil
 	}
-	return nil, false, sasl.ErrUnexpectedClientResponse
+	return base64.StdEncoding.DecodeString(line)
 }

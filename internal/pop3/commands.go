@@ -349,7 +349,7 @@ func cmdQuit(s *session, arg string) bool {
 // capabilities of the AUTHORIZATION state are announced in both states, so
 // the list depends on the state only for the per-user values of
 // LOGIN-DELAY and EXPIRE (sections 6.5 and 6.7). USER and SASL are left out where
-// plaintext authentication is refused (RFC 2595 section 2.1); STLS only
+// plaintext authentication is refused (RFC 2595 section 2.3); STLS only
 // where it can be used (RFC 2595 section 4).
 func (s *session) capabilities() []string {
 	caps := make([]string, 0, 9)
@@ -359,7 +359,7 @@ func (s *session) capabilities() []string {
 	}
 	caps = append(caps,
 		"TOP",            // RFC 2449 section 6.1
-		"UIDL",           // RFC 2449 section 6.7
+		"UIDL",           // RFC 2449 section 6.8
 		"PIPELINING",     // RFC 2449 section 6.6
 		"RESP-CODES",     // RFC 2449 section 6.4
 		"AUTH-RESP-CODE", // RFC 3206 section 6

@@ -85,3 +85,8 @@ func FuzzSession(f *testing.F) {
 		}
 	})
 }
+
+type fakeAddr string
+
+func (a fakeAddr) Network() string { return "tcp" }
+func (a fakeAddr) String() string  { return string(a) }

@@ -2,42 +2,20 @@ package pop3
 
 import (
 	"bufio"
-	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/testlib"
 )
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // env is a running server on 127.0.0.1:0 with a fake backend.
 type env struct {
@@ -45,13 +23,13 @@ type env struct {
 	srv   *Server
 	be    *fakeBackend
 	addr  string
-	logs  *syncBuffer
+	logs  *testlib.SyncBuffer
 	serve chan error
 }
 
 // testConfig is the default test configuration: no auth delay, many bad
 // commands allowed (tables send lots of them), debug logs captured.
-func testConfig(be *fakeBackend, logs *syncBuffer) Config {
+func testConfig(be *fakeBackend, logs *testlib.SyncBuffer) Config {
 	return Config{
 		Hostname:         "pop.test",
 		Backend:          be,
@@ -65,7 +43,7 @@ func testConfig(be *fakeBackend, logs *syncBuffer) Config {
 // listener (fake remote addresses, implicit TLS).
 func newEnv(t *testing.T, wrap func(net.Listener) net.Listener, mods ...func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, be: newFakeBackend(), logs: &syncBuffer{}, serve: make(chan error, 1)}
+	e := &env{t: t, be: newFakeBackend(), logs: &testlib.SyncBuffer{}, serve: make(chan error, 1)}
 	cfg := testConfig(e.be, e.logs)
 	for _, m := range mods {
 		m(&cfg)
@@ -228,35 +206,14 @@ func (c *client) starttls() {
 	c.r = bufio.NewReader(tc)
 }
 
-// testCert is a self-signed certificate for localhost and 127.0.0.1.
+// testCert is a self-signed certificate for localhost and 127.0.0.1, made
+// once for all the tests.
 var testCert = sync.OnceValues(func() (tls.Certificate, *x509.CertPool) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := testlib.SelfSigned(testlib.CertOptions{})
 	if err != nil {
 		panic(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "localhost"},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		panic(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		panic(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+	return c, testlib.CertPool(c)
 })
 
 func serverTLS() *tls.Config {

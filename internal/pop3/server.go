@@ -9,13 +9,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"github.com/postoffice-mail/postoffice/internal/netutil"
 	"log/slog"
 	"net"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/netutil"
 )
 
 // Defaults applied by NewServer to zero Config fields.
@@ -86,11 +86,9 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu        sync.Mutex
-	closing   bool // Shutdown or Close called: no new listeners or sessions
-	listeners map[*net.Listener]struct{}
-	sessions  map[*session]struct{}
-	wg        sync.WaitGroup // one per session goroutine
+	// track holds the listeners and sessions; once Shutdown or Close is
+	// called it takes no new ones.
+	track *netutil.Tracker[*session]
 
 	nextID atomic.Uint64
 
@@ -108,8 +106,7 @@ func NewServer(cfg Config) *Server {
 		maxBad:    cfg.MaxBadCommands,
 		authDelay: cfg.AuthFailureDelay,
 		log:       cfg.Logger,
-		listeners: make(map[*net.Listener]struct{}),
-		sessions:  make(map[*session]struct{}),
+		track:     netutil.NewTracker[*session](),
 	}
 	if s.hostname == "" {
 		if h, err := os.Hostname(); err == nil && h != "" {
@@ -141,14 +138,7 @@ func NewServer(cfg Config) *Server {
 // or Shutdown it returns ErrServerClosed. A listener made with
 // tls.NewListener gives implicit-TLS sessions (RFC 8314 section 3.3).
 func (s *Server) Serve(l net.Listener) error {
-	if !s.trackListener(&l, true) {
-		l.Close()
-		return ErrServerClosed
-	}
-	defer s.trackListener(&l, false)
-	defer l.Close()
-
-	err := netutil.AcceptLoop(l, s.isClosing, s.log, "accept failed", s.startSession)
+	err := s.track.Serve(l, s.log, "accept failed", s.startSession)
 	if errors.Is(err, netutil.ErrClosed) {
 		return ErrServerClosed
 	}
@@ -160,15 +150,9 @@ func (s *Server) Serve(l net.Listener) error {
 // each Maildrop is closed. Close returns after every session goroutine has
 // ended; backend calls in flight see their context cancelled.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closing = true
-	err := s.closeListenersLocked()
-	for sess := range s.sessions {
-		sess.kill()
-	}
-	s.mu.Unlock()
+	err := s.track.Close((*session).kill)
 	s.cancel()
-	s.wg.Wait()
+	s.track.Wait()
 	return err
 }
 
@@ -176,14 +160,11 @@ func (s *Server) Close() error {
 // end by themselves. When ctx is done first, it calls Close and returns
 // ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	err := s.closeListenersLocked()
-	s.mu.Unlock()
+	err := s.track.Close(nil)
 
 	done := make(chan struct{})
 	go func() {
-		s.wg.Wait()
+		s.track.Wait()
 		close(done)
 	}()
 	select {
@@ -198,42 +179,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Sessions returns the number of open sessions.
-func (s *Server) Sessions() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.sessions)
-}
-
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
-
-func (s *Server) trackListener(l *net.Listener, add bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if add {
-		if s.closing {
-			return false
-		}
-		s.listeners[l] = struct{}{}
-	} else {
-		delete(s.listeners, l)
-	}
-	return true
-}
-
-func (s *Server) closeListenersLocked() error {
-	var first error
-	for l := range s.listeners {
-		if err := (*l).Close(); err != nil && !errors.Is(err, net.ErrClosed) && first == nil {
-			first = err
-		}
-		delete(s.listeners, l)
-	}
-	return first
-}
+func (s *Server) Sessions() int { return s.track.Len() }
 
 // startSession runs a session for c in a new goroutine, unless the server
 // is closing.
@@ -253,24 +199,17 @@ func (s *Server) serveConn(c net.Conn) {
 // register makes a session for c known to Close and Sessions; it closes c
 // and returns nil when the server is closing.
 func (s *Server) register(c net.Conn) *session {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
+	sess := newSession(s, c)
+	if !s.track.Add(sess) {
 		c.Close()
+		sess.cancel()
+		sess.releaseWriter()
 		return nil
 	}
-	sess := newSession(s, c)
-	s.sessions[sess] = struct{}{}
-	s.wg.Add(1) // never after Close's Wait: closing is checked under mu
 	return sess
 }
 
 func (s *Server) run(sess *session) {
-	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.sessions, sess)
-		s.mu.Unlock()
-	}()
+	defer s.track.Done(sess)
 	sess.serve()
 }

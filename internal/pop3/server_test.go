@@ -14,6 +14,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/testlib"
 )
 
 // waitSessions waits until the server has n open sessions.
@@ -159,7 +161,7 @@ func TestCloseDuringAuthDelay(t *testing.T) {
 func TestNoGoroutineLeak(t *testing.T) {
 	before := runtime.NumGoroutine()
 	func() {
-		e := &env{t: t, be: newFakeBackend(), logs: &syncBuffer{}}
+		e := &env{t: t, be: newFakeBackend(), logs: &testlib.SyncBuffer{}}
 		cfg := testConfig(e.be, e.logs)
 		cfg.TLSConfig = serverTLS()
 		srv := NewServer(cfg)

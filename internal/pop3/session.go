@@ -7,18 +7,18 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/postoffice-mail/postoffice/internal/clientinfo"
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/clientinfo"
+	"github.com/postoffice-mail/postoffice/internal/netutil"
 )
 
 // state is the RFC 1939 section 3 session state.
@@ -53,9 +53,8 @@ const (
 	readBufSize = 1024
 	// writeBufSize holds a typical message whole, so that RETR sends it in
 	// one write rather than one per 16 KiB, and the client reads it in as
-	// few: BenchmarkPOP3Download/45KiB (server and client CPU per message)
-	// 433 -> 401 us, medians of 7 runs. Only a session that is answering
-	// holds one (writerPool).
+	// few (BenchmarkPOP3Download; the figures are in bench/RESULTS.md).
+	// Only a session that is answering holds one (writerPool).
 	writeBufSize = 64 * 1024
 )
 
@@ -107,7 +106,7 @@ func newSession(srv *Server, c net.Conn) *session {
 		netc:     c,
 		conn:     c,
 		state:    stateAuthorization,
-		loopback: isLoopback(c.RemoteAddr()),
+		loopback: netutil.IsLoopback(c.RemoteAddr()),
 	}
 	if tc, ok := c.(*tls.Conn); ok {
 		s.netc = tc.NetConn()
@@ -371,26 +370,10 @@ func (s *session) closeMaildrop() {
 }
 
 // plaintextAllowed reports whether USER/PASS and AUTH PLAIN/LOGIN, which
-// send the password in the clear, may be used (RFC 2595 section 2.1, RFC
+// send the password in the clear, may be used (RFC 2595 section 2.3, RFC
 // 8314 section 5.2): on TLS, on loopback, or when configured.
 func (s *session) plaintextAllowed() bool {
 	return s.isTLS || s.loopback || s.srv.cfg.AllowPlaintextAuth
-}
-
-// isLoopback reports whether a is in 127.0.0.0/8 or is ::1.
-func isLoopback(a net.Addr) bool {
-	if a == nil {
-		return false
-	}
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.IP.IsLoopback()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		host = a.String()
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func addrString(a net.Addr) string {
@@ -398,13 +381,4 @@ func addrString(a net.Addr) string {
 		return ""
 	}
 	return a.String()
-}
-
-// sanitizeForLog shortens client-supplied text and keeps it printable.
-func sanitizeForLog(v string) string {
-	const limit = 64
-	if len(v) > limit {
-		v = v[:limit] + "..."
-	}
-	return strings.ToValidUTF8(v, "?")
 }

@@ -28,6 +28,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/netutil"
 )
 
 // DefaultTimeout bounds the wait for a header.
@@ -65,7 +67,7 @@ func ParsePrefixes(ss []string) ([]netip.Prefix, error) {
 
 // trusts reports whether a (a peer's address) is in one of the prefixes.
 func (p *Policy) trusts(a net.Addr) bool {
-	ip, ok := addrIP(a)
+	ip, ok := netutil.IP(a)
 	if !ok {
 		return false
 	}
@@ -75,15 +77,6 @@ func (p *Policy) trusts(a net.Addr) bool {
 		}
 	}
 	return false
-}
-
-func addrIP(a net.Addr) (netip.Addr, bool) {
-	if t, ok := a.(*net.TCPAddr); ok {
-		ip, ok := netip.AddrFromSlice(t.IP)
-		return ip.Unmap(), ok
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	return ap.Addr().Unmap(), err == nil
 }
 
 // Listener wraps a net.Listener; see the package comment.

@@ -1,20 +1,17 @@
 package queue
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/dsn"
-	"github.com/postoffice-mail/postoffice/internal/router"
-	"github.com/postoffice-mail/postoffice/internal/smtpreply"
+	"github.com/postoffice-mail/postoffice/internal/message"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -41,41 +38,49 @@ func inspect(ctx context.Context, q store.Queue, m store.QueuedMessage) (*msgInf
 		return nil, err
 	}
 	defer rc.Close()
-	info := &msgInfo{id: m.ID, size: m.Size}
-	br := bufio.NewReaderSize(rc, 32*1024)
-	var hdr bytes.Buffer
-	inHeader := true
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			high := !isASCII(string(line))
-			info.eightBit = info.eightBit || high
-			if inHeader {
-				if hdr.Len()+len(line) <= maxHeaderCopy {
-					hdr.Write(line)
-				}
-				info.utf8Header = info.utf8Header || high
-				if len(bytes.TrimRight(line, "\r\n")) == 0 {
-					inHeader = false
-				} else if info.messageID == "" {
-					if k, v, ok := strings.Cut(string(line), ":"); ok && strings.EqualFold(strings.TrimSpace(k), "Message-ID") {
-						info.messageID = strings.TrimSpace(v)
-					}
-				}
+	hr := &highBits{r: rc}
+	h, err := message.ReadHeader(hr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(io.Discard, hr); err != nil {
+		return nil, err
+	}
+	return &msgInfo{
+		id:         m.ID,
+		size:       m.Size,
+		eightBit:   hr.seen,
+		utf8Header: slices.ContainsFunc(h.Raw, func(c byte) bool { return c >= 0x80 }),
+		header:     clipLines(h.Raw, maxHeaderCopy),
+		messageID:  h.Get("Message-ID"),
+	}, nil
+}
+
+// highBits reads through r and notes whether any octet was above 127.
+type highBits struct {
+	r    io.Reader
+	seen bool
+}
+
+func (h *highBits) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if !h.seen {
+		for _, c := range p[:n] {
+			if c >= 0x80 {
+				h.seen = true
+				break
 			}
 		}
-		if err == bufio.ErrBufferFull {
-			continue // a long line: its rest follows
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
 	}
-	info.header = hdr.Bytes()
-	return info, nil
+	return n, err
+}
+
+// clipLines returns the whole lines of b that fit in n octets.
+func clipLines(b []byte, n int) []byte {
+	if len(b) <= n {
+		return b
+	}
+	return b[:bytes.LastIndexByte(b[:n], '\n')+1]
 }
 
 // report builds the notification of action (dsn.Failed, dsn.Delayed,
@@ -194,20 +199,6 @@ func (r *Runner) warn(ctx context.Context, log *slog.Logger, m store.QueuedMessa
 	}
 	log.Info("delay warning sent", "to", m.From, "waiting", len(rcpts))
 	return true
-}
-
-// RouterBouncer returns a Bouncer that routes notifications through rt
-// like the router's own bounces (Source "bounce", the null sender): into
-// the sender's mailbox when it is local, into the queue otherwise.
-func RouterBouncer(rt *router.Router) Bouncer {
-	return func(ctx context.Context, to string, msg []byte) error {
-		env := &router.Envelope{From: "", To: []string{to}, Protocol: "local", Source: "bounce"}
-		err := rt.Route(ctx, env, bytes.NewReader(msg))
-		if r, ok := smtpreply.As(err); ok && r.Permanent() {
-			return fmt.Errorf("%w: %v", ErrUndeliverable, err)
-		}
-		return err
-	}
 }
 
 // BounceDeleted sends the sender of a message an operator is deleting a

@@ -21,7 +21,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/message"
 	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
@@ -102,7 +104,7 @@ type Message struct {
 	// read it from the start.
 	Body Body
 	// Header is the parsed header section of Body (read-only).
-	Header Header
+	Header message.Header
 }
 
 // Body is a spooled message that can be read several times.
@@ -182,6 +184,7 @@ var (
 	ErrTooBig       = errors.New("message too big")
 	ErrBadRecipient = errors.New("bad recipient address")
 	ErrNoSpace      = errors.New("insufficient storage")
+	ErrNotYours     = errors.New("sender address not the user's")
 )
 
 // refuse makes a refusal with a reply code, an RFC 3463 status ("5.1.1")
@@ -294,6 +297,38 @@ func (r *Router) CheckSpace(size int64) error {
 	return nil
 }
 
+// CheckSender applies the rule for authenticated senders when ownOnly is
+// set: a client that logged in (env.AuthUser) must use one of its user's
+// addresses as the envelope sender (RFC 6409 section 6.1 lets the MSA
+// check the sender's identity), so that a login is not a way to relay
+// mail in someone else's name. It refuses with 553 5.7.1, or 553 5.1.7 for
+// a sender it cannot read (RFC 3463 section 3.2, bad sender's address
+// syntax); a session without login passes.
+func (r *Router) CheckSender(ctx context.Context, env *Envelope, ownOnly bool) error {
+	if env.AuthUser == "" || !ownOnly {
+		return nil
+	}
+	denied := refuse(553, "5.7.1", ErrNotYours, "Sender address %s is not one of yours (%s)", env.From, env.AuthUser)
+	if env.From == "" {
+		return denied
+	}
+	from, err := address.Normalize(env.From)
+	if err != nil {
+		return refuse(553, "5.1.7", ErrNotYours, "Bad sender address syntax")
+	}
+	u, err := r.opt.Store.UserByAddress(ctx, from)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			return denied
+		}
+		return tempError(err)
+	}
+	if u.Address != env.AuthUser {
+		return denied
+	}
+	return nil
+}
+
 // CheckRecipient resolves one recipient at RCPT time, so that unknown
 // users, relaying and full mailboxes are refused before the data is sent.
 // An accepted recipient's resolution is kept in env for Route: the few
@@ -363,36 +398,79 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 	if env.ID == "" {
 		env.ID = newID()
 	}
-	if err := r.CheckSpace(0); err != nil {
+	m, sp, err := r.receive(env, body)
+	if err != nil {
 		return err
 	}
-	spooled, err := spool(body, r.opt.SpoolDir)
+	defer sp.Close()
+	if m.Recipients, err = r.recipients(ctx, env); err != nil {
+		return err
+	}
+	// 2. Envelope processing.
+	for _, p := range r.processors {
+		if err := p.ProcessEnvelope(ctx, m); err != nil {
+			return tempError(err)
+		}
+	}
+	local, remote, err := r.deliver(ctx, m)
+	if err != nil {
+		return err
+	}
+	failed, err := r.nonDelivery(ctx, m)
+	if err != nil {
+		return err
+	}
+	// NOTIFY=SUCCESS of local recipients (RFC 3461 section 5.2.3); the
+	// queue reports those of remote ones.
+	r.notifySuccess(ctx, m)
+	r.log.Info("routed", "id", env.ID, "source", env.Source, "from", env.From,
+		"local", len(local), "remote", len(remote), "failed", len(failed), "size", m.Body.Size())
+	if r.opt.Record != nil {
+		r.opt.Record(ctx, journalEntries(m, r.opt.Now()))
+	}
+	return nil
+}
+
+// receive spools the body (in canonical form) and reads its header,
+// refusing it while the store is short of space. The caller closes the
+// spooled body, the Message's Body.
+func (r *Router) receive(env *Envelope, body io.Reader) (*Message, *spooled, error) {
+	if err := r.CheckSpace(0); err != nil {
+		return nil, nil, err
+	}
+	sp, err := spool(body, r.opt.SpoolDir)
 	if err != nil {
 		var re *Error
 		if errors.As(err, &re) {
-			return re
+			return nil, nil, re
 		}
-		return refuse(451, "4.3.0", err, "Error reading the message: %v", err)
+		return nil, nil, refuse(451, "4.3.0", err, "Error reading the message: %v", err)
 	}
-	defer spooled.Close()
-	if err := r.CheckSpace(spooled.Size()); err != nil {
-		return err
+	if err := r.CheckSpace(sp.Size()); err != nil {
+		sp.Close()
+		return nil, nil, err
 	}
-	m := &Message{Env: env, Body: spooled, PerRecipient: map[int64][]byte{}}
-	if m.Header, err = parseHeader(spooled.Open()); err != nil {
-		return refuse(554, "5.6.0", err, "Malformed message header: %v", err)
+	m := &Message{Env: env, Body: sp, PerRecipient: map[int64][]byte{}}
+	if m.Header, err = message.ReadHeader(sp.Open()); err != nil {
+		sp.Close()
+		return nil, nil, refuse(554, "5.6.0", err, "Malformed message header: %v", err)
 	}
+	return m, sp, nil
+}
 
-	// 1. Address resolution, with duplicates removed: a user reached by two
-	// envelope recipients or through two aliases gets one copy.
+// recipients is step 1, address resolution (kept from CheckRecipient
+// where it ran), with duplicates removed: a user reached by two envelope
+// recipients or through two aliases gets one copy.
+func (r *Router) recipients(ctx context.Context, env *Envelope) ([]*Recipient, error) {
+	var out []*Recipient
 	seenUser := map[int64]bool{}
 	seenRemote := map[string]bool{}
 	for _, to := range env.To {
 		rcpts, ok := env.resolved[to]
 		if !ok {
-			rcpts, err = r.resolve(ctx, env, to)
-			if err != nil {
-				return err
+			var err error
+			if rcpts, err = r.resolve(ctx, env, to); err != nil {
+				return nil, err
 			}
 		}
 		for _, rc := range rcpts {
@@ -408,20 +486,17 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 				}
 				seenRemote[rc.Address] = true
 			}
-			m.Recipients = append(m.Recipients, rc)
+			out = append(out, rc)
 		}
 	}
+	return out, nil
+}
 
-	// 2. Envelope processing.
-	for _, p := range r.processors {
-		if err := p.ProcessEnvelope(ctx, m); err != nil {
-			return tempError(err)
-		}
-	}
-
-	// 3 and 4. Queue first: if the queue fails the client retries, and the
-	// local copies are not yet written (so no duplicates on retry).
-	var local, remote []*Recipient
+// deliver is steps 3 and 4. The queue goes first: if it fails the client
+// retries, and the local copies are not yet written (so no duplicates on
+// retry). Once remote copies are queued, a failure of local delivery
+// becomes a temporary failure of the local recipients, to bounce.
+func (r *Router) deliver(ctx context.Context, m *Message) (local, remote []*Recipient, err error) {
 	for _, rc := range m.Recipients {
 		if rc.Local() {
 			local = append(local, rc)
@@ -431,65 +506,60 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 	}
 	if len(remote) > 0 {
 		if err := r.handoff.HandOff(ctx, m, remote); err != nil {
-			return tempError(err)
+			return nil, nil, tempError(err)
 		}
 	}
-	if len(local) > 0 {
-		for _, d := range r.locals {
-			if err := d.DeliverLocal(ctx, m, local); err != nil {
-				if len(remote) > 0 {
-					// The remote copies are queued already: the local
-					// recipients must not be lost either. Bounce them
-					// with a temporary reason rather than fail the
-					// transaction and cause duplicates remotely.
-					for _, rc := range local {
-						if rc.Err == nil {
-							rc.Err = tempError(err)
-						}
-					}
-					break
-				}
-				return tempError(err)
+	if len(local) == 0 {
+		return local, remote, nil
+	}
+	for _, d := range r.locals {
+		err := d.DeliverLocal(ctx, m, local)
+		if err == nil {
+			continue
+		}
+		if len(remote) == 0 {
+			return nil, nil, tempError(err)
+		}
+		// The remote copies are queued already: the local recipients
+		// must not be lost either. Bounce them with a temporary reason
+		// rather than fail the transaction and cause duplicates remotely.
+		for _, rc := range local {
+			if rc.Err == nil {
+				rc.Err = tempError(err)
 			}
 		}
+		break
 	}
+	return local, remote, nil
+}
 
-	// 5. Non-delivery: the message is accepted; failures become bounces.
+// nonDelivery is step 5: the recipients that failed after acceptance
+// become bounces. When every recipient failed, nothing was delivered or
+// queued: the transaction itself is refused (the client reports it to
+// its user) rather than accepted and bounced, which would send
+// backscatter to forged senders.
+func (r *Router) nonDelivery(ctx context.Context, m *Message) ([]*Recipient, error) {
 	var failed []*Recipient
 	for _, rc := range m.Recipients {
 		if rc.Err != nil {
 			failed = append(failed, rc)
 		}
 	}
-	if len(failed) > 0 && len(failed) == len(m.Recipients) {
-		// Nothing was delivered or queued: refuse the transaction itself
-		// (the client reports it to its user) rather than accept and then
-		// bounce, which would send backscatter to forged senders.
+	if len(failed) == 0 {
+		return nil, nil
+	}
+	if len(failed) == len(m.Recipients) {
 		var re *Error
 		if errors.As(failed[0].Err, &re) {
-			return re
+			return nil, re
 		}
-		return tempError(failed[0].Err)
+		return nil, tempError(failed[0].Err)
 	}
-	if len(failed) > 0 {
-		for _, h := range r.nondeliv {
-			if err := h.NonDelivery(ctx, m, failed); err != nil {
-				r.log.Error("non-delivery handling failed", "id", env.ID, "err", err)
-				if len(failed) == len(m.Recipients) {
-					// Nothing was delivered and the failure cannot be
-					// reported: make the client keep the message.
-					return tempError(err)
-				}
-			}
+	for _, h := range r.nondeliv {
+		if err := h.NonDelivery(ctx, m, failed); err != nil {
+			// Something was delivered: the message stays accepted.
+			r.log.Error("non-delivery handling failed", "id", m.Env.ID, "err", err)
 		}
 	}
-	// NOTIFY=SUCCESS of local recipients (RFC 3461 section 5.2.3); the
-	// queue reports those of remote ones.
-	r.notifySuccess(ctx, m)
-	r.log.Info("routed", "id", env.ID, "source", env.Source, "from", env.From,
-		"local", len(local), "remote", len(remote), "failed", len(failed), "size", spooled.Size())
-	if r.opt.Record != nil {
-		r.opt.Record(ctx, journalEntries(m, r.opt.Now()))
-	}
-	return nil
+	return failed, nil
 }

@@ -453,3 +453,49 @@ func TestReturnPathReplaced(t *testing.T) {
 		t.Errorf("queued copy changed: %q", qb)
 	}
 }
+
+// TestCheckSender: with the rule on, a logged-in client sends only as one
+// of its own addresses (its primary or an extra one); without a login, or
+// with the rule off, any sender passes.
+func TestCheckSender(t *testing.T) {
+	f, r := newFixture(t)
+	f.user("a@local.test", 0)
+	f.user("b@local.test", 0)
+	if err := f.st.AddAddress(context.Background(), f.ids["a@local.test"], "alias-a@local.test"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	env := func(from, user string) *router.Envelope {
+		e := mx(from)
+		e.AuthUser = user
+		return e
+	}
+	for _, tc := range []struct {
+		env      *router.Envelope
+		ownOnly  bool
+		code     int
+		enhanced [3]int
+	}{
+		{env("a@local.test", "a@local.test"), true, 0, [3]int{}},
+		{env("A@Local.Test", "a@local.test"), true, 0, [3]int{}},
+		{env("alias-a@local.test", "a@local.test"), true, 0, [3]int{}},
+		{env("b@local.test", "a@local.test"), true, 553, [3]int{5, 7, 1}},
+		{env("x@elsewhere.test", "a@local.test"), true, 553, [3]int{5, 7, 1}},
+		{env("", "a@local.test"), true, 553, [3]int{5, 7, 1}},
+		{env(`"a b"@local.test`, "a@local.test"), true, 553, [3]int{5, 1, 7}},
+		{env("b@local.test", "a@local.test"), false, 0, [3]int{}},
+		{env("b@local.test", ""), true, 0, [3]int{}},
+	} {
+		err := r.CheckSender(ctx, tc.env, tc.ownOnly)
+		if tc.code == 0 {
+			if err != nil {
+				t.Errorf("%q as %q (own only %v): %v", tc.env.From, tc.env.AuthUser, tc.ownOnly, err)
+			}
+			continue
+		}
+		re, ok := smtpreply.As(err)
+		if !ok || re.Code != tc.code || re.Status != (smtpreply.Status{Class: tc.enhanced[0], Subject: tc.enhanced[1], Detail: tc.enhanced[2]}) {
+			t.Errorf("%q as %q: got %v, want %d %v", tc.env.From, tc.env.AuthUser, err, tc.code, tc.enhanced)
+		}
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/address"
-	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -35,7 +34,7 @@ func (d *directoryResolver) Resolve(ctx context.Context, env *Envelope, rcpt str
 	// an address it would not keep (a quoted local part, an address
 	// literal, a U-label domain) keeps its local part as written and
 	// reaches no mailbox by name.
-	addr, err := directory.NormalizeAddress(rcpt)
+	addr, err := address.Normalize(rcpt)
 	if err != nil {
 		parsed.Domain = strings.ToLower(parsed.Domain)
 		addr = parsed.String()
@@ -278,7 +277,7 @@ func mailboxBody(m *Message) io.Reader {
 	if m.Header.Count("Return-Path") == 0 {
 		return m.Body.Open()
 	}
-	header, ok := m.Header.without("Return-Path")
+	header, ok := m.Header.Without("Return-Path")
 	if !ok {
 		return m.Body.Open()
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/maildrop"
 	"github.com/postoffice-mail/postoffice/internal/pop3"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
@@ -63,7 +64,7 @@ func benchPOP3(b *testing.B, cacheTTL time.Duration) (st *sqlite.Store, userID i
 	}
 	srv := pop3.NewServer(pop3.Config{
 		Hostname: "bench",
-		Backend:  &pop3Backend{st: st, logins: newLogins(st, config.Auth{CacheTTL: config.Duration(cacheTTL)}, slog.New(slog.DiscardHandler)), holder: "bench"},
+		Backend:  &maildrop.Backend{Store: st, Logins: newLogins(st, config.Auth{CacheTTL: config.Duration(cacheTTL)}, slog.New(slog.DiscardHandler)), Holder: "bench"},
 		Logger:   slog.New(slog.DiscardHandler),
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -2,56 +2,18 @@ package server
 
 import (
 	"crypto/tls"
-	"errors"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/netutil"
 )
 
 // A service owns its listeners and accepts on them itself; each accepted
 // connection is counted against the session limits and handed to the
 // protocol server of the service's current generation through a
-// chanListener. A reload can so replace the protocol server without
+// netutil.ChanListener. A reload can so replace the protocol server without
 // closing the listening sockets, and the old one finishes its sessions.
-
-// chanListener is a net.Listener fed by the service's accept loop.
-type chanListener struct {
-	addr net.Addr
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func newChanListener(addr net.Addr) *chanListener {
-	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return l.addr }
-
-// offer hands c to the protocol server; false if the listener is closed.
-func (l *chanListener) offer(c net.Conn) bool {
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
 
 // trackedConn releases its session slot when closed, once, however the
 // protocol server closes it (directly, through a *tls.Conn, or killing the
@@ -69,16 +31,10 @@ func (c *trackedConn) Close() error {
 
 // clientIP is the address a per-IP limit counts by.
 func clientIP(a net.Addr) string {
-	if t, ok := a.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(t.IP); ok {
-			return ip.Unmap().String()
-		}
+	if ip, ok := netutil.IP(a); ok {
+		return ip.String()
 	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
+	return a.String()
 }
 
 // refuse answers a connection over a session limit and closes it, in the
@@ -117,24 +73,6 @@ type boundListener struct {
 // acceptLoop accepts until the listener is closed.
 func (svc *service) acceptLoop(bl *boundListener) {
 	defer close(bl.done)
-	var backoff time.Duration
-	for {
-		c, err := bl.l.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// EMFILE and the like: back off and retry, like net/http.
-			if backoff == 0 {
-				backoff = 5 * time.Millisecond
-			} else if backoff *= 2; backoff > time.Second {
-				backoff = time.Second
-			}
-			svc.srv.log.Error("accept failed", "service", bl.label, "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		svc.dispatch(bl, c)
-	}
+	log := svc.srv.log.With("service", bl.label)
+	netutil.AcceptLoop(bl.l, func() bool { return false }, log, "accept failed", func(c net.Conn) { svc.dispatch(bl, c) })
 }

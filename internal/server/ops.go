@@ -18,6 +18,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/admin"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/maildrop"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/tlsutil"
 )
@@ -179,7 +180,7 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 	s.mu.Lock()
 	s.cfg, s.tls = cfg, src
 	if cfg.Hostname != old.Hostname || cfg.MinFreeSpace != old.MinFreeSpace {
-		s.router = s.newRouter(cfg)
+		s.router = NewRouter(cfg, s.st, s.log, s.journal.RecordBatch, s.kickQueue)
 	}
 	s.mu.Unlock()
 
@@ -419,28 +420,10 @@ func (s *Server) stopSweeper() {
 func (s *Server) Sweep(ctx context.Context) {
 	cfg := s.Config()
 	now := time.Now()
-	users, err := s.st.ListUsers(ctx)
-	if err != nil {
+	policy := maildrop.Policy{LoginDelay: time.Duration(cfg.POP3.LoginDelay), Expire: cfg.POP3.Expire.Duration()}
+	if err := maildrop.Sweep(ctx, s.st, s.journal, policy, s.holder+" (expire sweep)", now, s.log); err != nil {
 		s.log.Error("sweep: listing users", "err", err)
 		return
-	}
-	serverExpire := cfg.POP3.Expire.Duration()
-	for _, u := range users {
-		expire := serverExpire
-		if u.Expire != nil {
-			expire = *u.Expire
-		}
-		if expire < 0 {
-			continue
-		}
-		lock, err := s.st.Lock(ctx, u.ID, s.holder+" (expire sweep)")
-		if err != nil {
-			continue // in use: its next login expires it
-		}
-		if err := expireMailbox(ctx, s.st, s.journal, u, now.Add(-expire)); err != nil {
-			s.log.Error("sweep: expiring messages", "user", u.Address, "err", err)
-		}
-		lock.Unlock()
 	}
 	if days := cfg.Journal.RetentionDays; days > 0 {
 		n, err := s.st.PruneJournal(ctx, now.Add(-time.Duration(days)*24*time.Hour))

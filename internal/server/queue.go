@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/queue"
 	"github.com/postoffice-mail/postoffice/internal/router"
 	"github.com/postoffice-mail/postoffice/internal/smtpclient"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -23,7 +26,7 @@ func newQueueRunner(cfg config.Config, st store.Store, log *slog.Logger, rt func
 		Store:    st,
 		Logger:   log.With("service", "queue"),
 		Bounce: func(ctx context.Context, to string, msg []byte) error {
-			return queue.RouterBouncer(rt())(ctx, to, msg)
+			return RouterBouncer(rt())(ctx, to, msg)
 		},
 		Routes:        q.Routes,
 		MXPort:        q.MXPort,
@@ -54,4 +57,19 @@ func newQueueRunner(cfg config.Config, st store.Store, log *slog.Logger, rt func
 	}
 	qc.OnEvent = onEvent // the mail journal
 	return queue.New(qc)
+}
+
+// RouterBouncer returns a queue.Bouncer that routes notifications through
+// rt like the router's own bounces (Source "bounce", the null sender):
+// into the sender's mailbox when it is local, into the queue otherwise. A
+// permanent refusal is queue.ErrUndeliverable.
+func RouterBouncer(rt *router.Router) queue.Bouncer {
+	return func(ctx context.Context, to string, msg []byte) error {
+		env := &router.Envelope{From: "", To: []string{to}, Protocol: "local", Source: "bounce"}
+		err := rt.Route(ctx, env, bytes.NewReader(msg))
+		if r, ok := smtpreply.As(err); ok && r.Permanent() {
+			return fmt.Errorf("%w: %v", queue.ErrUndeliverable, err)
+		}
+		return err
+	}
 }

@@ -13,8 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/authguard"
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/diskspace"
 	"github.com/postoffice-mail/postoffice/internal/journal"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
@@ -36,7 +38,7 @@ type Server struct {
 	tlsCfg  *tls.Config
 	metrics *metrics.Metrics
 	journal *journal.Writer
-	logins  *logins // shared by POP3 and SMTP AUTH: one cache, one penalty
+	logins  *directory.Logins // shared by POP3 and SMTP AUTH: one cache, one penalty
 	// background tracks writes that outlive the session that asked for
 	// them (login times); Shutdown waits for them.
 	background sync.WaitGroup
@@ -84,22 +86,20 @@ func New(cfg config.Config, st store.Store, log *slog.Logger, opts Options) (*Se
 		return len(q), err
 	})
 	s.journal = journal.NewWriter(st, log.With("service", "journal"), s.metrics.Journal)
-	s.router = s.newRouter(cfg)
+	s.router = NewRouter(cfg, st, log, s.journal.RecordBatch, s.kickQueue)
 	s.services = s.serviceDefs()
 	return s, nil
 }
 
-// NewRouter builds the mail pipeline over the store; serve and the deliver
-// command share it so that every message takes the same path. Its journal
-// entries are written at once (a command does not live long).
-func NewRouter(cfg config.Config, st store.Store, log *slog.Logger) *router.Router {
-	w := journal.NewSyncWriter(st, log)
-	return newRouter(cfg, st, log, nil, w.RecordBatch)
-}
-
-// newRouter is NewRouter calling onQueued for each message it queues and
-// record with its journal entries.
-func newRouter(cfg config.Config, st store.Store, log *slog.Logger, onQueued func(), record func(context.Context, []store.JournalEntry)) *router.Router {
+// NewRouter builds the mail pipeline over the store: serve and the
+// commands (deliver, queue delete --bounce) share it, so that every
+// message takes the same path. record receives its journal entries; nil
+// writes them at once (a command does not live long). onQueued, when
+// set, runs for each message it queues (serve wakes the queue runner).
+func NewRouter(cfg config.Config, st store.Store, log *slog.Logger, record func(context.Context, []store.JournalEntry), onQueued func()) *router.Router {
+	if record == nil {
+		record = journal.NewSyncWriter(st, log).RecordBatch
+	}
 	opt := router.Options{
 		Hostname: cfg.Hostname,
 		Store:    st,
@@ -120,10 +120,6 @@ func newRouter(cfg config.Config, st store.Store, log *slog.Logger, onQueued fun
 		opt.OnQueued = func(int64) { onQueued() }
 	}
 	return router.New(opt)
-}
-
-func (s *Server) newRouter(cfg config.Config) *router.Router {
-	return newRouter(cfg, s.st, s.log, s.kickQueue, s.journal.RecordBatch)
 }
 
 func (s *Server) currentRouter() *router.Router {
@@ -270,4 +266,17 @@ func unwrapSyscall(err error) error {
 		return fmt.Errorf("%s: %w", op.Op, op.Err)
 	}
 	return err
+}
+
+// newLogins is the login check of [auth] that POP3 and SMTP AUTH share.
+func newLogins(st store.Directory, c config.Auth, log *slog.Logger) *directory.Logins {
+	var guard *authguard.Guard
+	if c.Penalty {
+		guard = authguard.New(authguard.Config{
+			IPBanAfter:   c.IPBanAfter,
+			NameBanAfter: c.NameBanAfter,
+			BanFor:       time.Duration(c.BanTime),
+		})
+	}
+	return directory.NewLogins(directory.NewAuthenticatorTTL(st, time.Duration(c.CacheTTL)), guard, log)
 }

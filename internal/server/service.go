@@ -14,6 +14,7 @@ import (
 
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
+	"github.com/postoffice-mail/postoffice/internal/netutil"
 	"github.com/postoffice-mail/postoffice/internal/pop3"
 )
 
@@ -94,7 +95,7 @@ func newService(s *Server, def serviceDef) *service {
 // the old one finish its sessions.
 type generation struct {
 	proto   protoServer
-	feeds   map[*boundListener]*chanListener
+	feeds   map[*boundListener]*netutil.ChanListener
 	serving sync.WaitGroup
 
 	ctx   context.Context // cancelled to cut the sessions short
@@ -105,10 +106,10 @@ type generation struct {
 }
 
 func (svc *service) newGeneration(cfg config.Config, bound []*boundListener) *generation {
-	g := &generation{proto: svc.newProto(cfg), feeds: map[*boundListener]*chanListener{}, done: make(chan struct{})}
+	g := &generation{proto: svc.newProto(cfg), feeds: map[*boundListener]*netutil.ChanListener{}, done: make(chan struct{})}
 	g.ctx, g.abort = context.WithCancel(context.Background())
 	for _, bl := range bound {
-		cl := newChanListener(bl.l.Addr())
+		cl := netutil.NewChanListener(bl.l.Addr())
 		g.feeds[bl] = cl
 		var l net.Listener = cl
 		if bl.tls {
@@ -197,7 +198,7 @@ func (svc *service) dispatch(bl *boundListener, c net.Conn) {
 	}}
 	for {
 		feed := g.feeds[bl]
-		if feed != nil && feed.offer(tc) {
+		if feed != nil && feed.Offer(tc) {
 			return
 		}
 		// Replaced by a reload, or stopped, meanwhile.

@@ -3,8 +3,9 @@ package server
 import (
 	"context"
 	"errors"
-	"github.com/postoffice-mail/postoffice/internal/authguard"
 	"io"
+
+	"github.com/postoffice-mail/postoffice/internal/authguard"
 
 	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/dsn"
@@ -12,21 +13,19 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/router"
 	"github.com/postoffice-mail/postoffice/internal/smtpd"
 	"github.com/postoffice-mail/postoffice/internal/smtpreply"
-	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // smtpBackend adapts the router and the directory to the small interface
 // the SMTP server depends on. One value serves MX and submission alike.
 type smtpBackend struct {
-	st                 store.Store
-	logins             *logins
+	logins             *directory.Logins
 	router             *router.Router
 	requireSenderMatch bool
 	metrics            *metrics.Metrics
 }
 
 func (b *smtpBackend) Authenticate(ctx context.Context, login, password string) (string, error) {
-	u, err := b.logins.check(ctx, login, password)
+	u, err := b.logins.Check(ctx, login, password)
 	if err != nil {
 		if errors.Is(err, directory.ErrAuthFailed) {
 			b.metrics.Login("smtp", false)
@@ -42,48 +41,20 @@ func (b *smtpBackend) Authenticate(ctx context.Context, login, password string) 
 	return u.Address, nil
 }
 
-// CheckSender enforces, for every authenticated session whichever
-// service it came in by (submission, or the MX service with AUTH
-// switched on), that the envelope sender is one of the user's addresses
-// (RFC 6409 section 6.1 lets the MSA check the sender's identity): a
-// login must not be a way to relay mail in someone else's name.
+// CheckSender applies the router's rule for authenticated senders
+// (router.CheckSender) to every authenticated session whichever service
+// it came in by (submission, or the MX service with AUTH switched on).
 func (b *smtpBackend) CheckSender(ctx context.Context, env *smtpd.Envelope) error {
 	// The router's envelope lives as long as the transaction, so that the
 	// recipients resolved at RCPT time are not resolved again at DATA.
-	env.Backend = routerEnvelope(env)
-	if err := b.checkSenderRule(ctx, env); err != nil {
-		return err
+	renv := routerEnvelope(env)
+	env.Backend = renv
+	if err := b.router.CheckSender(ctx, renv, b.requireSenderMatch); err != nil {
+		return replyOf(err)
 	}
 	// RFC 1870 section 6: the declared SIZE is checked against the
 	// room left as well (452 4.3.1, temporary).
 	return replyOf(b.router.CheckSpace(env.Size))
-}
-
-// checkSenderRule is the rule of CheckSender for authenticated sessions.
-func (b *smtpBackend) checkSenderRule(ctx context.Context, env *smtpd.Envelope) error {
-	if env.AuthUser == "" || !b.requireSenderMatch {
-		return nil
-	}
-	denied := &smtpd.Error{Code: 553, Enhanced: [3]int{5, 7, 1},
-		Message: "Sender address " + env.From + " is not one of yours (" + env.AuthUser + ")"}
-	if env.From == "" {
-		return denied
-	}
-	from, err := directory.NormalizeAddress(env.From)
-	if err != nil {
-		return &smtpd.Error{Code: 553, Enhanced: [3]int{5, 1, 7}, Message: "Bad sender address syntax"}
-	}
-	u, err := b.st.UserByAddress(ctx, from)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-			return denied
-		}
-		return err
-	}
-	if u.Address != env.AuthUser {
-		return denied
-	}
-	return nil
 }
 
 func (b *smtpBackend) CheckRecipient(ctx context.Context, env *smtpd.Envelope, rcpt string) error {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/maildrop"
 	"github.com/postoffice-mail/postoffice/internal/pop3"
 	"github.com/postoffice-mail/postoffice/internal/queue"
 	"github.com/postoffice-mail/postoffice/internal/smtpd"
@@ -137,16 +139,15 @@ func (s *Server) newPOP3(cfg config.Config) protoServer {
 	p := pop3SettingsOf(cfg)
 	return pop3.NewServer(pop3.Config{
 		Hostname: p.hostname,
-		Backend: &pop3Backend{
-			st:         s.st,
-			logins:     s.logins,
-			holder:     s.holder,
-			loginDelay: p.loginDelay,
-			expire:     p.expire,
-			journal:    s.journal,
-			metrics:    s.metrics,
-			log:        s.log.With("service", "pop3"),
-			background: &s.background,
+		Backend: &maildrop.Backend{
+			Store:      s.st,
+			Logins:     s.logins,
+			Holder:     s.holder,
+			Policy:     maildrop.Policy{LoginDelay: p.loginDelay, Expire: p.expire},
+			Journal:    s.journal,
+			Metrics:    s.metrics,
+			Log:        s.log.With("service", "pop3"),
+			Background: &s.background,
 		},
 		TLSConfig:          s.tlsConfig(),
 		InactivityTimeout:  p.inactivityTimeout,
@@ -163,7 +164,7 @@ func (s *Server) newPOP3(cfg config.Config) protoServer {
 // submission service.
 func (s *Server) newSMTP(cfg config.Config, submission bool) protoServer {
 	m := smtpSettingsOf(cfg, submission)
-	sb := &smtpBackend{st: s.st, logins: s.logins, router: s.currentRouter(),
+	sb := &smtpBackend{logins: s.logins, router: s.currentRouter(),
 		requireSenderMatch: m.requireSenderMatch, metrics: s.metrics}
 	return smtpd.NewServer(smtpd.Config{
 		Hostname:           m.hostname,
@@ -238,8 +239,8 @@ func (s *Server) queueEvent(ev queue.Event) {
 
 // authFailureDelay: when the login guard delays failures (growing with
 // them), the POP3 server adds no fixed delay of its own.
-func authFailureDelay(l *logins) time.Duration {
-	if l.penalized() {
+func authFailureDelay(l *directory.Logins) time.Duration {
+	if l.Penalized() {
 		return -1
 	}
 	return 0 // the POP3 server's default

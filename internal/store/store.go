@@ -1,10 +1,11 @@
 // Package store defines the storage interfaces of postoffice: the directory
 // (domains, users, addresses, aliases) and the mailboxes. Concrete backends
-// (internal/store/sqlite, later internal/store/postgres) implement them, and
+// (internal/store/sqlite and internal/store/postgres) implement them, and
 // internal/store/storetest holds the one conformance suite every backend runs.
 //
 // Protocol packages never import this package's backends; they depend on
-// small interfaces of their own, adapted in internal/server.
+// small interfaces of their own, adapted by internal/maildrop (POP3) and
+// internal/server (SMTP).
 package store
 
 import (

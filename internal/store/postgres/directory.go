@@ -9,15 +9,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // AddDomain implements store.Directory.
 func (s *Store) AddDomain(ctx context.Context, name string) error {
-	d, err := directory.NormalizeDomain(name)
+	d, err := address.NormalizeDomain(name)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	tag, err := s.pool.Exec(ctx, `INSERT INTO domains (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`, d, sec(time.Now()))
 	if err != nil {
@@ -33,9 +33,9 @@ func (s *Store) AddDomain(ctx context.Context, name string) error {
 // domain waits for transactions adding to it, and keeps new ones out until
 // the domain is gone.
 func (s *Store) DeleteDomain(ctx context.Context, name string) error {
-	d, err := directory.NormalizeDomain(name)
+	d, err := address.NormalizeDomain(name)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	return s.write(ctx, true, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, int32(lockDomain), lockKey(d)); err != nil {
@@ -90,9 +90,9 @@ func (s *Store) ListDomains(ctx context.Context) ([]store.Domain, error) {
 
 // HasDomain implements store.Directory.
 func (s *Store) HasDomain(ctx context.Context, name string) (bool, error) {
-	d, err := directory.NormalizeDomain(name)
+	d, err := address.NormalizeDomain(name)
 	if err != nil {
-		return false, err
+		return false, store.Invalid(err)
 	}
 	var ok bool
 	err = s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM domains WHERE name = $1)`, d).Scan(&ok)
@@ -182,9 +182,9 @@ func checkUser(u store.User) error {
 
 // AddUser implements store.Directory.
 func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
-	addr, err := directory.NormalizeAddress(u.Address)
+	addr, err := address.Normalize(u.Address)
 	if err != nil {
-		return store.User{}, err
+		return store.User{}, store.Invalid(err)
 	}
 	if err := checkUser(u); err != nil {
 		return store.User{}, err
@@ -240,10 +240,10 @@ func scanUser(row pgx.Row) (store.User, error) {
 }
 
 // UserByAddress implements store.Directory.
-func (s *Store) UserByAddress(ctx context.Context, address string) (store.User, error) {
-	addr, err := directory.NormalizeAddress(address)
+func (s *Store) UserByAddress(ctx context.Context, raw string) (store.User, error) {
+	addr, err := address.Normalize(raw)
 	if err != nil {
-		return store.User{}, err
+		return store.User{}, store.Invalid(err)
 	}
 	u, err := scanUser(s.pool.QueryRow(ctx, `
 		SELECT `+userColumns+` FROM users u WHERE u.address = $1
@@ -330,10 +330,10 @@ func (s *Store) userExists(ctx context.Context, id int64) error {
 
 // AddAddress implements store.Directory; like AddUser, it adds the
 // address's domain if needed.
-func (s *Store) AddAddress(ctx context.Context, userID int64, address string) error {
-	addr, err := directory.NormalizeAddress(address)
+func (s *Store) AddAddress(ctx context.Context, userID int64, raw string) error {
+	addr, err := address.Normalize(raw)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	err = s.write(ctx, true, func(tx pgx.Tx) error {
 		// The user's row lock keeps a DeleteUser from passing in between.
@@ -358,10 +358,10 @@ func (s *Store) AddAddress(ctx context.Context, userID int64, address string) er
 
 // DeleteAddress implements store.Directory. It removes extra addresses
 // only; a primary address goes with its user.
-func (s *Store) DeleteAddress(ctx context.Context, address string) error {
-	addr, err := directory.NormalizeAddress(address)
+func (s *Store) DeleteAddress(ctx context.Context, raw string) error {
+	addr, err := address.Normalize(raw)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	return execOne(ctx, s.pool, "extra address "+addr, `DELETE FROM user_addresses WHERE address = $1`, addr)
 }
@@ -385,7 +385,7 @@ func (s *Store) ListAddresses(ctx context.Context, userID int64) ([]string, erro
 // SetAlias implements store.Directory. Targets are normalized, sorted and
 // deduplicated; the alias's domain is added if needed.
 func (s *Store) SetAlias(ctx context.Context, a store.Alias) error {
-	a, err := directory.NormalizeAlias(a)
+	a, err := store.NormalizeAlias(a)
 	if err != nil {
 		return err
 	}
@@ -421,19 +421,19 @@ func (s *Store) SetAlias(ctx context.Context, a store.Alias) error {
 }
 
 // DeleteAlias implements store.Directory.
-func (s *Store) DeleteAlias(ctx context.Context, address string) error {
-	addr, err := directory.NormalizeAliasAddress(address)
+func (s *Store) DeleteAlias(ctx context.Context, raw string) error {
+	addr, err := address.NormalizeAlias(raw)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	return execOne(ctx, s.pool, "alias "+addr, `DELETE FROM aliases WHERE address = $1`, addr)
 }
 
 // Alias implements store.Directory.
-func (s *Store) Alias(ctx context.Context, address string) (store.Alias, error) {
-	addr, err := directory.NormalizeAliasAddress(address)
+func (s *Store) Alias(ctx context.Context, raw string) (store.Alias, error) {
+	addr, err := address.NormalizeAlias(raw)
 	if err != nil {
-		return store.Alias{}, err
+		return store.Alias{}, store.Invalid(err)
 	}
 	as, err := s.aliases(ctx, `WHERE alias = $1`, addr)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -100,9 +100,9 @@ func (s *Store) OpenBody(ctx context.Context, key string) (io.ReadCloser, error)
 
 // ImportDomain implements store.Importer.
 func (s *Store) ImportDomain(ctx context.Context, d store.Domain) error {
-	name, err := directory.NormalizeDomain(d.Name)
+	name, err := address.NormalizeDomain(d.Name)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	_, err = s.pool.Exec(ctx, `INSERT INTO domains (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`, name, sec(d.CreatedAt))
 	return err
@@ -118,9 +118,9 @@ func advanceIdentity(ctx context.Context, tx pgx.Tx, table string, id int64) err
 
 // ImportUser implements store.Importer.
 func (s *Store) ImportUser(ctx context.Context, u store.User, nextUID uint64) error {
-	addr, err := directory.NormalizeAddress(u.Address)
+	addr, err := address.Normalize(u.Address)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	if u.ID <= 0 || u.UIDValidity == 0 || nextUID == 0 || nextUID > math.MaxInt64 {
 		return fmt.Errorf("user %s: ID %d, UID validity %d, next UID %d: %w", addr, u.ID, u.UIDValidity, nextUID, store.ErrInvalid)

@@ -23,7 +23,7 @@ CREATE TABLE meta (
 );
 INSERT INTO meta (key, value) VALUES ('last_uid_validity', 0);
 
--- Addresses are stored lower case, as directory.NormalizeAddress makes
+-- Addresses are stored lower case, as address.Normalize makes
 -- them. Users, extra addresses and aliases share one namespace, which the
 -- code checks under an advisory lock of the address.
 CREATE TABLE domains (

@@ -27,8 +27,9 @@ import (
 // SQLite's own measurements ("Internal Versus External BLOBs") find reads
 // of blobs below about 100 KB faster from the database than from files;
 // through this driver a 20 KiB read costs about what a file read does
-// (BenchmarkOpen), while delivery and deletion are far cheaper. Larger bodies go to files, so that a big attachment is streamed rather
-// than held in memory and does not bloat the WAL.
+// (BenchmarkOpen), while delivery and deletion are far cheaper. Larger
+// bodies go to files, so that a big attachment is streamed rather than
+// held in memory and does not bloat the WAL.
 const InlineMax = 64 << 10
 
 // storedBody is a message body made durable by putBody and waiting for the

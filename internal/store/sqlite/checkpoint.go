@@ -10,8 +10,8 @@ import (
 // SQLite checkpoints (copies the WAL back into the database file and
 // fsyncs it) inside the commit that takes the WAL past
 // wal_autocheckpoint pages, and every writer waits behind that commit:
-// under intake load the checkpoints were 7% of the server's CPU, all of
-// it on the path of an SMTP acknowledgement. The checkpointer does that
+// under intake load that work (a measurable share of the server's CPU,
+// see bench/RESULTS.md) would sit on the path of an SMTP acknowledgement. The checkpointer does that
 // work from its own connection instead, every checkpointEvery; the
 // writer's automatic checkpoint stays, at writerAutocheckpoint pages, as
 // a backstop should the checkpointer fall behind.

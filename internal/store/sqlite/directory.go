@@ -7,15 +7,15 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // AddDomain implements store.Directory.
 func (s *Store) AddDomain(ctx context.Context, name string) error {
-	d, err := directory.NormalizeDomain(name)
+	d, err := address.NormalizeDomain(name)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	res, err := s.w.ExecContext(ctx, `INSERT INTO domains (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING`, d, time.Now().Unix())
 	if err != nil {
@@ -31,9 +31,9 @@ func (s *Store) AddDomain(ctx context.Context, name string) error {
 
 // DeleteDomain implements store.Directory.
 func (s *Store) DeleteDomain(ctx context.Context, name string) error {
-	d, err := directory.NormalizeDomain(name)
+	d, err := address.NormalizeDomain(name)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
 		var users, addrs, aliases int
@@ -92,9 +92,9 @@ func (s *Store) ListDomains(ctx context.Context) ([]store.Domain, error) {
 
 // HasDomain implements store.Directory.
 func (s *Store) HasDomain(ctx context.Context, name string) (bool, error) {
-	d, err := directory.NormalizeDomain(name)
+	d, err := address.NormalizeDomain(name)
 	if err != nil {
-		return false, err
+		return false, store.Invalid(err)
 	}
 	var ok bool
 	err = s.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM domains WHERE name = ?)`, d).Scan(&ok)
@@ -139,9 +139,9 @@ func domainOf(addr string) string {
 
 // AddUser implements store.Directory.
 func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
-	addr, err := directory.NormalizeAddress(u.Address)
+	addr, err := address.Normalize(u.Address)
 	if err != nil {
-		return store.User{}, err
+		return store.User{}, store.Invalid(err)
 	}
 	if u.QuotaBytes < 0 {
 		return store.User{}, fmt.Errorf("negative quota %d: %w", u.QuotaBytes, store.ErrInvalid)
@@ -198,10 +198,10 @@ func scanUser(sc interface{ Scan(...any) error }) (store.User, error) {
 }
 
 // UserByAddress implements store.Directory.
-func (s *Store) UserByAddress(ctx context.Context, address string) (store.User, error) {
-	addr, err := directory.NormalizeAddress(address)
+func (s *Store) UserByAddress(ctx context.Context, raw string) (store.User, error) {
+	addr, err := address.Normalize(raw)
 	if err != nil {
-		return store.User{}, err
+		return store.User{}, store.Invalid(err)
 	}
 	u, err := scanUser(s.r.QueryRowContext(ctx, `
 		SELECT `+userColumns+` FROM users u WHERE u.address = ?1
@@ -308,10 +308,10 @@ func userExists(ctx context.Context, q interface {
 
 // AddAddress implements store.Directory; like AddUser, it adds the
 // address's domain if needed.
-func (s *Store) AddAddress(ctx context.Context, userID int64, address string) error {
-	addr, err := directory.NormalizeAddress(address)
+func (s *Store) AddAddress(ctx context.Context, userID int64, raw string) error {
+	addr, err := address.Normalize(raw)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
 		if err := userExists(ctx, tx, userID); err != nil {
@@ -331,10 +331,10 @@ func (s *Store) AddAddress(ctx context.Context, userID int64, address string) er
 
 // DeleteAddress implements store.Directory. It removes extra addresses
 // only; a primary address goes with its user.
-func (s *Store) DeleteAddress(ctx context.Context, address string) error {
-	addr, err := directory.NormalizeAddress(address)
+func (s *Store) DeleteAddress(ctx context.Context, raw string) error {
+	addr, err := address.Normalize(raw)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	return deleteOne(ctx, s.w, `DELETE FROM user_addresses WHERE address = ?`, addr, "extra address "+addr)
 }
@@ -366,7 +366,7 @@ func (s *Store) ListAddresses(ctx context.Context, userID int64) ([]string, erro
 // SetAlias implements store.Directory. Targets are normalized, sorted and
 // deduplicated; the alias's domain is added if needed.
 func (s *Store) SetAlias(ctx context.Context, a store.Alias) error {
-	a, err := directory.NormalizeAlias(a)
+	a, err := store.NormalizeAlias(a)
 	if err != nil {
 		return err
 	}
@@ -402,19 +402,19 @@ func (s *Store) SetAlias(ctx context.Context, a store.Alias) error {
 }
 
 // DeleteAlias implements store.Directory.
-func (s *Store) DeleteAlias(ctx context.Context, address string) error {
-	addr, err := directory.NormalizeAliasAddress(address)
+func (s *Store) DeleteAlias(ctx context.Context, raw string) error {
+	addr, err := address.NormalizeAlias(raw)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	return deleteOne(ctx, s.w, `DELETE FROM aliases WHERE address = ?`, addr, "alias "+addr)
 }
 
 // Alias implements store.Directory.
-func (s *Store) Alias(ctx context.Context, address string) (store.Alias, error) {
-	addr, err := directory.NormalizeAliasAddress(address)
+func (s *Store) Alias(ctx context.Context, raw string) (store.Alias, error) {
+	addr, err := address.NormalizeAlias(raw)
 	if err != nil {
-		return store.Alias{}, err
+		return store.Alias{}, store.Invalid(err)
 	}
 	as, err := s.aliases(ctx, `WHERE alias = ?`, addr)
 	if err != nil {

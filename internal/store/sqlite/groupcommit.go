@@ -11,7 +11,9 @@ import (
 // together, in one SQLite transaction with one commit and so one fsync
 // (group commit). Every caller still returns only once its change is
 // durable, or with an error if it is not: acknowledging early is not
-// allowed (ARCHITECTURE.md, durability first).
+// allowed (the project's rule of durability first: an acknowledgement only
+// after the change is on disk; group commit yes, early acknowledgement
+// never).
 //
 // Each caller's function runs inside a SAVEPOINT, so that one that fails
 // is undone alone and its caller gets its own error while the others

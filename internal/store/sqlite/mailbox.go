@@ -117,9 +117,9 @@ func dropUnreferenced(ctx context.Context, tx *sql.Tx, blobIDs []string) ([]stri
 		return nil, err
 	}
 	// Which are files first: typeof() needs only the column's type, not
-	// its content, where a RETURNING of the deleted rows read every inline
-	// body whole (a quarter of the CPU of deleting 20 KiB messages,
-	// BenchmarkDelete: 44-45 -> 31-35 us per message).
+	// its content, where a RETURNING of the deleted rows would read every
+	// inline body whole (BenchmarkDelete; the figures are in
+	// bench/RESULTS.md).
 	const unreferenced = `id IN (SELECT value FROM json_each(?1))
 		AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = blobs.id)
 		AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = blobs.id)`

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -96,9 +96,9 @@ func (s *Store) OpenBody(ctx context.Context, key string) (io.ReadCloser, error)
 
 // ImportDomain implements store.Importer.
 func (s *Store) ImportDomain(ctx context.Context, d store.Domain) error {
-	name, err := directory.NormalizeDomain(d.Name)
+	name, err := address.NormalizeDomain(d.Name)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	_, err = s.w.ExecContext(ctx, `INSERT INTO domains (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING`, name, d.CreatedAt.Unix())
 	return err
@@ -107,9 +107,9 @@ func (s *Store) ImportDomain(ctx context.Context, d store.Domain) error {
 // ImportUser implements store.Importer. AUTOINCREMENT remembers the
 // largest ID inserted, so an imported ID is never handed out again.
 func (s *Store) ImportUser(ctx context.Context, u store.User, nextUID uint64) error {
-	addr, err := directory.NormalizeAddress(u.Address)
+	addr, err := address.Normalize(u.Address)
 	if err != nil {
-		return err
+		return store.Invalid(err)
 	}
 	if u.ID <= 0 || u.UIDValidity == 0 || nextUID == 0 || nextUID > math.MaxInt64 {
 		return fmt.Errorf("user %s: ID %d, UID validity %d, next UID %d: %w", addr, u.ID, u.UIDValidity, nextUID, store.ErrInvalid)

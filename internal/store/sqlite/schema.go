@@ -5,7 +5,7 @@ package sqlite
 var migrations = []string{
 	// Version 1.
 	//
-	// Addresses are stored lower case, as directory.NormalizeAddress makes
+	// Addresses are stored lower case, as address.Normalize makes
 	// them. Users, extra addresses and aliases share one namespace, which
 	// the code checks inside the writing transaction. Times are Unix
 	// seconds.

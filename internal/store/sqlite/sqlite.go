@@ -111,10 +111,9 @@ func OpenWith(dataDir string, opts Options) (*Store, error) {
 	// when the database is created (an older one keeps its mode until a
 	// VACUUM): its pointer map tells a deletion where an inline body's
 	// next overflow page is, so QUIT frees the pages of the bodies it
-	// deletes without reading them (BenchmarkDelete/20KiB: 27.5-29.6 ->
-	// 24.0-26.2 us per message, more where the pages are not cached), and
-	// PRAGMA incremental_vacuum can give freed pages back to the file
-	// system.
+	// deletes without reading them (BenchmarkDelete; more so where the
+	// pages are not cached), and PRAGMA incremental_vacuum can give freed
+	// pages back to the file system.
 	// The checkpoints are the checkpointer's (checkpoint.go).
 	w := openDB(path + "?" + params + "&_pragma=auto_vacuum(2)&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_pragma=temp_store(2)" +
 		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", writerAutocheckpoint))

@@ -1,4 +1,4 @@
-package server
+package maildrop
 
 import (
 	"context"
@@ -11,18 +11,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postoffice-mail/postoffice/internal/config"
+	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/journal"
 	"github.com/postoffice-mail/postoffice/internal/pop3"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
-// policyEnv is a pop3Backend over a real store with a settable clock.
+// policyEnv is a Backend over a real store with a settable clock.
 type policyEnv struct {
 	t   *testing.T
 	st  *sqlite.Store
-	b   *pop3Backend
+	b   *Backend
 	now time.Time
 	bg  sync.WaitGroup // the backend's background writes, as in serve
 }
@@ -34,9 +34,10 @@ func newPolicyEnv(t *testing.T, delay, expire time.Duration) *policyEnv {
 	}
 	t.Cleanup(func() { st.Close() })
 	e := &policyEnv{t: t, st: st, now: time.Unix(1700000000, 0)}
-	e.b = &pop3Backend{st: st, logins: newLogins(st, config.Auth{}, slog.New(slog.DiscardHandler)), holder: "test", loginDelay: delay, expire: expire,
-		journal: journal.NewSyncWriter(st, slog.New(slog.DiscardHandler)), log: slog.New(slog.DiscardHandler),
-		now: func() time.Time { return e.now }, background: &e.bg}
+	e.b = &Backend{Store: st, Logins: directory.NewLogins(directory.NewAuthenticatorTTL(st, 0), nil, slog.New(slog.DiscardHandler)), Holder: "test",
+		Policy:  Policy{LoginDelay: delay, Expire: expire},
+		Journal: journal.NewSyncWriter(st, slog.New(slog.DiscardHandler)), Log: slog.New(slog.DiscardHandler),
+		Now: func() time.Time { return e.now }, Background: &e.bg}
 	t.Cleanup(e.bg.Wait) // before the store closes
 	return e
 }

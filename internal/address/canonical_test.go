@@ -1,14 +1,12 @@
-package directory
+package address
 
 import (
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
-func TestNormalizeAddress(t *testing.T) {
+func TestNormalize(t *testing.T) {
 	tests := []struct {
 		in, want string // want "" means invalid
 	}{
@@ -52,15 +50,15 @@ func TestNormalizeAddress(t *testing.T) {
 		{"a@" + strings.Repeat("b.", 126) + "example", ""}, // over 254 octets
 	}
 	for _, tt := range tests {
-		got, err := NormalizeAddress(tt.in)
+		got, err := Normalize(tt.in)
 		if tt.want == "" {
-			if err == nil || !errors.Is(err, store.ErrInvalid) {
-				t.Errorf("NormalizeAddress(%q) = %q, %v; want an error wrapping store.ErrInvalid", tt.in, got, err)
+			if err == nil || !errors.Is(err, ErrSyntax) {
+				t.Errorf("Normalize(%q) = %q, %v; want an error wrapping ErrSyntax", tt.in, got, err)
 			}
 			continue
 		}
 		if err != nil || got != tt.want {
-			t.Errorf("NormalizeAddress(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			t.Errorf("Normalize(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 }
@@ -82,8 +80,8 @@ func TestNormalizeDomain(t *testing.T) {
 	for _, tt := range tests {
 		got, err := NormalizeDomain(tt.in)
 		if tt.want == "" {
-			if !errors.Is(err, store.ErrInvalid) {
-				t.Errorf("NormalizeDomain(%q) = %q, %v; want an error wrapping store.ErrInvalid", tt.in, got, err)
+			if !errors.Is(err, ErrSyntax) {
+				t.Errorf("NormalizeDomain(%q) = %q, %v; want an error wrapping ErrSyntax", tt.in, got, err)
 			}
 			continue
 		}

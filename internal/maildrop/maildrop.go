@@ -1,4 +1,9 @@
-package server
+// Package maildrop gives the POP3 engine its maildrops from the store, and
+// applies the POP3 policies of RFC 2449 that govern them: LOGIN-DELAY
+// (section 6.5) and EXPIRE (section 6.7), each the server's setting unless
+// the user has its own. It also formats the unique-ids UIDL shows. The
+// pop3 package never sees the store; this one never sees the wire.
+package maildrop
 
 import (
 	"context"
@@ -17,50 +22,34 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
-// pop3Backend adapts the directory and the mailbox store to the small
-// interface the POP3 server depends on, and applies the RFC 2449 policies:
-// LOGIN-DELAY (section 6.5) and EXPIRE (section 6.7), each the server's
-// setting unless the user has its own.
-type pop3Backend struct {
-	st     store.Store
-	logins *logins
-	holder string // who holds the lock, for diagnostics
+// Backend adapts the directory and the mailbox store to the small
+// interface the POP3 server depends on (pop3.Backend).
+type Backend struct {
+	Store  store.Store
+	Logins *directory.Logins
+	Holder string // who holds the lock, for diagnostics
 
-	loginDelay time.Duration
-	expire     time.Duration // negative: never
-	journal    *journal.Writer
-	metrics    *metrics.Metrics
-	log        *slog.Logger
-	now        func() time.Time // nil: time.Now
-	// background, when set, lets a login that no login delay depends on
+	// Policy is the server's LOGIN-DELAY and EXPIRE.
+	Policy  Policy
+	Journal *journal.Writer
+	Metrics *metrics.Metrics // nil: none
+	Log     *slog.Logger
+	Now     func() time.Time // nil: time.Now
+	// Background, when set, lets a login that no login delay depends on
 	// record its time after the reply (see open).
-	background *sync.WaitGroup
+	Background *sync.WaitGroup
 }
 
-func (b *pop3Backend) clock() time.Time {
-	if b.now != nil {
-		return b.now()
-	}
-	return time.Now()
+// Policy is the server's setting of the RFC 2449 policies.
+type Policy struct {
+	LoginDelay time.Duration // 0: none
+	Expire     time.Duration // negative: never
 }
 
-func (b *pop3Backend) Authenticate(ctx context.Context, login, password string) (string, error) {
-	u, err := b.logins.check(ctx, login, password)
-	if err != nil {
-		if errors.Is(err, directory.ErrAuthFailed) {
-			b.metrics.Login("pop3", false)
-			return "", pop3.ErrAuthFailed
-		}
-		// A ban too: RFC 3206 [SYS/TEMP], try again later.
-		return "", pop3.TempError{Err: err}
-	}
-	b.metrics.Login("pop3", true)
-	return u.Address, nil
-}
-
-// policy returns the user's effective login delay and expire.
-func (b *pop3Backend) policy(u store.User) (loginDelay, expire time.Duration) {
-	loginDelay, expire = b.loginDelay, b.expire
+// For returns the user's effective login delay and expire: the user's
+// own value where it has one, the server's otherwise.
+func (p Policy) For(u store.User) (loginDelay, expire time.Duration) {
+	loginDelay, expire = p.LoginDelay, p.Expire
 	if u.LoginDelay != nil {
 		loginDelay = *u.LoginDelay
 	}
@@ -70,8 +59,31 @@ func (b *pop3Backend) policy(u store.User) (loginDelay, expire time.Duration) {
 	return loginDelay, expire
 }
 
-func (b *pop3Backend) OpenMaildrop(ctx context.Context, user string) (pop3.Maildrop, error) {
-	u, err := b.st.UserByAddress(ctx, user)
+func (b *Backend) clock() time.Time {
+	if b.Now != nil {
+		return b.Now()
+	}
+	return time.Now()
+}
+
+// Authenticate implements pop3.Backend.
+func (b *Backend) Authenticate(ctx context.Context, login, password string) (string, error) {
+	u, err := b.Logins.Check(ctx, login, password)
+	if err != nil {
+		if errors.Is(err, directory.ErrAuthFailed) {
+			b.Metrics.Login("pop3", false)
+			return "", pop3.ErrAuthFailed
+		}
+		// A ban too: RFC 3206 [SYS/TEMP], try again later.
+		return "", pop3.TempError{Err: err}
+	}
+	b.Metrics.Login("pop3", true)
+	return u.Address, nil
+}
+
+// OpenMaildrop implements pop3.Backend.
+func (b *Backend) OpenMaildrop(ctx context.Context, user string) (pop3.Maildrop, error) {
+	u, err := b.Store.UserByAddress(ctx, user)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			// Deleted between authentication and now.
@@ -79,7 +91,7 @@ func (b *pop3Backend) OpenMaildrop(ctx context.Context, user string) (pop3.Maild
 		}
 		return nil, pop3.TempError{Err: err}
 	}
-	lock, err := b.st.Lock(ctx, u.ID, b.holder)
+	lock, err := b.Store.Lock(ctx, u.ID, b.Holder)
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
 			return nil, pop3.ErrInUse
@@ -95,24 +107,24 @@ func (b *pop3Backend) OpenMaildrop(ctx context.Context, user string) (pop3.Maild
 }
 
 // open runs under the maildrop lock, which orders the logins of one user.
-func (b *pop3Backend) open(ctx context.Context, userID int64, lock store.MaildropLock) (*maildrop, error) {
-	u, err := b.st.UserByID(ctx, userID) // LastLogin as of the lock
+func (b *Backend) open(ctx context.Context, userID int64, lock store.MaildropLock) (*maildrop, error) {
+	u, err := b.Store.UserByID(ctx, userID) // LastLogin as of the lock
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, pop3.ErrAuthFailed
 		}
 		return nil, pop3.TempError{Err: err}
 	}
-	delay, expire := b.policy(u)
+	delay, expire := b.Policy.For(u)
 	now := b.clock()
 	// RFC 2449 section 6.5: at most one login per delay.
 	if delay > 0 && !u.LastLogin.IsZero() && now.Sub(u.LastLogin) < delay {
 		return nil, fmt.Errorf("%s logged in at %s, login delay %v: %w", u.Address, u.LastLogin.Format(time.RFC3339), delay, pop3.ErrLoginDelay)
 	}
-	if delay > 0 || b.background == nil {
+	if delay > 0 || b.Background == nil {
 		// The time of this login is what enforces the next login delay,
 		// so it is durable before the login succeeds.
-		if err := b.st.RecordLogin(ctx, u.ID, now); err != nil {
+		if err := b.Store.RecordLogin(ctx, u.ID, now); err != nil {
 			if delay > 0 {
 				return nil, pop3.TempError{Err: err}
 			}
@@ -123,10 +135,10 @@ func (b *pop3Backend) open(ctx context.Context, userID int64, lock store.Maildro
 		// console): the client need not wait for a commit, and a store
 		// that cannot write (disk full) must not keep users from their
 		// mail.
-		b.background.Go(func() {
+		b.Background.Go(func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			if err := b.st.RecordLogin(ctx, u.ID, now); err != nil {
+			if err := b.Store.RecordLogin(ctx, u.ID, now); err != nil {
 				b.recordFailed(u, err)
 			}
 		})
@@ -134,13 +146,13 @@ func (b *pop3Backend) open(ctx context.Context, userID int64, lock store.Maildro
 	// RFC 2449 section 6.7: messages retrieved longer ago than the
 	// retention period go before the snapshot is taken.
 	if expire >= 0 {
-		if err := expireMailbox(ctx, b.st, b.journal, u, now.Add(-expire)); err != nil {
+		if err := Expire(ctx, b.Store, b.Journal, u, now.Add(-expire)); err != nil {
 			return nil, pop3.TempError{Err: err}
 		}
 	}
 	// RFC 1939 section 4: the snapshot is taken once the maildrop is locked,
 	// so mail delivered during the session shows up in the next one.
-	infos, err := b.st.List(ctx, u.ID)
+	infos, err := b.Store.List(ctx, u.ID)
 	if err != nil {
 		return nil, pop3.TempError{Err: err}
 	}
@@ -152,21 +164,46 @@ func (b *pop3Backend) open(ctx context.Context, userID int64, lock store.Maildro
 	return md, nil
 }
 
-func (b *pop3Backend) recordFailed(u store.User, err error) {
-	if b.log != nil {
-		b.log.Warn("could not record the login time", "user", u.Address, "err", err)
+func (b *Backend) recordFailed(u store.User, err error) {
+	if b.Log != nil {
+		b.Log.Warn("could not record the login time", "user", u.Address, "err", err)
 	}
 }
 
-// expireMailbox removes the user's messages retrieved before the cut and
-// journals them.
-func expireMailbox(ctx context.Context, st store.Store, j *journal.Writer, u store.User, before time.Time) error {
+// Expire removes the user's messages retrieved before the cut and
+// journals them (RFC 2449 section 6.7).
+func Expire(ctx context.Context, st store.Store, j *journal.Writer, u store.User, before time.Time) error {
 	gone, err := st.ExpireRetrieved(ctx, u.ID, before)
 	if err != nil {
 		return err
 	}
 	for _, m := range gone {
 		j.Record(store.JournalEntry{Event: store.EventExpired, User: u.Address, Size: m.Size, Detail: fmt.Sprintf("uid %d", m.UID)})
+	}
+	return nil
+}
+
+// Sweep expires (Expire) the messages whose retention has run out in
+// every mailbox not in use; a mailbox in use is expired at its next login.
+// holder names the sweep in the locks it takes.
+func Sweep(ctx context.Context, st store.Store, j *journal.Writer, p Policy, holder string, now time.Time, log *slog.Logger) error {
+	users, err := st.ListUsers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		_, expire := p.For(u)
+		if expire < 0 {
+			continue
+		}
+		lock, err := st.Lock(ctx, u.ID, holder)
+		if err != nil {
+			continue // in use: its next login expires it
+		}
+		if err := Expire(ctx, st, j, u, now.Add(-expire)); err != nil {
+			log.Error("sweep: expiring messages", "user", u.Address, "err", err)
+		}
+		lock.Unlock()
 	}
 	return nil
 }
@@ -193,7 +230,7 @@ func UIDL(validity uint32, uid uint64) string {
 }
 
 type maildrop struct {
-	b     *pop3Backend
+	b     *Backend
 	user  store.User
 	lock  store.MaildropLock
 	infos []store.MessageInfo
@@ -209,7 +246,7 @@ type maildrop struct {
 func (m *maildrop) Messages() []pop3.Message { return m.msgs }
 
 func (m *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
-	rc, err := m.b.st.Open(ctx, m.user.ID, m.infos[i].UID)
+	rc, err := m.b.Store.Open(ctx, m.user.ID, m.infos[i].UID)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, err
@@ -228,7 +265,7 @@ func (m *maildrop) Retrieved(i int) {
 		m.firstRetr = now
 	}
 	m.retrieved = append(m.retrieved, i)
-	m.b.journal.Record(store.JournalEntry{Time: now, Event: store.EventRetrieved, User: m.user.Address,
+	m.b.Journal.Record(store.JournalEntry{Time: now, Event: store.EventRetrieved, User: m.user.Address,
 		Size: m.infos[i].Size, Detail: fmt.Sprintf("uid %d", m.infos[i].UID)})
 }
 
@@ -248,8 +285,8 @@ func (m *maildrop) flushRetrieved(ctx context.Context) {
 	for k, i := range m.retrieved {
 		uids[k] = m.infos[i].UID
 	}
-	if err := m.b.st.MarkRetrieved(ctx, m.user.ID, uids, m.firstRetr); err != nil {
-		m.b.log.Error("recording retrieved messages", "user", m.user.Address, "err", err)
+	if err := m.b.Store.MarkRetrieved(ctx, m.user.ID, uids, m.firstRetr); err != nil {
+		m.b.Log.Error("recording retrieved messages", "user", m.user.Address, "err", err)
 		return
 	}
 	m.retrieved = m.retrieved[:0]
@@ -297,7 +334,7 @@ func (m *maildrop) Commit(ctx context.Context, deleted []int) error {
 	m.flushRetrieved(ctx)
 	now := m.b.clock()
 	for _, i := range deleted {
-		m.b.journal.Record(store.JournalEntry{Time: now, Event: store.EventDeleted, User: m.user.Address,
+		m.b.Journal.Record(store.JournalEntry{Time: now, Event: store.EventDeleted, User: m.user.Address,
 			Size: m.infos[i].Size, Detail: fmt.Sprintf("uid %d", m.infos[i].UID)})
 	}
 	return nil

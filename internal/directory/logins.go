@@ -1,4 +1,4 @@
-package server
+package directory
 
 import (
 	"context"
@@ -8,39 +8,31 @@ import (
 
 	"github.com/postoffice-mail/postoffice/internal/authguard"
 	"github.com/postoffice-mail/postoffice/internal/clientinfo"
-	"github.com/postoffice-mail/postoffice/internal/config"
-	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
-// logins is what every password login goes through, POP3 and SMTP AUTH
+// Logins is what every password login goes through, POP3 and SMTP AUTH
 // alike: the ban check, the directory (with its cache of recent
 // verifications), and the growing penalty for failures. One value is
 // shared by all services so that failures count across protocols.
-type logins struct {
-	auth  *directory.Authenticator
+type Logins struct {
+	auth  *Authenticator
 	guard *authguard.Guard // nil when the penalty is off
 	log   *slog.Logger
 }
 
-func newLogins(st store.Directory, c config.Auth, log *slog.Logger) *logins {
-	l := &logins{auth: directory.NewAuthenticatorTTL(st, time.Duration(c.CacheTTL)), log: log}
-	if c.Penalty {
-		l.guard = authguard.New(authguard.Config{
-			IPBanAfter:   c.IPBanAfter,
-			NameBanAfter: c.NameBanAfter,
-			BanFor:       time.Duration(c.BanTime),
-		})
-	}
-	return l
+// NewLogins checks passwords with auth; guard (nil for none) bans and
+// delays clients and names that fail too often.
+func NewLogins(auth *Authenticator, guard *authguard.Guard, log *slog.Logger) *Logins {
+	return &Logins{auth: auth, guard: guard, log: log}
 }
 
-// check authenticates login. It returns authguard.ErrBanned while the
+// Check authenticates login. It returns authguard.ErrBanned while the
 // client or the name is banned (without looking at the password), an
-// error wrapping directory.ErrAuthFailed after the penalty delay, or the
+// error wrapping ErrAuthFailed after the penalty delay, or the
 // user. The attempt counts against the ban thresholds from before the
 // password is verified (authguard.Guard.Begin).
-func (l *logins) check(ctx context.Context, login, password string) (store.User, error) {
+func (l *Logins) Check(ctx context.Context, login, password string) (store.User, error) {
 	remote := clientinfo.Remote(ctx)
 	attempt, err := l.guard.Begin(ctx, remote, login)
 	if err != nil {
@@ -51,7 +43,7 @@ func (l *logins) check(ctx context.Context, login, password string) (store.User,
 	}
 	u, err := l.auth.Authenticate(ctx, login, password)
 	switch {
-	case errors.Is(err, directory.ErrAuthFailed):
+	case errors.Is(err, ErrAuthFailed):
 		delay, banned := attempt.Failed()
 		if banned {
 			l.log.Warn("too many failed logins: banned", "remote", remote, "login", login)
@@ -72,6 +64,6 @@ func (l *logins) check(ctx context.Context, login, password string) (store.User,
 	return u, err
 }
 
-// penalized reports whether the guard delays failures itself (then the
+// Penalized reports whether the guard delays failures itself (then the
 // POP3 server's own fixed delay is not needed).
-func (l *logins) penalized() bool { return l.guard != nil }
+func (l *Logins) Penalized() bool { return l.guard != nil }

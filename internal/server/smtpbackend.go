@@ -10,6 +10,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/router"
 	"github.com/postoffice-mail/postoffice/internal/smtpd"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
@@ -32,7 +33,7 @@ func (b *smtpBackend) Authenticate(ctx context.Context, login, password string) 
 		}
 		if errors.Is(err, authguard.ErrBanned) {
 			// RFC 4954 section 6: 454 4.7.0 temporary authentication failure.
-			return "", &smtpd.Error{Code: 454, Enhanced: [3]int{4, 7, 0}, Message: "Too many failed logins, try again later"}
+			return "", smtpreply.New(454, "4.7.0", "Too many failed logins, try again later")
 		}
 		return "", err
 	}
@@ -62,14 +63,13 @@ func (b *smtpBackend) checkSenderRule(ctx context.Context, env *smtpd.Envelope) 
 	if env.AuthUser == "" || !b.requireSenderMatch {
 		return nil
 	}
-	denied := &smtpd.Error{Code: 553, Enhanced: [3]int{5, 7, 1},
-		Message: "Sender address " + env.From + " is not one of yours (" + env.AuthUser + ")"}
+	denied := smtpreply.New(553, "5.7.1", "Sender address "+env.From+" is not one of yours ("+env.AuthUser+")")
 	if env.From == "" {
 		return denied
 	}
 	from, err := directory.NormalizeAddress(env.From)
 	if err != nil {
-		return &smtpd.Error{Code: 553, Enhanced: [3]int{5, 1, 7}, Message: "Bad sender address syntax"}
+		return smtpreply.New(553, "5.1.7", "Bad sender address syntax")
 	}
 	u, err := b.st.UserByAddress(ctx, from)
 	if err != nil {
@@ -119,7 +119,7 @@ func routerEnvelope(env *smtpd.Envelope) *router.Envelope {
 		source = "submission"
 	}
 	return &router.Envelope{
-		From: env.From, To: env.To, Helo: env.Helo, RemoteAddr: env.RemoteAddr,
+		ID: env.ID, From: env.From, To: env.To, Helo: env.Helo, RemoteAddr: env.RemoteAddr,
 		TLS: env.TLS, AuthUser: env.AuthUser, Protocol: proto, Source: source,
 	}
 }
@@ -128,13 +128,16 @@ func routerEnvelope(env *smtpd.Envelope) *router.Envelope {
 // failure of smtpd's own body reader (size limit, bare LF) is found inside
 // the router's error and passed back as it was.
 func replyOf(err error) error {
-	var se *smtpd.Error
-	if errors.As(err, &se) {
-		return se
+	if err == nil {
+		return nil
+	}
+	if r, ok := smtpreply.As(err); ok {
+		return r
 	}
 	var re *router.Error
 	if errors.As(err, &re) {
-		return &smtpd.Error{Code: re.Code, Enhanced: re.Enhanced, Message: re.Message}
+		return smtpreply.Reply{Code: re.Code, Status: smtpreply.Status{Class: re.Enhanced[0], Subject: re.Enhanced[1], Detail: re.Enhanced[2]},
+			Text: []string{re.Message}}
 	}
 	return err
 }

@@ -152,9 +152,9 @@ func TestQuotedSenderInjection(t *testing.T) {
 	} {
 		c.cmd("MAIL FROM:<"+from+">", 501, "5.1.7")
 	}
-	c.cmd(`MAIL FROM:<"a SMTPUTF8 NOTIFY=NEVER x"@evil.test>`, 250, "2.0.0")
+	c.cmd(`MAIL FROM:<"a SMTPUTF8 NOTIFY=NEVER x"@evil.test>`, 250, "2.1.0")
 	c.cmd(`RCPT TO:<"x> NOTIFY=NEVER"@example.org>`, 501, "5.1.3")
-	c.cmd("RCPT TO:<fwd@example.org>", 250, "2.0.0")
+	c.cmd("RCPT TO:<fwd@example.org>", 250, "2.1.5")
 	c.cmd("DATA", 354, "")
 	fmt.Fprintf(c.c, "From: a@evil.test\r\nSubject: quoted\r\n\r\nhello\r\n.\r\n")
 	c.expect(250, "2.0.0")
@@ -197,7 +197,7 @@ func TestMXAuthSenderRule(t *testing.T) {
 		t.Errorf("EHLO on port 25 offers AUTH by default")
 	}
 	c.cmd("AUTH PLAIN "+plainAuth("alice@example.org", "pw-a"), 503, "5.5.1")
-	c.cmd("MAIL FROM:<ceo@bank.com>", 250, "2.0.0") // an ordinary inbound sender
+	c.cmd("MAIL FROM:<ceo@bank.com>", 250, "2.1.0") // an ordinary inbound sender
 	c.cmd("RCPT TO:<victim@elsewhere.test>", 554, "5.7.1")
 	c.cmd("QUIT", 221, "")
 	in.stop()
@@ -210,8 +210,8 @@ func TestMXAuthSenderRule(t *testing.T) {
 	c.cmd("AUTH PLAIN "+plainAuth("alice@example.org", "pw-a"), 235, "")
 	c.cmd("MAIL FROM:<ceo@bank.com>", 553, "5.7.1")
 	c.cmd("MAIL FROM:<>", 553, "5.7.1")
-	c.cmd("MAIL FROM:<alice@example.org>", 250, "2.0.0")
-	c.cmd("RCPT TO:<friend@elsewhere.test>", 250, "2.0.0")
+	c.cmd("MAIL FROM:<alice@example.org>", 250, "2.1.0")
+	c.cmd("RCPT TO:<friend@elsewhere.test>", 250, "2.1.5")
 	c.cmd("RSET", 250, "")
 	c.cmd("QUIT", 221, "")
 }

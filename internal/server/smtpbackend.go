@@ -3,8 +3,9 @@ package server
 import (
 	"context"
 	"errors"
-	"github.com/postoffice-mail/postoffice/internal/authguard"
 	"io"
+
+	"github.com/postoffice-mail/postoffice/internal/authguard"
 
 	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/metrics"

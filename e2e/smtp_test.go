@@ -41,7 +41,8 @@ try:
     if a.get("user"):
         s.login(a["user"], a["password"])
     msg = base64.b64decode(a["msg"])
-    out["refused"] = {k: [v[0], v[1].decode()] for k, v in s.sendmail(a["from"], a["to"], msg).items()}
+    opts = a.get("mail_options") or []
+    out["refused"] = {k: [v[0], v[1].decode()] for k, v in s.sendmail(a["from"], a["to"], msg, mail_options=opts).items()}
     s.quit()
 except smtplib.SMTPRecipientsRefused as e:
     out["refused"] = {k: [v[0], v[1].decode()] for k, v in e.recipients.items()}
@@ -69,6 +70,7 @@ type smtpSend struct {
 	msg            string
 	starttls, ssl  bool
 	user, password string
+	options        []string // MAIL FROM parameters, e.g. SMTPUTF8
 }
 
 func sendmail(t *testing.T, s smtpSend) smtpResult {
@@ -80,7 +82,7 @@ func sendmail(t *testing.T, s smtpSend) smtpResult {
 	arg, _ := json.Marshal(map[string]any{
 		"host": host, "port": portN, "from": s.from, "to": s.to,
 		"msg": base64.StdEncoding.EncodeToString([]byte(s.msg)), "starttls": s.starttls, "ssl": s.ssl,
-		"user": s.user, "password": s.password,
+		"user": s.user, "password": s.password, "mail_options": s.options,
 	})
 	cmd := exec.Command("python3", "-c", smtpScript)
 	cmd.Stdin = bytes.NewReader(arg)

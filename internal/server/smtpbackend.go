@@ -107,8 +107,12 @@ func transaction(env *smtpd.Envelope) *router.Envelope {
 }
 
 func routerEnvelope(env *smtpd.Envelope) *router.Envelope {
-	// RFC 3848: the "with" protocol type records TLS (S) and AUTH (A).
+	// RFC 3848: the "with" protocol type records TLS (S) and AUTH (A);
+	// RFC 6531 section 3.7.3: UTF8SMTP for a transaction with SMTPUTF8.
 	proto := "ESMTP"
+	if env.SMTPUTF8 {
+		proto = "UTF8SMTP"
+	}
 	if env.TLS != "" {
 		proto += "S"
 	}

@@ -41,8 +41,8 @@ try:
     if a.get("user"):
         s.login(a["user"], a["password"])
     msg = base64.b64decode(a["msg"])
-    opts = a.get("mail_options") or []
-    out["refused"] = {k: [v[0], v[1].decode()] for k, v in s.sendmail(a["from"], a["to"], msg, mail_options=opts).items()}
+    opts, ropts = a.get("mail_options") or [], a.get("rcpt_options") or []
+    out["refused"] = {k: [v[0], v[1].decode()] for k, v in s.sendmail(a["from"], a["to"], msg, mail_options=opts, rcpt_options=ropts).items()}
     s.quit()
 except smtplib.SMTPRecipientsRefused as e:
     out["refused"] = {k: [v[0], v[1].decode()] for k, v in e.recipients.items()}
@@ -71,6 +71,7 @@ type smtpSend struct {
 	starttls, ssl  bool
 	user, password string
 	options        []string // MAIL FROM parameters, e.g. SMTPUTF8
+	rcptOptions    []string // RCPT TO parameters, for every recipient
 }
 
 func sendmail(t *testing.T, s smtpSend) smtpResult {
@@ -82,7 +83,7 @@ func sendmail(t *testing.T, s smtpSend) smtpResult {
 	arg, _ := json.Marshal(map[string]any{
 		"host": host, "port": portN, "from": s.from, "to": s.to,
 		"msg": base64.StdEncoding.EncodeToString([]byte(s.msg)), "starttls": s.starttls, "ssl": s.ssl,
-		"user": s.user, "password": s.password, "mail_options": s.options,
+		"user": s.user, "password": s.password, "mail_options": s.options, "rcpt_options": s.rcptOptions,
 	})
 	cmd := exec.Command("python3", "-c", smtpScript)
 	cmd.Stdin = bytes.NewReader(arg)

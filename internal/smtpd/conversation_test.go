@@ -132,7 +132,8 @@ func TestConversation(t *testing.T) {
 		{send: "RCPT TO:<b@example.org> NOTIFY", want: "501 5.5.4 Syntax: NOTIFY=NEVER or NOTIFY=SUCCESS,FAILURE,DELAY"},
 		{send: "RCPT TO:<b@example.org> ORCPT=rfc822", want: "501 5.5.4 Syntax: ORCPT=addr-type;xtext"},
 		{send: "RCPT TO:<b@example.org> ORCPT=rfc822;b+0D+0AX-Injected:+20yes", want: "501 5.5.4 Syntax: ORCPT=addr-type;xtext"},
-		{send: "RCPT TO:<b@example.org> ORCPT=rfc822;j+C3+BCrgen@example.org", want: "501 5.5.4 Syntax: ORCPT=addr-type;xtext"},
+		{send: "RCPT TO:<b@example.org> ORCPT=rfc822;j+FCrgen@example.org", want: "501 5.5.4 Syntax: ORCPT=addr-type;xtext"},
+		{send: "RCPT TO:<b@example.org> ORCPT=rfc822;b+C2+85@example.org", want: "501 5.5.4 Syntax: ORCPT=addr-type;xtext"},
 		{send: "RCPT TO:<b@example.org> ORCPT=utf-8;j\\x{0D}x@example.org", want: "501 5.5.4 Syntax: ORCPT=addr-type;xtext"},
 		{send: "RCPT TO:<nobody@example.org>", want: "550 5.1.1 No such user here"},
 		{send: "DATA", want: "554 5.5.1 No valid recipients"},
@@ -190,6 +191,8 @@ func TestDSNParameters(t *testing.T) {
 		{send: "RCPT TO:<d@example.org> NOTIFY=NEVER", want: "250 2.1.5 Ok"},
 		{send: `RCPT TO:<e@example.org> ORCPT=utf-8;j\x{FC}rgen@example.org NOTIFY=DELAY`, want: "250 2.1.5 Ok"},
 		{send: "RCPT TO:<f@example.org> ORCPT=UTF-8;josé@example.org", want: "250 2.1.5 Ok"},
+		// As Postfix sends an internationalized original recipient.
+		{send: "RCPT TO:<g@example.org> ORCPT=rfc822;j+C3+BCrgen@example.org", want: "250 2.1.5 Ok"},
 		{send: "DATA", want: "354 End data with <CR><LF>.<CR><LF>"},
 		{send: "x\r\n.\r\n", raw: true, want: "250 2.0.0 Ok: queued as *"},
 		// unitext needs SMTPUTF8 on MAIL.
@@ -207,8 +210,9 @@ func TestDSNParameters(t *testing.T) {
 		{Notify: []string{"NEVER"}},
 		{Notify: []string{"DELAY"}, ORcptType: "utf-8", ORcpt: "jürgen@example.org"},
 		{ORcptType: "utf-8", ORcpt: "josé@example.org"},
+		{ORcptType: "rfc822", ORcpt: "jürgen@example.org"},
 	}
-	if env.Ret != "HDRS" || env.EnvID != "QQ+x=1" || !env.SMTPUTF8 || !reflect.DeepEqual(env.DSN, want) || len(env.To) != 5 {
+	if env.Ret != "HDRS" || env.EnvID != "QQ+x=1" || !env.SMTPUTF8 || !reflect.DeepEqual(env.DSN, want) || len(env.To) != 6 {
 		t.Fatalf("envelope Ret %q EnvID %q DSN %+v To %q", env.Ret, env.EnvID, env.DSN, env.To)
 	}
 }

@@ -126,6 +126,7 @@ func (s *session) receive(src dataSource, bdat bool) bool {
 
 	attrs := []any{"id", env.ID, "from", env.From, "rcpts", env.To, "size", body.n, "helo", env.Helo,
 		"tls", env.TLS, "auth", env.AuthUser, "bdat", bdat, "duration", time.Since(start).Round(time.Millisecond)}
+	attrs = append(attrs, dsnAttrs(env)...)
 	if ferr != nil {
 		return s.dataFailed(src, ferr, attrs)
 	}
@@ -492,4 +493,23 @@ func (b *bodyReader) finish() bool {
 	var one [1]byte
 	n, err := b.Read(one[:])
 	return n == 0 && err == io.EOF
+}
+
+// dsnAttrs are the DSN parameters of a transaction for its log line, when
+// it has any (RFC 3461 sections 4.1 to 4.4).
+func dsnAttrs(env *Envelope) []any {
+	var out []any
+	if env.Ret != "" {
+		out = append(out, "ret", env.Ret)
+	}
+	if env.EnvID != "" {
+		out = append(out, "envid", env.EnvID)
+	}
+	for _, d := range env.DSN {
+		if d.Notify != nil || d.ORcpt != "" {
+			out = append(out, "dsn", env.DSN)
+			break
+		}
+	}
+	return out
 }

@@ -274,11 +274,13 @@ func parseNotify(v string) ([]string, bool) {
 }
 
 // parseORcpt reads ORCPT's value (RFC 3461 section 4.2), "addr-type;xtext"
-// of at most 500 characters. The "rfc822" type is xtext of an ASCII
-// address; the "utf-8" type (RFC 6533 section 3) carries non-ASCII as
-// "\x{HEX}", or as UTF-8 itself with SMTPUTF8. The type is returned lower
-// case, the address decoded; it must hold no control character, since it
-// is written back into notifications and to the next hop.
+// of at most 500 characters. The "rfc822" type is xtext of an address,
+// ASCII by the RFC, but Postfix sends the UTF-8 of an internationalized
+// original recipient in it ("j+C3+BCrgen@..."): taken when it is valid
+// UTF-8. The "utf-8" type (RFC 6533 section 3) carries non-ASCII as
+// "\x{HEX}", or as UTF-8 itself with SMTPUTF8. The type is returned
+// lower case, the address decoded; it must hold no control character,
+// since it is written back into notifications and to the next hop.
 func parseORcpt(v string, smtputf8 bool) (typ, addr string, ok bool) {
 	if len(v) > 500 {
 		return "", "", false
@@ -292,7 +294,7 @@ func parseORcpt(v string, smtputf8 bool) (typ, addr string, ok bool) {
 		addr, ok = decodeUTF8Addr(x, smtputf8)
 	} else {
 		addr, ok = decodeXtext(x)
-		ok = ok && printableASCII(addr)
+		ok = ok && printable(addr)
 	}
 	if !ok {
 		return "", "", false

@@ -1,0 +1,212 @@
+package testlib
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Postfix is a private Postfix (Debian's package postfix) started by a
+// test as a foreground process (postfix start-fg) with its own
+// configuration, queue and log in a temporary directory, listening on
+// loopback only.
+type Postfix struct {
+	Dir    string // etc/, spool/, data/, postfix.log
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// PostfixConfig is what a test adds to the base configuration (its own
+// directories, loopback, mynetworks 127.0.0.0/8, a log file of its own).
+type PostfixConfig struct {
+	// Main is appended to main.cf.
+	Main string
+	// Listen are the smtpd(8) services of master.cf, one line each
+	// without the address: "-o name=value" options or nothing. Their
+	// ports are picked free and returned by StartPostfix in this order.
+	Listen []string
+	// Files are written into etc/ before the start (lookup tables...).
+	Files map[string]string
+}
+
+// PostfixAvailable skips the test unless a private Postfix can run here:
+// the package is installed and the test runs as root (master(8) starts
+// as root and runs its processes as the postfix user).
+func PostfixAvailable(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("postfix"); err != nil {
+		if _, err := os.Stat("/usr/sbin/postfix"); err != nil {
+			t.Skip("postfix not installed (Debian package postfix)")
+		}
+		os.Setenv("PATH", os.Getenv("PATH")+":/usr/sbin")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("postfix (Debian package postfix) needs root to start its master")
+	}
+	if _, err := user.Lookup("postfix"); err != nil {
+		t.Skipf("no postfix user (Debian package postfix): %v", err)
+	}
+}
+
+// StartPostfix starts a private Postfix; it is stopped at the end of the
+// test, its log shown if the test failed. It returns the ports of the
+// Listen services once each accepts connections.
+func StartPostfix(t testing.TB, cfg PostfixConfig) (*Postfix, []int) {
+	t.Helper()
+	PostfixAvailable(t)
+	owner, _ := user.Lookup("postfix")
+	dir, err := os.MkdirTemp("", "postoffice-postfix-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Postfix's processes run as the postfix user: the directory must be
+	// theirs to enter, and root's (postfix check refuses others).
+	os.Chmod(dir, 0o755)
+	for _, sub := range []string{"etc", "spool", "data"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uid, _ := strconv.Atoi(owner.Uid)
+	gid, _ := strconv.Atoi(owner.Gid)
+	os.Chown(filepath.Join(dir, "data"), uid, gid)
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, "etc", name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, content := range cfg.Files {
+		write(name, content)
+	}
+	write("main.cf", fmt.Sprintf(`compatibility_level = 3.6
+queue_directory = %[1]s/spool
+data_directory = %[1]s/data
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = %[1]s/postfix.log
+maillog_file_prefixes = %[1]s
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+mydestination =
+alias_maps =
+alias_database =
+biff = no
+in_flow_delay = 0
+`, dir)+cfg.Main)
+	var ports []int
+	var master strings.Builder
+	for _, opts := range cfg.Listen {
+		p := freePortInt(t)
+		ports = append(ports, p)
+		fmt.Fprintf(&master, "127.0.0.1:%d inet n - n - - smtpd %s\n", p, opts)
+	}
+	master.WriteString(postfixServices)
+	write("master.cf", master.String())
+
+	etc := filepath.Join(dir, "etc")
+	if out, err := exec.Command("postfix", "-c", etc, "check").CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("postfix check: %v: %s", err, out)
+	}
+	out, err := os.Create(filepath.Join(dir, "master.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Postfix{Dir: dir, exited: make(chan struct{})}
+	p.cmd = exec.Command("postfix", "-c", etc, "start-fg")
+	p.cmd.Stdout, p.cmd.Stderr = out, out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); out.Close(); close(p.exited) }()
+	t.Cleanup(func() {
+		exec.Command("postfix", "-c", etc, "stop").Run()
+		select {
+		case <-p.exited:
+		case <-time.After(30 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			mo, _ := os.ReadFile(filepath.Join(dir, "master.out"))
+			t.Logf("postfix log:\n%s\nmaster output:\n%s", tail([]byte(p.Log()), 300), mo)
+		}
+		os.RemoveAll(dir)
+	})
+	for _, port := range ports {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			select {
+			case <-p.exited:
+				mo, _ := os.ReadFile(filepath.Join(dir, "master.out"))
+				t.Fatalf("postfix exited: %s", mo)
+			default:
+			}
+			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("postfix does not listen on port %d", port)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return p, ports
+}
+
+// Log is Postfix's log so far.
+func (p *Postfix) Log() string {
+	b, _ := os.ReadFile(filepath.Join(p.Dir, "postfix.log"))
+	return string(bytes.ToValidUTF8(b, []byte("?")))
+}
+
+func freePortInt(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// postfixServices are master.cf's other services, as Debian ships them,
+// none chrooted.
+const postfixServices = `pickup    unix n - n 60 1 pickup
+cleanup   unix n - n - 0 cleanup
+qmgr      unix n - n 300 1 qmgr
+tlsmgr    unix - - n 1000? 1 tlsmgr
+rewrite   unix - - n - - trivial-rewrite
+bounce    unix - - n - 0 bounce
+defer     unix - - n - 0 bounce
+trace     unix - - n - 0 bounce
+verify    unix - - n - 1 verify
+flush     unix n - n 1000? 0 flush
+proxymap  unix - - n - - proxymap
+proxywrite unix - - n - 1 proxymap
+smtp      unix - - n - - smtp
+relay     unix - - n - - smtp
+showq     unix n - n - - showq
+error     unix - - n - - error
+retry     unix - - n - - error
+discard   unix - - n - - discard
+local     unix - n n - - local
+virtual   unix - n n - - virtual
+lmtp      unix - - n - - lmtp
+anvil     unix - - n - 1 anvil
+scache    unix - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+tlsproxy  unix - - n - 0 tlsproxy
+`

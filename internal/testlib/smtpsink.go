@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // SMTPSink is an SMTP server on loopback that takes every message and
@@ -27,6 +28,7 @@ type SMTPSink struct {
 
 	mu      sync.Mutex
 	txns    []SinkTxn
+	datas   int // messages ended with a dot, taken or not
 	conns   int
 	open    int
 	maxOpen int
@@ -46,11 +48,25 @@ type SinkOptions struct {
 	Auth         map[string]string // user -> password, AUTH PLAIN (over TLS)
 	// Refuse answers RCPT TO for these addresses with 550 5.1.1.
 	Refuse []string
+	// RcptReply, when set, answers RCPT TO for the address it is given
+	// (as written between the angle brackets): a whole reply line, "451
+	// 4.7.1 Greylisted" say, or "" to take the recipient.
+	RcptReply func(addr string) string
+	// DataReply, when set, answers the end of the n-th message, counted
+	// from 1 over the sink's life: a whole reply line, or "" to take it.
+	DataReply func(n int) string
+	// DataDelay is waited before a message is taken and answered, as by
+	// a server that writes it to disk first.
+	DataDelay time.Duration
+	// Listener, when set, is served instead of a new listener on
+	// 127.0.0.1.
+	Listener net.Listener
 }
 
 // SinkTxn is one message taken.
 type SinkTxn struct {
 	Conn     int      // which connection (1, 2, ...)
+	Helo     string   // the client's EHLO or HELO argument
 	TLS      bool     // it came over TLS
 	AuthUser string   // who authenticated, "" for no one
 	Mail     string   // the MAIL FROM line, parameters included
@@ -64,9 +80,12 @@ func StartSMTPSink(t testing.TB, opts SinkOptions) *SMTPSink {
 	if opts.Hostname == "" {
 		opts.Hostname = "sink.test"
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	l := opts.Listener
+	if l == nil {
+		var err error
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s := &SMTPSink{Addr: l.Addr().String(), opts: opts, l: l}
 	s.wg.Add(1)
@@ -148,7 +167,7 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 		}
 		return strings.TrimSuffix(l, "\r\n"), true
 	}
-	isTLS, authUser := false, ""
+	isTLS, authUser, helo := false, "", ""
 	var txn *SinkTxn
 	if !reply("220 " + s.opts.Hostname + " ESMTP sink") {
 		return
@@ -161,6 +180,7 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 		verb, arg, _ := strings.Cut(line, " ")
 		switch strings.ToUpper(verb) {
 		case "EHLO":
+			helo = arg
 			ext := []string{"250-" + s.opts.Hostname}
 			if !s.opts.NoPipelining {
 				ext = append(ext, "250-PIPELINING")
@@ -190,6 +210,7 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 				return
 			}
 		case "HELO":
+			helo = arg
 			reply("250 " + s.opts.Hostname)
 		case "STARTTLS":
 			if s.opts.Cert == nil || isTLS {
@@ -220,7 +241,7 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 				reply("535 5.7.8 bad credentials")
 			}
 		case "MAIL":
-			txn = &SinkTxn{Conn: n, TLS: isTLS, AuthUser: authUser, Mail: line}
+			txn = &SinkTxn{Conn: n, Helo: helo, TLS: isTLS, AuthUser: authUser, Mail: line}
 			reply("250 2.1.0 ok")
 		case "RCPT":
 			if txn == nil {
@@ -236,6 +257,12 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 			if refused {
 				reply("550 5.1.1 no such user")
 				continue
+			}
+			if s.opts.RcptReply != nil {
+				if r := s.opts.RcptReply(Path(line)); r != "" {
+					reply(r)
+					continue
+				}
 			}
 			txn.Rcpts = append(txn.Rcpts, line)
 			reply("250 2.1.5 ok")
@@ -259,10 +286,22 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 				data.WriteString(strings.TrimPrefix(l, "."))
 			}
 			txn.Data = data.Bytes()
+			time.Sleep(s.opts.DataDelay)
 			s.mu.Lock()
-			s.txns = append(s.txns, *txn)
+			s.datas++
+			refusal := ""
+			if s.opts.DataReply != nil {
+				refusal = s.opts.DataReply(s.datas)
+			}
+			if refusal == "" {
+				s.txns = append(s.txns, *txn)
+			}
 			s.mu.Unlock()
 			txn = nil
+			if refusal != "" {
+				reply(refusal)
+				continue
+			}
 			reply(fmt.Sprintf("250 2.0.0 ok: queued as %d", n))
 		case "RSET":
 			txn = nil
@@ -283,4 +322,26 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 			reply("500 5.5.1 unknown command")
 		}
 	}
+}
+
+// Path returns the path of a MAIL FROM or RCPT TO line as written between
+// its angle brackets ("" for <>): a quoted local part may hold ">".
+func Path(line string) string {
+	i := strings.IndexByte(line, '<')
+	if i < 0 {
+		return ""
+	}
+	rest := line[i+1:]
+	start := 0
+	if strings.HasPrefix(rest, `"`) {
+		for start = 1; start < len(rest) && rest[start] != '"'; start++ {
+			if rest[start] == '\\' {
+				start++
+			}
+		}
+	}
+	if j := strings.IndexByte(rest[min(start, len(rest)):], '>'); j >= 0 {
+		return rest[:start+j]
+	}
+	return rest
 }

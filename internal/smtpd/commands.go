@@ -91,10 +91,11 @@ func (s *session) dispatch(line []byte) bool {
 
 // RFC 5321 section 4.1.1.1: EHLO and HELO open the session, and reset it
 // (section 4.1.4) when sent again. The replies carry no enhanced status
-// code (RFC 2034 section 4).
+// code (RFC 2034 section 4). The argument should be one domain or address
+// literal; more words are taken together, as Postfix does.
 func cmdHelo(s *session, arg string, extended bool) bool {
 	name := strings.TrimSpace(arg)
-	if name == "" || strings.ContainsRune(name, ' ') || !printable(name) {
+	if name == "" || !printable(name) {
 		if extended {
 			return s.respond(smtpreply.New(501, "", "Syntax: EHLO hostname"))
 		}

@@ -97,7 +97,9 @@ func TestConversation(t *testing.T) {
 		{send: "", want: "500 5.5.2 Empty command"},
 		{send: "NOOP\n", raw: true, want: "500 5.5.2 Line must end with CRLF"},
 		{send: "EHLO", want: "501 Syntax: EHLO hostname"},
-		{send: "HELO a b", want: "501 Syntax: HELO hostname"},
+		{send: "HELO   ", want: "501 Syntax: HELO hostname"},
+		{send: "HELO a\x01b", want: "501 Syntax: HELO hostname"},
+		{send: "HELO two words", want: "250 mx.test"},
 		{send: "HELO client.test", want: "250 mx.test"},
 		{send: "ehlo client.test", want: ehloReply},
 

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/emersion/go-smtp"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 )
 
 // eval runs a script in the page and decodes its JSON result into v.
@@ -55,7 +55,7 @@ func TestConsoleCharts(t *testing.T) {
 	sink := startSink(t, l, nil)
 	sink.rcpt = func(to string) error {
 		if strings.HasPrefix(to, "reject@") {
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such mailbox"}
+			return smtpreply.New(550, "5.1.1", "No such mailbox")
 		}
 		return nil
 	}

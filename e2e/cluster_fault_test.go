@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os/exec"
 	"regexp"
@@ -14,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/postoffice-mail/postoffice/internal/store/postgres/pgtest"
+	"github.com/postoffice-mail/postoffice/internal/testlib"
 )
 
 // The cluster under faults: nodes killed with SIGKILL, a second process
@@ -85,79 +84,29 @@ func runFor(t *testing.T, in *instance, d time.Duration, args ...string) result 
 	return result{out.String(), errb.String(), code}
 }
 
-// countSink is an SMTP server that takes a while to accept each message
+// countSink is an SMTP sink that takes a while to accept each message
 // (so that a node killed in the middle of queue work has deliveries in
 // flight) and counts, for each recipient, who delivered it (the EHLO
-// name).
-type countSink struct {
-	delay time.Duration
-	mu    sync.Mutex
-	by    map[string][]string // recipient -> EHLO names, one per delivery
-	total int
-}
+// name). It has a message once the delay has passed, as a real server
+// has it on disk before its 250.
+type countSink struct{ *testlib.SMTPSink }
 
 func startCountSink(t *testing.T, l net.Listener, delay time.Duration) *countSink {
 	t.Helper()
-	k := &countSink{delay: delay, by: map[string][]string{}}
-	s := smtp.NewServer(k)
-	s.Domain = "sink.test"
-	s.ReadTimeout, s.WriteTimeout = time.Minute, time.Minute
-	s.ErrorLog = nopLogger{}
-	go s.Serve(l)
-	t.Cleanup(func() { s.Close() })
-	return k
+	return &countSink{testlib.StartSMTPSink(t, testlib.SinkOptions{Listener: l, DataDelay: delay})}
 }
 
-func (k *countSink) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &countSession{k: k, c: c}, nil
-}
-
-func (k *countSink) count() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.total
-}
+func (k *countSink) count() int { return len(k.Txns()) }
 
 func (k *countSink) deliveries() map[string][]string {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	out := make(map[string][]string, len(k.by))
-	for r, b := range k.by {
-		out[r] = slices.Clone(b)
+	out := map[string][]string{}
+	for _, tx := range k.Txns() {
+		for _, r := range tx.Rcpts {
+			to := testlib.Path(r)
+			out[to] = append(out[to], tx.Helo)
+		}
 	}
 	return out
-}
-
-type countSession struct {
-	k     *countSink
-	c     *smtp.Conn
-	rcpts []string
-}
-
-func (s *countSession) Reset()        { s.rcpts = nil }
-func (s *countSession) Logout() error { return nil }
-func (s *countSession) Mail(string, *smtp.MailOptions) error {
-	return nil
-}
-func (s *countSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.rcpts = append(s.rcpts, to)
-	return nil
-}
-
-// Data counts the message once it is read and the delay has passed: the
-// sink has it then, as a real server has it on disk before its 250.
-func (s *countSession) Data(r io.Reader) error {
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		return err
-	}
-	time.Sleep(s.k.delay)
-	s.k.mu.Lock()
-	defer s.k.mu.Unlock()
-	for _, to := range s.rcpts {
-		s.k.by[to] = append(s.k.by[to], s.c.Hostname())
-	}
-	s.k.total++
-	return nil
 }
 
 // queueBatch submits n messages, each to its own remote recipient

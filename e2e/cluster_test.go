@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"crypto/tls"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -10,9 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/postgres/pgtest"
@@ -39,18 +35,12 @@ func newNode(t *testing.T, dsn, node, queue string) *instance {
 	return newInstanceWith(t, map[string]string{"queue": queue + storeSection(dsn, node)})
 }
 
-// sendMX sends one message to an MX listener with go-smtp's client.
+// sendMX sends one message to an MX listener with Python's smtplib.
 func sendMX(t *testing.T, addr, from string, to []string, msg string) {
 	t.Helper()
-	c, err := smtp.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
+	if r := sendmail(t, smtpSend{addr: addr, from: from, to: to, msg: msg}); r.code() != 250 || len(r.Refused) != 0 {
+		t.Fatalf("sending to %s: %+v", addr, r)
 	}
-	defer c.Close()
-	if err := c.SendMail(from, to, strings.NewReader(msg)); err != nil {
-		t.Fatalf("sending to %s: %v", addr, err)
-	}
-	c.Quit()
 }
 
 // TestClusterTwoNodes is the proof with two nodes: mail in through
@@ -167,18 +157,7 @@ func TestClusterTwoNodes(t *testing.T) {
 // server's certificate.
 func submitPlain(t *testing.T, in *instance, user, pass string, to []string, msg string) {
 	t.Helper()
-	c, err := smtp.DialStartTLS(in.addr("submission"), &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatalf("submission: %v", err)
-	}
-	defer c.Close()
-	if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
-		t.Fatalf("AUTH: %v", err)
-	}
-	if err := c.SendMail(user, to, strings.NewReader(msg)); err != nil {
-		t.Fatalf("sending to %v: %v", to, err)
-	}
-	c.Quit()
+	submit(t, in, user, pass, to, msg)
 }
 
 // popAll returns a user's UIDLs and messages over POP3.

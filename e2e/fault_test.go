@@ -171,7 +171,7 @@ func TestMinFreeSpace(t *testing.T) {
 	c := dialSMTP(t, mx)
 	c.cmd("EHLO client.test", 250, "")
 	c.cmd("MAIL FROM:<s@example.net> SIZE=3000000", 452, "4.3.1")
-	c.cmd("MAIL FROM:<s@example.net> SIZE=1000", 250, "2.0.0")
+	c.cmd("MAIL FROM:<s@example.net> SIZE=1000", 250, "2.1.0")
 	c.cmd("RSET", 250, "")
 
 	// 2 MiB free: no intake at all.

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/emersion/go-smtp"
 )
 
 // dialProxied connects to addr and sends a PROXY protocol v1 header
@@ -59,11 +57,15 @@ func TestProxyProtocol(t *testing.T) {
 
 	// SMTP: the journal names the client the header gave.
 	c, r = dialProxied(t, in.addr("smtp"), "198.51.100.77:2525")
-	sc := smtp.NewClient(&readerConn{Conn: c, r: r})
-	if err := sc.SendMail("sender@example.net", []string{"alice@example.org"}, strings.NewReader(plainMsg)); err != nil {
-		t.Fatalf("SMTP through the proxy: %v", err)
-	}
-	sc.Quit()
+	s := &smtpConn{t: t, c: c, r: r}
+	s.expect(220, "")
+	s.cmd("EHLO client.test", 250, "")
+	s.cmd("MAIL FROM:<sender@example.net>", 250, "2.1.0")
+	s.cmd("RCPT TO:<alice@example.org>", 250, "2.1.5")
+	s.cmd("DATA", 354, "")
+	fmt.Fprintf(c, "%s.\r\n", strings.ReplaceAll(plainMsg, "\r\n.", "\r\n.."))
+	s.expect(250, "2.0.0")
+	s.cmd("QUIT", 221, "")
 	waitFor(t, "the journal entry", func() bool {
 		return strings.Contains(in.must("", "journal", "--event", "received", "--json"), "198.51.100.77:2525")
 	})
@@ -83,12 +85,3 @@ func TestProxyProtocol(t *testing.T) {
 		return strings.Contains(in.logText(), "bad PROXY protocol header")
 	})
 }
-
-// readerConn is a net.Conn whose reads go through r (which may hold bytes
-// already read from it).
-type readerConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }

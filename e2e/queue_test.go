@@ -3,7 +3,6 @@ package e2e
 import (
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"regexp"
@@ -14,13 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/testlib"
 )
 
 // The outbound queue end to end: the real binary delivering to another
-// postoffice instance or to go-smtp sinks on loopback addresses
+// postoffice instance or to SMTP sinks on loopback addresses
 // (127.0.0.0/8), with MX and address records from a miekg/dns server on
 // loopback. Nothing leaves the machine: every name resolves to 127.0.0.x.
 
@@ -64,7 +62,8 @@ func commonPort(t *testing.T, ips ...string) (int, map[string]net.Listener) {
 	return 0, nil
 }
 
-// received is one transaction a sink accepted.
+// received is one transaction a sink accepted: the paths as written
+// between their angle brackets, the data with dot-stuffing undone.
 type received struct {
 	from  string
 	rcpts []string
@@ -72,12 +71,14 @@ type received struct {
 	tls   bool
 }
 
-// mailSink is a go-smtp server recording what it accepts.
+// mailSink is testlib's SMTP sink on a listener of the test's, recording
+// what it accepts; its hooks may refuse.
 type mailSink struct {
+	*testlib.SMTPSink
 	mu    sync.Mutex
-	txns  []received
-	datas int
-	// rcpt and data, when set, may refuse (data counts DATA commands).
+	datas int // messages sent, refused or not
+	// rcpt and data, when set, may refuse with an smtpreply.Reply (data
+	// counts the messages sent, refused or not).
 	rcpt func(to string) error
 	data func(n int) error
 }
@@ -85,27 +86,50 @@ type mailSink struct {
 func startSink(t *testing.T, l net.Listener, cert *tls.Certificate) *mailSink {
 	t.Helper()
 	k := &mailSink{}
-	s := smtp.NewServer(k)
-	s.Domain = "sink.test"
-	s.ReadTimeout, s.WriteTimeout = time.Minute, time.Minute
-	s.ErrorLog = nopLogger{}
-	if cert != nil {
-		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
-	}
-	go s.Serve(l)
-	t.Cleanup(func() { s.Close() })
+	k.SMTPSink = testlib.StartSMTPSink(t, testlib.SinkOptions{Listener: l, Cert: cert, SMTPUTF8: true,
+		Rcpt: func(to string) string {
+			k.mu.Lock()
+			f := k.rcpt
+			k.mu.Unlock()
+			return refusal(f, to)
+		},
+		Data: func(n int) string {
+			k.mu.Lock()
+			k.datas = n
+			f := k.data
+			k.mu.Unlock()
+			return refusal(f, n)
+		},
+	})
 	return k
 }
 
-type nopLogger struct{}
-
-func (nopLogger) Printf(string, ...interface{}) {}
-func (nopLogger) Println(...interface{})        {}
+// refusal is the reply line of a hook's refusal, "" when it takes.
+func refusal[T any](f func(T) error, arg T) string {
+	if f == nil {
+		return ""
+	}
+	err := f(arg)
+	if err == nil {
+		return ""
+	}
+	r, ok := smtpreply.As(err)
+	if !ok {
+		r = smtpreply.New(451, "4.3.0", err.Error())
+	}
+	return strings.TrimSuffix(r.Wire(), "\r\n")
+}
 
 func (k *mailSink) got() []received {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return slices.Clone(k.txns)
+	var out []received
+	for _, tx := range k.Txns() {
+		r := received{from: testlib.Path(tx.Mail), data: string(tx.Data), tls: tx.TLS}
+		for _, l := range tx.Rcpts {
+			r.rcpts = append(r.rcpts, testlib.Path(l))
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func (k *mailSink) set(f func()) {
@@ -114,71 +138,14 @@ func (k *mailSink) set(f func()) {
 	f()
 }
 
-func (k *mailSink) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &sinkSession{k: k, c: c}, nil
-}
-
-type sinkSession struct {
-	k  *mailSink
-	c  *smtp.Conn
-	tx received
-}
-
-func (s *sinkSession) Reset()        { s.tx = received{} }
-func (s *sinkSession) Logout() error { return nil }
-func (s *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
-	_, s.tx.tls = s.c.TLSConnectionState()
-	s.tx.from = from
-	return nil
-}
-
-func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.k.mu.Lock()
-	f := s.k.rcpt
-	s.k.mu.Unlock()
-	if f != nil {
-		if err := f(to); err != nil {
-			return err
-		}
-	}
-	s.tx.rcpts = append(s.tx.rcpts, to)
-	return nil
-}
-
-func (s *sinkSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.k.mu.Lock()
-	defer s.k.mu.Unlock()
-	s.k.datas++
-	if s.k.data != nil {
-		if err := s.k.data(s.k.datas); err != nil {
-			return err
-		}
-	}
-	s.tx.data = string(b)
-	s.k.txns = append(s.k.txns, s.tx)
-	return nil
-}
-
 // submit sends a message through an instance's submission service
-// (STARTTLS, AUTH PLAIN) with go-smtp's client.
+// (STARTTLS, AUTH PLAIN) with Python's smtplib.
 func submit(t *testing.T, in *instance, user, pass string, to []string, msg string) {
 	t.Helper()
-	c, err := smtp.DialStartTLS(in.addr("submission"), &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatalf("submission: %v", err)
+	r := sendmail(t, smtpSend{addr: in.addr("submission"), from: user, to: to, msg: msg, starttls: true, user: user, password: pass})
+	if r.code() != 250 || len(r.Refused) != 0 {
+		t.Fatalf("submitting to %v: %+v", to, r)
 	}
-	defer c.Close()
-	if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
-		t.Fatalf("AUTH: %v", err)
-	}
-	if err := c.SendMail(user, to, strings.NewReader(msg)); err != nil {
-		t.Fatalf("sending to %v: %v", to, err)
-	}
-	c.Quit()
 }
 
 // waitFor polls cond until it holds, failing the test after a bounded
@@ -433,14 +400,14 @@ func TestQueueDelivery(t *testing.T) {
 	sinkC := startSink(t, ls["127.0.0.4"], &cert)
 	sinkC.rcpt = func(to string) error {
 		if strings.HasPrefix(to, "reject@") {
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such mailbox"}
+			return smtpreply.New(550, "5.1.1", "No such mailbox")
 		}
 		return nil
 	}
 	sinkG := startSink(t, ls["127.0.0.5"], nil)
 	sinkG.data = func(n int) error {
 		if n == 1 {
-			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Greylisted"}
+			return smtpreply.New(451, "4.7.1", "Greylisted")
 		}
 		return nil
 	}
@@ -536,7 +503,7 @@ func TestQueueCommands(t *testing.T) {
 	port, ls := commonPort(t, "127.0.0.7")
 	sink := startSink(t, ls["127.0.0.7"], nil)
 	deferAll := func(to string) error {
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Try again later"}
+		return smtpreply.New(451, "4.3.0", "Try again later")
 	}
 	sink.set(func() { sink.rcpt = deferAll })
 	dnsAddr := startDNS(t, "h.test. 60 IN MX 10 mx.h.test.", "mx.h.test. 60 IN A 127.0.0.7")

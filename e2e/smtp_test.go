@@ -41,7 +41,8 @@ try:
     if a.get("user"):
         s.login(a["user"], a["password"])
     msg = base64.b64decode(a["msg"])
-    out["refused"] = {k: [v[0], v[1].decode()] for k, v in s.sendmail(a["from"], a["to"], msg).items()}
+    opts, ropts = a.get("mail_options") or [], a.get("rcpt_options") or []
+    out["refused"] = {k: [v[0], v[1].decode()] for k, v in s.sendmail(a["from"], a["to"], msg, mail_options=opts, rcpt_options=ropts).items()}
     s.quit()
 except smtplib.SMTPRecipientsRefused as e:
     out["refused"] = {k: [v[0], v[1].decode()] for k, v in e.recipients.items()}
@@ -69,6 +70,8 @@ type smtpSend struct {
 	msg            string
 	starttls, ssl  bool
 	user, password string
+	options        []string // MAIL FROM parameters, e.g. SMTPUTF8
+	rcptOptions    []string // RCPT TO parameters, for every recipient
 }
 
 func sendmail(t *testing.T, s smtpSend) smtpResult {
@@ -80,7 +83,7 @@ func sendmail(t *testing.T, s smtpSend) smtpResult {
 	arg, _ := json.Marshal(map[string]any{
 		"host": host, "port": portN, "from": s.from, "to": s.to,
 		"msg": base64.StdEncoding.EncodeToString([]byte(s.msg)), "starttls": s.starttls, "ssl": s.ssl,
-		"user": s.user, "password": s.password,
+		"user": s.user, "password": s.password, "mail_options": s.options, "rcpt_options": s.rcptOptions,
 	})
 	cmd := exec.Command("python3", "-c", smtpScript)
 	cmd.Stdin = bytes.NewReader(arg)
@@ -460,5 +463,47 @@ func TestSwaks(t *testing.T) {
 	}
 	if !strings.Contains(m[0], base64.StdEncoding.EncodeToString(img[:57])) {
 		t.Error("the attachment did not arrive intact")
+	}
+}
+
+// TestSwaksDSN sends DSN parameters (RFC 3461) with swaks, pipelined, over
+// STARTTLS with AUTH on submission. Debian's swaks (20201014) has no DSN
+// options of its own (--dsn-* came in 20240103), but writes its --from and
+// --to into MAIL FROM:<...> and RCPT TO:<...> as they are: the parameters
+// follow the address there, and "AUTH=<" becomes the valid AUTH=<> (RFC
+// 4954 section 5) once swaks closes the path.
+func TestSwaksDSN(t *testing.T) {
+	need(t, "swaks")
+	needSwaksTLS(t)
+	in := newInstance(t, "")
+	in.addUser("alice@example.org", "pw-a")
+	in.addUser("bob@example.org", "pw-b")
+	in.start()
+	host, port, _ := strings.Cut(in.addr("submission"), ":")
+	swaks := func(from, to string) (string, error) {
+		return runTool(t, "swaks", "--server", host, "--port", port, "--tls", "--auth", "LOGIN",
+			"--auth-user", "alice@example.org", "--auth-password", "pw-a", "--pipeline",
+			"--from", from, "--to", to, "--header", "Subject: dsn", "--body", "with DSN parameters")
+	}
+	out, err := swaks("alice@example.org> RET=HDRS ENVID=swaks+2B1 AUTH=<", "bob@example.org> NOTIFY=SUCCESS ORCPT=rfc822;<bob+40example.org")
+	if err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	for _, want := range []string{"MAIL FROM:<alice@example.org> RET=HDRS ENVID=swaks+2B1 AUTH=<>", "<~  250 2.1.0 Ok",
+		"RCPT TO:<bob@example.org> NOTIFY=SUCCESS ORCPT=rfc822;<bob+40example.org>", "<~  250 2.1.5 Ok", "<~  250 2.0.0 Ok: queued as "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("swaks transcript lacks %q:\n%s", want, out)
+		}
+	}
+	if logs := in.logText(); !strings.Contains(logs, "ret=HDRS envid=swaks+1") || !strings.Contains(logs, "Notify:[SUCCESS] ORcptType:rfc822 ORcpt:<bob@example.org>") {
+		t.Errorf("DSN parameters not taken:\n%s", logs)
+	}
+	if m := retrieveAll(t, in, "bob@example.org", "pw-b"); len(m) != 1 || !strings.Contains(m[0], "with DSN parameters") {
+		t.Errorf("bob: %q", m)
+	}
+	// A bad value is a syntax error in the parameters (RFC 3461 section 4.3).
+	out, err = swaks("alice@example.org> RET=ALL AUTH=<", "bob@example.org")
+	if err == nil || !strings.Contains(out, "<~* 501 5.5.4 Syntax: RET=FULL or RET=HDRS") {
+		t.Errorf("RET=ALL: %v\n%s", err, out)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/message"
 	"github.com/postoffice-mail/postoffice/internal/pop3"
 	"github.com/postoffice-mail/postoffice/internal/smtpd"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
@@ -89,7 +90,7 @@ func (testSMTPBackend) Authenticate(context.Context, string, string) (string, er
 func (testSMTPBackend) CheckSender(context.Context, *smtpd.Envelope) error { return nil }
 func (b testSMTPBackend) CheckRecipient(ctx context.Context, _ *smtpd.Envelope, rcpt string) error {
 	if _, err := b.st.UserByAddress(ctx, rcpt); err != nil {
-		return &smtpd.Error{Code: 550, Enhanced: [3]int{5, 1, 1}, Message: "no such user"}
+		return smtpreply.New(550, "5.1.1", "no such user")
 	}
 	return nil
 }

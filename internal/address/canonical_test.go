@@ -40,7 +40,11 @@ func TestNormalize(t *testing.T) {
 		{"alice@-example.com", ""},
 		{"alice@example-.com", ""},
 		{"alice@exa_mple.com", ""},
-		{"alice@bücher.example", ""},
+		// RFC 6531: a U-label domain is kept as its A-label; a local part
+		// in NFC (RFC 6532 section 3.1).
+		{"alice@Bücher.example", "alice@xn--bcher-kva.example"},
+		{"ju\u0308rgen@example.com", "j\u00fcrgen@example.com"},
+		{"alice@b\u00fccher\u2028.example", ""},
 		{"alice@[192.0.2.1]", ""},
 		{"alice@192.0.2.1", ""},
 		{strings.Repeat("a", 64) + "@example.com", strings.Repeat("a", 64) + "@example.com"},

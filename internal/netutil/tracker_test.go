@@ -70,27 +70,3 @@ func TestTracker(t *testing.T) {
 		t.Fatal("Wait did not return after the last Done")
 	}
 }
-
-// A ChanListener hands offered connections to Accept until it is closed.
-func TestChanListener(t *testing.T) {
-	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25}
-	l := NewChanListener(addr)
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	go l.Offer(a)
-	if c, err := l.Accept(); err != nil || c != a {
-		t.Fatalf("Accept = %v, %v", c, err)
-	}
-	if l.Addr() != addr {
-		t.Errorf("Addr = %v", l.Addr())
-	}
-	l.Close()
-	l.Close()
-	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Accept after Close: %v", err)
-	}
-	if l.Offer(b) {
-		t.Error("Offer after Close succeeded")
-	}
-}

@@ -150,7 +150,7 @@ func (s *session) login(user, mech string) bool {
 	s.deleted = make([]bool, len(msgs))
 	s.state = stateTransaction
 	n, size := s.counts()
-	s.log.Info("login", "user", user, "mech", mech, "tls", s.isTLS, "messages", n)
+	s.log.Info("login", "user", user, "mech", mech, "tls", s.isTLS, "utf8", s.utf8, "messages", n)
 	s.replyf("+OK Maildrop has %d messages (%d octets)", n, size)
 	return true
 }

@@ -122,9 +122,9 @@ func capa(t *testing.T, c *client) []string {
 }
 
 var (
-	capsPlain   = []string{"USER", "TOP", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN LOGIN", "IMPLEMENTATION postoffice"}
-	capsPlainTL = []string{"USER", "TOP", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN LOGIN", "STLS", "IMPLEMENTATION postoffice"}
-	capsSecure  = []string{"TOP", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "STLS", "IMPLEMENTATION postoffice"}
+	capsPlain   = []string{"USER", "TOP", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN LOGIN", "UTF8 USER", "IMPLEMENTATION postoffice"}
+	capsPlainTL = []string{"USER", "TOP", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN LOGIN", "STLS", "UTF8 USER", "IMPLEMENTATION postoffice"}
+	capsSecure  = []string{"TOP", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "STLS", "UTF8 USER", "IMPLEMENTATION postoffice"}
 )
 
 func checkCaps(t *testing.T, c *client, want []string) {
@@ -169,7 +169,7 @@ func TestPlaintextPolicyNonLoopback(t *testing.T) {
 		{"STLS", "+OK Begin TLS negotiation", ""},
 	})
 	c.starttls()
-	checkCaps(t, c, []string{"USER", "TOP", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN LOGIN", "IMPLEMENTATION postoffice"})
+	checkCaps(t, c, []string{"USER", "TOP", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN LOGIN", "UTF8 USER", "IMPLEMENTATION postoffice"})
 	c.expect("AUTH", "+OK")
 	c.multi()
 	c.login()

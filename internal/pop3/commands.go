@@ -39,6 +39,8 @@ var commands = map[string]command{
 	"QUIT": {stateAuthorization | stateTransaction, cmdQuit},
 	// RFC 2449 section 5.
 	"CAPA": {stateAuthorization | stateTransaction, cmdCapa},
+	// RFC 6856 section 2.1, valid before login only.
+	"UTF8": {stateAuthorization, cmdUTF8},
 }
 
 // dispatch parses one command line and runs it.
@@ -371,6 +373,9 @@ func (s *session) capabilities() []string {
 		caps = append(caps, "STLS") // RFC 2595 section 4
 	}
 	caps = append(caps, s.policyCapabilities()...)
+	// RFC 6856 section 2: UTF-8 mode; USER: user names and passwords may
+	// be UTF-8 (the directory takes UTF-8 addresses as login names).
+	caps = append(caps, "UTF8 USER")
 	return append(caps, "IMPLEMENTATION postoffice") // RFC 2449 section 6.9
 }
 
@@ -413,5 +418,20 @@ func cmdCapa(s *session, arg string) bool {
 		s.reply(c)
 	}
 	s.reply(".")
+	return true
+}
+
+// RFC 6856 section 2.1: UTF8 switches the session to UTF-8 mode, in the
+// AUTHORIZATION state (the command table enforces that). Messages are
+// sent as they are stored in either mode: a message with UTF-8 header
+// fields (RFC 6532) is not downgraded for a client that did not ask for
+// UTF-8 (RFC 6857 and RFC 6858 describe how, optionally); user names and
+// passwords may be UTF-8 in either mode (UTF8 USER).
+func cmdUTF8(s *session, arg string) bool {
+	if len(strings.Fields(arg)) != 0 {
+		return s.badCommand("-ERR Syntax error: UTF8 takes no argument")
+	}
+	s.utf8 = true
+	s.reply("+OK UTF-8 mode")
 	return true
 }

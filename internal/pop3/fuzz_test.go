@@ -57,7 +57,7 @@ func FuzzSession(f *testing.F) {
 		conn := &fuzzConn{in: bytes.NewReader(data)}
 		done := make(chan struct{})
 		go func() {
-			srv.serveConn(conn)
+			srv.ServeConn(conn)
 			close(done)
 		}()
 		select {

@@ -186,22 +186,30 @@ func (s *Server) Sessions() int { return s.track.Len() }
 func (s *Server) startSession(c net.Conn) {
 	if sess := s.register(c); sess != nil {
 		go s.run(sess)
+	} else {
+		c.Close()
 	}
 }
 
-// serveConn runs one session on c in the calling goroutine (fuzzing).
-func (s *Server) serveConn(c net.Conn) {
-	if sess := s.register(c); sess != nil {
-		s.run(sess)
+// ServeConn runs one session on c in the calling goroutine and returns
+// when it ends, having closed c. A *tls.Conn whose handshake has not been
+// done is an implicit-TLS session (RFC 8314 section 3.3): the handshake
+// comes first. When the server is closing, ServeConn returns
+// ErrServerClosed at once and leaves c to the caller.
+func (s *Server) ServeConn(c net.Conn) error {
+	sess := s.register(c)
+	if sess == nil {
+		return ErrServerClosed
 	}
+	s.run(sess)
+	return nil
 }
 
-// register makes a session for c known to Close and Sessions; it closes c
-// and returns nil when the server is closing.
+// register makes a session for c known to Close and Sessions; nil when
+// the server is closing.
 func (s *Server) register(c net.Conn) *session {
 	sess := newSession(s, c)
 	if !s.track.Add(sess) {
-		c.Close()
 		sess.cancel()
 		sess.releaseWriter()
 		return nil

@@ -85,6 +85,7 @@ type session struct {
 	bad      int // bad commands so far
 
 	pendingUser string // USER argument waiting for PASS (RFC 1939 section 7)
+	utf8        bool   // the client sent UTF8 (RFC 6856 section 2.1)
 	user        string // canonical user once authenticated
 
 	drop        Maildrop

@@ -477,7 +477,7 @@ func TestPipelining(t *testing.T) {
 		{"", "+OK 2 100", ""},
 		{"", "+OK Maildrop has 3 messages (134 octets)", ""},
 		{"", "+OK 3 34", ""},
-		{"", "+OK Capability list follows", "USER\r\nTOP\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION postoffice\r\n.\r\n"},
+		{"", "+OK Capability list follows", "USER\r\nTOP\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nSASL PLAIN LOGIN\r\nUTF8 USER\r\nIMPLEMENTATION postoffice\r\n.\r\n"},
 		{"", "+OK 2 uid-2", ""},
 	} {
 		if got := c.line(); got != want.want {
@@ -534,5 +534,32 @@ func TestPipeliningPartialLine(t *testing.T) {
 	c.write("OP\r\n")
 	if got := c.line(); got != "+OK" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// RFC 6856: CAPA announces UTF8 (with USER: UTF-8 user names), the UTF8
+// command is valid before login only, and a UTF-8 user name logs in;
+// the message, UTF-8 header fields included, comes as stored.
+func TestUTF8(t *testing.T) {
+	e := newEnv(t, nil)
+	e.be.mu.Lock()
+	e.be.users["jürgen@example.org"] = "pässword"
+	e.be.boxes["jürgen@example.org"] = []fakeMsg{{"uid-u", "Subject: Grüße\r\nFrom: jürgen@example.org\r\n\r\nÄrger\r\n"}}
+	e.be.mu.Unlock()
+	c := e.dial()
+	if caps := c.cmd("CAPA"); caps != "+OK Capability list follows" || !slices.Contains(c.lines(), "UTF8 USER") {
+		t.Fatal("CAPA without UTF8 USER")
+	}
+	run(t, c, []step{
+		{"UTF8 now", "-ERR Syntax error: UTF8 takes no argument", ""},
+		{"utf8", "+OK UTF-8 mode", ""},
+		{"USER jürgen@example.org", "+OK", ""},
+		{"PASS pässword", "+OK Maildrop has 1 messages (55 octets)", ""},
+		{"UTF8", notInState, ""},
+		{"RETR 1", "+OK 55 octets", "Subject: Grüße\r\nFrom: jürgen@example.org\r\n\r\nÄrger\r\n.\r\n"},
+		{"QUIT", "+OK pop.test POP3 server signing off (1 message left)", ""},
+	})
+	if !strings.Contains(e.logs.String(), "utf8=true") {
+		t.Error("the login does not log UTF-8 mode")
 	}
 }

@@ -1,14 +1,14 @@
 // Package proxyproto implements the receiving side of HAProxy's PROXY
-// protocol, versions 1 (text) and 2 (binary), as a net.Listener wrapper:
-// behind a load balancer or a TCP proxy, a connection's RemoteAddr is
-// then the real client's address (what limits, logs, the loopback check
-// for plaintext logins and the mail journal see), not the proxy's.
+// protocol, versions 1 (text) and 2 (binary): behind a load balancer or a
+// TCP proxy, a connection's RemoteAddr is then the real client's address
+// (what limits, logs, the loopback check for plaintext logins and the
+// mail journal see), not the proxy's.
 //
 // The header is accepted only from trusted peers (the proxies' addresses):
 // anyone else could claim any address. A connection from an untrusted
-// peer, or without a valid header, is closed. Headers are read in the
-// background with a deadline, so a peer that sends nothing never holds up
-// the accept loop.
+// peer, or without a valid header, is to be closed. Policy.Handshake
+// reads the header with a deadline on the connection's own goroutine, so
+// a peer that sends nothing never holds up the accept loop.
 //
 // Reference: "The PROXY protocol, Versions 1 & 2", HAProxy
 // (doc/proxy-protocol.txt), cited below as "spec section N".
@@ -21,12 +21,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/netutil"
@@ -79,139 +76,32 @@ func (p *Policy) trusts(a net.Addr) bool {
 	return false
 }
 
-// Listener wraps a net.Listener; see the package comment.
-type Listener struct {
-	inner  net.Listener
-	policy atomic.Pointer[Policy]
-	log    *slog.Logger
+// ErrUntrusted is returned by Handshake for a peer that is not one of the
+// trusted proxies.
+var ErrUntrusted = errors.New("PROXY protocol expected, peer not trusted")
 
-	ready chan accepted
-	done  chan struct{}
-	once  sync.Once
-
-	mu      sync.Mutex
-	pending map[net.Conn]struct{} // connections whose header is being read
-}
-
-type accepted struct {
-	c   net.Conn
-	err error
-}
-
-// NewListener starts accepting on inner. log receives one line per
-// refused connection (nil: none).
-func NewListener(inner net.Listener, p Policy, log *slog.Logger) *Listener {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// Handshake applies p to a newly accepted connection, on the goroutine
+// that will serve it: with the protocol off it returns c untouched;
+// otherwise it refuses an untrusted peer (ErrUntrusted) and reads the
+// header within p.Timeout, returning the connection with the addresses it
+// gives. On error the caller closes c.
+func (p Policy) Handshake(c net.Conn) (net.Conn, error) {
+	if !p.Enabled {
+		return c, nil
 	}
-	l := &Listener{inner: inner, log: log, ready: make(chan accepted), done: make(chan struct{}), pending: map[net.Conn]struct{}{}}
-	l.SetPolicy(p)
-	go l.acceptLoop()
-	return l
-}
-
-// SetPolicy changes the policy for connections accepted from now on.
-func (l *Listener) SetPolicy(p Policy) {
-	if p.Timeout <= 0 {
-		p.Timeout = DefaultTimeout
+	if !p.trusts(c.RemoteAddr()) {
+		return nil, ErrUntrusted
 	}
-	l.policy.Store(&p)
-}
-
-// Policy returns the policy in effect.
-func (l *Listener) Policy() Policy { return *l.policy.Load() }
-
-func (l *Listener) acceptLoop() {
-	for {
-		c, err := l.inner.Accept()
-		if err != nil {
-			select {
-			case l.ready <- accepted{err: err}:
-			case <-l.done:
-				return
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		p := l.policy.Load()
-		if !p.Enabled {
-			l.hand(c)
-			continue
-		}
-		if !p.trusts(c.RemoteAddr()) {
-			l.log.Warn("connection refused: PROXY protocol expected, peer not trusted (proxy_trusted)",
-				"peer", c.RemoteAddr().String(), "listener", l.inner.Addr().String())
-			c.Close()
-			continue
-		}
-		l.mu.Lock()
-		select {
-		case <-l.done:
-			l.mu.Unlock()
-			c.Close()
-			return
-		default:
-		}
-		l.pending[c] = struct{}{}
-		l.mu.Unlock()
-		go func() {
-			pc, err := handshake(c, p.Timeout)
-			l.mu.Lock()
-			delete(l.pending, c)
-			l.mu.Unlock()
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					l.log.Warn("connection refused: bad PROXY protocol header", "peer", c.RemoteAddr().String(),
-						"listener", l.inner.Addr().String(), "err", err)
-				}
-				c.Close()
-				return
-			}
-			l.hand(pc)
-		}()
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
 	}
-}
-
-// hand gives c to Accept, or closes it if the listener is closed.
-func (l *Listener) hand(c net.Conn) {
-	select {
-	case l.ready <- accepted{c: c}:
-	case <-l.done:
-		c.Close()
+	pc, err := handshake(c, timeout)
+	if err != nil {
+		return nil, err
 	}
+	return pc, nil
 }
-
-// Accept returns the next connection, whose header (if the policy wants
-// one) has been read.
-func (l *Listener) Accept() (net.Conn, error) {
-	select {
-	case a := <-l.ready:
-		return a.c, a.err
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-// Close stops accepting and closes the connections whose header was being
-// read.
-func (l *Listener) Close() error {
-	var err error
-	l.once.Do(func() {
-		l.mu.Lock()
-		close(l.done)
-		for c := range l.pending {
-			c.Close()
-		}
-		l.mu.Unlock()
-		err = l.inner.Close()
-	})
-	return err
-}
-
-// Addr is the listening address.
-func (l *Listener) Addr() net.Addr { return l.inner.Addr() }
 
 // Conn is a connection that came through a proxy: RemoteAddr and
 // LocalAddr are those the header gave (the client's, and the address it

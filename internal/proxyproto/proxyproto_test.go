@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -163,186 +164,101 @@ func TestParsePrefixes(t *testing.T) {
 	}
 }
 
-// listen starts a Listener on loopback with policy p.
-func listen(t *testing.T, p Policy) *Listener {
+// accepted applies p to a connection accepted on loopback from a client
+// that sent send; it returns Handshake's connection, the client's end and Handshake's error.
+func accepted(t *testing.T, p Policy, send string) (c, client net.Conn, err error) {
 	t.Helper()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := NewListener(inner, p, nil)
-	t.Cleanup(func() { l.Close() })
-	return l
-}
-
-func dial(t *testing.T, l net.Listener, send string) net.Conn {
-	t.Helper()
-	c, err := net.Dial("tcp", l.Addr().String())
+	defer l.Close()
+	client, err = net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { client.Close() })
 	if send != "" {
-		if _, err := c.Write([]byte(send)); err != nil {
+		if _, err := client.Write([]byte(send)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return c
-}
-
-type acceptResult struct {
-	c   net.Conn
-	err error
-}
-
-// acceptOne accepts in the background.
-func acceptOne(l net.Listener) chan acceptResult {
-	ch := make(chan acceptResult, 1)
-	go func() {
-		c, err := l.Accept()
-		ch <- acceptResult{c, err}
-	}()
-	return ch
-}
-
-// closedByPeer reports whether c is closed from the other side within 5s.
-func closedByPeer(c net.Conn) bool {
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err := c.Read(make([]byte, 1))
-	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || strings.Contains(fmtErr(err), "reset")
-}
-
-func fmtErr(err error) string {
-	if err == nil {
-		return ""
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return err.Error()
+	t.Cleanup(func() { server.Close() })
+	c, err = p.Handshake(server)
+	return c, client, err
 }
 
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
-func TestListenerTrusted(t *testing.T) {
-	l := listen(t, Policy{Enabled: true, Trusted: loopback})
-	ch := acceptOne(l)
+func TestHandshakeTrusted(t *testing.T) {
 	// Header and the client's first command in one segment.
-	dial(t, l, "PROXY TCP4 203.0.113.7 198.51.100.2 40000 110\r\nCAPA\r\n")
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
+	c, _, err := accepted(t, Policy{Enabled: true, Trusted: loopback}, "PROXY TCP4 203.0.113.7 198.51.100.2 40000 110\r\nCAPA\r\n")
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer r.c.Close()
-	if got := r.c.RemoteAddr().String(); got != "203.0.113.7:40000" {
+	if got := c.RemoteAddr().String(); got != "203.0.113.7:40000" {
 		t.Errorf("RemoteAddr = %s, want the client's 203.0.113.7:40000", got)
 	}
-	if got := r.c.LocalAddr().String(); got != "198.51.100.2:110" {
+	if got := c.LocalAddr().String(); got != "198.51.100.2:110" {
 		t.Errorf("LocalAddr = %s, want 198.51.100.2:110", got)
 	}
-	if pa := r.c.(*Conn).ProxyAddr().String(); !strings.HasPrefix(pa, "127.0.0.1:") {
+	if pa := c.(*Conn).ProxyAddr().String(); !strings.HasPrefix(pa, "127.0.0.1:") {
 		t.Errorf("ProxyAddr = %s, want the real peer", pa)
 	}
 	buf := make([]byte, 6)
-	if _, err := io.ReadFull(r.c, buf); err != nil || string(buf) != "CAPA\r\n" {
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "CAPA\r\n" {
 		t.Errorf("first bytes after the header: %q, %v", buf, err)
 	}
 }
 
-func TestListenerV2Local(t *testing.T) {
-	l := listen(t, Policy{Enabled: true, Trusted: loopback})
-	ch := acceptOne(l)
-	c := dial(t, l, string(v2(0, 0, nil)))
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
+func TestHandshakeV2Local(t *testing.T) {
+	c, client, err := accepted(t, Policy{Enabled: true, Trusted: loopback}, string(v2(0, 0, nil)))
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer r.c.Close()
-	if r.c.RemoteAddr().String() != c.LocalAddr().String() {
-		t.Errorf("RemoteAddr of a LOCAL connection = %s, want the real peer %s", r.c.RemoteAddr(), c.LocalAddr())
+	if c.RemoteAddr().String() != client.LocalAddr().String() {
+		t.Errorf("RemoteAddr of a LOCAL connection = %s, want the real peer %s", c.RemoteAddr(), client.LocalAddr())
 	}
 }
 
-// TestListenerRefuses: an untrusted peer, a missing or bad header, and a
-// peer that sends nothing are all closed; none holds up the next one.
-func TestListenerRefuses(t *testing.T) {
-	l := listen(t, Policy{Enabled: true, Trusted: loopback, Timeout: 500 * time.Millisecond})
-	ch := acceptOne(l)
-	silent := dial(t, l, "")
-	noHeader := dial(t, l, "USER alice\r\n")
-	bad := dial(t, l, "PROXY TCP4 1.2.3.4\r\n")
-	dial(t, l, "PROXY TCP4 203.0.113.9 198.51.100.2 1 2\r\n")
-	r := <-ch
-	if r.err != nil || r.c.RemoteAddr().String() != "203.0.113.9:1" {
-		t.Fatalf("Accept = %v, %v; want the connection with a good header", r.c, r.err)
-	}
-	r.c.Close()
-	for name, c := range map[string]net.Conn{"without header": noHeader, "bad header": bad, "silent": silent} {
-		if !closedByPeer(c) {
-			t.Errorf("connection %s not closed", name)
+// TestHandshakeRefuses: a missing or bad header, a peer that sends
+// nothing within the timeout, and an untrusted peer are refused.
+func TestHandshakeRefuses(t *testing.T) {
+	p := Policy{Enabled: true, Trusted: loopback, Timeout: 300 * time.Millisecond}
+	for _, tc := range []struct {
+		name, send string
+		want       error
+	}{
+		{"without header", "USER alice\r\n", ErrNoHeader},
+		{"bad header", "PROXY TCP4 1.2.3.4\r\n", ErrMalformed},
+		{"silent", "", os.ErrDeadlineExceeded},
+	} {
+		if c, _, err := accepted(t, p, tc.send); !errors.Is(err, tc.want) || c != nil {
+			t.Errorf("%s: %v, %v; want %v", tc.name, c, err, tc.want)
 		}
 	}
-
-	untrusted := listen(t, Policy{Enabled: true, Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
-	ch = acceptOne(untrusted)
-	c := dial(t, untrusted, "PROXY TCP4 203.0.113.9 198.51.100.2 1 2\r\n")
-	if !closedByPeer(c) {
-		t.Errorf("connection from an untrusted peer not closed")
-	}
-	select {
-	case r := <-ch:
-		t.Errorf("Accept returned %v, %v for an untrusted peer", r.c, r.err)
-	default:
+	untrusted := Policy{Enabled: true, Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	if c, _, err := accepted(t, untrusted, "PROXY TCP4 203.0.113.9 198.51.100.2 1 2\r\n"); !errors.Is(err, ErrUntrusted) || c != nil {
+		t.Errorf("untrusted peer: %v, %v", c, err)
 	}
 }
 
-// TestListenerDisabled: off, connections pass untouched; SetPolicy turns
-// it on for the next ones.
-func TestListenerDisabled(t *testing.T) {
-	l := listen(t, Policy{})
-	ch := acceptOne(l)
-	c := dial(t, l, "PROXY TCP4 203.0.113.9 198.51.100.2 1 2\r\n")
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
+// TestHandshakeDisabled: off, connections pass untouched, a header
+// included.
+func TestHandshakeDisabled(t *testing.T) {
+	c, client, err := accepted(t, Policy{}, "PROXY TCP4 203.0.113.9 198.51.100.2 1 2\r\n")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if r.c.RemoteAddr().String() != c.LocalAddr().String() {
-		t.Errorf("RemoteAddr with the protocol off = %s, want the real peer %s", r.c.RemoteAddr(), c.LocalAddr())
+	if c.RemoteAddr().String() != client.LocalAddr().String() {
+		t.Errorf("RemoteAddr with the protocol off = %s, want the real peer %s", c.RemoteAddr(), client.LocalAddr())
 	}
 	buf := make([]byte, 5)
-	if _, err := io.ReadFull(r.c, buf); err != nil || string(buf) != "PROXY" {
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "PROXY" {
 		t.Errorf("with the protocol off the header is data: %q, %v", buf, err)
-	}
-	r.c.Close()
-
-	l.SetPolicy(Policy{Enabled: true, Trusted: loopback})
-	ch = acceptOne(l)
-	dial(t, l, "PROXY TCP4 203.0.113.9 198.51.100.2 1 2\r\n")
-	r = <-ch
-	if r.err != nil || r.c.RemoteAddr().String() != "203.0.113.9:1" {
-		t.Errorf("after SetPolicy: %v, %v", r.c, r.err)
-	}
-}
-
-// TestListenerClose: Close ends Accept with net.ErrClosed and closes the
-// connections whose header was awaited.
-func TestListenerClose(t *testing.T) {
-	l := listen(t, Policy{Enabled: true, Trusted: loopback, Timeout: time.Minute})
-	c := dial(t, l, "PRO")
-	ch := acceptOne(l)
-	// Wait until the connection is pending.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		l.mu.Lock()
-		n := len(l.pending)
-		l.mu.Unlock()
-		if n == 1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	l.Close()
-	if r := <-ch; !errors.Is(r.err, net.ErrClosed) {
-		t.Errorf("Accept after Close: %v, want net.ErrClosed", r.err)
-	}
-	if !closedByPeer(c) {
-		t.Errorf("pending connection not closed by Close")
 	}
 }

@@ -23,7 +23,7 @@ import (
 // coming from the queue.
 func TestPostfixNextHop(t *testing.T) {
 	cert, _ := selfSigned(t, "mx.y.test")
-	x := testlib.StartPostfix(t, cert)
+	x := testlib.StartNextHop(t, cert)
 	h := newHarness(t, func(c *Config) { c.TLS = smtpclient.TLSEncrypt; c.MXPort = x.Port })
 	h.res.mx["y.test"] = []*net.MX{{Host: "mx.y.test.", Pref: 10}}
 	h.res.ip["mx.y.test"] = []net.IP{net.ParseIP("127.0.0.1")}

@@ -30,18 +30,22 @@ func (d *directoryResolver) Resolve(ctx context.Context, env *Envelope, rcpt str
 		// RFC 3463 section 3.2: X.1.3 bad destination mailbox address syntax.
 		return nil, refuse(501, "5.1.3", ErrBadRecipient, "Bad recipient address syntax: %s", rcpt)
 	}
-	// Directory addresses are lower case (directory.NormalizeAddress);
-	// an address it would not keep (a quoted local part, an address
-	// literal, a U-label domain) keeps its local part as written and
-	// reaches no mailbox by name.
+	// Directory addresses are lower case, their domains in A-labels
+	// (address.Normalize: a U-label domain of SMTPUTF8 mail
+	// reaches the same mailboxes); an address it would not keep (a
+	// quoted local part, an address literal) keeps its local part as
+	// written and reaches no mailbox by name.
+	domain := strings.ToLower(parsed.Domain)
 	addr, err := address.Normalize(rcpt)
 	if err != nil {
-		parsed.Domain = strings.ToLower(parsed.Domain)
+		parsed.Domain = domain
 		addr = parsed.String()
+	} else {
+		domain = address.DomainOf(addr)
 	}
 	local := false
-	if address.HostnameProblem(parsed.Domain) == "" {
-		if local, err = d.st.HasDomain(ctx, strings.ToLower(parsed.Domain)); err != nil {
+	if address.HostnameProblem(domain) == "" {
+		if local, err = d.st.HasDomain(ctx, domain); err != nil {
 			return nil, err
 		}
 	}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net"
 
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
@@ -10,32 +9,26 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
-// Every listener of a service goes through a proxyproto.Listener, so that
+// Every listener of a service carries its PROXY protocol policy, so that
 // a reload can switch the PROXY protocol on or off, or change the trusted
 // proxies, without closing the listening socket. With proxy_protocol
-// false it passes connections through untouched.
+// false connections pass through untouched.
 
 // proxyPolicy is the PROXY protocol policy of the service under cfg.
-func (svc *service) proxyPolicy(cfg config.Config) proxyproto.Policy {
+func (svc *service) proxyPolicy(cfg config.Config) *proxyproto.Policy {
 	if svc.limits == nil {
-		return proxyproto.Policy{}
+		return &proxyproto.Policy{}
 	}
 	s := svc.limits(cfg)
 	// Validated with the configuration.
 	trusted, _ := proxyproto.ParsePrefixes(s.ProxyTrusted)
-	return proxyproto.Policy{Enabled: s.ProxyProtocol, Trusted: trusted}
+	return &proxyproto.Policy{Enabled: s.ProxyProtocol, Trusted: trusted}
 }
 
-// withProxy wraps a newly bound listener.
-func (svc *service) withProxy(l net.Listener, cfg config.Config) net.Listener {
-	return proxyproto.NewListener(l, svc.proxyPolicy(cfg), svc.srv.log.With("service", svc.name))
-}
-
-// setProxy applies cfg's policy to a listener kept across a reload.
-func (svc *service) setProxy(l net.Listener, cfg config.Config) {
-	if pl, ok := l.(*proxyproto.Listener); ok {
-		pl.SetPolicy(svc.proxyPolicy(cfg))
-	}
+// setProxy applies cfg's policy to a listener, for the connections it
+// accepts from now on.
+func (svc *service) setProxy(bl *boundListener, cfg config.Config) {
+	bl.proxy.Store(svc.proxyPolicy(cfg))
 }
 
 // instances is what a store shared by several nodes tells about the

@@ -22,11 +22,12 @@ import (
 
 // testServer is a running Server on loopback with a config file.
 type testServer struct {
-	t   *testing.T
-	srv *Server
-	st  store.Store
-	cfg string // config file
-	dir string
+	t    *testing.T
+	srv  *Server
+	st   store.Store
+	cfg  string // config file
+	dir  string
+	logs *testWriter
 }
 
 // newTestServer writes a config with extra TOML lines and starts serve's
@@ -49,7 +50,8 @@ func newTestServer(t *testing.T, extra string) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logs := &testWriter{t: t}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := New(cfg, st, log, Options{ConfigPath: path, Version: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +59,7 @@ func newTestServer(t *testing.T, extra string) *testServer {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{t: t, srv: srv, st: st, cfg: path, dir: dir}
+	ts := &testServer{t: t, srv: srv, st: st, cfg: path, dir: dir, logs: logs}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -88,11 +90,24 @@ autostart = false
 	}
 }
 
-type testWriter struct{ t *testing.T }
+// testWriter sends the server's log to the test's, and keeps it.
+type testWriter struct {
+	t   *testing.T
+	mu  sync.Mutex
+	buf strings.Builder
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
+func (w *testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *testWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 func (ts *testServer) addUser(addr, pw string, msgs ...string) store.User {

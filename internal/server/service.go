@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,13 +13,14 @@ import (
 
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
-	"github.com/postoffice-mail/postoffice/internal/netutil"
-	"github.com/postoffice-mail/postoffice/internal/pop3"
 )
 
 // protoServer is what pop3.Server and smtpd.Server have in common.
+// ServeConn runs a session on the calling goroutine; it returns an error,
+// leaving the connection to the caller, only when the server no longer
+// takes sessions.
 type protoServer interface {
-	Serve(net.Listener) error
+	ServeConn(net.Conn) error
 	Shutdown(context.Context) error
 	Close() error
 }
@@ -78,7 +78,11 @@ type service struct {
 	lastErr  string
 
 	lastAddr map[string]string // label+spec -> bound address, under op
-	refusals sync.WaitGroup
+	// pending: connections whose PROXY header is awaited (closed by
+	// stop); admitting counts the connections not yet handed to a
+	// protocol server (PROXY header, limits, refusal).
+	pending   map[net.Conn]struct{}
+	admitting sync.WaitGroup
 }
 
 var (
@@ -87,16 +91,14 @@ var (
 )
 
 func newService(s *Server, def serviceDef) *service {
-	return &service{serviceDef: def, srv: s, draining: map[*generation]struct{}{}, perIP: map[string]int{}, lastAddr: map[string]string{}}
+	return &service{serviceDef: def, srv: s, draining: map[*generation]struct{}{}, perIP: map[string]int{}, lastAddr: map[string]string{},
+		pending: map[net.Conn]struct{}{}}
 }
 
-// generation is one protocol server of a service and the feeds from the
-// service's listeners to it. A reload starts a new generation and lets
-// the old one finish its sessions.
+// generation is one protocol server of a service. A reload starts a new
+// generation and lets the old one finish its sessions.
 type generation struct {
-	proto   protoServer
-	feeds   map[*boundListener]*netutil.ChanListener
-	serving sync.WaitGroup
+	proto protoServer
 
 	ctx   context.Context // cancelled to cut the sessions short
 	abort context.CancelFunc
@@ -105,25 +107,9 @@ type generation struct {
 	err   error
 }
 
-func (svc *service) newGeneration(cfg config.Config, bound []*boundListener) *generation {
-	g := &generation{proto: svc.newProto(cfg), feeds: map[*boundListener]*netutil.ChanListener{}, done: make(chan struct{})}
+func (svc *service) newGeneration(cfg config.Config) *generation {
+	g := &generation{proto: svc.newProto(cfg), done: make(chan struct{})}
 	g.ctx, g.abort = context.WithCancel(context.Background())
-	for _, bl := range bound {
-		cl := netutil.NewChanListener(bl.l.Addr())
-		g.feeds[bl] = cl
-		var l net.Listener = cl
-		if bl.tls {
-			// RFC 8314 section 3.3: implicit TLS, the handshake first.
-			l = tls.NewListener(cl, svc.srv.tlsConfig())
-		}
-		g.serving.Add(1)
-		go func() {
-			defer g.serving.Done()
-			if err := g.proto.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, pop3.ErrServerClosed) {
-				svc.srv.log.Error("serve failed", "service", bl.label, "err", err)
-			}
-		}()
-	}
 	return g
 }
 
@@ -133,7 +119,6 @@ func (g *generation) beginShutdown() {
 	g.once.Do(func() {
 		go func() {
 			g.err = g.proto.Shutdown(g.ctx)
-			g.serving.Wait()
 			close(g.done)
 		}()
 	})
@@ -159,9 +144,11 @@ func (svc *service) isRunning() bool {
 	return svc.running
 }
 
-// dispatch counts a new connection against the limits and hands it to the
-// current generation.
-func (svc *service) dispatch(bl *boundListener, c net.Conn) {
+// count counts a new connection against the limits and returns it
+// tracked (its slot is released when it closes), with the generation that
+// is to serve it; nil when it is refused (answered with the busy line) or
+// the service is stopping.
+func (svc *service) count(bl *boundListener, c net.Conn) (*trackedConn, *generation) {
 	ip := clientIP(c.RemoteAddr())
 	svc.mu.Lock()
 	g, lim, busy := svc.gen, svc.limit, svc.busyLine
@@ -170,7 +157,7 @@ func (svc *service) dispatch(bl *boundListener, c net.Conn) {
 	case g == nil:
 		svc.mu.Unlock()
 		c.Close()
-		return
+		return nil, nil
 	case lim.MaxSessions > 0 && svc.sessions >= lim.MaxSessions:
 		refused = "total"
 	case lim.MaxSessionsPerIP > 0 && svc.perIP[ip] >= lim.MaxSessionsPerIP:
@@ -184,10 +171,10 @@ func (svc *service) dispatch(bl *boundListener, c net.Conn) {
 		svc.srv.metrics.SessionRefused(svc.name, refused)
 		svc.srv.log.Info("connection refused: session limit", "service", bl.label, "remote", c.RemoteAddr().String(), "limit", refused)
 		svc.refuse(bl, c, busy)
-		return
+		return nil, nil
 	}
 	done := svc.srv.metrics.SessionOpened(svc.name)
-	tc := &trackedConn{Conn: c, release: func() {
+	return &trackedConn{Conn: c, release: func() {
 		done()
 		svc.mu.Lock()
 		svc.sessions--
@@ -195,22 +182,7 @@ func (svc *service) dispatch(bl *boundListener, c net.Conn) {
 			delete(svc.perIP, ip)
 		}
 		svc.mu.Unlock()
-	}}
-	for {
-		feed := g.feeds[bl]
-		if feed != nil && feed.Offer(tc) {
-			return
-		}
-		// Replaced by a reload, or stopped, meanwhile.
-		svc.mu.Lock()
-		ng := svc.gen
-		svc.mu.Unlock()
-		if ng == nil || ng == g {
-			tc.Close()
-			return
-		}
-		g = ng
-	}
+	}}, g
 }
 
 // listen binds one listener. A port 0 is bound again to the port it got
@@ -245,7 +217,7 @@ func (svc *service) bind(cfg config.Config, current []*boundListener) (all, fres
 			return bl.label == sp.label && bl.spec == sp.addr && bl.tls == sp.tls && !slices.Contains(all, bl)
 		})
 		if i >= 0 {
-			svc.setProxy(current[i].l, cfg)
+			svc.setProxy(current[i], cfg)
 			all = append(all, current[i])
 			continue
 		}
@@ -256,7 +228,8 @@ func (svc *service) bind(cfg config.Config, current []*boundListener) (all, fres
 			}
 			return nil, nil, fmt.Errorf("%s: cannot listen on %s: %w", sp.label, sp.addr, unwrapSyscall(err))
 		}
-		bl := &boundListener{label: sp.label, spec: sp.addr, tls: sp.tls, l: svc.withProxy(l, cfg), done: make(chan struct{})}
+		bl := &boundListener{label: sp.label, spec: sp.addr, tls: sp.tls, l: l, done: make(chan struct{})}
+		svc.setProxy(bl, cfg)
 		all, fresh = append(all, bl), append(fresh, bl)
 	}
 	return all, fresh, nil
@@ -302,7 +275,7 @@ func (svc *service) start(cfg config.Config, bound []*boundListener) error {
 			return err
 		}
 	}
-	g := svc.newGeneration(cfg, bound)
+	g := svc.newGeneration(cfg)
 	svc.mu.Lock()
 	svc.running, svc.since, svc.bound, svc.gen, svc.lastErr = true, time.Now(), bound, g, ""
 	svc.limit, svc.busyLine, svc.current = svc.limits(cfg), svc.busy(cfg), svc.settings(cfg)
@@ -352,7 +325,15 @@ func (svc *service) stop(ctx context.Context) error {
 	for _, bl := range bound {
 		<-bl.done
 	}
-	svc.refusals.Wait()
+	// No connection is accepted any more: those still waiting for their
+	// PROXY header are closed, and the others are handed to a generation
+	// (shut down below) or closed.
+	svc.mu.Lock()
+	for c := range svc.pending {
+		c.Close()
+	}
+	svc.mu.Unlock()
+	svc.admitting.Wait()
 	var wg sync.WaitGroup
 	gerrs := make([]error, len(gens))
 	for i, g := range gens {
@@ -428,7 +409,7 @@ func (svc *service) reload(cfg config.Config) (notes []string, err error) {
 	if !moved && reflect.DeepEqual(settings, current) {
 		return notes, nil
 	}
-	g := svc.newGeneration(cfg, all)
+	g := svc.newGeneration(cfg)
 	svc.mu.Lock()
 	old := svc.gen
 	svc.gen, svc.bound, svc.current = g, all, settings

@@ -33,7 +33,7 @@ func (b *smtpBackend) Authenticate(ctx context.Context, login, password string) 
 		}
 		if errors.Is(err, authguard.ErrBanned) {
 			// RFC 4954 section 6: 454 4.7.0 temporary authentication failure.
-			return "", &smtpd.Error{Code: 454, Enhanced: [3]int{4, 7, 0}, Message: "Too many failed logins, try again later"}
+			return "", smtpreply.New(454, "4.7.0", "Too many failed logins, try again later")
 		}
 		return "", err
 	}
@@ -95,8 +95,12 @@ func transaction(env *smtpd.Envelope) *router.Envelope {
 }
 
 func routerEnvelope(env *smtpd.Envelope) *router.Envelope {
-	// RFC 3848: the "with" protocol type records TLS (S) and AUTH (A).
+	// RFC 3848: the "with" protocol type records TLS (S) and AUTH (A);
+	// RFC 6531 section 3.7.3: UTF8SMTP for a transaction with SMTPUTF8.
 	proto := "ESMTP"
+	if env.SMTPUTF8 {
+		proto = "UTF8SMTP"
+	}
 	if env.TLS != "" {
 		proto += "S"
 	}
@@ -108,7 +112,7 @@ func routerEnvelope(env *smtpd.Envelope) *router.Envelope {
 		source = "submission"
 	}
 	return &router.Envelope{
-		From: env.From, To: env.To, Helo: env.Helo, RemoteAddr: env.RemoteAddr,
+		ID: env.ID, From: env.From, To: env.To, Helo: env.Helo, RemoteAddr: env.RemoteAddr,
 		TLS: env.TLS, AuthUser: env.AuthUser, Protocol: proto, Source: source,
 	}
 }
@@ -116,18 +120,12 @@ func routerEnvelope(env *smtpd.Envelope) *router.Envelope {
 // replyOf turns a router refusal into the SMTP reply it stands for. A
 // failure of smtpd's own body reader (size limit, bare LF) is found inside
 // the router's error and passed back as it was.
-//
-// The router speaks smtpreply.Reply (the one reply type); smtpd's Error
-// is the old engine's own until its rewrite takes smtpreply.Reply too:
-// this is the one place that converts, and it goes with that rewrite.
 func replyOf(err error) error {
-	var se *smtpd.Error
-	if errors.As(err, &se) {
-		return se
+	if err == nil {
+		return nil
 	}
 	if r, ok := smtpreply.As(err); ok {
-		st := r.Status
-		return &smtpd.Error{Code: r.Code, Enhanced: [3]int{st.Class, st.Subject, st.Detail}, Message: r.Message()}
+		return r
 	}
 	return err
 }

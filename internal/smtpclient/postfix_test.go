@@ -17,7 +17,7 @@ import (
 // parameters that Postfix takes and acts on (its success notifications
 // carry our ENVID and ORCPT back).
 func TestPostfixNextHop(t *testing.T) {
-	x := testlib.StartPostfix(t, testCert(t))
+	x := testlib.StartNextHop(t, testCert(t))
 	cfg := testConfig()
 	testCert(t)
 	cfg.RootCAs = certPool
@@ -120,7 +120,7 @@ func TestPostfixNextHop(t *testing.T) {
 // pipelines then), without DSN parameters, and the 8-bit message is
 // converted to quoted-printable.
 func TestPostfixWithoutExtensions(t *testing.T) {
-	x := testlib.StartPostfix(t, testCert(t))
+	x := testlib.StartNextHop(t, testCert(t))
 	p := NewPool(testConfig(), PoolConfig{})
 	defer p.Close()
 	target := Target{Host: "mx.test", IP: net.IPv4(127, 0, 0, 1), Port: x.Bare}

@@ -1,141 +1,170 @@
 package smtpd
 
 import (
+	"encoding/base64"
 	"errors"
+	"strings"
 
 	"github.com/emersion/go-sasl"
-	smtp "github.com/postoffice-mail/postoffice/internal/smtpd/gosmtp"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 )
 
-// authAllowed: AUTH with a plaintext password only under TLS, from a
-// loopback client, or when the operator allows it (RFC 4954 section 4,
-// RFC 8314 section 3).
-func (s *session) authAllowed() bool {
-	return s.tls != "" || s.c.local || s.srv.cfg.AllowPlaintextAuth
-}
+// errAuthzid: PLAIN with an authorization identity other than the
+// authentication identity (RFC 4616 section 2); no proxy login.
+var errAuthzid = errors.New("authorization identity differs from authentication identity")
 
-// AuthMechanisms lists the mechanisms advertised in EHLO (RFC 4954
-// section 3): none where AUTH is not offered or not allowed.
-func (s *session) AuthMechanisms() []string {
-	if s.srv.cfg.NoAuth || !s.authAllowed() {
-		return nil
+// RFC 4954 section 4: AUTH mechanism [initial-response], after EHLO,
+// outside a transaction, once per session. PLAIN (RFC 4616) and LOGIN
+// (draft-murchison-sasl-login) are offered where a password may be sent:
+// under TLS, from loopback, or when the operator allows it. Every failure
+// counts as an error reply (Config.MaxErrors); the backend counts logins
+// against its bans.
+func cmdAuth(s *session, arg string) bool {
+	switch {
+	case s.srv.cfg.NoAuth:
+		return s.respond(replyAuthNone)
+	case !s.extended:
+		return s.respond(replyNeedEhlo)
+	case s.authUser != "":
+		return s.respond(replyAuthTwice)
+	case s.tx != nil:
+		return s.respond(replyAuthInTx)
 	}
-	return []string{sasl.Plain, sasl.Login}
-}
-
-// Auth starts an AUTH exchange (RFC 4954 section 4). go-smtp refuses a
-// second AUTH after success with 503 and handles "*" (cancel) itself.
-func (s *session) Auth(mech string) (sasl.Server, error) {
-	if s.c.closed.Load() {
-		return nil, replyClosed
+	args := strings.Fields(arg)
+	if len(args) < 1 || len(args) > 2 {
+		return s.respond(syntaxReply("Syntax: AUTH mechanism [initial-response]"))
 	}
-	if s.srv.cfg.NoAuth {
-		s.c.log.Info("smtp: AUTH refused: not offered on this service", "mech", mech)
-		return nil, s.fail(replyAuthNotOffered)
+	mech := strings.ToUpper(args[0])
+	if mech != sasl.Plain && mech != sasl.Login {
+		return s.respond(replyAuthMech)
 	}
 	if !s.authAllowed() {
-		return nil, s.fail(replyEncryptionRequired)
+		return s.respond(replyAuthEncryption)
 	}
-	s.c.mu.Lock()
-	busy := s.tx != nil
-	s.c.mu.Unlock()
-	if busy {
-		return nil, s.fail(replyAuthInTransaction)
+
+	var user, username string
+	var authErr error
+	check := func(name, password string) error {
+		username = name
+		u, err := s.srv.cfg.Backend.Authenticate(s.ctx, name, password)
+		if err == nil && u == "" {
+			u = name
+		}
+		user, authErr = u, err
+		return err
 	}
-	switch mech {
-	case sasl.Plain:
-		// RFC 4616: an authorization identity other than the user's own
-		// is not supported.
-		return saslServer{s, sasl.NewPlainServer(func(identity, username, password string) error {
-			if identity != "" && identity != username {
-				return s.authFailed(mech, username)
+	var server sasl.Server
+	if mech == sasl.Plain {
+		server = sasl.NewPlainServer(func(identity, name, password string) error {
+			if identity != "" && identity != name {
+				username, authErr = name, errAuthzid
+				return authErr
 			}
-			return s.authenticate(mech, username, password)
-		})}, nil
-	case sasl.Login:
-		return saslServer{s, &loginServer{authenticate: func(username, password string) error {
-			return s.authenticate(mech, username, password)
-		}}}, nil
+			return check(name, password)
+		})
+	} else {
+		server = &loginServer{authenticate: check}
 	}
-	return nil, s.fail(smtp.ErrAuthUnknownMechanism)
+
+	// RFC 4954 section 4: an initial response of "=" is an empty one.
+	var resp []byte
+	if len(args) == 2 {
+		var ok bool
+		if resp, ok = decodeResponse(args[1]); !ok {
+			return s.respond(replyAuthBase64)
+		}
+	}
+	for {
+		challenge, done, err := server.Next(resp)
+		if err != nil {
+			if authErr != nil {
+				return s.authFailed(mech, username, authErr)
+			}
+			s.log.Info("smtp: malformed SASL exchange", "mech", mech, "err", err)
+			return s.respond(replyAuthMalformed)
+		}
+		if done {
+			s.authUser = user
+			s.log.Info("smtp: authenticated", "mech", mech, "user", user)
+			return s.respond(replyAuthOK)
+		}
+		// RFC 4954 section 4: a challenge is 334 and base64.
+		s.reply(smtpreply.New(334, "", base64.StdEncoding.EncodeToString(challenge)))
+		line, err := s.readLine(maxAuthLine)
+		switch {
+		case errors.Is(err, errLineTooLong):
+			return s.respond(replyAuthLong)
+		case errors.Is(err, errBareLF):
+			return s.respond(replyBareLFCommand)
+		case err != nil:
+			s.ioError(err)
+			return false
+		}
+		// RFC 4954 section 4: "*" cancels, answered 501.
+		if string(line) == "*" {
+			return s.respond(replyAuthCancelled)
+		}
+		var ok bool
+		if resp, ok = decodeResponse(string(line)); !ok {
+			return s.respond(replyAuthBase64)
+		}
+	}
 }
 
-// authenticate checks credentials with the backend; the password is never
+// decodeResponse decodes a client response: base64, "=" or nothing for an
+// empty one.
+func decodeResponse(s string) ([]byte, bool) {
+	if s == "=" || s == "" {
+		return []byte{}, true
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	return b, err == nil
+}
+
+// authFailed answers a failed authentication: 535 5.7.8 for bad
+// credentials (RFC 4954 section 6), the backend's own reply (a ban, 454
+// 4.7.0), or 454 4.7.0 when the backend failed. The password is never
 // logged.
-func (s *session) authenticate(mech, username, password string) error {
-	name, err := s.srv.cfg.Backend.Authenticate(s.ctx, username, password)
-	if err != nil {
-		if errors.Is(err, ErrAuthFailed) {
-			return s.authFailed(mech, username)
-		}
-		if r, ok := toReply(err); ok {
-			s.c.log.Warn("smtp: authentication refused", "mech", mech, "user", username, "code", r.Code)
-			return s.fail(r)
-		}
-		s.c.log.Error("smtp: authentication backend failure", "mech", mech, "user", username, "err", err)
-		return s.fail(replyAuthTempFail)
+func (s *session) authFailed(mech, username string, err error) bool {
+	switch {
+	case errors.Is(err, ErrAuthFailed), errors.Is(err, errAuthzid):
+		s.log.Warn("smtp: authentication failed", "mech", mech, "user", username)
+		return s.respond(replyAuthFailed)
 	}
-	if name == "" {
-		name = username
+	if r, ok := toReply(err); ok {
+		s.log.Warn("smtp: authentication refused", "mech", mech, "user", username, "code", r.Code)
+		return s.respond(r)
 	}
-	s.c.mu.Lock()
-	s.authUser = name
-	s.c.mu.Unlock()
-	s.c.log.Info("smtp: authenticated", "mech", mech, "user", name)
-	return nil
-}
-
-func (s *session) authFailed(mech, username string) error {
-	s.c.log.Warn("smtp: authentication failed", "mech", mech, "user", username)
-	return s.fail(smtp.ErrAuthFailed) // 535 5.7.8, RFC 4954 section 6
-}
-
-// saslServer gives every failure of a mechanism an SMTP reply: go-smtp
-// would answer 454 (temporary) with the bare error text.
-type saslServer struct {
-	s *session
-	sasl.Server
-}
-
-func (w saslServer) Next(response []byte) ([]byte, bool, error) {
-	challenge, done, err := w.Server.Next(response)
-	if err != nil {
-		var r *smtp.SMTPError
-		if !errors.As(err, &r) {
-			return nil, false, w.s.fail(replyAuthMalformed)
-		}
-	}
-	return challenge, done, err
+	s.log.Error("smtp: authentication backend failure", "mech", mech, "user", username, "err", err)
+	return s.respond(replyAuthTemp)
 }
 
 // loginServer is the server side of the LOGIN mechanism
-// (draft-murchison-sasl-login): "Username:" and "Password:" challenges,
-// with the username optionally sent as the initial response.
+// (draft-murchison-sasl-login): the challenges "Username:" and
+// "Password:"; an initial response, if any, is the user name.
 type loginServer struct {
-	authenticate func(username, password string) error
-	state        int
+	step         int
 	username     string
+	authenticate func(username, password string) error
 }
 
-var errLoginUnexpected = errors.New("sasl: unexpected LOGIN response")
-
-func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
-	switch l.state {
+func (a *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch a.step {
 	case 0:
 		if response == nil {
-			l.state = 1
+			a.step = 1
 			return []byte("Username:"), false, nil
 		}
-		l.username = string(response)
-		l.state = 2
+		a.username = string(response)
+		a.step = 2
 		return []byte("Password:"), false, nil
 	case 1:
-		l.username = string(response)
-		l.state = 2
+		a.username = string(response)
+		a.step = 2
 		return []byte("Password:"), false, nil
 	case 2:
-		l.state = 3
-		return nil, true, l.authenticate(l.username, string(response))
+		a.step = 3
+		return nil, true, a.authenticate(a.username, string(response))
 	}
-	return nil, true, errLoginUnexpected
+	return nil, false, sasl.ErrUnexpectedClientResponse
 }

@@ -16,7 +16,7 @@ func TestSubmissionRequiresAuth(t *testing.T) {
 	c.ehlo()
 	c.cmd("MAIL FROM:<alice@example.org>", 530, "5.7.0") // RFC 6409 section 4.3
 	// Loopback: AUTH allowed without TLS.
-	c.cmd("AUTH PLAIN "+plainIR("alice", "secret-pw-1"), 235, "2.0.0")
+	c.cmd("AUTH PLAIN "+plainIR("alice", "secret-pw-1"), 235, "2.7.0")
 	c.transaction("alice@example.org", "bob@example.net", "Subject: s\r\n\r\nbody\r\n", 250, "2.0.0")
 	d := h.be.deliveries()
 	if len(d) != 1 || !d[0].env.Submission || d[0].env.AuthUser != "alice@example.org" {
@@ -46,9 +46,9 @@ func TestAuthOverSTARTTLS(t *testing.T) {
 			switch mech {
 			case "PLAIN":
 				c.cmd("AUTH PLAIN", 334, "")
-				c.cmd(plainIR("alice", "secret-pw-1"), 235, "2.0.0")
+				c.cmd(plainIR("alice", "secret-pw-1"), 235, "2.7.0")
 			case "PLAIN-IR":
-				c.cmd("AUTH PLAIN "+plainIR("alice", "secret-pw-1"), 235, "2.0.0")
+				c.cmd("AUTH PLAIN "+plainIR("alice", "secret-pw-1"), 235, "2.7.0")
 			case "LOGIN":
 				if got := c.cmd("AUTH LOGIN", 334, ""); got != b64("Username:") {
 					t.Fatalf("LOGIN challenge %q", got)
@@ -56,10 +56,10 @@ func TestAuthOverSTARTTLS(t *testing.T) {
 				if got := c.cmd(b64("alice"), 334, ""); got != b64("Password:") {
 					t.Fatalf("LOGIN challenge %q", got)
 				}
-				c.cmd(b64("secret-pw-1"), 235, "2.0.0")
+				c.cmd(b64("secret-pw-1"), 235, "2.7.0")
 			case "LOGIN-IR":
 				c.cmd("AUTH LOGIN "+b64("alice"), 334, b64("Password:"))
-				c.cmd(b64("secret-pw-1"), 235, "2.0.0")
+				c.cmd(b64("secret-pw-1"), 235, "2.7.0")
 			}
 			c.cmd("AUTH PLAIN "+plainIR("alice", "secret-pw-1"), 503, "5.5.1")
 			c.transaction("alice@example.org", "bob@example.net", "x\r\n", 250, "2.0.0")
@@ -84,7 +84,7 @@ func TestAuthFailures(t *testing.T) {
 	c.cmd(b64("alice"), 334, "")
 	c.cmd(b64("wrong-pw-3"), 535, "5.7.8")
 	c.cmd("AUTH PLAIN "+b64("only-one-part"), 501, "5.5.2")
-	c.cmd("AUTH CRAM-MD5", 504, "5.7.4")
+	c.cmd("AUTH CRAM-MD5", 504, "5.5.4")
 	c.cmd("AUTH LOGIN", 334, "")
 	c.cmd("*", 501, "") // RFC 4954 section 4: cancelled
 	// Another identity than the user's own (RFC 4616 authzid).
@@ -103,7 +103,7 @@ func TestAuthNotDuringTransaction(t *testing.T) {
 	h := newHarness(t, harnessOpt{})
 	c := h.dial()
 	c.ehlo()
-	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.0.0")
+	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.1.0")
 	c.cmd("AUTH PLAIN "+plainIR("alice", "secret-pw-1"), 503, "5.5.1") // RFC 4954 section 4
 }
 
@@ -113,7 +113,7 @@ func TestPlaintextAuthAllowedByConfig(t *testing.T) {
 	if caps := strings.Split(c.ehlo(), "\n"); !contains(caps, "AUTH PLAIN LOGIN") {
 		t.Fatalf("EHLO: %q", caps)
 	}
-	c.cmd("AUTH PLAIN "+plainIR("alice", "secret-pw-1"), 235, "2.0.0")
+	c.cmd("AUTH PLAIN "+plainIR("alice", "secret-pw-1"), 235, "2.7.0")
 }
 
 // Implicit TLS (RFC 8314 section 3.3): the caller passes tls.NewListener;
@@ -133,7 +133,7 @@ func TestImplicitTLS(t *testing.T) {
 		t.Fatalf("EHLO: %q", caps)
 	}
 	c.cmd("STARTTLS", 502, "5.5.1")
-	c.cmd("AUTH PLAIN "+plainIR("alice", "secret-pw-1"), 235, "2.0.0")
+	c.cmd("AUTH PLAIN "+plainIR("alice", "secret-pw-1"), 235, "2.7.0")
 	c.transaction("alice@example.org", "bob@example.net", "x\r\n", 250, "2.0.0")
 	d := h.be.deliveries()
 	if len(d) != 1 || !strings.HasPrefix(d[0].env.TLS, "TLS1.3 ") || d[0].env.AuthUser != "alice@example.org" {
@@ -155,7 +155,7 @@ func TestSTARTTLSInjection(t *testing.T) {
 	}
 	c = &client{t: t, conn: tc, tp: textproto.NewConn(tc)}
 	c.ehlo() // the first reply under TLS is the one to EHLO
-	c.cmd("RCPT TO:<b@example.org>", 502, "5.5.1")
+	c.cmd("RCPT TO:<b@example.org>", 503, "5.5.1")
 	if h.be.sawSender("injected@evil.test") {
 		t.Error("injected command executed")
 	}
@@ -175,8 +175,8 @@ func TestNoAuth(t *testing.T) {
 		t.Fatalf("EHLO after STARTTLS offers AUTH: %q", caps)
 	}
 	c.cmd("AUTH PLAIN "+plainIR("alice", "secret-pw-1"), 503, "5.5.1")
-	c.cmd("MAIL FROM:<alice@example.org>", 250, "2.0.0")
-	c.cmd("RCPT TO:<b@example.org>", 250, "2.0.0")
+	c.cmd("MAIL FROM:<alice@example.org>", 250, "2.1.0")
+	c.cmd("RCPT TO:<b@example.org>", 250, "2.1.5")
 	c.cmd("DATA", 354, "")
 	c.send("Subject: x\r\n\r\nx\r\n.\r\n")
 	c.expect(250, "2.0.0")

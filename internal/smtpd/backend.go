@@ -3,13 +3,17 @@ package smtpd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 )
 
 // Envelope is what the SMTP session learned about one transaction; the
 // router uses it for resolution and trace headers (RFC 5321 section 4.4).
 type Envelope struct {
+	// ID names the transaction: made by the session at MAIL, given to the
+	// client in the reply to the end of data ("queued as ID"), and meant
+	// for the backend's own records (the trace header, the journal), so
+	// that a client's reply can be matched with them.
+	ID         string
 	From       string   // reverse-path, "" for the null sender
 	To         []string // forward-paths accepted at RCPT time, in order
 	Helo       string   // the client's EHLO/HELO argument
@@ -18,9 +22,9 @@ type Envelope struct {
 	TLS        string // e.g. "TLS1.3 TLS_AES_128_GCM_SHA256", "" if plain
 	AuthUser   string // authenticated login, "" if none
 	Submission bool   // came in through the submission service
-	SMTPUTF8   bool
-	Body8Bit   bool  // BODY=8BITMIME or BINARYMIME
-	Size       int64 // SIZE= of MAIL FROM (RFC 1870), 0 if not declared
+	SMTPUTF8   bool   // MAIL FROM carried SMTPUTF8 (RFC 6531 section 3.4)
+	Body8Bit   bool   // BODY=8BITMIME (RFC 6152)
+	Size       int64  // SIZE= of MAIL FROM (RFC 1870), 0 if not declared
 
 	// DSN parameters of MAIL FROM (RFC 3461 section 4.3 and 4.4): RET,
 	// "FULL" or "HDRS" ("" when absent), and ENVID, decoded from xtext.
@@ -48,36 +52,34 @@ type RcptDSN struct {
 	ORcpt     string
 }
 
-// Error is a reply the backend wants the client to see: an RFC 5321 code
-// and an RFC 3463 enhanced status code.
-type Error struct {
-	Code     int    // e.g. 550
-	Enhanced [3]int // e.g. {5, 1, 1}
-	Message  string
-}
-
-func (e *Error) Error() string {
-	return fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.Enhanced[0], e.Enhanced[1], e.Enhanced[2], e.Message)
-}
-
 // ErrAuthFailed is returned by Authenticate for any bad credentials.
 var ErrAuthFailed = errors.New("authentication failed")
 
 // Backend is everything the SMTP server needs from the rest of postoffice.
+//
+// A refusal is an smtpreply.Reply (or a *smtpreply.Reply, or an error
+// wrapping either) with a 4xx or 5xx code: the client gets that reply
+// (RFC 5321 section 4.2, with the enhanced status code of RFC 3463). Any
+// other error is a failure of the backend: the client gets 451 4.3.0 and
+// the error goes to the log only.
 type Backend interface {
-	// Authenticate checks SMTP AUTH credentials (submission); it returns
-	// the canonical user name, or ErrAuthFailed.
+	// Authenticate checks SMTP AUTH credentials (RFC 4954); it returns the
+	// canonical user name, or ErrAuthFailed (535 5.7.8).
 	Authenticate(ctx context.Context, username, password string) (string, error)
-	// CheckSender is called at MAIL FROM; a non-nil *Error is the reply.
-	// (Submission: the sender must be one of AuthUser's addresses.)
+	// CheckSender is called at MAIL FROM with the new transaction's
+	// envelope (the sender rule for authenticated sessions, the free
+	// space).
 	CheckSender(ctx context.Context, env *Envelope) error
-	// CheckRecipient is called at RCPT TO with the envelope so far; a
-	// non-nil *Error is the reply (550 5.1.1 unknown user, 554 5.7.1 relay
-	// denied, 552 5.2.2 over quota, 451 4.3.0 temporary...).
+	// CheckRecipient is called at RCPT TO with the envelope so far (550
+	// 5.1.1 unknown user, 554 5.7.1 relay denied, 452 4.2.2 over quota,
+	// 451 4.3.0 temporary...).
 	CheckRecipient(ctx context.Context, env *Envelope, rcpt string) error
 	// Deliver routes the message to every accepted recipient and returns
-	// only once it is durable in every mailbox or in the outbound queue.
-	// The body is the message as received (CRLF line endings, no
-	// dot-stuffing). A non-nil *Error is the reply to DATA/BDAT.
+	// only once it is durable in every mailbox or in the outbound queue:
+	// the client gets 250 only after that. The body is the message as
+	// received (CRLF line endings, no dot-stuffing), streamed from the
+	// connection; its errors are replies (ErrMessageTooBig,
+	// ErrBareLineEnding) or the connection's failure, and a Deliver that
+	// sees one stores nothing and returns it.
 	Deliver(ctx context.Context, env *Envelope, body io.Reader) error
 }

@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"net/textproto"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -258,11 +259,14 @@ func (c *client) expectClosed() {
 	if err == nil {
 		c.t.Fatalf("connection still open, read %q", buf[:n])
 	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.t.Fatal("connection still open: the test's deadline ran out")
+	}
 }
 
 func (c *client) ehlo() string {
 	c.t.Helper()
-	return c.cmd("EHLO client.test", 250, "Hello client.test")
+	return c.cmd("EHLO client.test", 250, "mx.test Hello client.test")
 }
 
 // startTLS upgrades the connection (RFC 3207) and returns the new client.
@@ -280,8 +284,8 @@ func (c *client) startTLS() *client {
 // dot-stuffed) and returns the reply text of the final reply.
 func (c *client) transaction(from, to, body string, code int, prefix string) string {
 	c.t.Helper()
-	c.cmd("MAIL FROM:<"+from+">", 250, "2.0.0")
-	c.cmd("RCPT TO:<"+to+">", 250, "2.0.0")
+	c.cmd("MAIL FROM:<"+from+">", 250, "2.1.0")
+	c.cmd("RCPT TO:<"+to+">", 250, "2.1.5")
 	c.cmd("DATA", 354, "")
 	c.send(body + ".\r\n")
 	return c.expect(code, prefix)

@@ -30,8 +30,8 @@ func TestShutdownGraceful(t *testing.T) {
 	idle, busy := h.dial(), h.dial()
 	idle.ehlo()
 	busy.ehlo()
-	busy.cmd("MAIL FROM:<a@sender.test>", 250, "2.0.0")
-	busy.cmd("RCPT TO:<b@example.org>", 250, "2.0.0")
+	busy.cmd("MAIL FROM:<a@sender.test>", 250, "2.1.0")
+	busy.cmd("RCPT TO:<b@example.org>", 250, "2.1.5")
 
 	done := make(chan error, 1)
 	go func() {
@@ -77,7 +77,7 @@ func TestShutdownDeadline(t *testing.T) {
 	h := newHarness(t, harnessOpt{})
 	c := h.dial()
 	c.ehlo()
-	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.0.0") // busy, then stalls
+	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.1.0") // busy, then stalls
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := h.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -106,8 +106,8 @@ func TestCloseCancelsDelivery(t *testing.T) {
 	}
 	c := h.dial()
 	c.ehlo()
-	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.0.0")
-	c.cmd("RCPT TO:<b@example.org>", 250, "2.0.0")
+	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.1.0")
+	c.cmd("RCPT TO:<b@example.org>", 250, "2.1.5")
 	c.cmd("DATA", 354, "")
 	c.send("x\r\n.\r\n")
 	<-started

@@ -1,258 +1,390 @@
 package smtpd
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
-	"github.com/postoffice-mail/postoffice/internal/clientinfo"
+	"io"
+	"log/slog"
 	"net"
-	"strings"
-	"unicode/utf8"
+	"net/netip"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
 
-	"github.com/postoffice-mail/postoffice/internal/address"
-	smtp "github.com/postoffice-mail/postoffice/internal/smtpd/gosmtp"
+	"github.com/postoffice-mail/postoffice/internal/clientinfo"
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 )
 
-// engineBackend is the go-smtp Backend: one session per EHLO/HELO, and a
-// new one after STARTTLS (RFC 3207 section 4.2: the client must forget
-// everything it learned before the handshake; so do we).
-type engineBackend struct{ s *Server }
+// Buffer sizes. A session keeps both for its whole life; replies are
+// short, and message data is read through the read buffer in windows of
+// its size.
+const (
+	readBufSize  = 8 << 10
+	writeBufSize = 2 << 10
+)
 
-func (b engineBackend) NewSession(sc *smtp.Conn) (smtp.Session, error) {
-	c := connOf(sc.Conn())
-	if c == nil {
-		return nil, errors.New("smtpd: connection not registered")
-	}
-	sess := &session{srv: b.s, c: c, sc: sc, top: sc.Conn()}
-	if cs, ok := c.tlsState(sc.Conn()); ok {
-		sess.tls = tlsString(cs)
-	}
-	sess.ctx, sess.cancel = context.WithCancel(clientinfo.WithRemote(b.s.ctx, c.RemoteAddr().String()))
-	c.mu.Lock()
-	c.sess = sess
-	c.mu.Unlock()
-	return sess, nil
-}
+// Errors that end a session's read of a command.
+var (
+	errLineTooLong = errors.New("line too long")
+	errBareLF      = errors.New("line ends in a bare LF")
+	// errDraining: the server is shutting down and the session has no
+	// transaction (Server.Shutdown).
+	errDraining = errors.New("server shutting down")
+)
 
-// connOf finds our conn under what go-smtp reads from.
-func connOf(nc net.Conn) *conn {
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	c, _ := nc.(*conn)
-	return c
-}
-
-// session implements smtp.Session and smtp.AuthSession. go-smtp calls its
-// methods from the connection's goroutine, except Data for BDAT, which
-// runs in a goroutine of its own (see data.go).
+// session is one SMTP connection. Apart from what is marked otherwise,
+// its fields are used only by the session goroutine.
 type session struct {
 	srv *Server
-	c   *conn
-	sc  *smtp.Conn
-	top net.Conn // what go-smtp reads from and writes to
-	tls string   // Envelope.TLS, "" if plaintext
+	id  string
+	log *slog.Logger
 	ctx context.Context
-	// cancel abandons backend calls when the session ends (QUIT, close,
-	// STARTTLS).
+	// cancel ends ctx when the session ends.
 	cancel context.CancelFunc
 
-	// Guarded by c.mu.
+	raw    net.Conn // the connection as handed over (a *tls.Conn for implicit TLS)
+	netc   net.Conn // the network connection under raw: kill closes it
+	conn   net.Conn // raw, or a *tls.Conn after STARTTLS
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	line   []byte // reused command line buffer
+	killed atomic.Bool
+	// interrupted: Shutdown found the session waiting for a command with
+	// no transaction; every read fails from then on (connReader).
+	interrupted atomic.Bool
+
+	// mu guards waiting, which Shutdown reads.
+	mu      sync.Mutex
+	waiting bool // reading a command, no transaction open
+
+	remote, local string
+	loopback      bool
+	tls           string // Envelope.TLS, "" if plaintext
+
+	helo     string // EHLO/HELO argument, "" before it
+	extended bool   // EHLO rather than HELO
 	authUser string
 	tx       *Envelope // the mail transaction in progress, nil if none
+	rcptSeen bool      // the transaction had RCPT commands, accepted or not
+	errors   int       // error replies since the last message accepted
+	dataEnd  time.Time // while message data is read: the DataTimeout limit
 }
 
-// Mail starts a transaction (RFC 5321 section 4.1.1.2). go-smtp has
-// parsed the reverse-path ("" for the null sender <>, RFC 5321 section
-// 4.5.5) and checked SIZE= against the limit (RFC 1870: 552 5.3.4).
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	if s.c.closed.Load() {
-		return replyClosed
+func newSession(srv *Server, c net.Conn) *session {
+	s := &session{
+		srv:      srv,
+		id:       newID(),
+		raw:      c,
+		netc:     c,
+		conn:     c,
+		remote:   addrString(c.RemoteAddr()),
+		local:    addrString(c.LocalAddr()),
+		loopback: isLocal(c.RemoteAddr()),
 	}
-	if s.srv.isDraining() {
-		return s.shuttingDown()
+	if tc, ok := c.(*tls.Conn); ok {
+		s.netc = tc.NetConn()
 	}
-	s.c.mu.Lock()
-	authUser, busy := s.authUser, s.tx != nil
-	s.c.mu.Unlock()
-	if s.srv.cfg.Submission && authUser == "" {
-		// RFC 6409 section 4.3, RFC 4954 section 6.
-		return s.fail(replyAuthRequired)
+	s.ctx, s.cancel = context.WithCancel(clientinfo.WithRemote(srv.ctx, s.remote))
+	s.log = srv.log.With("conn", s.id, "remote", s.remote)
+	s.br = bufio.NewReaderSize(connReader{s}, readBufSize)
+	s.bw = bufio.NewWriterSize(connWriter{s}, writeBufSize)
+	return s
+}
+
+// kill closes the network connection from another goroutine (Server.Close),
+// under any TLS layer so that nothing waits on a TLS close_notify; the
+// session goroutine then fails its read or write and ends.
+func (s *session) kill() {
+	s.killed.Store(true)
+	s.netc.Close()
+}
+
+// close closes the connection, once the session is over.
+func (s *session) close() {
+	s.conn.Close()
+	s.raw.Close() // the network connection, also when a STARTTLS handshake failed
+	s.log.Debug("smtp: connection closed")
+}
+
+// interruptIfIdle ends the wait for a command of a session without a
+// transaction (Shutdown): its read fails, and it answers 421 4.3.2. A
+// session in a transaction or busy with a command is left alone: it sees
+// the server draining before it reads its next command with no
+// transaction open.
+func (s *session) interruptIfIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waiting {
+		s.interrupted.Store(true)
+		s.netc.SetReadDeadline(time.Now())
 	}
-	if busy {
-		// RFC 5321 section 4.1.4: no nested transactions.
-		return s.fail(replyNestedMail)
-	}
-	if len(opts.EnvelopeID) > maxEnvIDLen {
-		// RFC 3461 section 4.4: at most 100 characters (go-smtp checks
-		// the rest of its syntax).
-		return s.fail(replyBadDSNParam("ENVID"))
-	}
-	if from != "" {
-		var r *smtp.SMTPError
-		raw := from
-		if from, r = checkAddress(from, opts.UTF8, true); r != nil {
-			s.c.log.Info("smtp: rejected", "stage", "MAIL", "from", raw, "code", r.Code, "reason", "address syntax")
-			return s.fail(r)
+}
+
+// connReader reads from the current connection. Before it can block it
+// sends the replies held in the write buffer: replies to pipelined
+// commands go out together (RFC 2920 section 3.2), and none is held while
+// the session waits for the client. Each read has its own deadline: the
+// read timeout from now (RFC 5321 section 4.5.3.2), and while message
+// data is read no later than the end of the data timeout.
+type connReader struct{ s *session }
+
+func (r connReader) Read(p []byte) (int, error) {
+	s := r.s
+	if s.bw.Buffered() > 0 {
+		if err := s.bw.Flush(); err != nil {
+			return 0, err
 		}
 	}
-	env := &Envelope{
-		From:       from,
-		Helo:       s.sc.Hostname(),
-		RemoteAddr: s.c.RemoteAddr().String(),
-		LocalAddr:  s.c.LocalAddr().String(),
-		TLS:        s.tls,
-		AuthUser:   authUser,
-		Submission: s.srv.cfg.Submission,
-		SMTPUTF8:   opts.UTF8,
-		Size:       opts.Size,
-		// RFC 6152 (8BITMIME), RFC 3030 (BINARYMIME).
-		Body8Bit: opts.Body == smtp.Body8BitMIME || opts.Body == smtp.BodyBinaryMIME,
-		// RFC 3461 sections 4.3 and 4.4, parsed and checked by go-smtp.
-		Ret:   string(opts.Return),
-		EnvID: opts.EnvelopeID,
+	d := time.Now().Add(s.srv.cfg.ReadTimeout)
+	if !s.dataEnd.IsZero() && d.After(s.dataEnd) {
+		d = s.dataEnd
 	}
-	if err := s.srv.cfg.Backend.CheckSender(s.ctx, env); err != nil {
-		return s.reject("MAIL", err, "from", from)
+	s.conn.SetReadDeadline(d)
+	// Checked after the deadline is set: an interruption either is seen
+	// here or comes after, and its deadline then ends the read.
+	if s.interrupted.Load() {
+		return 0, errDraining
 	}
-	s.c.mu.Lock()
-	// Checked again under c.mu: Shutdown either sees this transaction or
-	// this sees Shutdown (conn.closeIfIdle).
-	draining := s.srv.isDraining()
-	if !draining {
-		s.tx = env
-	}
-	s.c.mu.Unlock()
-	if draining {
-		return s.shuttingDown()
-	}
-	return nil
+	return s.conn.Read(p)
 }
 
-// Rcpt adds a recipient (RFC 5321 section 4.1.1.3). go-smtp has already
-// refused one beyond MaxRecipients with 452 4.5.3 (RFC 5321 section
-// 4.5.3.1.10).
-func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	if s.c.closed.Load() {
-		return replyClosed
-	}
-	s.c.mu.Lock()
-	tx := s.tx
-	s.c.mu.Unlock()
-	if tx == nil {
-		return s.fail(replyNeedMail)
-	}
-	raw := to
-	to, r := checkAddress(to, tx.SMTPUTF8, false)
-	if r != nil {
-		s.c.log.Info("smtp: rejected", "stage", "RCPT", "rcpt", raw, "code", r.Code, "reason", "address syntax")
-		return s.fail(r)
-	}
-	if err := s.srv.cfg.Backend.CheckRecipient(s.ctx, tx, to); err != nil {
-		return s.reject("RCPT", err, "from", tx.From, "rcpt", to)
-	}
-	// RFC 3461 sections 4.1 and 4.2, parsed and checked by go-smtp; the
-	// address type as RFC 3461 writes it, lower case.
-	d := RcptDSN{ORcptType: strings.ToLower(string(opts.OriginalRecipientType)), ORcpt: opts.OriginalRecipient}
-	if !printable(d.ORcpt) {
-		// An ORCPT of type utf-8 may decode to any code point (RFC 6533
-		// section 3): none that could break a line where it is written.
-		return s.fail(replyBadDSNParam("ORCPT"))
-	}
-	for _, n := range opts.Notify {
-		d.Notify = append(d.Notify, string(n))
-	}
-	s.c.mu.Lock()
-	tx.To = append(tx.To, to)
-	tx.DSN = append(tx.DSN, d)
-	s.c.mu.Unlock()
-	return nil
+// connWriter writes to the current connection, with a write deadline on
+// every write: a client that stops reading is dropped.
+type connWriter struct{ s *session }
+
+func (w connWriter) Write(p []byte) (int, error) {
+	w.s.conn.SetWriteDeadline(time.Now().Add(w.s.srv.cfg.WriteTimeout))
+	return w.s.conn.Write(p)
 }
 
-// Reset ends the transaction: RSET, a new EHLO, the end of DATA or BDAT.
-// While the server drains, the connection is closed here, right after the
-// reply to DATA or BDAT.
-func (s *session) Reset() {
-	s.c.mu.Lock()
-	s.tx = nil
-	s.c.mu.Unlock()
-	if s.srv.isDraining() && !s.c.closed.Load() {
-		s.abort(replyShuttingDown)
+func (s *session) serve() {
+	defer func() {
+		if v := recover(); v != nil {
+			if s.srv.onPanic != nil {
+				s.srv.onPanic(v)
+			} else {
+				s.log.Error("smtp: session panic", "panic", v, "stack", string(debug.Stack()))
+			}
+		}
+		s.cancel()
+	}()
+	s.log.Debug("smtp: connection opened", "local", s.local)
+
+	if tc, ok := implicitTLS(s.raw); ok {
+		// RFC 8314 section 3.3: with implicit TLS the handshake comes
+		// before any SMTP data.
+		tc.SetDeadline(time.Now().Add(s.srv.cfg.ReadTimeout))
+		if err := tc.HandshakeContext(s.ctx); err != nil {
+			s.log.Debug("smtp: TLS handshake failed", "err", err)
+			return
+		}
+		s.tls = tlsString(tc.ConnectionState())
+	}
+
+	// RFC 5321 section 4.2: the greeting names the server; no enhanced
+	// status code (RFC 2034 section 4).
+	s.reply(smtpreply.New(220, "", s.srv.cfg.Hostname+" ESMTP postoffice"))
+	for {
+		line, err := s.readCommand()
+		if err != nil {
+			if errors.Is(err, errLineTooLong) {
+				// RFC 5321 section 4.5.3.1.4; the rest of the line was
+				// read and dropped: the session is still in step.
+				if !s.respond(replyLineTooLong) {
+					break
+				}
+				continue
+			}
+			if errors.Is(err, errBareLF) {
+				if !s.respond(replyBareLFCommand) {
+					break
+				}
+				continue
+			}
+			s.ioError(err)
+			return
+		}
+		if !s.dispatch(line) {
+			break
+		}
+	}
+	if err := s.bw.Flush(); err != nil {
+		s.ioError(err)
 	}
 }
 
-// Logout ends the session: the connection closes, or STARTTLS succeeded.
-func (s *session) Logout() error {
-	s.cancel()
-	s.c.mu.Lock()
-	if s.c.sess == s {
-		s.c.sess = nil
+// readCommand reads the next command line, or fails with errDraining when
+// the server is shutting down and the session has no transaction: the
+// next command is then never read, whatever is buffered.
+func (s *session) readCommand() ([]byte, error) {
+	s.mu.Lock()
+	idle := s.tx == nil
+	if idle && s.srv.draining.Load() {
+		s.mu.Unlock()
+		return nil, errDraining
 	}
-	s.c.mu.Unlock()
-	return nil
+	s.waiting = idle
+	s.mu.Unlock()
+
+	line, err := s.readLine(maxLine)
+
+	s.mu.Lock()
+	s.waiting = false
+	s.mu.Unlock()
+	if s.interrupted.Load() {
+		return nil, errDraining
+	}
+	return line, err
 }
 
-// envelope returns a copy of the transaction for Deliver, nil if none:
-// with BDAT the delivery may outlive the transaction (RSET).
-func (s *session) envelope() *Envelope {
-	s.c.mu.Lock()
-	defer s.c.mu.Unlock()
-	if s.tx == nil {
-		return nil
+// readLine reads one line of at most limit octets, CRLF excluded; the line
+// must end in CRLF (errBareLF otherwise: RFC 5321 section 2.3.8). A longer
+// line is read to its end and dropped in pieces, never buffered whole,
+// then errLineTooLong is returned.
+func (s *session) readLine(limit int) ([]byte, error) {
+	s.line = s.line[:0]
+	tooLong := false
+	for {
+		chunk, err := s.br.ReadSlice('\n')
+		if !tooLong {
+			if len(s.line)+len(chunk) > limit+2 {
+				tooLong = true
+				s.line = s.line[:0]
+			} else {
+				s.line = append(s.line, chunk...)
+			}
+		}
+		if err == nil {
+			break
+		}
+		if err != bufio.ErrBufferFull {
+			return nil, err
+		}
 	}
-	env := *s.tx
-	env.To = append([]string(nil), s.tx.To...)
-	env.DSN = append([]RcptDSN(nil), s.tx.DSN...)
-	return &env
+	if tooLong {
+		return nil, errLineTooLong
+	}
+	line := s.line[:len(s.line)-1]
+	if len(line) == 0 || line[len(line)-1] != '\r' {
+		return nil, errBareLF
+	}
+	line = line[:len(line)-1]
+	if len(line) > limit {
+		return nil, errLineTooLong
+	}
+	return line, nil
 }
 
-// closeIfIdle closes the connection at Shutdown unless a transaction is
-// in progress (Reset closes those after their last reply). RFC 5321
-// section 3.8: a server shutting down should send 421 first.
-func (c *conn) closeIfIdle() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sess != nil && c.sess.tx != nil {
-		return
+// ioError ends the session on a failed read or write: on a timeout (RFC
+// 5321 section 4.5.3.2) or at shutdown the client is told first.
+func (s *session) ioError(err error) {
+	switch {
+	case s.killed.Load():
+		s.log.Debug("smtp: session closed by server")
+	case errors.Is(err, errDraining):
+		s.log.Debug("smtp: session ended for shutdown")
+		s.final(replyShuttingDown(s.srv.cfg.Hostname))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.log.Info("smtp: timeout", "in_transaction", s.tx != nil)
+		s.final(replyTimeout(s.srv.cfg.Hostname))
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		s.log.Debug("smtp: connection closed by client", "in_transaction", s.tx != nil)
+	default:
+		s.log.Debug("smtp: connection error", "err", err)
 	}
-	if c.sess != nil {
-		// Net and TLS connections serialize Write calls, and go-smtp
-		// writes each reply in one call: this lands between replies.
-		writeReplies(c.sess.top, shortWriteTimeout, replyShuttingDown)
-	}
-	c.kill()
 }
 
-// checkAddress parses a path as go-smtp hands it over (the local part
-// unquoted) and returns it in its written form, quoted where it must be
-// (address.Address.String), which is what the envelope carries from here
-// on. It refuses what cannot be written back safely (angle brackets,
-// control characters, invalid UTF-8: RFC 5321 section 4.1.2, 501 5.1.7 or
-// 5.1.3) and non-ASCII without the SMTPUTF8 parameter (RFC 6531 section
-// 3.5, 553 5.6.7).
-func checkAddress(path string, smtputf8, sender bool) (string, *smtp.SMTPError) {
-	a, err := address.ParseUnquoted(path)
-	if err != nil {
-		return "", badAddress(sender)
-	}
-	if !a.ASCII() && !smtputf8 {
-		return "", replyNeedSMTPUTF8
-	}
-	return a.String(), nil
+// final writes a last reply, after those still buffered, on a connection
+// about to be closed.
+func (s *session) final(r smtpreply.Reply) {
+	s.bw.WriteString(r.Wire())
+	s.bw.Flush()
 }
 
-// maxEnvIDLen bounds ENVID (RFC 3461 section 4.4).
-const maxEnvIDLen = 100
+// reply writes r to the write buffer; write errors show at the next flush.
+func (s *session) reply(r smtpreply.Reply) {
+	s.bw.WriteString(r.Wire())
+}
 
-// printable reports valid UTF-8 without control characters.
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
+// respond writes r and counts it if it is an error reply. At
+// Config.MaxErrors of them it adds 421 4.7.0 and returns false: the
+// session ends.
+func (s *session) respond(r smtpreply.Reply) bool {
+	s.reply(r)
+	if r.Code < 400 {
+		return true
+	}
+	s.errors++
+	if s.errors >= s.srv.cfg.MaxErrors {
+		s.log.Warn("smtp: too many errors, closing connection", "errors", s.errors)
+		s.reply(replyTooManyErrors(s.srv.cfg.Hostname))
 		return false
 	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return false
-		}
-	}
 	return true
+}
+
+// resetTx ends the mail transaction in progress, if any.
+func (s *session) resetTx() {
+	s.mu.Lock()
+	s.tx = nil
+	s.mu.Unlock()
+	s.rcptSeen = false
+}
+
+// setTx opens a mail transaction.
+func (s *session) setTx(env *Envelope) {
+	s.mu.Lock()
+	s.tx = env
+	s.mu.Unlock()
+	s.rcptSeen = false
+}
+
+// authAllowed: AUTH with a plaintext password only under TLS, from a
+// loopback client, or when the operator allows it (RFC 4954 section 4,
+// RFC 8314 section 3).
+func (s *session) authAllowed() bool {
+	return !s.srv.cfg.NoAuth && (s.tls != "" || s.loopback || s.srv.cfg.AllowPlaintextAuth)
+}
+
+// tlsString formats a connection state for Envelope.TLS, e.g.
+// "TLS1.3 TLS_AES_128_GCM_SHA256".
+func tlsString(cs tls.ConnectionState) string {
+	return string(bytes.ReplaceAll([]byte(tls.VersionName(cs.Version)), []byte(" "), nil)) + " " + tls.CipherSuiteName(cs.CipherSuite)
+}
+
+// isLocal reports whether a client address is loopback or a unix-domain
+// socket: plaintext AUTH is allowed there (nothing to sniff).
+func isLocal(a net.Addr) bool {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	case nil:
+		return false
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	return err == nil && ap.Addr().Unmap().IsLoopback()
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// newID returns a short random identifier: of a connection in the logs,
+// of a transaction in Envelope.ID.
+func newID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

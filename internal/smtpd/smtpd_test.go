@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 )
 
 func TestEHLOAdvertisesExtensions(t *testing.T) {
@@ -72,11 +74,11 @@ func TestRecipientRejectionPassthrough(t *testing.T) {
 	h.be.rcptErr = func(_ *Envelope, rcpt string) error {
 		switch rcpt {
 		case "nobody@example.org":
-			return &Error{Code: 550, Enhanced: [3]int{5, 1, 1}, Message: "No such user here"}
+			return smtpreply.New(550, "5.1.1", "No such user here")
 		case "someone@elsewhere.test":
-			return &Error{Code: 554, Enhanced: [3]int{5, 7, 1}, Message: "Relay access denied"}
+			return smtpreply.New(554, "5.7.1", "Relay access denied")
 		case "full@example.org": // wrapped
-			return fmt.Errorf("quota: %w", &Error{Code: 452, Enhanced: [3]int{4, 2, 2}, Message: "Mailbox full"})
+			return fmt.Errorf("quota: %w", smtpreply.New(452, "4.2.2", "Mailbox full"))
 		case "broken@example.org":
 			return errors.New("database is locked")
 		}
@@ -84,7 +86,7 @@ func TestRecipientRejectionPassthrough(t *testing.T) {
 	}
 	c := h.dial()
 	c.ehlo()
-	c.cmd("MAIL FROM:<alice@sender.test>", 250, "2.0.0")
+	c.cmd("MAIL FROM:<alice@sender.test>", 250, "2.1.0")
 	c.cmd("RCPT TO:<nobody@example.org>", 550, "5.1.1 No such user here")
 	c.cmd("RCPT TO:<someone@elsewhere.test>", 554, "5.7.1 Relay access denied")
 	c.cmd("RCPT TO:<full@example.org>", 452, "4.2.2 Mailbox full")
@@ -93,7 +95,7 @@ func TestRecipientRejectionPassthrough(t *testing.T) {
 	if strings.Contains(msg, "database") {
 		t.Errorf("internal error leaked to the client: %q", msg)
 	}
-	c.cmd("RCPT TO:<bob@example.org>", 250, "2.0.0")
+	c.cmd("RCPT TO:<bob@example.org>", 250, "2.1.5")
 	c.cmd("DATA", 354, "")
 	c.send("Subject: hi\r\n\r\nhi\r\n.\r\n")
 	c.expect(250, "2.0.0")
@@ -111,13 +113,13 @@ func TestSenderRejectionPassthrough(t *testing.T) {
 	h.be.senderErr = func(env *Envelope) error {
 		switch env.From {
 		case "spammer@bad.test":
-			return &Error{Code: 550, Enhanced: [3]int{5, 7, 1}, Message: "Sender rejected"}
+			return smtpreply.New(550, "5.7.1", "Sender rejected")
 		case "temp@bad.test":
 			return errors.New("dns timeout")
 		case "weird@bad.test": // not an error code: treated as a backend bug
-			return &Error{Code: 250, Enhanced: [3]int{2, 0, 0}, Message: "ok?"}
+			return smtpreply.New(250, "2.0.0", "ok?")
 		case "class@bad.test": // enhanced class not matching the code
-			return &Error{Code: 550, Enhanced: [3]int{4, 1, 8}, Message: "Bad\r\ndomain"}
+			return smtpreply.New(550, "4.1.8", "Bad\r\ndomain")
 		}
 		return nil
 	}
@@ -127,19 +129,19 @@ func TestSenderRejectionPassthrough(t *testing.T) {
 	c.cmd("MAIL FROM:<temp@bad.test>", 451, "4.3.0")
 	c.cmd("MAIL FROM:<weird@bad.test>", 451, "4.3.0")
 	c.cmd("MAIL FROM:<class@bad.test>", 550, "5.0.0 Bad  domain")
-	c.cmd("MAIL FROM:<good@sender.test>", 250, "2.0.0")
+	c.cmd("MAIL FROM:<good@sender.test>", 250, "2.1.0")
 	c.cmd("MAIL FROM:<good@sender.test>", 503, "5.5.1") // RFC 5321 section 4.1.4
 	c.cmd("RSET", 250, "2.0.0")
-	c.cmd("MAIL FROM:<good@sender.test>", 250, "2.0.0")
+	c.cmd("MAIL FROM:<good@sender.test>", 250, "2.1.0")
 }
 
 func TestTooManyRecipients(t *testing.T) {
 	h := newHarness(t, harnessOpt{cfg: func(c *Config) { c.MaxRecipients = 3 }})
 	c := h.dial()
 	c.ehlo()
-	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.0.0")
+	c.cmd("MAIL FROM:<a@sender.test>", 250, "2.1.0")
 	for i := range 3 {
-		c.cmd(fmt.Sprintf("RCPT TO:<r%d@example.org>", i), 250, "2.0.0")
+		c.cmd(fmt.Sprintf("RCPT TO:<r%d@example.org>", i), 250, "2.1.5")
 	}
 	c.cmd("RCPT TO:<r3@example.org>", 452, "4.5.3")
 	c.cmd("DATA", 354, "")
@@ -155,7 +157,7 @@ func TestDeliverErrorPassthrough(t *testing.T) {
 	h.be.deliverErr = func(env *Envelope, _ []byte) error {
 		switch env.To[0] {
 		case "full@example.org":
-			return &Error{Code: 552, Enhanced: [3]int{5, 2, 2}, Message: "Mailbox full"}
+			return smtpreply.New(552, "5.2.2", "Mailbox full")
 		case "disk@example.org":
 			return errors.New("fsync: input/output error")
 		}
@@ -187,8 +189,8 @@ func TestSMTPUTF8(t *testing.T) {
 	c := h.dial()
 	c.ehlo()
 	c.cmd("MAIL FROM:<jürgen@example.de>", 553, "5.6.7") // RFC 6531 section 3.5
-	c.cmd("MAIL FROM:<jürgen@example.de> SMTPUTF8", 250, "2.0.0")
-	c.cmd("RCPT TO:<josé@example.org>", 250, "2.0.0")
+	c.cmd("MAIL FROM:<jürgen@example.de> SMTPUTF8", 250, "2.1.0")
+	c.cmd("RCPT TO:<josé@example.org>", 250, "2.1.5")
 	c.cmd("DATA", 354, "")
 	c.send("Subject: héllo\r\n\r\nça va\r\n.\r\n")
 	c.expect(250, "2.0.0")
@@ -202,12 +204,12 @@ func TestSMTPUTF8(t *testing.T) {
 func TestHeloRequiredAndSequence(t *testing.T) {
 	h := newHarness(t, harnessOpt{})
 	c := h.dial()
-	c.cmd("MAIL FROM:<a@b.test>", 502, "5.5.1")
-	c.cmd("HELO client.test", 250, "2.0.0")
-	c.cmd("RCPT TO:<b@example.org>", 502, "5.5.1")
-	c.cmd("DATA", 502, "5.5.1")
-	c.cmd("MAIL FROM:<a@b.test>", 250, "2.0.0")
-	c.cmd("DATA", 502, "5.5.1")
+	c.cmd("MAIL FROM:<a@b.test>", 503, "5.5.1")
+	c.cmd("HELO client.test", 250, "mx.test")
+	c.cmd("RCPT TO:<b@example.org>", 503, "5.5.1")
+	c.cmd("DATA", 503, "5.5.1")
+	c.cmd("MAIL FROM:<a@b.test>", 250, "2.1.0")
+	c.cmd("DATA", 503, "5.5.1")
 	c.cmd("VRFY bob", 252, "2.5.0")
 	c.cmd("QUIT", 221, "2.0.0")
 	c.expectClosed()
@@ -231,11 +233,11 @@ func TestQuotedLocalParts(t *testing.T) {
 		{`MAIL FROM:<"a<b"@evil.test>`, 501, "5.1.7"},
 		{`MAIL FROM:<"a\` + "\x7f" + `b"@evil.test>`, 501, "5.1.7"},
 		{`MAIL FROM:<a@evil"test>`, 501, "5.1.7"},
-		{`MAIL FROM:<"john smith"@evil.test>`, 250, "2.0.0"},
+		{`MAIL FROM:<"john smith"@evil.test>`, 250, "2.1.0"},
 		{`RCPT TO:<"x>y"@example.org>`, 501, "5.1.3"},
-		{`RCPT TO:<"joe@home"@example.org>`, 250, "2.0.0"},
-		{`RCPT TO:<"a\"b"@example.org>`, 250, "2.0.0"},
-		{`RCPT TO:<"plain"@example.org>`, 250, "2.0.0"},
+		{`RCPT TO:<"joe@home"@example.org>`, 250, "2.1.5"},
+		{`RCPT TO:<"a\"b"@example.org>`, 250, "2.1.5"},
+		{`RCPT TO:<"plain"@example.org>`, 250, "2.1.5"},
 	} {
 		c.cmd(step.line, step.code, step.enh)
 	}
@@ -259,7 +261,7 @@ func TestQuotedLocalParts(t *testing.T) {
 // of each accepted RCPT reach the backend decoded, in order; an ENVID
 // over 100 characters or an ORCPT that decodes to a control character
 // is refused with 501 5.5.4.
-func TestDSNParameters(t *testing.T) {
+func TestDSNParametersDecoded(t *testing.T) {
 	h := newHarness(t, harnessOpt{})
 	c := h.dial()
 	if !strings.Contains(c.ehlo(), "DSN") {

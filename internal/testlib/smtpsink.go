@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // SMTPSink is an SMTP server on loopback that takes every message and
@@ -29,7 +30,7 @@ type SMTPSink struct {
 	live    map[net.Conn]bool
 	closed  bool
 	txns    []SinkTxn
-	datas   int
+	datas   int // messages ended with a dot, taken or not
 	conns   int
 	open    int
 	maxOpen int
@@ -59,14 +60,20 @@ type SinkOptions struct {
 	// TLS, when set, is what STARTTLS uses instead of a configuration
 	// made of Cert (which must be set too, to offer STARTTLS).
 	TLS *tls.Config
+	// DataDelay is waited before a message is taken and answered, as by
+	// a server that writes it to disk first.
+	DataDelay time.Duration
+	// Listener, when set, is served instead of a new listener on
+	// 127.0.0.1.
+	Listener net.Listener
 }
 
 // SinkTxn is one message taken.
 type SinkTxn struct {
 	Conn     int      // which connection (1, 2, ...)
+	Helo     string   // the client's EHLO or HELO argument
 	TLS      bool     // it came over TLS
 	AuthUser string   // who authenticated, "" for no one
-	Helo     string   // the EHLO or HELO argument
 	Mail     string   // the MAIL FROM line, parameters included
 	Rcpts    []string // the RCPT TO lines
 	Data     []byte   // the content, dot-stuffing undone, with CRLF
@@ -74,37 +81,16 @@ type SinkTxn struct {
 
 // From is the reverse-path of the MAIL line as written, without the
 // angle brackets.
-func (t SinkTxn) From() string { return pathOf(t.Mail) }
+func (t SinkTxn) From() string { return Path(t.Mail) }
 
 // To is the forward-path of each RCPT line as written, without the
 // angle brackets.
 func (t SinkTxn) To() []string {
 	out := make([]string, len(t.Rcpts))
 	for i, l := range t.Rcpts {
-		out[i] = pathOf(l)
+		out[i] = Path(l)
 	}
 	return out
-}
-
-// pathOf is what is between the first "<" and the ">" that ends the
-// path of a command line (a quoted local part may hold ">").
-func pathOf(line string) string {
-	i := strings.IndexByte(line, '<')
-	if i < 0 {
-		return ""
-	}
-	quoted := false
-	for j := i + 1; j < len(line); j++ {
-		switch c := line[j]; {
-		case c == '\\' && quoted:
-			j++
-		case c == '"':
-			quoted = !quoted
-		case c == '>' && !quoted:
-			return line[i+1 : j]
-		}
-	}
-	return line[i+1:]
 }
 
 // StartSMTPSink starts a sink; it stops at the end of the test.
@@ -113,9 +99,12 @@ func StartSMTPSink(t testing.TB, opts SinkOptions) *SMTPSink {
 	if opts.Hostname == "" {
 		opts.Hostname = "sink.test"
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	l := opts.Listener
+	if l == nil {
+		var err error
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s := &SMTPSink{Addr: l.Addr().String(), opts: opts, l: l, live: map[net.Conn]bool{}}
 	s.wg.Add(1)
@@ -320,7 +309,7 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 				continue
 			}
 			if s.opts.Rcpt != nil {
-				if r := s.opts.Rcpt(pathOf(line)); r != "" {
+				if r := s.opts.Rcpt(Path(line)); r != "" {
 					reply(r)
 					continue
 				}
@@ -347,6 +336,7 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 				data.WriteString(strings.TrimPrefix(l, "."))
 			}
 			txn.Data = data.Bytes()
+			time.Sleep(s.opts.DataDelay)
 			s.mu.Lock()
 			s.datas++
 			nth := s.datas
@@ -382,4 +372,26 @@ func (s *SMTPSink) session(c net.Conn, n int) {
 			reply("500 5.5.1 unknown command")
 		}
 	}
+}
+
+// Path returns the path of a MAIL FROM or RCPT TO line as written between
+// its angle brackets ("" for <>): a quoted local part may hold ">".
+func Path(line string) string {
+	i := strings.IndexByte(line, '<')
+	if i < 0 {
+		return ""
+	}
+	rest := line[i+1:]
+	start := 0
+	if strings.HasPrefix(rest, `"`) {
+		for start = 1; start < len(rest) && rest[start] != '"'; start++ {
+			if rest[start] == '\\' {
+				start++
+			}
+		}
+	}
+	if j := strings.IndexByte(rest[min(start, len(rest)):], '>'); j >= 0 {
+		return rest[:start+j]
+	}
+	return rest
 }

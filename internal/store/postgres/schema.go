@@ -212,6 +212,29 @@ CREATE TABLE nodes (
 UPDATE queue SET claimed_until = NULL, claimed_by = NULL WHERE claimed_by IS NOT NULL;
 COMMENT ON COLUMN queue.claimed_by IS 'the instance (nodes.instance) whose queue runner claimed the entry';
 `},
+	// Issue 19: a step of its own, to renumber freely at a merge.
+	{"acme state and server secrets", `
+-- internal/acmecert's named blobs (the account key, certificates with
+-- their keys, renewal status, challenge responses), shared by every node,
+-- and its lease locks, held while expires_at is ahead of the database's
+-- clock.
+CREATE TABLE acme_values (
+	name       text PRIMARY KEY,
+	data       bytea NOT NULL,
+	updated_at timestamptz NOT NULL
+);
+CREATE TABLE acme_locks (
+	name       text PRIMARY KEY,
+	holder     text NOT NULL,
+	expires_at timestamptz NOT NULL
+);
+-- The server's random secrets by purpose (store.Shared).
+CREATE TABLE secrets (
+	purpose    text PRIMARY KEY,
+	value      bytea NOT NULL,
+	created_at timestamptz NOT NULL
+);
+`},
 }
 
 // migrate brings the schema to len(migrations), one step per transaction

@@ -173,4 +173,30 @@ ALTER TABLE queue_recipients ADD COLUMN notified INTEGER NOT NULL DEFAULT 0;
 	`
 ALTER TABLE blobs ADD COLUMN data BLOB;
 `,
+	// Version 6 (issue 19, ACME and server secrets; a step of its own, to
+	// renumber freely at a merge).
+	//
+	// acme_values holds internal/acmecert's named blobs (the account key,
+	// certificates with their keys, renewal status, challenge responses);
+	// acme_locks its lease locks, expires_at in Unix milliseconds; secrets
+	// the server's random secrets by purpose (store.Shared).
+	`
+CREATE TABLE acme_values (
+	name       TEXT PRIMARY KEY,
+	data       BLOB NOT NULL,
+	updated_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE acme_locks (
+	name       TEXT PRIMARY KEY,
+	holder     TEXT NOT NULL,
+	expires_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE secrets (
+	purpose    TEXT PRIMARY KEY,
+	value      BLOB NOT NULL,
+	created_at INTEGER NOT NULL
+) STRICT;
+`,
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/control"
 	"github.com/postoffice-mail/postoffice/internal/directory"
 	"github.com/postoffice-mail/postoffice/internal/dnsrecords"
+	"github.com/postoffice-mail/postoffice/internal/mailauth"
 	"github.com/postoffice-mail/postoffice/internal/server"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
@@ -119,6 +121,9 @@ func runDomainRecords(c *call) error {
 	}
 	fmt.Fprintf(c.stdout, "; DNS records of %s, served by %s\n", d.Name, d.MX)
 	fmt.Fprint(c.stdout, dnsrecords.Zone(recs))
+	if !slices.ContainsFunc(d.Keys, mailauth.Key.Active) {
+		fmt.Fprintf(c.stdout, "; No DKIM key for %s yet: 'postoffice dkim keygen %s' creates one, and its record is printed here.\n", d.Name, d.Name)
+	}
 	return nil
 }
 

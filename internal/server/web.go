@@ -113,7 +113,7 @@ func (s *Server) newACME(cfg config.Config) (*acmeRun, error) {
 		Storage:      s.st.ACMEStorage(),
 		Holder:       s.acmeHolder(cfg),
 		Fallback:     s.tlsBase.GetCertificate,
-		Logger:       s.log.With("service", "acme"),
+		Logger:       s.log, // acmecert adds module=acme
 		OnStatus:     func(st acmecert.Status) { s.certificateStatus(r, st) },
 	})
 	if err != nil {

@@ -663,3 +663,47 @@ func TestACMECluster(t *testing.T) {
 		t.Errorf("%d certificate requests by the two nodes, want 1:\n%s", n, grepLines(logs, "acme"))
 	}
 }
+
+// TestACMEReload: ACME and the HTTP listener switched on at run time
+// (config set, which reloads) obtain and serve certificates without a
+// restart; switched off, the self-signed certificate serves again.
+func TestACMEReload(t *testing.T) {
+	e := newACMEEnv(t, 0)
+	in := newInstanceWith(t, map[string]string{"hostname": acmeHost})
+	in.start()
+	pid := status(t, in).PID
+	selfSigned := func() bool {
+		c, err := tls.Dial("tcp", in.addr("pop3s"), &tls.Config{ServerName: acmeHost, InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Issuer.CommonName == acmeHost
+	}
+	if !selfSigned() {
+		t.Fatal("not self-signed before ACME")
+	}
+	for _, kv := range [][2]string{
+		{"http.listen", fmt.Sprintf("127.0.0.1:%d", e.httpPort)},
+		{"acme.directory_url", e.pebble.DirectoryURL},
+		{"acme.ca_file", e.pebble.CAFile},
+		{"acme.names", ""},
+		{"acme.enabled", "true"},
+	} {
+		in.must("", "config", "set", kv[0], kv[1])
+	}
+	waitCertificates(t, in, []string{acmeHost})
+	if iss := e.leaf(in.addr("pop3s"), acmeHost).Issuer.CommonName; !strings.HasPrefix(iss, "Pebble Intermediate CA") {
+		t.Errorf("issuer %q after ACME was switched on", iss)
+	}
+	if in.addr("http") == "" || status(t, in).PID != pid {
+		t.Fatal("no HTTP listener, or serve restarted")
+	}
+	out := in.must("", "config", "set", "acme.enabled", "false")
+	if !strings.Contains(out, "acme: off") {
+		t.Errorf("config set acme.enabled false: %q", out)
+	}
+	if !selfSigned() || len(status(t, in).Certificates) != 0 {
+		t.Error("ACME switched off: the self-signed certificate does not serve again")
+	}
+}

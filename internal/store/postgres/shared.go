@@ -102,3 +102,44 @@ func (s *Store) Secret(ctx context.Context, purpose string) ([]byte, error) {
 	err = s.pool.QueryRow(ctx, `SELECT value FROM secrets WHERE purpose = $1`, purpose).Scan(&v)
 	return v, err
 }
+
+// ExportShared implements store.Exporter.
+func (s *Store) ExportShared(ctx context.Context) ([]store.SharedValue, error) {
+	rows, err := s.pool.Query(ctx, `SELECT 'acme', name, data FROM acme_values
+		UNION ALL SELECT 'secret', purpose, value FROM secrets ORDER BY 1, 2`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.SharedValue
+	for rows.Next() {
+		var v store.SharedValue
+		if err := rows.Scan(&v.Kind, &v.Name, &v.Data); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// ImportShared implements store.Importer.
+func (s *Store) ImportShared(ctx context.Context, v store.SharedValue) (bool, error) {
+	var q string
+	switch v.Kind {
+	case store.SharedACME:
+		q = `INSERT INTO acme_values (name, data, updated_at) VALUES ($1, $2, now()) ON CONFLICT DO NOTHING`
+	case store.SharedSecret:
+		q = `INSERT INTO secrets (purpose, value, created_at) VALUES ($1, $2, now()) ON CONFLICT DO NOTHING`
+	default:
+		return false, fmt.Errorf("shared value of kind %q: %w", v.Kind, store.ErrInvalid)
+	}
+	data := v.Data
+	if data == nil {
+		data = []byte{}
+	}
+	tag, err := s.pool.Exec(ctx, q, v.Name, data)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}

@@ -100,3 +100,45 @@ func (s *Store) Secret(ctx context.Context, purpose string) ([]byte, error) {
 	})
 	return v, err
 }
+
+// ExportShared implements store.Exporter.
+func (s *Store) ExportShared(ctx context.Context) ([]store.SharedValue, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT 'acme', name, data FROM acme_values
+		UNION ALL SELECT 'secret', purpose, value FROM secrets ORDER BY 1, 2`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.SharedValue
+	for rows.Next() {
+		var v store.SharedValue
+		if err := rows.Scan(&v.Kind, &v.Name, &v.Data); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// ImportShared implements store.Importer.
+func (s *Store) ImportShared(ctx context.Context, v store.SharedValue) (bool, error) {
+	var q string
+	switch v.Kind {
+	case store.SharedACME:
+		q = `INSERT INTO acme_values (name, data, updated_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`
+	case store.SharedSecret:
+		q = `INSERT INTO secrets (purpose, value, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`
+	default:
+		return false, fmt.Errorf("shared value of kind %q: %w", v.Kind, store.ErrInvalid)
+	}
+	data := v.Data
+	if data == nil {
+		data = []byte{}
+	}
+	res, err := s.w.ExecContext(ctx, q, v.Name, data, time.Now().Unix())
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}

@@ -132,8 +132,14 @@ func TestDebianPackage(t *testing.T) {
 		}
 		return string(out), nil
 	}
+	// The packaged configuration serves HTTP on 80 and 443 (ACME,
+	// autoconfig, MTA-STS).
+	if shown, err := as("", "config", "show"); err != nil || !strings.Contains(shown, "[http]\nlisten = [\":80\"]") || !strings.Contains(shown, "tls_listen = [\":443\"]  # from the file") {
+		t.Errorf("the packaged configuration's [http]: %v\n%s", err, shown)
+	}
 	for _, kv := range [][2]string{{"pop3.listen", "127.0.0.1:0"}, {"pop3.tls_listen", "127.0.0.1:0"}, {"smtp.listen", "127.0.0.1:0"},
-		{"submission.listen", "127.0.0.1:0"}, {"submission.tls_listen", ""}, {"hostname", "mail.test"}} {
+		{"submission.listen", "127.0.0.1:0"}, {"submission.tls_listen", ""}, {"http.listen", "127.0.0.1:0"}, {"http.tls_listen", ""},
+		{"hostname", "mail.test"}} {
 		if _, err := as("", "config", "set", kv[0], kv[1]); err != nil {
 			t.Fatal(err)
 		}
@@ -151,6 +157,9 @@ func TestDebianPackage(t *testing.T) {
 		t.Fatal(err)
 	}
 	addrs := startAs(t, uid, gid)
+	if addrs["http"] == "" {
+		t.Errorf("the installed server does not serve [http]: %v", addrs)
+	}
 	p := dialPOP(t, addrs["pop3"])
 	p.login("you@example.com", "correct horse")
 	if msg := strings.Join(p.multi("RETR 1"), "\n"); !strings.Contains(msg, "Installed and running.") {

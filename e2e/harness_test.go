@@ -94,10 +94,10 @@ func newInstance(t *testing.T, pop3Extra string) *instance {
 }
 
 // newInstanceWith is newInstance with extra lines for any section
-// ("pop3", "smtp", "submission", "admin", "queue": the [queue] section,
-// last, so it may end with [queue.routes]), "top" for top-level keys and
-// "hostname" to replace mail.test. The web console ([admin]) listens on
-// a loopback port too.
+// ("pop3", "smtp", "submission", "admin", "queue", "auth"), "top" for
+// top-level keys, "tables" for whole tables after the others ([acme],
+// [http]...) and "hostname" to replace mail.test. The web console
+// ([admin]) listens on a loopback port too.
 func newInstanceWith(t *testing.T, extra map[string]string) *instance {
 	t.Helper()
 	dir := t.TempDir()
@@ -133,7 +133,8 @@ listen = "127.0.0.1:0"
 %s
 [auth]
 %s
-`, filepath.Join(dir, "data"), hostname, extra["top"], extra["pop3"], extra["smtp"], extra["submission"], extra["admin"], queue, extra["auth"])
+%s
+`, filepath.Join(dir, "data"), hostname, extra["top"], extra["pop3"], extra["smtp"], extra["submission"], extra["admin"], queue, extra["auth"], extra["tables"])
 	p := filepath.Join(dir, "postoffice.toml")
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

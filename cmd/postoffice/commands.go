@@ -39,13 +39,17 @@ func init() {
 	commands = []*command{
 		{name: "serve", usage: "[--cpuprofile FILE]", needs: needsServe, flags: []option{optCPUProfile},
 			summary: serveSummary, help: serveHelp, run: runServe},
-		{name: "domain", usage: "add|del|list [DOMAIN]", summary: "manage the mail domains this host receives mail for", sub: []*command{
+		{name: "domain", usage: "add|del|list|records|check [DOMAIN]", summary: "manage the mail domains this host receives mail for, and their DNS records", sub: []*command{
 			{name: "add", usage: "DOMAIN", args: [2]int{1, 1}, needs: needsNewStore,
 				summary: "add a mail domain", help: domainAddHelp, run: runDomainAdd},
 			{name: "del", usage: "DOMAIN", args: [2]int{1, 1}, needs: needsStore,
 				summary: "delete a domain that has no users, addresses or aliases left", help: domainDelHelp, run: runDomainDel},
 			{name: "list", needs: needsStore,
 				summary: "list the domains", help: "List the local domains, one per line, sorted.", run: runDomainList},
+			{name: "records", usage: "DOMAIN", args: [2]int{1, 1}, needs: needsStore,
+				summary: "print the DNS records a domain needs, ready to paste", help: domainRecordsHelp, run: runDomainRecords},
+			{name: "check", usage: "DOMAIN", args: [2]int{1, 1}, needs: needsStore,
+				summary: "look up a domain's records and say what is missing or wrong", help: domainCheckHelp, run: runDomainCheck},
 		}},
 		{name: "user", usage: "add|passwd|del|list", summary: "manage users: each user has one mailbox and logs in with its full address", sub: []*command{
 			{name: "add", usage: "ADDRESS [--password-stdin] [--name NAME] [--quota SIZE]", args: [2]int{1, 1}, needs: needsNewStore,

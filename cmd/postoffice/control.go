@@ -19,7 +19,7 @@ import (
 // socket, DATA_DIR/control.sock (owner-only).
 
 // serviceUsage names the services start and stop take.
-const serviceUsage = "pop3|smtp|submission|queue|all"
+const serviceUsage = "pop3|smtp|submission|http|queue|all"
 
 const controlHelp = `
 The command talks to 'postoffice serve' through the control socket in the
@@ -28,15 +28,17 @@ as the user serve runs as, with the same --config.`
 
 const (
 	statusHelp = `Show the running server: its version, process id and uptime; each service
-(pop3 with pop3s, smtp, submission with submissions, and the outbound queue),
-whether it runs, the addresses it listens on, its open sessions and since
-when it runs; the messages in the outbound queue; the web console's address.
+(pop3 with pop3s, smtp, submission with submissions, http with https, and
+the outbound queue), whether it runs, the addresses it listens on, its open
+sessions and since when it runs; the messages in the outbound queue; the web
+console's address; with [acme], each name's certificate: when it expires,
+and the last failure to renew it.
 On PostgreSQL: this process's instance id, and the process holding each
 node name (alive with the time its lease has left, or gone since when).
 Exits 75 when no server runs on the data directory.` + controlHelp
 	startHelp = `Start a service of the running server: it binds its configured addresses and
-accepts sessions again (pop3 includes pop3s, submission includes submissions;
-queue resumes outbound delivery). "all" starts every stopped service.
+accepts sessions again (pop3 includes pop3s, submission includes submissions,
+http includes https; queue resumes outbound delivery). "all" starts every stopped service.
 A service with autostart = false is started this way.` + controlHelp
 	stopHelp = `Stop a service of the running server: it stops accepting connections at
 once, lets open sessions finish within the grace period, then closes them.
@@ -136,7 +138,33 @@ func runStatus(c *call) error {
 	if st.Console != "" {
 		fmt.Fprintf(c.stdout, "web console: %s\n", st.Console)
 	}
+	if len(st.Certificates) > 0 {
+		printCertificates(c.stdout, st.Certificates, time.Now())
+	}
 	return nil
+}
+
+// printCertificates lists the names ACME covers and their certificates.
+func printCertificates(w io.Writer, certs []control.Certificate, now time.Time) {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE\tEXPIRES\tDAYS LEFT\tISSUER\tSTATE")
+	for _, ct := range certs {
+		expires, days, issuer := "-", "-", ct.Issuer
+		if !ct.NotAfter.IsZero() {
+			expires = ct.NotAfter.Local().Format("2006-01-02 15:04")
+			days = fmt.Sprintf("%.0f", ct.NotAfter.Sub(now).Hours()/24)
+		}
+		if issuer == "" {
+			issuer = "-"
+		}
+		state := ct.Warning(now)
+		if state == "" {
+			state = "ok"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ct.Name, expires, days, issuer, state)
+	}
+	tw.Flush()
 }
 
 // printInstances lists the process holding each node name on a shared

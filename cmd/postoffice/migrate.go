@@ -20,8 +20,10 @@ Reads the store of the --from configuration ([store] backend and data_dir or
 postgres_dsn) and writes into that of --to: domains, users (password hashes,
 UID validities and next UIDs kept), extra addresses, aliases, web console
 operators, every mailbox with its messages' UIDs (so POP3 clients see the same
-UIDLs and download nothing twice), the outbound queue and the mail journal.
-A body shared by several mailboxes stays shared.
+UIDLs and download nothing twice), the outbound queue, the mail journal, and
+the ACME account and certificates and the secret of profile links (so that
+nothing is obtained again and the links given out keep working). A body
+shared by several mailboxes stays shared.
 
 The copy can be run again: what the target has already is skipped, so an
 interrupted copy resumes, and a copy made while the source still serves is

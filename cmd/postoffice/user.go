@@ -79,6 +79,7 @@ func runUserAdd(c *call) error {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "added user %s\n", addr)
+	c.domainsChanged() // its domain may be new
 	return nil
 }
 

@@ -35,6 +35,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
 	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/dnsrecords"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
@@ -53,6 +54,14 @@ type Controller interface {
 	Hours(now time.Time, n int) []metrics.Hour
 	// QueueRetry makes a queued message (or all, id 0) due now.
 	QueueRetry(ctx context.Context, id int64) (int, error)
+	// ProfileLink is a link to the Apple configuration profile of a
+	// user's address (.mobileconfig), for the administrator to give the
+	// user, and when it stops working; an error says why there is none.
+	ProfileLink(ctx context.Context, address string) (string, time.Time, error)
+	// DomainRecords are the DNS records a local domain needs.
+	DomainRecords(ctx context.Context, domain string) ([]dnsrecords.Record, error)
+	// CheckDomain looks them up and says what is published.
+	CheckDomain(ctx context.Context, domain string) ([]dnsrecords.Finding, error)
 }
 
 // Options configures the console.
@@ -194,6 +203,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /domains", c.auth(c.domains))
 	c.mux.HandleFunc("POST /domains", c.auth(c.addDomain))
 	c.mux.HandleFunc("POST /domains/delete", c.auth(c.deleteDomain))
+	c.mux.HandleFunc("GET /domains/{name}", c.auth(c.domain))
 
 	c.mux.HandleFunc("GET /settings", c.auth(c.settings))
 	c.mux.HandleFunc("POST /settings", c.auth(c.setSettings))

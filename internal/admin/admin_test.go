@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -17,6 +18,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
 	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/dnsrecords"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
@@ -28,6 +30,7 @@ type fakeCtl struct {
 	mu    sync.Mutex
 	calls []string
 	cfg   config.Config
+	certs []control.Certificate
 }
 
 func (f *fakeCtl) record(s string) {
@@ -46,7 +49,43 @@ func (f *fakeCtl) Status(context.Context) (control.Status, error) {
 	return control.Status{Started: time.Now().Add(-time.Hour), Services: []control.ServiceStatus{
 		{Name: "pop3", Running: true, Autostart: true, Sessions: 2, Addrs: []string{"pop3 127.0.0.1:110"}, Since: time.Now()},
 		{Name: "smtp", Running: false, Autostart: true},
-	}}, nil
+	}, Certificates: f.certs}, nil
+}
+
+func (f *fakeCtl) DomainsChanged(context.Context) ([]string, error) {
+	f.record("domains")
+	return []string{"acme: checking now"}, nil
+}
+
+func (f *fakeCtl) ProfileLink(_ context.Context, address string) (string, time.Time, error) {
+	if address == "nolink@example.org" {
+		return "", time.Time{}, errors.New("no [http] listener")
+	}
+	return "https://mail.example.test/mail.mobileconfig?t=" + url.QueryEscape(address), time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), nil
+}
+
+func (f *fakeCtl) DomainRecords(_ context.Context, domain string) ([]dnsrecords.Record, error) {
+	if domain != "example.com" {
+		return nil, fmt.Errorf("%s: %w", domain, store.ErrNotFound)
+	}
+	return dnsrecords.Records(dnsrecords.Domain{Name: domain, MX: "mail.example.test", Ports: dnsrecords.DefaultPorts})
+}
+
+func (f *fakeCtl) CheckDomain(ctx context.Context, domain string) ([]dnsrecords.Finding, error) {
+	// Only the MX is published: the rest is missing.
+	recs, err := f.DomainRecords(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	var out []dnsrecords.Finding
+	for i, r := range recs {
+		st := dnsrecords.Missing
+		if i == 0 {
+			st = dnsrecords.OK
+		}
+		out = append(out, dnsrecords.Finding{Record: r, Status: st})
+	}
+	return out, nil
 }
 
 func (f *fakeCtl) StartService(_ context.Context, name string) ([]string, error) {
@@ -644,5 +683,67 @@ func TestQueueReplies(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("queue page lacks %s", want)
 		}
+	}
+}
+
+// TestCertificatesAndDomainPages: the dashboard lists the certificates
+// with days left and a warning; the user page gives the profile link; a
+// domain's page lists its records and, asked, what DNS has; adding a
+// domain or a user makes the server look at the certificates.
+func TestCertificatesAndDomainPages(t *testing.T) {
+	e := newConsole(t, false)
+	_, csrf := e.signIn(e.c, "ops", "right horse")
+	now := e.now
+	e.ctl.certs = []control.Certificate{
+		{Name: "mail.example.test", NotAfter: now.Add(80 * 24 * time.Hour), Issuer: "Pebble Intermediate CA 1"},
+		{Name: "mta-sts.example.test", NotAfter: now.Add(20*24*time.Hour + time.Hour), Issuer: "Pebble Intermediate CA 1",
+			LastError: "new order: connection refused", LastErrorAt: now.Add(-time.Hour), Failures: 3},
+		{Name: "autoconfig.example.test", LastError: "urn:ietf:params:acme:error:dns"},
+	}
+	_, body, _ := e.get(e.c, "/")
+	for _, want := range []string{`id="certificates"`, `id="cert-mail-example-test"`, `<td class="num">80</td>`, `<span class="badge badge-ok">valid</span>`,
+		`<td class="num">20</td>`, "renewal failing: new order: connection refused", "3 failures in a row",
+		"not obtained: urn:ietf:params:acme:error:dns"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dashboard lacks %q", want)
+		}
+	}
+	e.ctl.certs = nil
+	if _, body, _ = e.get(e.c, "/"); strings.Contains(body, `id="certificates"`) {
+		t.Error("a certificates card without ACME")
+	}
+
+	for _, addr := range []string{"ann@example.org", "nolink@example.org"} {
+		e.post(e.c, "/users", url.Values{"csrf": {csrf}, "address": {addr}, "password": {"pw"}, "password2": {"pw"}})
+	}
+	_, body, _ = e.get(e.c, "/users/ann@example.org")
+	if !strings.Contains(body, `href="https://mail.example.test/mail.mobileconfig?t=ann%40example.org"`) || !strings.Contains(body, "2030-01-02") {
+		t.Errorf("user page lacks the profile link:\n%s", body)
+	}
+	if _, body, _ = e.get(e.c, "/users/nolink@example.org"); !strings.Contains(body, "No profile link: no [http] listener") {
+		t.Error("user page does not say why there is no link")
+	}
+
+	e.post(e.c, "/domains", url.Values{"csrf": {csrf}, "name": {"example.com"}})
+	if got := e.ctl.got(); got != "domains|domains|domains" {
+		t.Errorf("controller calls %q: want the server told of each user and domain added", got)
+	}
+	_, body, _ = e.get(e.c, "/domains")
+	if !strings.Contains(body, `href="/domains/example.com"`) || !strings.Contains(body, "acme: checking now") {
+		t.Errorf("domains page: no link to the domain's page, or no flash")
+	}
+	code, body, _ := e.get(e.c, "/domains/example.com")
+	for _, want := range []string{`id="record-list"`, "_submissions._tcp.example.com.", "0 1 465 mail.example.test.", `id="zone"`, "example.com.\t3600\tIN\tMX\t10 mail.example.test."} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("domain page (%d) lacks %q", code, want)
+		}
+	}
+	code, body, _ = e.get(e.c, "/domains/example.com?check=1")
+	if code != 200 || !strings.Contains(body, `id="findings"`) || !strings.Contains(body, "records missing or wrong") ||
+		!strings.Contains(body, `<span class="badge badge-warn">missing</span>`) {
+		t.Errorf("domain check (%d):\n%s", code, body)
+	}
+	if code, _, _ := e.get(e.c, "/domains/nowhere.example"); code != http.StatusNotFound {
+		t.Errorf("unknown domain: %d", code)
 	}
 }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/control"
 	"github.com/postoffice-mail/postoffice/internal/directory"
+	"github.com/postoffice-mail/postoffice/internal/dnsrecords"
 	"github.com/postoffice-mail/postoffice/internal/journal"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
@@ -23,6 +25,7 @@ import (
 type dashData struct {
 	Charts   chartsData
 	Status   control.Status
+	Certs    []certRow
 	Uptime   time.Duration
 	Today    map[string]int64
 	Recent   []store.JournalEntry
@@ -63,7 +66,17 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, s *session) 
 	users, _ := c.st.ListUsers(ctx)
 	domains, _ := c.st.ListDomains(ctx)
 	d.Users, d.Domains = len(users), len(domains)
+	for _, cert := range st.Certificates {
+		d.Certs = append(d.Certs, certRow{Certificate: cert, DaysLeft: int(cert.NotAfter.Sub(c.opt.Now()).Hours() / 24), Warning: cert.Warning(c.opt.Now())})
+	}
 	c.render(w, r, http.StatusOK, "dashboard", s, page{Title: "Dashboard", Nav: "dashboard", Data: d})
+}
+
+// certRow is one name's certificate on the dashboard.
+type certRow struct {
+	control.Certificate
+	DaysLeft int
+	Warning  string
 }
 
 func (c *Console) serviceAction(w http.ResponseWriter, r *http.Request, s *session) {
@@ -215,6 +228,10 @@ func (c *Console) addUser(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	c.log.Info("admin: user added", "admin", s.admin, "user", addr)
 	c.addFlash(s, "ok", "Added user %s.", addr)
+	// Its domain may be new: certificates for its names.
+	if _, err := c.ctl.DomainsChanged(r.Context()); err != nil {
+		c.log.Warn("admin: domains changed", "err", err)
+	}
 	redirect(w, r, "/users")
 }
 
@@ -232,6 +249,11 @@ type userData struct {
 	ExpireMode    string
 	QuotaText     string
 	NewExtraValue string
+	// ProfileLink is the link to the user's Apple profile, until
+	// ProfileExpires; ProfileErr why there is none.
+	ProfileLink    string
+	ProfileExpires time.Time
+	ProfileErr     string
 }
 
 func (c *Console) findUser(w http.ResponseWriter, r *http.Request, s *session) (store.User, bool) {
@@ -283,6 +305,9 @@ func (c *Console) showUser(w http.ResponseWriter, r *http.Request, s *session, u
 	}
 	if u.QuotaBytes > 0 {
 		d.QuotaText = config.Size(u.QuotaBytes).String()
+	}
+	if d.ProfileLink, d.ProfileExpires, err = c.ctl.ProfileLink(ctx, u.Address); err != nil {
+		d.ProfileErr = err.Error()
 	}
 	c.render(w, r, status, "user", s, page{Title: u.Address, Nav: "users", Error: errMsg, Data: d})
 }
@@ -548,7 +573,62 @@ func (c *Console) addDomain(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	c.addFlash(s, "ok", "Added domain %s.", strings.ToLower(name))
+	c.domainsChanged(r.Context(), s)
 	redirect(w, r, "/domains")
+}
+
+// domainsChanged tells the server that a domain may be new, for its
+// certificates.
+func (c *Console) domainsChanged(ctx context.Context, s *session) {
+	notes, err := c.ctl.DomainsChanged(ctx)
+	if err != nil {
+		c.log.Warn("admin: domains changed", "err", err)
+	}
+	for _, n := range notes {
+		c.addFlash(s, "ok", "%s", n)
+	}
+}
+
+// domainData is a domain's page: the DNS records it needs and, when
+// asked, what DNS has.
+type domainData struct {
+	Name     string
+	Zone     string // the records as zone-file lines, to copy
+	Records  []dnsrecords.Record
+	Findings []dnsrecords.Finding
+	Checked  bool
+	Problems int
+	CheckErr string
+}
+
+func (c *Console) domain(w http.ResponseWriter, r *http.Request, s *session) {
+	name := strings.ToLower(r.PathValue("name"))
+	ctx := r.Context()
+	recs, err := c.ctl.DomainRecords(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		c.render(w, r, http.StatusNotFound, "error", s, page{Title: "No such domain", Nav: "domains", Error: "There is no domain " + name + " here."})
+		return
+	}
+	if err != nil {
+		c.serverError(w, r, s, err)
+		return
+	}
+	d := domainData{Name: name, Records: recs, Zone: dnsrecords.Zone(recs)}
+	if r.FormValue("check") != "" {
+		d.Checked = true
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		d.Findings, err = c.ctl.CheckDomain(cctx, name)
+		cancel()
+		if err != nil {
+			d.CheckErr = err.Error()
+		}
+		for _, f := range d.Findings {
+			if f.Status != dnsrecords.OK {
+				d.Problems++
+			}
+		}
+	}
+	c.render(w, r, http.StatusOK, "domain", s, page{Title: name, Nav: "domains", Data: d})
 }
 
 func (c *Console) deleteDomain(w http.ResponseWriter, r *http.Request, s *session) {

@@ -1,8 +1,9 @@
 // Package autoconfig is what mail clients ask a mail host so that a user
 // types only an address and a password: Thunderbird's autoconfig document,
 // Outlook's autodiscover (POX) answer, an Apple configuration profile
-// (.mobileconfig), and the SRV records of RFC 6186 and RFC 8314, all
-// describing the host's POP3 and submission listeners.
+// (.mobileconfig), all describing the host's POP3 and submission
+// listeners. The SRV records of RFC 6186 and RFC 8314 that describe them
+// in DNS are package dnsrecords'.
 package autoconfig
 
 import (
@@ -106,36 +107,4 @@ func ParseAddress(s string) (addr, domain string, err error) {
 	}
 	dom = strings.ToLower(dom)
 	return local + "@" + dom, dom, nil
-}
-
-// SRVRecords returns the SRV records (presentation format, without TTL)
-// that let clients find the listeners of domain's mail (RFC 6186 section
-// 3; _submissions of RFC 8314 section 5.1), implicit TLS with the lower,
-// preferred priority (RFC 2782; RFC 8314 section 3 prefers implicit TLS),
-// and IMAP declared absent with the target "." (RFC 2782), so that
-// clients do not look for it.
-func (h Host) SRVRecords(domain string) []string {
-	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
-	target := strings.TrimSuffix(h.Hostname, ".") + "."
-	var rrs []string
-	add := func(service string, ls []Listener, security Security) {
-		for _, l := range ls {
-			if l.Security == security {
-				prio := 0
-				if security == STARTTLS {
-					prio = 10
-				}
-				rrs = append(rrs, fmt.Sprintf("_%s._tcp.%s. IN SRV %d 1 %d %s", service, domain, prio, l.Port, target))
-				return // one record per service: the first listener
-			}
-		}
-	}
-	add("pop3s", h.POP3, ImplicitTLS)
-	add("pop3", h.POP3, STARTTLS)
-	add("submissions", h.Submission, ImplicitTLS)
-	add("submission", h.Submission, STARTTLS)
-	for _, s := range []string{"imaps", "imap"} {
-		rrs = append(rrs, fmt.Sprintf("_%s._tcp.%s. IN SRV 0 0 0 .", s, domain))
-	}
-	return rrs
 }

@@ -18,8 +18,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/miekg/dns"
 )
 
 var host = Host{
@@ -448,35 +446,6 @@ func TestServeProfile(t *testing.T) {
 	}
 	if _, err := ProfileLink(profileKey, "Alice <alice@example.com>", now); err == nil {
 		t.Error("a display name was signed")
-	}
-}
-
-func TestSRVRecords(t *testing.T) {
-	want := map[string]string{
-		"_pop3s._tcp.example.com.":       "0 1 995 mail.example.com.",
-		"_pop3._tcp.example.com.":        "10 1 110 mail.example.com.",
-		"_submissions._tcp.example.com.": "0 1 465 mail.example.com.",
-		"_submission._tcp.example.com.":  "10 1 587 mail.example.com.",
-		"_imaps._tcp.example.com.":       "0 0 0 .",
-		"_imap._tcp.example.com.":        "0 0 0 .",
-	}
-	rrs := host.SRVRecords("Example.COM.")
-	if len(rrs) != len(want) {
-		t.Fatalf("%d records: %q", len(rrs), rrs)
-	}
-	for _, s := range rrs {
-		rr, err := dns.NewRR(s)
-		if err != nil {
-			t.Fatalf("%q: %v", s, err)
-		}
-		srv, ok := rr.(*dns.SRV)
-		if !ok {
-			t.Fatalf("%q is not SRV", s)
-		}
-		got := fmt.Sprintf("%d %d %d %s", srv.Priority, srv.Weight, srv.Port, srv.Target)
-		if want[srv.Hdr.Name] != got {
-			t.Errorf("%s: %q, want %q", srv.Hdr.Name, got, want[srv.Hdr.Name])
-		}
 	}
 }
 

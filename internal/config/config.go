@@ -48,8 +48,8 @@
 //   - check: comma-separated checks of the value alone, from the checks map
 //     in schema.go: positive, nonneg, min=3s, max=1h, oneof=a|b|c, notblank,
 //     oneline, hostname, name, listen, hostport, ipport, port, prefixes,
-//     hosts, token68, nodename, routes. A new kind of value gets a new check
-//     there.
+//     hosts, token68, nodename, routes, nametemplates, email, https. A new
+//     kind of value gets a new check there.
 //   - path (no value): the key names a file or directory; a relative one is
 //     taken from the configuration file's directory (from the data directory
 //     in the overlay).
@@ -91,6 +91,9 @@ type Config struct {
 	Queue        Queue      `toml:"queue"`
 	Store        Store      `toml:"store"`
 	Auth         Auth       `toml:"auth"`
+	ACME         ACME       `toml:"acme"`
+	HTTP         HTTP       `toml:"http"`
+	MTASTS       MTASTS     `toml:"mta_sts"`
 }
 
 // SMTP configures the inbound MX service (RFC 5321, port 25).

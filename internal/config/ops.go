@@ -177,5 +177,5 @@ func (c Config) Warnings() []string {
 		w = append(w, fmt.Sprintf("warning: %s = %s: RFC 1939 section 3 asks for at least 600 seconds (10 minutes); clients that pause longer are cut off",
 			c.keyOf(&c.POP3.InactivityTimeout), t))
 	}
-	return w
+	return append(w, c.acmeWarnings()...)
 }

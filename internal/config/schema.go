@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"reflect"
 	"slices"
 	"strconv"
@@ -12,6 +13,8 @@ import (
 	"sync"
 
 	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/postoffice-mail/postoffice/internal/acmecert"
 )
 
 // The schema is read from the struct tags of Config's fields, once: each
@@ -398,6 +401,36 @@ var checks = map[string]func(v reflect.Value, arg string) error{
 	"nodename": func(v reflect.Value, _ string) error {
 		if n := v.String(); n == "" || len(n) > 64 || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 			return fmt.Errorf("%q must be 1 to 64 characters without spaces or control characters", n)
+		}
+		return nil
+	},
+	// nametemplates: per-domain name templates of [acme] names.
+	"nametemplates": func(v reflect.Value, _ string) error {
+		for _, t := range listOf(v) {
+			if err := acmecert.CheckTemplate(t); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+	// email: an address (local@domain, no spaces or angle brackets), or
+	// empty.
+	"email": func(v reflect.Value, _ string) error {
+		a := v.String()
+		if a == "" {
+			return nil
+		}
+		at := strings.LastIndexByte(a, '@')
+		if at <= 0 || at == len(a)-1 || strings.ContainsFunc(a, func(r rune) bool { return r <= ' ' || r == 0x7f || strings.ContainsRune("<>,;\"()[]", r) }) {
+			return fmt.Errorf("%q is not an address (local@domain)", a)
+		}
+		return nil
+	},
+	// https: an https:// URL with a host.
+	"https": func(v reflect.Value, _ string) error {
+		u, err := url.Parse(v.String())
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("%q is not an https:// URL", v.String())
 		}
 		return nil
 	},

@@ -10,6 +10,7 @@
 //	{"cmd":"start","service":"pop3"}          -> {"ok":true,"notes":[...]}
 //	{"cmd":"stop","service":"all","grace":"10s"}
 //	{"cmd":"reload"}                          -> {"ok":true,"notes":[...]}
+//	{"cmd":"domains"}                         -> {"ok":true,"notes":[...]}
 //
 // A failure is {"ok":false,"error":"..."}.
 package control
@@ -37,7 +38,7 @@ const SocketName = "control.sock"
 func SocketPath(dataDir string) string { return filepath.Join(dataDir, SocketName) }
 
 // Services are the names start and stop take, besides "all".
-var Services = []string{"pop3", "smtp", "submission", "queue"}
+var Services = []string{"pop3", "smtp", "submission", "http", "queue"}
 
 // ServiceStatus describes one service.
 type ServiceStatus struct {
@@ -75,7 +76,51 @@ type Status struct {
 	Node      string     `json:"node,omitempty"`
 	Instance  string     `json:"instance,omitempty"`
 	Instances []Instance `json:"instances,omitempty"`
+
+	// Certificates are the names ACME covers, hostname first, with what
+	// is served for each; empty without [acme].
+	Certificates []Certificate `json:"certificates,omitempty"`
 }
+
+// Certificate is the state of one name's ACME certificate.
+type Certificate struct {
+	Name string `json:"name"`
+	// NotAfter is zero while no ACME certificate is served for the name
+	// (the configured or self-signed one is).
+	NotAfter  time.Time `json:"not_after,omitzero"`
+	NotBefore time.Time `json:"not_before,omitzero"`
+	Issuer    string    `json:"issuer,omitempty"`
+	RenewAt   time.Time `json:"renew_at,omitzero"` // when renewal is due
+	// LastError is the last failure to obtain it, empty after a success;
+	// Failures counts them since the last success.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	Failures    int       `json:"failures,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+}
+
+// Warning says what needs the operator's attention, "" if nothing: no
+// certificate, one close to its end, or renewal failing.
+func (c Certificate) Warning(now time.Time) string {
+	switch {
+	case c.NotAfter.IsZero() && c.LastError != "":
+		return "not obtained: " + c.LastError
+	case c.NotAfter.IsZero():
+		return "not obtained yet"
+	case !now.Before(c.NotAfter):
+		return "expired"
+	case c.LastError != "":
+		return "renewal failing: " + c.LastError
+	case c.NotAfter.Sub(now) < WarnBefore:
+		return "expires soon"
+	}
+	return ""
+}
+
+// WarnBefore is how long before its end a certificate is flagged even
+// when no renewal failed here (another node may be failing): half of the
+// month before its end in which a 90-day certificate is renewed.
+const WarnBefore = 14 * 24 * time.Hour
 
 // Instance is the process holding a node name: one at a time.
 type Instance struct {
@@ -107,6 +152,10 @@ type Controller interface {
 	StopService(ctx context.Context, name string, grace time.Duration) ([]string, error)
 	// Reload re-reads the configuration and the certificates.
 	Reload(ctx context.Context) ([]string, error)
+	// DomainsChanged says that domains were added or deleted (by a
+	// command that wrote the store): certificates for their names are
+	// obtained now.
+	DomainsChanged(ctx context.Context) ([]string, error)
 }
 
 // Request is one command.
@@ -262,6 +311,8 @@ func (s *Server) do(req Request) Response {
 		notes, err = s.c.StopService(ctx, req.Service, grace)
 	case "reload":
 		notes, err = s.c.Reload(ctx)
+	case "domains":
+		notes, err = s.c.DomainsChanged(ctx)
 	default:
 		return Response{Error: fmt.Sprintf("unknown command %q", req.Cmd)}
 	}

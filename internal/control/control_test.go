@@ -43,6 +43,10 @@ func (f *fakeController) Reload(context.Context) ([]string, error) {
 	return []string{"reloaded"}, f.record("reload")
 }
 
+func (f *fakeController) DomainsChanged(context.Context) ([]string, error) {
+	return []string{"checking certificates"}, f.record("domains")
+}
+
 func socket(t *testing.T) string {
 	// Unix socket paths are short (108 bytes): not under t.TempDir's long
 	// names.
@@ -81,7 +85,10 @@ func TestRoundTrip(t *testing.T) {
 	Call(ctx, path, Request{Cmd: "stop", Service: "smtp"})
 	Call(ctx, path, Request{Cmd: "start", Service: "all"})
 	Call(ctx, path, Request{Cmd: "reload"})
-	want := "status|stop pop3 3s|stop smtp 10s|start all|reload"
+	if resp, err = Call(ctx, path, Request{Cmd: "domains"}); err != nil || resp.Notes[0] != "checking certificates" {
+		t.Errorf("domains: %+v, %v", resp, err)
+	}
+	want := "status|stop pop3 3s|stop smtp 10s|start all|reload|domains"
 	if got := strings.Join(fc.calls, "|"); got != want {
 		t.Errorf("calls %q, want %q", got, want)
 	}
@@ -164,6 +171,25 @@ func TestSecondServerRefusedRace(t *testing.T) {
 		}
 		if len(won) != 1 {
 			t.Fatalf("round %d: %d of 4 simultaneous Listens on one path succeeded, want 1", round, len(won))
+		}
+	}
+}
+
+func TestCertificateWarning(t *testing.T) {
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		c    Certificate
+		want string
+	}{
+		{Certificate{NotAfter: now.Add(60 * 24 * time.Hour)}, ""},
+		{Certificate{NotAfter: now.Add(10 * 24 * time.Hour)}, "expires soon"},
+		{Certificate{NotAfter: now.Add(-time.Hour)}, "expired"},
+		{Certificate{NotAfter: now.Add(25 * 24 * time.Hour), LastError: "connection refused"}, "renewal failing: connection refused"},
+		{Certificate{}, "not obtained yet"},
+		{Certificate{LastError: "403 unauthorized"}, "not obtained: 403 unauthorized"},
+	} {
+		if got := tc.c.Warning(now); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.c, got, tc.want)
 		}
 	}
 }

@@ -9,21 +9,21 @@
 // key (RFC 6376 section 3.6.2); DMARC (RFC 7489 section 6.1); the SRV
 // records that let mail clients find the services (RFC 6186, RFC 8314
 // section 5.1); MTA-STS (RFC 8461 section 3.1) and its policy host;
-// TLS reporting (RFC 8460 section 3); the autoconfig name that
-// Thunderbird asks.
+// TLS reporting (RFC 8460 section 3); the autoconfig and autodiscover
+// names that Thunderbird and Outlook ask. It is the one place that says
+// what a domain's records are: the CLI, the console and the HTTP site
+// (internal/mailhttp) take them from here.
 package dnsrecords
 
 import (
-	"crypto/sha256"
-	"encoding/base32"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/miekg/dns"
 	"github.com/postoffice-mail/postoffice/internal/mailauth"
+	"github.com/postoffice-mail/postoffice/internal/mtasts"
+	"github.com/postoffice-mail/postoffice/internal/tlsrpt"
 	"golang.org/x/net/idna"
 )
 
@@ -40,12 +40,6 @@ type Ports struct {
 // DefaultPorts are the standard ports, postoffice's defaults.
 var DefaultPorts = Ports{Submission: 587, Submissions: 465, POP3: 110, POP3S: 995}
 
-// MTASTS is the MTA-STS policy of a domain (RFC 8461 section 3.2).
-type MTASTS struct {
-	Mode   string        // "enforce", "testing" or "none"; "": no MTA-STS records
-	MaxAge time.Duration // 0: a week
-}
-
 // Domain is a mail domain and what its records point at.
 type Domain struct {
 	Name string // e.g. "example.com"
@@ -59,7 +53,13 @@ type Domain struct {
 	// ReportAddress receives DMARC aggregate and TLS reports;
 	// "postmaster@" the domain when empty.
 	ReportAddress string
-	MTASTS        MTASTS
+	// MTASTS is the policy served at
+	// https://mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461 section
+	// 3.2), whose id the _mta-sts record carries; nil: no MTA-STS records.
+	MTASTS *mtasts.Policy
+	// Autoconfig: the mail host answers Thunderbird's autoconfig and
+	// Outlook's autodiscover over HTTP(S), so their names point at it.
+	Autoconfig bool
 	// IPs are the mail host's public addresses, if known: they get
 	// address records and the reverse (PTR) records that receivers check
 	// (RFC 8601 section 2.7.3's iprev; Gmail requires them).
@@ -135,33 +135,6 @@ func (d Domain) reportAddress() string {
 		return d.ReportAddress
 	}
 	return "postmaster@" + d.Name
-}
-
-// MTASTSPolicy is the text of the domain's MTA-STS policy (RFC 8461
-// section 3.2), served at https://mta-sts.DOMAIN/.well-known/mta-sts.txt;
-// "" without one. Its hash is the id of the _mta-sts record, so the id
-// changes exactly when the policy does (section 3.1).
-func MTASTSPolicy(d Domain) string {
-	if d.MTASTS.Mode == "" {
-		return ""
-	}
-	maxAge := d.MTASTS.MaxAge
-	if maxAge <= 0 {
-		maxAge = 7 * 24 * time.Hour
-	}
-	mx, err := asciiName(d.MX)
-	if err != nil {
-		mx = d.MX
-	}
-	return "version: STSv1\r\nmode: " + d.MTASTS.Mode + "\r\nmx: " + mx +
-		"\r\nmax_age: " + strconv.Itoa(int(maxAge/time.Second)) + "\r\n"
-}
-
-// mtaSTSID is the policy's id: 1 to 32 letters and digits (RFC 8461
-// section 3.1), from its hash.
-func mtaSTSID(policy string) string {
-	sum := sha256.Sum256([]byte(policy))
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:])[:20])
 }
 
 // Records returns every record the domain needs, in the order a person
@@ -261,20 +234,27 @@ func Records(d Domain) ([]Record, error) {
 	srv("imaps", "IMAP over TLS", 0, 0)
 	srv("imap", "IMAP", 0, 0)
 
-	if p := MTASTSPolicy(d); p != "" {
+	if p := d.MTASTS; p != nil {
 		k = kindMTASTS
-		add("MTA-STS: senders use TLS to "+mx+" (RFC 8461 section 3.1); the id changes with the policy.",
-			txt("_mta-sts."+name, "v=STSv1; id="+mtaSTSID(p)))
+		add("MTA-STS: senders deliver to "+strings.Join(p.MX, ", ")+" over verified TLS (RFC 8461 section 3.1); the id changes with the policy.",
+			txt(mtasts.RecordName(name), mtasts.Record{ID: p.ID()}.String()))
 		k = kindAlias
 		add("The MTA-STS policy is served over HTTPS by the mail host (RFC 8461 section 3.2).",
 			&dns.CNAME{Hdr: hdr("mta-sts."+name, dns.TypeCNAME), Target: fqdn(mx)})
 	}
 	k = kindTLSRPT
 	add("TLS reports from senders (RFC 8460 section 3).",
-		txt("_smtp._tls."+name, "v=TLSRPTv1; rua=mailto:"+d.reportAddress()))
-	k = kindAlias
-	add("Thunderbird asks autoconfig."+name+" for the account settings.",
-		&dns.CNAME{Hdr: hdr("autoconfig."+name, dns.TypeCNAME), Target: fqdn(mx)})
+		txt(tlsrpt.RecordName(name), tlsrpt.Record{RUA: []string{tlsrpt.Mailto(d.reportAddress())}}.String()))
+	if d.Autoconfig {
+		k = kindAlias
+		add("Thunderbird asks autoconfig."+name+" for the account settings.",
+			&dns.CNAME{Hdr: hdr("autoconfig."+name, dns.TypeCNAME), Target: fqdn(mx)})
+		add("Outlook asks autodiscover."+name+" for the account settings.",
+			&dns.CNAME{Hdr: hdr("autodiscover."+name, dns.TypeCNAME), Target: fqdn(mx)})
+		k = kindSRV
+		add("Outlook finds autodiscover over HTTPS at the mail host.",
+			&dns.SRV{Hdr: hdr("_autodiscover._tcp."+name, dns.TypeSRV), Priority: 0, Weight: 1, Port: 443, Target: fqdn(mx)})
+	}
 	return recs, nil
 }
 

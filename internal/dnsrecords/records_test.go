@@ -10,6 +10,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/postoffice-mail/postoffice/internal/mailauth"
+	"github.com/postoffice-mail/postoffice/internal/mtasts"
 	"github.com/postoffice-mail/postoffice/internal/resolver"
 	"github.com/postoffice-mail/postoffice/internal/testlib"
 )
@@ -44,8 +45,10 @@ func testDomain(t testing.TB) Domain {
 		MX:     "mail.example.com",
 		Keys:   testKeys(t),
 		Ports:  DefaultPorts,
-		MTASTS: MTASTS{Mode: "enforce"},
+		MTASTS: &mtasts.Policy{Mode: mtasts.Enforce, MX: []string{"mail.example.com"}, MaxAge: 7 * 24 * time.Hour},
 		IPs:    []net.IP{net.ParseIP("192.0.2.10"), net.ParseIP("2001:db8::10")},
+		// Autoconfig and autodiscover served.
+		Autoconfig: true,
 	}
 }
 
@@ -57,7 +60,6 @@ func TestRecords(t *testing.T) {
 	}
 	edTXT, _ := edKey.TXT()
 	rsaTXT, _ := rsaKey.TXT()
-	policy := MTASTSPolicy(d)
 	want := []struct{ name, typ, value string }{
 		{"example.com.", "MX", "10 mail.example.com."},
 		{"mail.example.com.", "A", "192.0.2.10"},
@@ -76,10 +78,12 @@ func TestRecords(t *testing.T) {
 		{"_pop3._tcp.example.com.", "SRV", "10 1 110 mail.example.com."},
 		{"_imaps._tcp.example.com.", "SRV", "0 0 0 ."},
 		{"_imap._tcp.example.com.", "SRV", "0 0 0 ."},
-		{"_mta-sts.example.com.", "TXT", `"v=STSv1; id=` + mtaSTSID(policy) + `"`},
+		{"_mta-sts.example.com.", "TXT", `"v=STSv1; id=` + d.MTASTS.ID() + `"`},
 		{"mta-sts.example.com.", "CNAME", "mail.example.com."},
 		{"_smtp._tls.example.com.", "TXT", `"v=TLSRPTv1; rua=mailto:postmaster@example.com"`},
 		{"autoconfig.example.com.", "CNAME", "mail.example.com."},
+		{"autodiscover.example.com.", "CNAME", "mail.example.com."},
+		{"_autodiscover._tcp.example.com.", "SRV", "0 1 443 mail.example.com."},
 	}
 	if len(recs) != len(want) {
 		t.Errorf("%d records, want %d:\n%s", len(recs), len(want), Zone(recs))
@@ -119,8 +123,9 @@ func TestRecords(t *testing.T) {
 	d.Ports = Ports{Submissions: 465, POP3S: 995}
 	d.DMARCPolicy = mailauth.DispositionReject
 	d.ReportAddress = "reports@example.net"
-	d.MTASTS = MTASTS{}
+	d.MTASTS = nil
 	d.IPs = nil
+	d.Autoconfig = false
 	recs, _ = Records(d)
 	got := map[string]string{}
 	for _, r := range recs {
@@ -137,9 +142,10 @@ func TestRecords(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got[k], v)
 		}
 	}
-	for _, k := range []string{"_mta-sts.example.com. TXT", "mta-sts.example.com. CNAME", "mail.example.com. A"} {
+	for _, k := range []string{"_mta-sts.example.com. TXT", "mta-sts.example.com. CNAME", "mail.example.com. A",
+		"autoconfig.example.com. CNAME", "autodiscover.example.com. CNAME", "_autodiscover._tcp.example.com. SRV"} {
 		if _, ok := got[k]; ok {
-			t.Errorf("%s published without MTA-STS or addresses", k)
+			t.Errorf("%s published without MTA-STS, addresses or autoconfig", k)
 		}
 	}
 
@@ -155,25 +161,34 @@ func TestRecords(t *testing.T) {
 	}
 }
 
-func TestMTASTSPolicy(t *testing.T) {
-	d := Domain{Name: "example.com", MX: "Mail.Example.com", MTASTS: MTASTS{Mode: "enforce", MaxAge: 24 * time.Hour}}
-	p := MTASTSPolicy(d)
-	if p != "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmax_age: 86400\r\n" {
-		t.Errorf("policy %q", p)
+// The _mta-sts record carries the id of the policy served (package
+// mtasts), which changes with the policy (RFC 8461 section 3.1).
+func TestMTASTSRecord(t *testing.T) {
+	p := &mtasts.Policy{Mode: mtasts.Testing, MX: []string{"mail.example.com"}, MaxAge: 24 * time.Hour}
+	id := func() string {
+		recs, err := Records(Domain{Name: "example.com", MX: "Mail.Example.com", MTASTS: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Name == "_mta-sts.example.com." {
+				rec, err := mtasts.ParseRecord(strings.Join(r.rr.(*dns.TXT).Txt, ""))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return rec.ID
+			}
+		}
+		t.Fatal("no _mta-sts record")
+		return ""
 	}
-	id := mtaSTSID(p)
-	if len(id) < 1 || len(id) > 32 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
-		t.Errorf("id %q: RFC 8461 section 3.1 wants 1 to 32 letters and digits", id)
+	first := id()
+	if first != p.ID() {
+		t.Errorf("record id %q, policy id %q", first, p.ID())
 	}
-	if mtaSTSID(MTASTSPolicy(d)) != id {
-		t.Error("the same policy got another id")
-	}
-	d.MTASTS.Mode = "testing"
-	if mtaSTSID(MTASTSPolicy(d)) == id {
+	p.Mode = mtasts.Enforce
+	if id() == first {
 		t.Error("a changed policy kept its id")
-	}
-	if MTASTSPolicy(Domain{Name: "example.com", MX: "mx"}) != "" {
-		t.Error("a policy without a mode")
 	}
 }
 
@@ -284,6 +299,8 @@ func TestCheckProblems(t *testing.T) {
 		"mta-sts.example.com. CNAME":            Wrong,        // reaches 192.0.2.99, not ours
 		"_smtp._tls.example.com. TXT":           Missing,      //
 		"autoconfig.example.com. CNAME":         Wrong,        // another host
+		"autodiscover.example.com. CNAME":       Missing,      //
+		"_autodiscover._tcp.example.com. SRV":   Missing,      //
 	} {
 		f, ok := got[key]
 		if !ok {

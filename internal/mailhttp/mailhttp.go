@@ -1,8 +1,9 @@
 // Package mailhttp is what the [http] listener of a mail host serves to
 // clients and other servers: the ACME HTTP-01 challenges, the client
 // autoconfiguration documents (package autoconfig), the MTA-STS policy of
-// every local domain (RFC 8461), and a redirect to the web console. It
-// also gives the DNS records that point clients and servers at them.
+// every local domain (RFC 8461), and a redirect to the web console. The
+// DNS records that point clients and servers at it are package
+// dnsrecords'.
 package mailhttp
 
 import (
@@ -19,24 +20,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/acmecert"
 	"github.com/postoffice-mail/postoffice/internal/autoconfig"
 	"github.com/postoffice-mail/postoffice/internal/mtasts"
-	"github.com/postoffice-mail/postoffice/internal/tlsrpt"
 )
-
-// MTASTS is the MTA-STS policy published for every local domain, and the
-// TLS-RPT address that reports go to.
-type MTASTS struct {
-	// Mode is testing (report failures, deliver anyway: the mode to start
-	// in), enforce, or none (to withdraw a policy, RFC 8461 section 8.3).
-	Mode mtasts.Mode
-	// MX are the MX names senders may deliver to; default the hostname.
-	MX []string
-	// MaxAge is how long senders cache the policy; default a week.
-	MaxAge time.Duration
-	// ReportAddress is where TLS reports go (RFC 8460), with {domain} for
-	// the domain; default postmaster@{domain}. "-" publishes no TLS-RPT
-	// record.
-	ReportAddress string
-}
 
 // Config describes the site.
 type Config struct {
@@ -50,8 +34,9 @@ type Config struct {
 	ACME http.Handler
 	// Autoconfig serves the client documents; nil: none.
 	Autoconfig *autoconfig.Handler
-	// MTASTS is the policy; nil: none (and no _mta-sts record).
-	MTASTS *MTASTS
+	// MTASTS is the policy served for every local domain (the one whose
+	// id dnsrecords publishes); nil: none.
+	MTASTS *mtasts.Policy
 	// ConsoleURL is where "/" redirects, the web console (e.g.
 	// https://mail.example.com:8443/); empty: "/" is 404.
 	ConsoleURL string
@@ -75,29 +60,9 @@ func New(cfg Config) (*Site, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.MTASTS != nil {
-		m := *cfg.MTASTS // defaults go into a copy
-		s.cfg.MTASTS = &m
-		p := &mtasts.Policy{Mode: m.Mode, MX: m.MX, MaxAge: m.MaxAge}
-		if len(p.MX) == 0 {
-			p.MX = []string{cfg.Hostname}
-		}
-		if p.MaxAge == 0 {
-			p.MaxAge = 7 * 24 * time.Hour
-		}
+	if p := cfg.MTASTS; p != nil {
 		if err := p.Check(); err != nil {
 			return nil, fmt.Errorf("mailhttp: %w", err)
-		}
-		if m.ReportAddress == "" {
-			m.ReportAddress = "postmaster@" + acmecert.DomainPlaceholder
-		}
-		if strings.Count(m.ReportAddress, acmecert.DomainPlaceholder) > 1 {
-			return nil, fmt.Errorf("mailhttp: TLS report address %q: %s more than once", m.ReportAddress, acmecert.DomainPlaceholder)
-		}
-		if m.ReportAddress != "-" {
-			if _, _, err := autoconfig.ParseAddress(strings.ReplaceAll(m.ReportAddress, acmecert.DomainPlaceholder, "example.com")); err != nil {
-				return nil, fmt.Errorf("mailhttp: TLS report address %q: %v", m.ReportAddress, err)
-			}
 		}
 		s.policy = p
 	}
@@ -172,43 +137,6 @@ func (s *Site) servePolicy(w http.ResponseWriter, r *http.Request) {
 	// RFC 8461 section 3.3: senders do not use HTTP caching; say so anyway.
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Write([]byte(s.policy.String()))
-}
-
-// Records returns the DNS records, in presentation format without TTL,
-// that make what this site serves reachable for domain: the names
-// autoconfig, autodiscover and mta-sts as CNAMEs of the hostname (each
-// needs a certificate: ACME covers them with its default templates), the
-// SRV records of the POP3 and submission listeners (RFC 6186, 8314) and
-// of autodiscover (which Outlook follows to the hostname), the _mta-sts
-// record with the policy's id (RFC 8461 section 3.1) and the TLS-RPT
-// record (RFC 8460 section 3).
-func (s *Site) Records(domain string) []string {
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	target := s.cfg.Hostname + "."
-	var rrs []string
-	if s.cfg.Autoconfig != nil {
-		rrs = append(rrs,
-			fmt.Sprintf("autoconfig.%s. IN CNAME %s", domain, target),
-			fmt.Sprintf("autodiscover.%s. IN CNAME %s", domain, target),
-			fmt.Sprintf("_autodiscover._tcp.%s. IN SRV 0 1 443 %s", domain, target))
-		rrs = append(rrs, s.cfg.Autoconfig.Host.SRVRecords(domain)...)
-	}
-	if m := s.cfg.MTASTS; m != nil {
-		rrs = append(rrs,
-			fmt.Sprintf("mta-sts.%s. IN CNAME %s", domain, target),
-			txt(mtasts.RecordName(domain), mtasts.Record{ID: s.policy.ID()}.String()))
-		if m.ReportAddress != "-" {
-			addr := strings.ReplaceAll(m.ReportAddress, acmecert.DomainPlaceholder, domain)
-			rrs = append(rrs, txt(tlsrpt.RecordName(domain), tlsrpt.Record{RUA: []string{tlsrpt.Mailto(addr)}}.String()))
-		}
-	}
-	return rrs
-}
-
-// txt is a TXT record of one string, quoted (RFC 1035 section 5.1); the
-// values here are short printable ASCII.
-func txt(name, value string) string {
-	return fmt.Sprintf("%s. IN TXT %q", name, value)
 }
 
 // Server returns an http.Server for the listener with timeouts that keep

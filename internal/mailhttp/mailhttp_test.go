@@ -10,11 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/postoffice-mail/postoffice/internal/autoconfig"
 	"github.com/postoffice-mail/postoffice/internal/mtasts"
-	"github.com/postoffice-mail/postoffice/internal/tlsrpt"
 )
 
 func isLocal(_ context.Context, d string) (bool, error) {
@@ -37,7 +34,7 @@ func newSite(t *testing.T, mod func(*Config)) *Site {
 		IsLocal:    isLocal,
 		ACME:       http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "acme:"+r.URL.Path) }),
 		Autoconfig: &autoconfig.Handler{Host: services, IsLocal: isLocal, ProfileKey: make([]byte, 32)},
-		MTASTS:     &MTASTS{Mode: mtasts.Testing},
+		MTASTS:     &mtasts.Policy{Mode: mtasts.Testing, MX: []string{"mail.example.test"}, MaxAge: 7 * 24 * time.Hour},
 		ConsoleURL: "https://mail.example.test:8443/",
 	}
 	if mod != nil {
@@ -118,73 +115,24 @@ func TestRoutes(t *testing.T) {
 
 func TestNewChecks(t *testing.T) {
 	for name, mod := range map[string]func(*Config){
-		"no hostname":         func(c *Config) { c.Hostname = "" },
-		"no IsLocal":          func(c *Config) { c.IsLocal = nil },
-		"bad mode":            func(c *Config) { c.MTASTS = &MTASTS{Mode: "enforcing"} },
-		"bad mx":              func(c *Config) { c.MTASTS = &MTASTS{Mode: mtasts.Enforce, MX: []string{"mx..example"}} },
-		"max_age over a year": func(c *Config) { c.MTASTS = &MTASTS{Mode: mtasts.Enforce, MaxAge: 400 * 24 * time.Hour} },
-		"bad report address":  func(c *Config) { c.MTASTS = &MTASTS{Mode: mtasts.Testing, ReportAddress: "reports"} },
-		"two placeholders":    func(c *Config) { c.MTASTS = &MTASTS{Mode: mtasts.Testing, ReportAddress: "{domain}@{domain}"} },
-		"console not a URL":   func(c *Config) { c.ConsoleURL = "javascript:alert(1)" },
+		"no hostname": func(c *Config) { c.Hostname = "" },
+		"no IsLocal":  func(c *Config) { c.IsLocal = nil },
+		"bad mode": func(c *Config) {
+			c.MTASTS = &mtasts.Policy{Mode: "enforcing", MX: []string{"mail.example.test"}, MaxAge: time.Hour}
+		},
+		"bad mx": func(c *Config) {
+			c.MTASTS = &mtasts.Policy{Mode: mtasts.Enforce, MX: []string{"mx..example"}, MaxAge: time.Hour}
+		},
+		"no mx": func(c *Config) { c.MTASTS = &mtasts.Policy{Mode: mtasts.Enforce, MaxAge: time.Hour} },
+		"max_age over a year": func(c *Config) {
+			c.MTASTS = &mtasts.Policy{Mode: mtasts.Enforce, MX: []string{"mail.example.test"}, MaxAge: 400 * 24 * time.Hour}
+		},
+		"console not a URL": func(c *Config) { c.ConsoleURL = "javascript:alert(1)" },
 	} {
 		cfg := Config{Hostname: "mail.example.test", IsLocal: isLocal}
 		mod(&cfg)
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
-	}
-	// The caller's MTASTS is not changed by the defaults.
-	m := &MTASTS{Mode: mtasts.Enforce}
-	if _, err := New(Config{Hostname: "mail.example.test", IsLocal: isLocal, MTASTS: m}); err != nil || m.ReportAddress != "" {
-		t.Fatalf("%v, %+v", err, m)
-	}
-}
-
-func TestRecords(t *testing.T) {
-	s := newSite(t, func(c *Config) {
-		c.MTASTS = &MTASTS{Mode: mtasts.Enforce, MX: []string{"mx1.example.test", "*.mx.example.test"}, MaxAge: 30 * 24 * time.Hour,
-			ReportAddress: "tls-reports+{domain}@example.test"}
-	})
-	rrs := s.Records("Example.ORG.")
-	byName := map[string][]dns.RR{}
-	for _, line := range rrs {
-		rr, err := dns.NewRR(line)
-		if err != nil {
-			t.Fatalf("%q is not a zone line: %v", line, err)
-		}
-		byName[rr.Header().Name] = append(byName[rr.Header().Name], rr)
-	}
-	for _, n := range []string{"autoconfig.example.org.", "autodiscover.example.org.", "mta-sts.example.org."} {
-		if c, ok := byName[n][0].(*dns.CNAME); !ok || c.Target != "mail.example.test." {
-			t.Errorf("%s: %v", n, byName[n])
-		}
-	}
-	if srv, ok := byName["_autodiscover._tcp.example.org."][0].(*dns.SRV); !ok || srv.Port != 443 || srv.Target != "mail.example.test." {
-		t.Errorf("autodiscover SRV %v", byName["_autodiscover._tcp.example.org."])
-	}
-	if srv, ok := byName["_submissions._tcp.example.org."][0].(*dns.SRV); !ok || srv.Port != 465 {
-		t.Errorf("submissions SRV %v", byName["_submissions._tcp.example.org."])
-	}
-	sts, ok := byName["_mta-sts.example.org."][0].(*dns.TXT)
-	if !ok {
-		t.Fatalf("no _mta-sts TXT in %q", rrs)
-	}
-	rec, err := mtasts.SelectRecord(sts.Txt)
-	if err != nil || rec.ID != s.Policy().ID() {
-		t.Fatalf("_mta-sts %q: %+v %v", sts.Txt, rec, err)
-	}
-	rpt, ok := byName["_smtp._tls.example.org."][0].(*dns.TXT)
-	if !ok {
-		t.Fatalf("no _smtp._tls TXT in %q", rrs)
-	}
-	r, err := tlsrpt.Parse(strings.Join(rpt.Txt, ""))
-	if err != nil || len(r.RUA) != 1 || r.RUA[0] != "mailto:tls-reports+example.org@example.test" {
-		t.Fatalf("_smtp._tls %q: %+v %v", rpt.Txt, r, err)
-	}
-	// A changed policy changes the id; "-" publishes no TLS-RPT record.
-	s2 := newSite(t, func(c *Config) { c.MTASTS = &MTASTS{Mode: mtasts.Testing, ReportAddress: "-"} })
-	rrs2 := strings.Join(s2.Records("example.org"), "\n")
-	if strings.Contains(rrs2, s.Policy().ID()) || strings.Contains(rrs2, "_smtp._tls") || !strings.Contains(rrs2, s2.Policy().ID()) {
-		t.Fatalf("records:\n%s", rrs2)
 	}
 }

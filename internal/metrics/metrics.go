@@ -29,6 +29,8 @@ type Metrics struct {
 	retrievedBytes  prometheus.Counter
 	deliveryLatency *prometheus.HistogramVec
 	serviceUp       *prometheus.GaugeVec
+	certExpiry      *prometheus.GaugeVec
+	certFailures    *prometheus.CounterVec
 
 	hourly *hourly // logins and queue size per hour, for the console
 }
@@ -68,8 +70,16 @@ func New(version string, queueSize func(context.Context) (int, error)) *Metrics 
 	m.serviceUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "postoffice_service_up", Help: "1 when the service is running, 0 when stopped.",
 	}, []string{"service"})
+	m.certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "postoffice_certificate_expiry_timestamp_seconds",
+		Help: "When the ACME certificate served for a name expires (Unix time); absent while the name has none.",
+	}, []string{"name"})
+	m.certFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "postoffice_certificate_renewal_failures_total",
+		Help: "Failed attempts to obtain or renew the ACME certificate of a name, as this process saw them (by any node of a cluster).",
+	}, []string{"name"})
 	for _, c := range []prometheus.Collector{m.sessions, m.sessionsTotal, m.sessionsRefused, m.logins, m.messages,
-		m.receivedBytes, m.retrievedBytes, m.deliveryLatency, m.serviceUp} {
+		m.receivedBytes, m.retrievedBytes, m.deliveryLatency, m.serviceUp, m.certExpiry, m.certFailures} {
 		f(c)
 	}
 	for _, ev := range store.JournalEvents {
@@ -158,6 +168,35 @@ func (m *Metrics) ServiceUp(service string, up bool) {
 		v = 1
 	}
 	m.serviceUp.WithLabelValues(service).Set(v)
+}
+
+// Certificate records the ACME certificate of a name: when the one served
+// expires (zero: none), and whether a new failure to obtain it happened.
+// A name with a counter gets it from its first status on, at 0, so that a
+// rate over it works from the first failure.
+func (m *Metrics) Certificate(name string, notAfter time.Time, failed bool) {
+	if m == nil {
+		return
+	}
+	if notAfter.IsZero() {
+		m.certExpiry.DeleteLabelValues(name)
+	} else {
+		m.certExpiry.WithLabelValues(name).Set(float64(notAfter.Unix()))
+	}
+	c := m.certFailures.WithLabelValues(name)
+	if failed {
+		c.Inc()
+	}
+}
+
+// ForgetCertificate drops the metrics of a name no longer covered (its
+// domain was deleted, ACME switched off).
+func (m *Metrics) ForgetCertificate(name string) {
+	if m == nil {
+		return
+	}
+	m.certExpiry.DeleteLabelValues(name)
+	m.certFailures.DeleteLabelValues(name)
 }
 
 // Journal counts a batch of journal entries: one message event each, and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,4 +89,28 @@ func TestSessionsAndLogins(t *testing.T) {
 	none.Login("pop3", true)
 	none.SessionOpened("pop3")()
 	none.Journal([]store.JournalEntry{{Event: store.EventReceived}})
+}
+
+func TestCertificates(t *testing.T) {
+	m := New("v1", nil)
+	exp := time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
+	m.Certificate("mail.example.com", exp, false)
+	m.Certificate("mta-sts.example.com", time.Time{}, true)
+	m.Certificate("mta-sts.example.com", time.Time{}, true)
+	m.Certificate("autoconfig.example.com", exp, false)
+	m.ForgetCertificate("autoconfig.example.com")
+	body := scrape(t, m)
+	wantLines(t, body,
+		`postoffice_certificate_expiry_timestamp_seconds{name="mail.example.com"} `+strconv.FormatFloat(float64(exp.Unix()), 'g', -1, 64),
+		`postoffice_certificate_renewal_failures_total{name="mail.example.com"} 0`,
+		`postoffice_certificate_renewal_failures_total{name="mta-sts.example.com"} 2`,
+	)
+	for _, absent := range []string{`postoffice_certificate_expiry_timestamp_seconds{name="mta-sts.example.com"}`, `name="autoconfig.example.com"`} {
+		if strings.Contains(body, absent) {
+			t.Errorf("%s in the metrics:\n%s", absent, body)
+		}
+	}
+	var none *Metrics
+	none.Certificate("x", exp, true)
+	none.ForgetCertificate("x")
 }

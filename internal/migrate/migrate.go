@@ -2,7 +2,8 @@
 // backends: the directory (domains, users with their password hashes, UID
 // validities and next UIDs, extra addresses, aliases), the web console's
 // operators, every mailbox with its UIDs (so that POP3 clients see the same
-// UIDLs), the outbound queue and the journal.
+// UIDLs), the outbound queue, the journal, and the ACME certificates and
+// account and the server's secrets (store.Shared).
 //
 // A copy can be run again: what the target has already is skipped, so an
 // interrupted copy resumes, and a copy made while the source still serves
@@ -34,6 +35,7 @@ type Stats struct {
 	Domains, Users, Addresses, Aliases, Admins int
 	Bodies, Messages                           int
 	Queue, Journal                             int
+	Shared                                     int // ACME values and secrets
 }
 
 // Options tune a copy.
@@ -60,6 +62,10 @@ func Copy(ctx context.Context, from, to Store, o Options) (Stats, error) {
 	}
 	progress("directory: %d domains, %d users, %d extra addresses, %d aliases, %d operators copied",
 		st.Domains, st.Users, st.Addresses, st.Aliases, st.Admins)
+	if err := copyShared(ctx, from, to, &st); err != nil {
+		return st, err
+	}
+	progress("certificates and secrets: %d values copied", st.Shared)
 	if err := copyMailboxes(ctx, from, to, o.PageSize, &st, progress); err != nil {
 		return st, err
 	}
@@ -162,6 +168,25 @@ func copyDirectory(ctx context.Context, from, to Store, st *Stats) error {
 			return fmt.Errorf("operator %s: %w", a.Name, err)
 		}
 		st.Admins++
+	}
+	return nil
+}
+
+// copyShared copies the ACME state and the secrets; the target keeps what
+// it has of its own.
+func copyShared(ctx context.Context, from, to Store, st *Stats) error {
+	vs, err := from.ExportShared(ctx)
+	if err != nil {
+		return fmt.Errorf("reading certificates and secrets: %w", err)
+	}
+	for _, v := range vs {
+		stored, err := to.ImportShared(ctx, v)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", v.Kind, v.Name, err)
+		}
+		if stored {
+			st.Shared++
+		}
 	}
 	return nil
 }

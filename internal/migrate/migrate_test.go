@@ -75,6 +75,10 @@ func populate(t *testing.T, st Store) {
 	must(t, st.SetAlias(ctx, store.Alias{Address: "team@example.com", Targets: []string{"user0@example.com", "x@remote.example"}}), "SetAlias")
 	must(t, st.SetAlias(ctx, store.Alias{Address: "@catch.example", Targets: []string{"user3@example.com"}}), "SetAlias")
 	must(t, st.AddAdmin(ctx, store.Admin{Name: "root", PasswordHash: "$argon2id$root"}), "AddAdmin")
+	// A certificate of ACME and a secret.
+	must(t, st.ACMEStorage().Put(ctx, "acme/ca/cert/mail.example.com", []byte("-----BEGIN PRIVATE KEY-----\n\x00\xff")), "ACME Put")
+	_, err = st.Secret(ctx, "profile-link")
+	must(t, err, "Secret")
 
 	for i := range 12 {
 		body := fmt.Sprintf("Subject: %d\r\n\r\n%s\r\n", i, strings.Repeat("x", i*37))
@@ -202,6 +206,11 @@ func same(t *testing.T, a, b Store) {
 	adb, _ := b.ListAdmins(ctx)
 	if fmt.Sprint(ada) != fmt.Sprint(adb) {
 		t.Errorf("operators %v, %v", ada, adb)
+	}
+	sa, errA := a.ExportShared(ctx)
+	sb, errB := b.ExportShared(ctx)
+	if errA != nil || errB != nil || len(sa) != 2 || fmt.Sprint(sa) != fmt.Sprint(sb) {
+		t.Errorf("certificates and secrets %v, %v (%v, %v)", sa, sb, errA, errB)
 	}
 
 	// Bodies shared between mailboxes stay shared; retrieval times stay.

@@ -53,6 +53,7 @@ func (s *Server) Status(ctx context.Context) (control.Status, error) {
 		}
 	}
 	st.Console = s.consoleURL()
+	st.Certificates = s.certificates()
 	return st, nil
 }
 
@@ -185,6 +186,13 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 	s.mu.Unlock()
 
 	var errs []error
+	// The ACME manager first: a new one serves from the services' next
+	// handshakes, and the HTTP site answers its challenges.
+	if n, err := s.reloadACME(cfg); err != nil {
+		errs = append(errs, err)
+	} else {
+		notes = append(notes, n...)
+	}
 	for _, svc := range s.services {
 		n, err := svc.reload(cfg)
 		notes = append(notes, n...)

@@ -35,6 +35,9 @@ type Server struct {
 	opts    Options
 	started time.Time
 	holder  string // who holds maildrop locks, for diagnostics
+	// tlsBase serves the configured or self-signed certificate; tlsCfg,
+	// which every TLS listener uses, the ACME manager's over it (web.go).
+	tlsBase *tls.Config
 	tlsCfg  *tls.Config
 	metrics *metrics.Metrics
 	journal *journal.Writer
@@ -51,6 +54,9 @@ type Server struct {
 	tls    *tlsutil.Source
 	router *router.Router
 	queue  *queue.Runner // the running queue runner, nil when stopped
+
+	acmeMu sync.Mutex
+	acme   *acmeRun // the running ACME manager, nil without [acme]
 
 	control *control.Server
 	console *console
@@ -77,10 +83,13 @@ func New(cfg config.Config, st store.Store, log *slog.Logger, opts Options) (*Se
 	s := &Server{cfg: cfg, log: log, st: st, tls: src, opts: opts, holder: fmt.Sprintf("%s pid %d", host, os.Getpid())}
 	s.logins = newLogins(st, cfg.Auth, log.With("service", "auth"))
 	// One TLS configuration for the process, whose certificate is always
-	// that of the current Source: a reload swaps it under every listener.
-	s.tlsCfg = tlsutil.ServerConfig(func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	// that of the current Source, or of the running ACME manager (web.go):
+	// a reload swaps either under every listener.
+	s.tlsBase = tlsutil.ServerConfig(func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		return s.currentTLS().Config().GetCertificate(h)
 	})
+	s.tlsCfg = s.tlsBase.Clone()
+	s.tlsCfg.GetConfigForClient = s.configForClient
 	s.metrics = metrics.New(opts.Version, func(ctx context.Context) (int, error) {
 		q, err := st.ListQueue(ctx)
 		return len(q), err
@@ -88,6 +97,9 @@ func New(cfg config.Config, st store.Store, log *slog.Logger, opts Options) (*Se
 	s.journal = journal.NewWriter(st, log.With("service", "journal"), s.metrics.Journal)
 	s.router = NewRouter(cfg, st, log, s.journal.RecordBatch, s.kickQueue)
 	s.services = s.serviceDefs()
+	if s.acme, err = s.newACME(cfg); err != nil {
+		return nil, fmt.Errorf("acme: %w", err)
+	}
 	return s, nil
 }
 
@@ -219,6 +231,8 @@ func (s *Server) Start() error {
 		}
 	}
 	s.startSweeper()
+	// ACME last: the HTTP listener that answers the CA is up.
+	s.runACME(s.acmeNow())
 	return nil
 }
 
@@ -241,6 +255,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.stopConsole()
 	s.stopSweeper()
+	s.stopACME()
 	var wg sync.WaitGroup
 	errs := make([]error, len(s.services))
 	for i, svc := range s.services {

@@ -261,8 +261,9 @@ func (svc *service) start(cfg config.Config, bound []*boundListener) error {
 			svc.setErr(err)
 			return fmt.Errorf("%s: %w", svc.name, err)
 		}
+		settings := svc.settings(cfg)
 		svc.mu.Lock()
-		svc.running, svc.since, svc.runner, svc.current, svc.lastErr = true, time.Now(), r, svc.settings(cfg), ""
+		svc.running, svc.since, svc.runner, svc.current, svc.lastErr = true, time.Now(), r, settings, ""
 		svc.mu.Unlock()
 		svc.srv.metrics.ServiceUp(svc.name, true)
 		svc.srv.log.Info("service started", "service", svc.name)
@@ -276,9 +277,12 @@ func (svc *service) start(cfg config.Config, bound []*boundListener) error {
 		}
 	}
 	g := svc.newGeneration(cfg)
+	// Outside svc.mu: the http service's settings ask the services for
+	// their addresses.
+	settings := svc.settings(cfg)
 	svc.mu.Lock()
 	svc.running, svc.since, svc.bound, svc.gen, svc.lastErr = true, time.Now(), bound, g, ""
-	svc.limit, svc.busyLine, svc.current = svc.limits(cfg), svc.busy(cfg), svc.settings(cfg)
+	svc.limit, svc.busyLine, svc.current = svc.limits(cfg), svc.busy(cfg), settings
 	svc.mu.Unlock()
 	for _, bl := range bound {
 		svc.srv.log.Info("listening", "service", bl.label, "addr", bl.l.Addr().String())

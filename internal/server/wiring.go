@@ -62,6 +62,20 @@ func (s *Server) serviceDefs() []*service {
 			settings: func(c config.Config) any { return smtpSettingsOf(c, true) },
 			newProto: func(c config.Config) protoServer { return s.newSMTP(c, true) },
 		}),
+		// The HTTP site (web.go): ACME challenges, autoconfig, MTA-STS.
+		newService(s, serviceDef{
+			name:      "http",
+			autostart: func(config.Config) bool { return true },
+			listeners: func(c config.Config) []listenSpec {
+				return append(specs("http", c.HTTP.Listen, false), specs("https", c.HTTP.TLSListen, true)...)
+			},
+			limits: func(config.Config) config.Service { return httpLimits },
+			busy: func(config.Config) string {
+				return "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n"
+			},
+			settings: func(c config.Config) any { return s.webSettingsOf(c) },
+			newProto: s.newWeb,
+		}),
 		newService(s, serviceDef{
 			name:      "queue",
 			autostart: func(c config.Config) bool { return c.Queue.Autostart },

@@ -45,6 +45,25 @@ type Exporter interface {
 	// OpenBody reads a body (without any copy's header); ErrNotFound if
 	// it is gone.
 	OpenBody(ctx context.Context, key string) (io.ReadCloser, error)
+	// ExportShared returns every value of store.Shared (not the locks),
+	// by kind and name.
+	ExportShared(ctx context.Context) ([]SharedValue, error)
+}
+
+// The kinds of SharedValue.
+const (
+	SharedACME   = "acme"   // a blob of ACMEStorage
+	SharedSecret = "secret" // a Secret, named by its purpose
+)
+
+// SharedValue is one value of store.Shared, as a migration copies it: the
+// certificates and account key of ACME, so that the target does not
+// obtain them again, and the secrets, so that the links they signed keep
+// working.
+type SharedValue struct {
+	Kind string // SharedACME or SharedSecret
+	Name string
+	Data []byte
 }
 
 // Importer writes what an Exporter read, keeping identities. Every method
@@ -80,4 +99,8 @@ type Importer interface {
 	// ImportAdmin adds an operator account with its hash and creation
 	// time; nothing if an account of that name exists.
 	ImportAdmin(ctx context.Context, a Admin) error
+	// ImportShared stores v unless the target has a value of that kind
+	// and name (a secret in use there stays), and reports whether it
+	// stored it. ErrInvalid for an unknown kind.
+	ImportShared(ctx context.Context, v SharedValue) (bool, error)
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/acmecert"
 	"github.com/postoffice-mail/postoffice/internal/dsn"
 	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 )
@@ -365,6 +366,26 @@ type Instance struct {
 	Alive    bool      // Expires is ahead of the store's clock
 }
 
+// Shared is what the nodes sharing a store share besides mail: the
+// state of certificates obtained by ACME, and the server's secrets.
+type Shared interface {
+	// ACMEStorage is where internal/acmecert keeps its account key,
+	// certificates, renewal status and challenge responses, so that what
+	// one node obtains every node serves; its lease lock lets one node at
+	// a time obtain certificates. It returns acmecert.ErrNotFound for a
+	// name that holds nothing.
+	ACMEStorage() acmecert.Storage
+	// Secret returns the secret of a purpose (e.g. "profile-link"): 32
+	// random octets created at its first use, the same afterwards for
+	// every node and after every restart. It keys what the server signs
+	// for itself, such as the links the console gives out. ErrInvalid for
+	// an empty purpose.
+	Secret(ctx context.Context, purpose string) ([]byte, error)
+}
+
+// SecretSize is the length of a Secret.
+const SecretSize = 32
+
 // Store is a complete backend.
 type Store interface {
 	Directory
@@ -373,5 +394,6 @@ type Store interface {
 	Retention
 	Journal
 	Admins
+	Shared
 	io.Closer
 }

@@ -414,3 +414,48 @@ func TestInstances(t *testing.T) {
 		t.Errorf("Open with an empty node name succeeded")
 	}
 }
+
+// TestSharedAcrossNodes: what one node's ACME manager stores the other
+// reads, the issuing lock holds across nodes until its holder releases it
+// or its lease runs out (the holder died), and both nodes get one secret.
+func TestSharedAcrossNodes(t *testing.T) {
+	a, dsn := open(t, "node-a")
+	b := openDSN(t, dsn, "node-b")
+	ctx := t.Context()
+	sa, sb := a.ACMEStorage(), b.ACMEStorage()
+	if err := sa.Put(ctx, "acme/ca/cert/mail.example.com", []byte("chain")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sb.Get(ctx, "acme/ca/cert/mail.example.com"); err != nil || string(got) != "chain" {
+		t.Fatalf("node b reads %q, %v", got, err)
+	}
+	if ok, err := sa.TryLock(ctx, "acme/ca/lock", "node-a", time.Hour); err != nil || !ok {
+		t.Fatalf("node a TryLock: %v, %v", ok, err)
+	}
+	if ok, err := sb.TryLock(ctx, "acme/ca/lock", "node-b", time.Hour); err != nil || ok {
+		t.Fatalf("node b took the lock node a holds: %v, %v", ok, err)
+	}
+	if err := sa.Unlock(ctx, "acme/ca/lock", "node-a"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := sb.TryLock(ctx, "acme/ca/lock", "node-b", 2*time.Second); err != nil || !ok {
+		t.Fatalf("node b after node a released: %v, %v", ok, err)
+	}
+	// Node b dies holding it: node a gets it once the lease has run out.
+	b.crash()
+	if ok, _ := sa.TryLock(ctx, "acme/ca/lock", "node-a", time.Hour); ok {
+		t.Fatal("node a took the lock within node b's lease")
+	}
+	if !within(30*time.Second, func() bool {
+		ok, err := sa.TryLock(ctx, "acme/ca/lock", "node-a", time.Hour)
+		return err == nil && ok
+	}) {
+		t.Fatal("the lock of a dead node was never free")
+	}
+	c := openDSN(t, dsn, "node-c")
+	s1, err1 := a.Secret(ctx, "profile-link")
+	s2, err2 := c.Secret(ctx, "profile-link")
+	if err1 != nil || err2 != nil || !bytes.Equal(s1, s2) || len(s1) != store.SecretSize {
+		t.Fatalf("secrets of two nodes: %x, %v / %x, %v", s1, err1, s2, err2)
+	}
+}

@@ -232,6 +232,28 @@ ALTER TABLE queue_recipients ADD COLUMN reply_command text NOT NULL DEFAULT '';
 ALTER TABLE queue_recipients ADD COLUMN reply_host text NOT NULL DEFAULT '';
 UPDATE queue_recipients SET notified = true WHERE state = 'delivered';
 `},
+	{"acme state and server secrets", `
+-- internal/acmecert's named blobs (the account key, certificates with
+-- their keys, renewal status, challenge responses), shared by every node,
+-- and its lease locks, held while expires_at is ahead of the database's
+-- clock.
+CREATE TABLE acme_values (
+	name       text PRIMARY KEY,
+	data       bytea NOT NULL,
+	updated_at timestamptz NOT NULL
+);
+CREATE TABLE acme_locks (
+	name       text PRIMARY KEY,
+	holder     text NOT NULL,
+	expires_at timestamptz NOT NULL
+);
+-- The server's random secrets by purpose (store.Shared).
+CREATE TABLE secrets (
+	purpose    text PRIMARY KEY,
+	value      bytea NOT NULL,
+	created_at timestamptz NOT NULL
+);
+`},
 }
 
 // migrate brings the schema to len(migrations), one step per transaction

@@ -196,4 +196,29 @@ ALTER TABLE queue_recipients ADD COLUMN reply_command TEXT NOT NULL DEFAULT '';
 ALTER TABLE queue_recipients ADD COLUMN reply_host TEXT NOT NULL DEFAULT '';
 UPDATE queue_recipients SET notified = 1 WHERE state = 'delivered';
 `,
+	// Version 7: ACME state and server secrets.
+	//
+	// acme_values holds internal/acmecert's named blobs (the account key,
+	// certificates with their keys, renewal status, challenge responses);
+	// acme_locks its lease locks, expires_at in Unix milliseconds; secrets
+	// the server's random secrets by purpose (store.Shared).
+	`
+CREATE TABLE acme_values (
+	name       TEXT PRIMARY KEY,
+	data       BLOB NOT NULL,
+	updated_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE acme_locks (
+	name       TEXT PRIMARY KEY,
+	holder     TEXT NOT NULL,
+	expires_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE secrets (
+	purpose    TEXT PRIMARY KEY,
+	value      BLOB NOT NULL,
+	created_at INTEGER NOT NULL
+) STRICT;
+`,
 }

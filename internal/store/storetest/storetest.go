@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/acmecert"
+	"github.com/postoffice-mail/postoffice/internal/acmecert/storagetest"
 	"github.com/postoffice-mail/postoffice/internal/dsn"
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
@@ -70,6 +72,8 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Journal", testJournal},
 		{"JournalQuery", testJournalQuery},
 		{"Admins", testAdmins},
+		{"ACMEStorageRestart", testACMEStorageRestart},
+		{"Secret", testSecret},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,6 +83,16 @@ func Run(t *testing.T, open OpenFunc) {
 			tc.f(t, e)
 		})
 	}
+	// The conformance suite of acmecert.Storage, each of its tests on a
+	// store of its own.
+	t.Run("ACMEStorage", func(t *testing.T) {
+		t.Parallel()
+		storagetest.Run(t, func(t *testing.T) acmecert.Storage {
+			e := &env{t: t, dir: t.TempDir(), open: open, ctx: t.Context()}
+			e.s = e.openStore()
+			return e.s.ACMEStorage()
+		})
+	})
 }
 
 // env is one test's store, which it can restart.

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/pelletier/go-toml/v2"
+	"github.com/postoffice-mail/postoffice/internal/atomicfile"
 )
 
 // The configuration comes in three layers, each over the one before:
@@ -294,7 +295,7 @@ func writeOwned(path string, data []byte, dir string) error {
 			}
 		}
 	}
-	return writeAtomic(path, data, 0o600, uid, gid)
+	return atomicfile.WriteOwned(path, data, 0o600, uid, gid)
 }
 
 // OverlayKeys lists the keys the overlay sets, sorted.

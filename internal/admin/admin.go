@@ -319,7 +319,7 @@ func (c *Console) auth(h func(http.ResponseWriter, *http.Request, *session)) htt
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 			if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
-				c.log.Warn("admin: CSRF check failed", "admin", s.admin, "path", r.URL.Path, "remote", r.RemoteAddr)
+				c.log.Warn("CSRF check failed", "admin", s.admin, "path", r.URL.Path, "remote", r.RemoteAddr)
 				c.forbidden(w, r, "The form was stale or did not come from this console (CSRF check failed). Reload the page and try again.")
 				return
 			}
@@ -383,7 +383,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	}
 	var b strings.Builder
 	if err := t.ExecuteTemplate(&b, "layout", p); err != nil {
-		c.log.Error("admin: rendering", "page", name, "err", err)
+		c.log.Error("rendering", "page", name, "err", err)
 		http.Error(w, "internal error rendering the page", http.StatusInternalServerError)
 		return
 	}
@@ -394,7 +394,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 
 // serverError logs err and shows a generic page.
 func (c *Console) serverError(w http.ResponseWriter, r *http.Request, s *session, err error) {
-	c.log.Error("admin: request failed", "path", r.URL.Path, "err", err)
+	c.log.Error("request failed", "path", r.URL.Path, "err", err)
 	c.render(w, r, http.StatusInternalServerError, "error", s, page{Title: "Error", Error: "Something went wrong: " + err.Error()})
 }
 
@@ -452,7 +452,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		if !errors.As(err, &banned) {
 			return // the client went away while waiting for a slot
 		}
-		c.log.Warn("admin: sign-in refused, too many failures", "remote", addr)
+		c.log.Warn("sign-in refused, too many failures", "remote", addr)
 		c.showLogin(w, r, http.StatusTooManyRequests, name,
 			fmt.Sprintf("Too many failed sign-ins from your address. Try again in %d minutes.", int(banned.Until.Sub(c.opt.Now()).Minutes())+1))
 		return
@@ -471,7 +471,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		attempt.Failed()
-		c.log.Info("admin: sign-in failed", "name", clientinfo.Clip(name), "remote", addr)
+		c.log.Info("sign-in failed", "login", clientinfo.Clip(name), "remote", addr)
 		if c.opt.FailureDelay > 0 {
 			select {
 			case <-time.After(c.opt.FailureDelay):
@@ -494,7 +494,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	c.mu.Unlock()
 	c.setCookie(w, cookieName, s.id, int(sessionLifetime/time.Second))
 	c.setCookie(w, loginCookie, "", -1)
-	c.log.Info("admin: signed in", "admin", name, "remote", addr)
+	c.log.Info("signed in", "admin", name, "remote", addr)
 	redirect(w, r, safeNext(r.PostFormValue("next")))
 }
 
@@ -503,6 +503,6 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
 	delete(c.sessions, s.id)
 	c.mu.Unlock()
 	c.setCookie(w, cookieName, "", -1)
-	c.log.Info("admin: signed out", "admin", s.admin)
+	c.log.Info("signed out", "admin", s.admin)
 	redirect(w, r, "/login")
 }

@@ -71,7 +71,7 @@ func canonicalHost(h string) string {
 // misdirected answers a request for a host the console does not serve:
 // 421 Misdirected Request (RFC 9110 section 15.5.20).
 func (c *Console) misdirected(w http.ResponseWriter, r *http.Request) {
-	c.log.Info("admin: request for another host refused", "host", clientinfo.Clip(r.Host), "remote", r.RemoteAddr, "path", clientinfo.Clip(r.URL.Path))
+	c.log.Info("request for another host refused", "host", clientinfo.Clip(r.Host), "remote", r.RemoteAddr, "path", clientinfo.Clip(r.URL.Path))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusMisdirectedRequest)

@@ -92,7 +92,7 @@ func (c *Console) serviceAction(w http.ResponseWriter, r *http.Request, s *sessi
 		http.NotFound(w, r)
 		return
 	}
-	c.log.Info("admin: service "+action, "admin", s.admin, "service", name, "err", err)
+	c.log.Info("service "+action, "admin", s.admin, "service", name, "err", err)
 	c.flashResult(s, notes, err)
 	redirect(w, r, "/")
 }
@@ -108,7 +108,7 @@ func (c *Console) flashResult(s *session, notes []string, err error) {
 
 func (c *Console) reload(w http.ResponseWriter, r *http.Request, s *session) {
 	notes, err := c.ctl.Reload(r.Context())
-	c.log.Info("admin: reload", "admin", s.admin, "err", err)
+	c.log.Info("reload", "admin", s.admin, "err", err)
 	c.flashResult(s, notes, err)
 	redirect(w, r, safeNext(r.PostFormValue("back")))
 }
@@ -226,11 +226,11 @@ func (c *Console) addUser(w http.ResponseWriter, r *http.Request, s *session) {
 		fail("%v", err)
 		return
 	}
-	c.log.Info("admin: user added", "admin", s.admin, "user", addr)
+	c.log.Info("user added", "admin", s.admin, "user", addr)
 	c.addFlash(s, "ok", "Added user %s.", addr)
 	// Its domain may be new: certificates for its names.
 	if _, err := c.ctl.DomainsChanged(r.Context()); err != nil {
-		c.log.Warn("admin: domains changed", "err", err)
+		c.log.Warn("domains changed", "err", err)
 	}
 	redirect(w, r, "/users")
 }
@@ -338,7 +338,7 @@ func (c *Console) userAction(w http.ResponseWriter, r *http.Request, s *session)
 		back = "/users"
 	}
 	if action != "delete" {
-		c.log.Info("admin: user changed", "admin", s.admin, "user", u.Address, "action", action)
+		c.log.Info("user changed", "admin", s.admin, "user", u.Address, "action", action)
 	}
 	redirect(w, r, back)
 }
@@ -466,7 +466,7 @@ func (c *Console) userDelete(r *http.Request, s *session, u *store.User) (string
 	if err := c.st.DeleteUser(r.Context(), u.ID); err != nil {
 		return "", err
 	}
-	c.log.Info("admin: user deleted", "admin", s.admin, "user", u.Address)
+	c.log.Info("user deleted", "admin", s.admin, "user", u.Address)
 	return fmt.Sprintf("Deleted user %s and its mailbox.", u.Address), nil
 }
 
@@ -511,7 +511,7 @@ func (c *Console) setAlias(w http.ResponseWriter, r *http.Request, s *session) {
 		c.showAliases(w, r, s, http.StatusUnprocessableEntity, msg, d)
 		return
 	}
-	c.log.Info("admin: alias set", "admin", s.admin, "alias", d.Address)
+	c.log.Info("alias set", "admin", s.admin, "alias", d.Address)
 	c.addFlash(s, "ok", "Alias %s now delivers to %s.", d.Address, strings.Join(targets, ", "))
 	redirect(w, r, "/aliases")
 }
@@ -582,7 +582,7 @@ func (c *Console) addDomain(w http.ResponseWriter, r *http.Request, s *session) 
 func (c *Console) domainsChanged(ctx context.Context, s *session) {
 	notes, err := c.ctl.DomainsChanged(ctx)
 	if err != nil {
-		c.log.Warn("admin: domains changed", "err", err)
+		c.log.Warn("domains changed", "err", err)
 	}
 	for _, n := range notes {
 		c.addFlash(s, "ok", "%s", n)
@@ -767,7 +767,7 @@ func (c *Console) setSettings(w http.ResponseWriter, r *http.Request, s *session
 	for i, ch := range changes {
 		keys[i] = ch.Key
 	}
-	c.log.Info("admin: settings changed", "admin", s.admin, "keys", strings.Join(keys, ","), "err", err)
+	c.log.Info("settings changed", "admin", s.admin, "keys", strings.Join(keys, ","), "err", err)
 	c.flashResult(s, notes, err)
 	redirect(w, r, back)
 }
@@ -843,7 +843,7 @@ func (c *Console) queueAction(w http.ResponseWriter, r *http.Request, s *session
 		http.NotFound(w, r)
 		return
 	}
-	c.log.Info("admin: queue "+action, "admin", s.admin, "id", id)
+	c.log.Info("queue "+action, "admin", s.admin, "id", id)
 	redirect(w, r, "/queue")
 }
 

@@ -458,11 +458,19 @@ func RecordsDomain(ctx context.Context, cfg config.Config, st store.Store, domai
 		MTASTS:     mtaSTSPolicy(cfg),
 		Autoconfig: len(cfg.HTTP.Listen) > 0 || len(cfg.HTTP.TLSListen) > 0,
 	}
-	d.KeepRetired = max(mailauth.RetiredKeyPublished, time.Duration(cfg.Queue.MaxLifetime)+48*time.Hour)
+	d.KeepRetired = KeepRetired(cfg)
 	if d.Keys, err = st.DKIMKeys(ctx, domain); err != nil {
 		return d, fmt.Errorf("the DKIM keys of %s: %w", domain, err)
 	}
 	return d, nil
+}
+
+// KeepRetired is how long a retired DKIM key's record stays published
+// under cfg: mailauth.RetiredKeyPublished, or two days more than [queue]
+// max_lifetime if that is longer, since a message signed at intake just
+// before the key retired may wait in the queue that long.
+func KeepRetired(cfg config.Config) time.Duration {
+	return max(mailauth.RetiredKeyPublished, time.Duration(cfg.Queue.MaxLifetime)+48*time.Hour)
 }
 
 // Resolver is the resolver of [queue] dns_server, or the system's.

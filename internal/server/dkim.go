@@ -7,9 +7,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/postoffice-mail/postoffice/internal/address"
 	"github.com/postoffice-mail/postoffice/internal/mailauth"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/router"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // dkimSigner is the router's DKIM signing step (RFC 6376): it signs, once,
@@ -23,12 +25,17 @@ import (
 // verifies.
 //
 // Signed: mail from authenticated users (submission, or the MX service
-// with AUTH) and the notifications postoffice makes itself (bounces and
-// other DSNs, source "bounce"). Not signed: mail that came in from other
-// hosts on port 25 and is forwarded by an alias, nor what `postoffice
-// deliver` hands in (an MTA received it), whatever From it claims: a
-// signature vouches for the message (RFC 6376 section 1.2), and signing
-// those would lend our domain's name to forged mail.
+// with AUTH) whose From domain is the user's (the domain of its login, or
+// of the envelope sender when that is one of its addresses), and the
+// notifications postoffice makes itself (bounces and other DSNs, source
+// "bounce"). A user of one hosted domain writing From another gets no
+// signature of that other domain: it would pass that domain's DMARC.
+//
+// Not signed: mail that came in from other hosts on port 25 and is
+// forwarded by an alias, nor what `postoffice deliver` hands in (an MTA
+// received it), whatever From it claims: a signature claims
+// responsibility for the message (RFC 6376 section 1), and signing those
+// would lend our domain's name to forged mail.
 //
 // A notification's From is MAILER-DAEMON at the hostname, which seldom has
 // keys of its own: it is signed with those of the nearest parent domain
@@ -39,17 +46,24 @@ import (
 // a signature is worth less than the mail.
 type dkimSigner struct {
 	keys    *mailauth.KeyCache
+	users   userFinder
 	author  *mailauth.Signer
 	notices *mailauth.Signer
 	log     *slog.Logger
 	metrics *metrics.Metrics
 }
 
-func newDKIMSigner(keys mailauth.KeyStore, log *slog.Logger, m *metrics.Metrics) *dkimSigner {
+// userFinder finds the user of an address (store.Directory).
+type userFinder interface {
+	UserByAddress(ctx context.Context, address string) (store.User, error)
+}
+
+func newDKIMSigner(keys mailauth.KeyStore, users userFinder, log *slog.Logger, m *metrics.Metrics) *dkimSigner {
 	cache := &mailauth.KeyCache{Store: keys}
 	return &dkimSigner{
 		keys:    cache,
-		author:  &mailauth.Signer{Keys: cache},
+		users:   users,
+		author:  &mailauth.Signer{Keys: usersDomains{cache}},
 		notices: &mailauth.Signer{Keys: parentKeys{cache}},
 		log:     log.With("service", "dkim"),
 		metrics: m,
@@ -67,6 +81,8 @@ func (d *dkimSigner) ProcessEnvelope(ctx context.Context, m *router.Message) err
 		signer = d.notices
 	case env.AuthUser == "":
 		return nil
+	default:
+		ctx = context.WithValue(ctx, signableKey{}, d.userDomains(ctx, env))
 	}
 	fields, keys, err := signer.SignKeys(ctx, m.Body.Open())
 	if err != nil {
@@ -95,6 +111,37 @@ func (d *dkimSigner) ProcessEnvelope(ctx context.Context, m *router.Message) err
 	}
 	m.Notes = append(m.Notes, "dkim-signed d="+strings.Join(domains, ",")+" s="+strings.Join(selectors, ","))
 	return nil
+}
+
+// userDomains are the domains an authenticated user's mail is signed
+// for: that of its login, and that of the envelope sender when the
+// sender is one of the user's addresses.
+func (d *dkimSigner) userDomains(ctx context.Context, env *router.Envelope) []string {
+	domains := []string{address.DomainOf(env.AuthUser)}
+	from, err := address.Normalize(env.From)
+	if err != nil || slices.Contains(domains, address.DomainOf(from)) {
+		return domains
+	}
+	if u, err := d.users.UserByAddress(ctx, from); err == nil && u.Address == env.AuthUser {
+		domains = append(domains, address.DomainOf(from))
+	}
+	return domains
+}
+
+// signableKey carries, in a context, the domains a message may be signed
+// for.
+type signableKey struct{}
+
+// usersDomains has no keys for a domain outside those the context allows
+// (signableKey).
+type usersDomains struct{ mailauth.KeyStore }
+
+func (u usersDomains) DKIMKeys(ctx context.Context, domain string) ([]mailauth.Key, error) {
+	allowed, _ := ctx.Value(signableKey{}).([]string)
+	if !slices.Contains(allowed, domain) {
+		return nil, nil
+	}
+	return u.KeyStore.DKIMKeys(ctx, domain)
 }
 
 // parentKeys gives a domain without active keys those of its nearest

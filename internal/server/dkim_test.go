@@ -51,7 +51,7 @@ func newSigningRig(t *testing.T) *signingRig {
 	cfg.Hostname = "mail.example.com"
 	log := slog.New(slog.DiscardHandler)
 	record := func(_ context.Context, es []store.JournalEntry) { r.journal = append(r.journal, es...) }
-	r.rt = newRouter(cfg, st, log, record, nil, newDKIMSigner(st, log, r.metrics))
+	r.rt = newRouter(cfg, st, log, record, nil, newDKIMSigner(st, st, log, r.metrics))
 	return r
 }
 
@@ -253,7 +253,7 @@ func TestSigningFailureStillDelivers(t *testing.T) {
 	cfg.Hostname = "mail.example.com"
 	log := slog.New(slog.DiscardHandler)
 	record := func(_ context.Context, es []store.JournalEntry) { r.journal = append(r.journal, es...) }
-	r.rt = newRouter(cfg, r.st, log, record, nil, newDKIMSigner(brokenKeys{r.st}, log, r.metrics))
+	r.rt = newRouter(cfg, r.st, log, record, nil, newDKIMSigner(brokenKeys{r.st}, r.st, log, r.metrics))
 	r.route(&router.Envelope{From: "alice@example.com", To: []string{"bob@remote.example", "alice@example.com"},
 		AuthUser: "alice@example.com", Protocol: "ESMTPSA", Source: "submission", RemoteAddr: "192.0.2.1:1234"}, signedMsg)
 	copies := append(r.mailbox(), r.queued()...)
@@ -272,5 +272,43 @@ func TestSigningFailureStillDelivers(t *testing.T) {
 	r.metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if want := `postoffice_dkim_signed_total{domain="example.com",result="failed"} 1`; !strings.Contains(rec.Body.String(), want) {
 		t.Errorf("/metrics lacks %s", want)
+	}
+}
+
+// TestOtherDomainNotSigned: an authenticated user of one domain writing
+// From another local domain that has keys gets no signature of it (it
+// would pass that domain's DMARC); with an envelope sender that is one
+// of its own addresses in that domain, it does.
+func TestOtherDomainNotSigned(t *testing.T) {
+	r := newSigningRig(t)
+	ctx := t.Context()
+	other, err := mailauth.Keygen(ctx, r.st, "other.example", "o1", []mailauth.Algorithm{mailauth.Ed25519}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.keys = append(r.keys, other...)
+	if err := r.st.AddDomain(ctx, "other.example"); err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.Replace(signedMsg, "From: Alice <alice@example.com>", "From: Boss <boss@other.example>", 1)
+	r.route(&router.Envelope{From: "alice@example.com", To: []string{"bob@remote.example"},
+		AuthUser: "alice@example.com", Protocol: "ESMTPSA", Source: "submission", RemoteAddr: "192.0.2.1:1234"}, msg)
+	q := r.queued()
+	if len(q) != 1 || bytes.Contains(q[0], []byte("DKIM-Signature:")) {
+		t.Fatalf("From another tenant's domain: %d queued, signed:\n%s", len(q), q)
+	}
+	// Alice's own address in other.example, as the envelope sender.
+	if err := r.st.AddAddress(ctx, r.user.ID, "alice@other.example"); err != nil {
+		t.Fatal(err)
+	}
+	msg = strings.Replace(signedMsg, "From: Alice <alice@example.com>", "From: Alice <alice@other.example>", 1)
+	r.route(&router.Envelope{From: "alice@other.example", To: []string{"bob@remote.example"},
+		AuthUser: "alice@example.com", Protocol: "ESMTPSA", Source: "submission", RemoteAddr: "192.0.2.1:1234"}, msg)
+	q = r.queued()
+	if len(q) != 2 {
+		t.Fatalf("%d queued, want 2", len(q))
+	}
+	if got := r.verify("own address", q[1]); len(got) != 1 || got[0] != "other.example" {
+		t.Errorf("From the user's own address in other.example: signatures of %v, want one of other.example", got)
 	}
 }

@@ -96,7 +96,7 @@ func New(cfg config.Config, st store.Store, log *slog.Logger, opts Options) (*Se
 		return len(q), err
 	})
 	s.journal = journal.NewWriter(st, log.With("service", "journal"), s.metrics.Journal)
-	s.dkim = newDKIMSigner(st, log, s.metrics)
+	s.dkim = newDKIMSigner(st, st, log, s.metrics)
 	s.router = newRouter(cfg, st, log, s.journal.RecordBatch, s.kickQueue, s.dkim)
 	s.services = s.serviceDefs()
 	if s.acme, err = s.newACME(cfg); err != nil {
@@ -111,7 +111,7 @@ func New(cfg config.Config, st store.Store, log *slog.Logger, opts Options) (*Se
 // writes them at once (a command does not live long). onQueued, when
 // set, runs for each message it queues (serve wakes the queue runner).
 func NewRouter(cfg config.Config, st store.Store, log *slog.Logger, record func(context.Context, []store.JournalEntry), onQueued func()) *router.Router {
-	return newRouter(cfg, st, log, record, onQueued, newDKIMSigner(st, log, nil))
+	return newRouter(cfg, st, log, record, onQueued, newDKIMSigner(st, st, log, nil))
 }
 
 // newRouter is NewRouter with the DKIM signing step given: serve keeps

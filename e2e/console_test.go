@@ -342,10 +342,14 @@ func TestConsole(t *testing.T) {
 	maxLines(".table-journal .clamp")
 	b.open("/queue")
 
-	// The other pages render.
+	// The other pages render; a domain's page has its DKIM key's record
+	// (made with the CLI while serve runs) and DMARC.
+	in.must("", "dkim", "keygen", "example.org", "--algorithm", "ed25519", "--selector", "console")
 	for _, pg := range []struct{ path, shot, want string }{
 		{"/aliases", "aliases", "Add or replace an alias"},
 		{"/domains", "domains", "example.org"},
+		{"/domains/example.org", "domain-dkim", "console._domainkey.example.org"},
+		{"/domains/example.org", "domain-dkim", "_dmarc.example.org"},
 		{"/settings", "settings", "[pop3]"},
 		{"/journal?user=alice%40example.org", "journal", "delivered"},
 	} {

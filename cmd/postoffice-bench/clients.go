@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -332,6 +333,14 @@ func (s *smtpClient) cmdLines(cmd string, want int) ([]string, error) {
 // send delivers one message in canonical CRLF form; it returns once the
 // server accepted it (250 to the end of DATA). With PIPELINING, MAIL,
 // RCPT and DATA go in one write (RFC 2920 section 3.1: DATA last).
+// authPlain logs in with AUTH PLAIN and an initial response (RFC 4954
+// section 4, RFC 4616): no authorization identity, user, password.
+func (s *smtpClient) authPlain(user, password string) error {
+	resp := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + password))
+	_, err := s.cmd("AUTH PLAIN "+resp, 235)
+	return err
+}
+
 func (s *smtpClient) send(from, to string, msg []byte) error {
 	cmds := []struct {
 		line string

@@ -134,6 +134,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	sizes := fs.String("sizes", "20k", "intake message sizes: 20k, or MIN-MAX/MEDIAN log-normal, or mix (2k-1m/20k)")
 	perConn := fs.Int("per-conn", 10, "intake: messages per SMTP connection")
 	from := fs.String("from", "sender@bench.invalid", "intake: envelope sender")
+	authPassword := fs.String("auth-password", "", "intake: log in as --from with AUTH PLAIN and this password (submission; a throwaway one: it shows in ps)")
 	hold := fs.Duration("hold", 10*time.Second, "idle: how long to hold the sessions open")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	fs.Usage = func() {
@@ -156,7 +157,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	res, err := runWorkload(ctx, *workload, loadOpts{Addr: *addr, Users: users, Concurrency: *conc,
-		Duration: *dur, Count: *count, Sizes: dist, PerConn: *perConn, From: *from, Hold: *hold})
+		Duration: *dur, Count: *count, Sizes: dist, PerConn: *perConn, From: *from, AuthPassword: *authPassword, Hold: *hold})
 	if err != nil {
 		return err
 	}

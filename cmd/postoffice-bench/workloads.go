@@ -25,6 +25,9 @@ type loadOpts struct {
 	Sizes   sizeDist
 	PerConn int    // messages per SMTP connection
 	From    string // envelope sender
+	// AuthPassword, when set, logs in as From with AUTH PLAIN (RFC 4616)
+	// before sending: intake over submission, as an authenticated user.
+	AuthPassword string
 	// waitDone, if set, is called after the last message was accepted and
 	// must return once every message is retrievable (the intake
 	// workload's finish line); its time is part of the run.
@@ -306,6 +309,14 @@ func intakeConnection(ctx context.Context, c *collector, o loadOpts, b *budget, 
 			if s, err = dialSMTP(ctx, o.Addr, "bench.invalid"); err != nil {
 				c.fail("message", err)
 				return true
+			}
+			if o.AuthPassword != "" {
+				if err := s.authPlain(o.From, o.AuthPassword); err != nil {
+					c.fail("message", err)
+					s.Close()
+					s = nil
+					return true
+				}
 			}
 		}
 		if err := s.send(o.From, to, msg); err != nil {

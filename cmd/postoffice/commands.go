@@ -51,6 +51,15 @@ func init() {
 			{name: "check", usage: "DOMAIN", args: [2]int{1, 1}, needs: needsStore,
 				summary: "look up a domain's records and say what is missing or wrong", help: domainCheckHelp, run: runDomainCheck},
 		}},
+		{name: "dkim", usage: "keygen|list|retire DOMAIN", summary: "manage the DKIM keys that sign the mail of a domain", sub: []*command{
+			{name: "keygen", usage: "DOMAIN [--selector S] [--algorithm ed25519|rsa]", args: [2]int{1, 1}, needs: needsStore,
+				flags:   []option{optSelector, optAlgorithm},
+				summary: "create a domain's DKIM keys and print their DNS records", help: dkimKeygenHelp, run: runDKIMKeygen},
+			{name: "list", usage: "[DOMAIN]", args: [2]int{0, 1}, needs: needsStore,
+				summary: "list the DKIM keys, active and retired", help: dkimListHelp, run: runDKIMList},
+			{name: "retire", usage: "DOMAIN SELECTOR", args: [2]int{2, 2}, needs: needsStore,
+				summary: "stop signing with a key (rotation)", help: dkimRetireHelp, run: runDKIMRetire},
+		}},
 		{name: "user", usage: "add|passwd|del|list", summary: "manage users: each user has one mailbox and logs in with its full address", sub: []*command{
 			{name: "add", usage: "ADDRESS [--password-stdin] [--name NAME] [--quota SIZE]", args: [2]int{1, 1}, needs: needsNewStore,
 				password: true, flags: []option{optName, optQuota},

@@ -27,7 +27,8 @@ once. 'postoffice domain records DOMAIN' prints the DNS records it needs.`
 	domainRecordsHelp = `Print every DNS record DOMAIN needs, as zone-file lines ready to paste,
 each after a comment saying what it is for: the MX (the hostname), SPF for
 the domain and for the hostname, DKIM (one record per active key, once the
-domain has keys: 'postoffice dkim keygen DOMAIN'), DMARC, the SRV records
+domain has keys: 'postoffice dkim keygen DOMAIN', and for a week per retired
+one, marked with the date until which to keep it), DMARC, the SRV records
 with which mail clients find POP3 and submission (RFC 6186, RFC 8314), the
 MTA-STS record (when [mta_sts] is on and [http] tls_listen serves its
 policy) and TLS reporting, and the autoconfig and autodiscover names (when

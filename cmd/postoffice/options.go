@@ -30,6 +30,8 @@ type opts struct {
 	limit         int
 	fromConfig    string // migrate
 	toConfig      string
+	selector      string // dkim keygen
+	algorithm     string
 }
 
 // option declares one option: each is declared once here, whichever
@@ -87,6 +89,12 @@ var (
 	}
 	optToConfig option = func(fs *flag.FlagSet, o *opts) {
 		fs.StringVar(&o.toConfig, "to", "", "configuration `file` of the store to write")
+	}
+	optSelector option = func(fs *flag.FlagSet, o *opts) {
+		fs.StringVar(&o.selector, "selector", "", "the key's selector (default: the date and e or r, e.g. 20260315e); needs --algorithm")
+	}
+	optAlgorithm option = func(fs *flag.FlagSet, o *opts) {
+		fs.StringVar(&o.algorithm, "algorithm", "", "ed25519 or rsa (2048 bits); default: one of each, and mail is signed with both")
 	}
 )
 

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 	"github.com/postoffice-mail/postoffice/internal/mailauth"
@@ -44,8 +45,14 @@ var DefaultPorts = Ports{Submission: 587, Submissions: 465, POP3: 110, POP3S: 99
 type Domain struct {
 	Name string // e.g. "example.com"
 	MX   string // the mail host, e.g. "mail.example.com"
-	// Keys are the domain's DKIM keys; the active ones are published.
-	Keys  []mailauth.Key
+	// Keys are the domain's DKIM keys; the active ones are published,
+	// and the retired ones for KeepRetired after their retirement.
+	Keys []mailauth.Key
+	// KeepRetired is how long a retired key's record stays;
+	// mailauth.RetiredKeyPublished when 0.
+	KeepRetired time.Duration
+	// Now is the time the records are for; time.Now() when zero.
+	Now   time.Time
 	Ports Ports
 	// DMARCPolicy is the policy to publish: DispositionQuarantine when
 	// empty, a start that no mistake elsewhere turns into lost mail.
@@ -194,18 +201,11 @@ func Records(d Domain) ([]Record, error) {
 	add("SPF for the mail host's own name, which it gives in EHLO (RFC 7208 section 2.3).",
 		txt(mx, "v=spf1 a -all"))
 	k = kindDKIM
-	for _, key := range d.Keys {
-		if !key.Active() || !strings.EqualFold(key.Domain, name) {
-			continue
-		}
-		v, err := key.TXT()
-		if err != nil {
-			return nil, err
-		}
-		add(fmt.Sprintf("DKIM key %s (%s), created %s (RFC 6376 section 3.6.2).", key.Selector, key.Algorithm, key.Created.Format("2006-01-02")),
-			txt(key.Selector+"._domainkey."+name, v))
-		recs[len(recs)-1].key = key
+	dkim, err := dkimRecords(name, d.Keys, d.now(), d.KeepRetired, hdr)
+	if err != nil {
+		return nil, err
 	}
+	recs = append(recs, dkim...)
 	policy := d.DMARCPolicy
 	if policy == "" {
 		policy = mailauth.DispositionQuarantine
@@ -254,6 +254,55 @@ func Records(d Domain) ([]Record, error) {
 		k = kindSRV
 		add("Outlook finds autodiscover over HTTPS at the mail host.",
 			&dns.SRV{Hdr: hdr("_autodiscover._tcp."+name, dns.TypeSRV), Priority: 0, Weight: 1, Port: 443, Target: fqdn(mx)})
+	}
+	return recs, nil
+}
+
+func (d Domain) now() time.Time {
+	if d.Now.IsZero() {
+		return time.Now()
+	}
+	return d.Now
+}
+
+// DKIMRecords returns the key records of domain's keys that belong in
+// DNS at now (mailauth.Key.Published with keep, RFC 6376 section
+// 3.6.2): what `postoffice dkim keygen` prints, as Records has them.
+func DKIMRecords(domain string, keys []mailauth.Key, now time.Time, keep time.Duration, ttl uint32) ([]Record, error) {
+	name, err := asciiName(domain)
+	if err != nil {
+		return nil, err
+	}
+	if ttl == 0 {
+		ttl = 3600
+	}
+	return dkimRecords(name, keys, now, keep, func(owner string, t uint16) dns.RR_Header {
+		return dns.RR_Header{Name: fqdn(owner), Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+	})
+}
+
+func dkimRecords(name string, keys []mailauth.Key, now time.Time, keep time.Duration, hdr func(string, uint16) dns.RR_Header) ([]Record, error) {
+	if keep <= 0 {
+		keep = mailauth.RetiredKeyPublished
+	}
+	var recs []Record
+	for _, key := range keys {
+		if !key.Published(now, keep) || !strings.EqualFold(key.Domain, name) {
+			continue
+		}
+		v, err := key.TXT()
+		if err != nil {
+			return nil, err
+		}
+		comment := fmt.Sprintf("DKIM key %s (%s), created %s, signs (RFC 6376 section 3.6.2).", key.Selector, key.Algorithm, key.Created.Format("2006-01-02"))
+		if !key.Active() {
+			comment = fmt.Sprintf("DKIM key %s (%s), retired %s: signs no more; keep the record until %s so that mail signed before still verifies, then delete it.",
+				key.Selector, key.Algorithm, key.Retired.Format("2006-01-02"), key.Retired.Add(keep).Format("2006-01-02"))
+		}
+		rr := &dns.TXT{Hdr: hdr(key.Selector+"._domainkey."+name, dns.TypeTXT), Txt: txtStrings(v)}
+		h := rr.Header()
+		recs = append(recs, Record{Name: h.Name, Type: "TXT", Value: strings.TrimPrefix(rr.String(), h.String()),
+			Comment: comment, rr: rr, kind: kindDKIM, key: key})
 	}
 	return recs, nil
 }

@@ -341,3 +341,55 @@ func TestCheckDMARCOrganizational(t *testing.T) {
 		t.Errorf("p=none: %+v", f)
 	}
 }
+
+// TestRetiredKeyRecord: a retired key's record stays, marked, while mail
+// it signed may still be on its way, and goes afterwards; DKIMRecords
+// (what dkim keygen prints) gives the lines Records has.
+func TestRetiredKeyRecord(t *testing.T) {
+	d := testDomain(t)
+	retired := old.Retired
+	selectors := func(now time.Time, keep time.Duration) (sels []string, comments []string) {
+		t.Helper()
+		d.Now, d.KeepRetired = now, keep
+		recs, err := Records(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, r := range recs {
+			if r.kind == kindDKIM {
+				sels = append(sels, strings.SplitN(r.Name, ".", 2)[0])
+				comments = append(comments, r.Comment)
+				lines = append(lines, r.String())
+			}
+		}
+		only, err := DKIMRecords("example.com", d.Keys, now, keep, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range only {
+			got = append(got, r.String())
+		}
+		if strings.Join(got, "\n") != strings.Join(lines, "\n") {
+			t.Errorf("DKIMRecords:\n%s\nRecords' DKIM lines:\n%s", strings.Join(got, "\n"), strings.Join(lines, "\n"))
+		}
+		return sels, comments
+	}
+	sels, comments := selectors(retired.Add(3*24*time.Hour), 0)
+	if strings.Join(sels, " ") != "20260315e 20260315r 20250101e" {
+		t.Fatalf("three days after the retirement: records of %v, want both active keys and the retired one", sels)
+	}
+	if c := comments[2]; !strings.Contains(c, "retired 2026-03-15") || !strings.Contains(c, "until 2026-03-22") {
+		t.Errorf("the retired key's comment %q does not say it is retired and until when to keep it", c)
+	}
+	if strings.Contains(comments[0], "retired") {
+		t.Errorf("an active key's comment says retired: %q", comments[0])
+	}
+	if sels, _ := selectors(retired.Add(8*24*time.Hour), 0); strings.Join(sels, " ") != "20260315e 20260315r" {
+		t.Errorf("eight days after the retirement: records of %v, want the active keys only", sels)
+	}
+	if sels, _ := selectors(retired.Add(8*24*time.Hour), 10*24*time.Hour); len(sels) != 3 {
+		t.Errorf("eight days after the retirement, kept ten: records of %v, want the retired one too", sels)
+	}
+}

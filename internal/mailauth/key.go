@@ -50,6 +50,20 @@ type Key struct {
 // Active reports whether the key signs: it is not retired.
 func (k Key) Active() bool { return k.Retired.IsZero() }
 
+// RetiredKeyPublished is how long the record of a retired key stays
+// published by default: a message signed just before the key retired may
+// wait in queues (ours and the next hops', RFC 5321 section 4.5.4.1
+// suggests giving up after 4 to 5 days) and be verified when it arrives.
+// After that the record is removed (or revoked with an empty p=, RFC
+// 6376 section 3.6.1), so that the key cannot vouch for anything new.
+const RetiredKeyPublished = 7 * 24 * time.Hour
+
+// Published reports whether the key's record belongs in DNS at now: the
+// key signs, or retired less than keep ago.
+func (k Key) Published(now time.Time, keep time.Duration) bool {
+	return k.Active() || now.Before(k.Retired.Add(keep))
+}
+
 // RecordName is the DNS name of the key record, fully qualified.
 func (k Key) RecordName() string {
 	return k.Selector + "._domainkey." + k.Domain + "."

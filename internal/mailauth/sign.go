@@ -115,17 +115,25 @@ func (s *Signer) signerFor(k Key) (crypto.Signer, error) {
 // 3.4.2 and 3.4.4), which survives the folding and whitespace changes of
 // relays; the hash is SHA-256.
 func (s *Signer) Sign(ctx context.Context, msg io.Reader) (string, error) {
+	sigs, _, err := s.SignKeys(ctx, msg)
+	return sigs, err
+}
+
+// SignKeys is Sign that also returns the keys it signs with (the active
+// keys of the From domains), also when signing with them failed: nil
+// when there are none, or when looking them up failed.
+func (s *Signer) SignKeys(ctx context.Context, msg io.Reader) (string, []Key, error) {
 	br := bufio.NewReaderSize(msg, 32*1024)
 	consumed, fields, err := readHeader(br)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	domains, _ := fromDomains(fields)
 	var keys []Key
 	for _, d := range domains {
 		all, err := s.Keys.DKIMKeys(ctx, d)
 		if err != nil {
-			return "", fmt.Errorf("dkim keys of %s: %w", d, err)
+			return "", nil, fmt.Errorf("dkim keys of %s: %w", d, err)
 		}
 		for _, k := range all {
 			if k.Active() {
@@ -134,7 +142,7 @@ func (s *Signer) Sign(ctx context.Context, msg io.Reader) (string, error) {
 		}
 	}
 	if len(keys) == 0 {
-		return "", nil
+		return "", nil, nil
 	}
 	hkeys := headerKeys(fields)
 	signers := make([]*dkim.Signer, 0, len(keys))
@@ -147,7 +155,7 @@ func (s *Signer) Sign(ctx context.Context, msg io.Reader) (string, error) {
 	for _, k := range keys {
 		priv, err := s.signerFor(k)
 		if err != nil {
-			return "", err
+			return "", keys, err
 		}
 		sg, err := dkim.NewSigner(&dkim.SignOptions{
 			Domain:                 k.Domain,
@@ -159,24 +167,24 @@ func (s *Signer) Sign(ctx context.Context, msg io.Reader) (string, error) {
 			HeaderKeys:             hkeys,
 		})
 		if err != nil {
-			return "", err
+			return "", keys, err
 		}
 		signers = append(signers, sg)
 		writers = append(writers, sg)
 	}
 	w := io.MultiWriter(writers...)
 	if _, err := w.Write(consumed); err != nil {
-		return "", err
+		return "", keys, err
 	}
 	if _, err := br.WriteTo(w); err != nil {
-		return "", err
+		return "", keys, err
 	}
 	var out strings.Builder
 	for i, sg := range signers {
 		if err := sg.Close(); err != nil {
-			return "", fmt.Errorf("dkim signature with %s: %w", keys[i].Selector, err)
+			return "", keys, fmt.Errorf("dkim signature with %s: %w", keys[i].Selector, err)
 		}
 		out.WriteString(sg.Signature())
 	}
-	return out.String(), nil
+	return out.String(), keys, nil
 }

@@ -31,6 +31,7 @@ type Metrics struct {
 	serviceUp       *prometheus.GaugeVec
 	certExpiry      *prometheus.GaugeVec
 	certFailures    *prometheus.CounterVec
+	dkimSigned      *prometheus.CounterVec
 
 	hourly *hourly // logins and queue size per hour, for the console
 }
@@ -78,8 +79,12 @@ func New(version string, queueSize func(context.Context) (int, error)) *Metrics 
 		Name: "postoffice_certificate_renewal_failures_total",
 		Help: "Failed attempts to obtain or renew the ACME certificate of a name, as this process saw them (by any node of a cluster).",
 	}, []string{"name"})
+	m.dkimSigned = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "postoffice_dkim_signed_total",
+		Help: "Messages DKIM-signed for a domain with keys, by domain and result: ok (signed), failed (sent unsigned).",
+	}, []string{"domain", "result"})
 	for _, c := range []prometheus.Collector{m.sessions, m.sessionsTotal, m.sessionsRefused, m.logins, m.messages,
-		m.receivedBytes, m.retrievedBytes, m.deliveryLatency, m.serviceUp, m.certExpiry, m.certFailures} {
+		m.receivedBytes, m.retrievedBytes, m.deliveryLatency, m.serviceUp, m.certExpiry, m.certFailures, m.dkimSigned} {
 		f(c)
 	}
 	for _, ev := range store.JournalEvents {
@@ -186,6 +191,21 @@ func (m *Metrics) Certificate(name string, notAfter time.Time, failed bool) {
 	c := m.certFailures.WithLabelValues(name)
 	if failed {
 		c.Inc()
+	}
+}
+
+// DKIMSigned counts a message that the author's domain's keys signed
+// (ok) or failed to sign (it went unsigned). Both results of a domain
+// appear together, so that a rate over failures works from the first.
+func (m *Metrics) DKIMSigned(domain string, ok bool) {
+	if m == nil {
+		return
+	}
+	okc, failed := m.dkimSigned.WithLabelValues(domain, "ok"), m.dkimSigned.WithLabelValues(domain, "failed")
+	if ok {
+		okc.Inc()
+	} else {
+		failed.Inc()
 	}
 }
 

@@ -3,7 +3,8 @@
 // validities and next UIDs, extra addresses, aliases), the web console's
 // operators, every mailbox with its UIDs (so that POP3 clients see the same
 // UIDLs), the outbound queue, the journal, and the ACME certificates and
-// account and the server's secrets (store.Shared).
+// account and the server's secrets (store.Shared), and the DKIM signing
+// keys, active and retired.
 //
 // A copy can be run again: what the target has already is skipped, so an
 // interrupted copy resumes, and a copy made while the source still serves
@@ -36,6 +37,7 @@ type Stats struct {
 	Bodies, Messages                           int
 	Queue, Journal                             int
 	Shared                                     int // ACME values and secrets
+	DKIMKeys                                   int // DKIM keys copied or retired
 }
 
 // Options tune a copy.
@@ -66,6 +68,10 @@ func Copy(ctx context.Context, from, to Store, o Options) (Stats, error) {
 		return st, err
 	}
 	progress("certificates and secrets: %d values copied", st.Shared)
+	if err := copyDKIMKeys(ctx, from, to, &st); err != nil {
+		return st, err
+	}
+	progress("DKIM keys: %d copied", st.DKIMKeys)
 	if err := copyMailboxes(ctx, from, to, o.PageSize, &st, progress); err != nil {
 		return st, err
 	}
@@ -186,6 +192,26 @@ func copyShared(ctx context.Context, from, to Store, st *Stats) error {
 		}
 		if stored {
 			st.Shared++
+		}
+	}
+	return nil
+}
+
+// copyDKIMKeys copies every DKIM key with its times, so that the target
+// signs with the keys whose records are published; a key retired in the
+// source since an earlier run is retired in the target too.
+func copyDKIMKeys(ctx context.Context, from, to Store, st *Stats) error {
+	keys, err := from.ExportDKIMKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("reading DKIM keys: %w", err)
+	}
+	for _, k := range keys {
+		changed, err := to.ImportDKIMKey(ctx, k)
+		if err != nil {
+			return fmt.Errorf("DKIM key %s of %s: %w", k.Selector, k.Domain, err)
+		}
+		if changed {
+			st.DKIMKeys++
 		}
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/mailauth"
 	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/postgres"
@@ -79,6 +80,13 @@ func populate(t *testing.T, st Store) {
 	must(t, st.ACMEStorage().Put(ctx, "acme/ca/cert/mail.example.com", []byte("-----BEGIN PRIVATE KEY-----\n\x00\xff")), "ACME Put")
 	_, err = st.Secret(ctx, "profile-link")
 	must(t, err, "Secret")
+	// DKIM keys: one active, one retired.
+	for i, sel := range []string{"old", "new"} {
+		k, err := mailauth.GenerateKey("example.com", sel, mailauth.Ed25519, time.Unix(1700000000+int64(i)*86400, 0))
+		must(t, err, "GenerateKey")
+		must(t, st.AddDKIMKey(ctx, k), "AddDKIMKey")
+	}
+	must(t, st.RetireDKIMKey(ctx, "example.com", "old", time.Unix(1700100000, 0)), "RetireDKIMKey")
 
 	for i := range 12 {
 		body := fmt.Sprintf("Subject: %d\r\n\r\n%s\r\n", i, strings.Repeat("x", i*37))
@@ -211,6 +219,12 @@ func same(t *testing.T, a, b Store) {
 	sb, errB := b.ExportShared(ctx)
 	if errA != nil || errB != nil || len(sa) != 2 || fmt.Sprint(sa) != fmt.Sprint(sb) {
 		t.Errorf("certificates and secrets %v, %v (%v, %v)", sa, sb, errA, errB)
+	}
+
+	ka, errA := a.ExportDKIMKeys(ctx)
+	kb, errB := b.ExportDKIMKeys(ctx)
+	if errA != nil || errB != nil || len(ka) != 2 || ka[0].Retired.IsZero() || fmt.Sprint(ka) != fmt.Sprint(kb) {
+		t.Errorf("DKIM keys %v, %v (%v, %v); want the same two, the first retired", ka, kb, errA, errB)
 	}
 
 	// Bodies shared between mailboxes stay shared; retrieval times stay.

@@ -105,6 +105,10 @@ type Message struct {
 	Body Body
 	// Header is the parsed header section of Body (read-only).
 	Header message.Header
+	// Notes are what steps say about the message for the mail journal
+	// ("dkim-signed d=example.com s=20260315e,20260315r"), added to the
+	// detail of its received entry.
+	Notes []string
 }
 
 // Body is a spooled message that can be read several times.

@@ -181,7 +181,7 @@ func (s *Server) Reload(ctx context.Context) ([]string, error) {
 	s.mu.Lock()
 	s.cfg, s.tls = cfg, src
 	if cfg.Hostname != old.Hostname || cfg.MinFreeSpace != old.MinFreeSpace {
-		s.router = NewRouter(cfg, s.st, s.log, s.journal.RecordBatch, s.kickQueue)
+		s.router = newRouter(cfg, s.st, s.log, s.journal.RecordBatch, s.kickQueue, s.dkim)
 	}
 	s.mu.Unlock()
 

@@ -60,6 +60,7 @@ type Server struct {
 
 	control *control.Server
 	console *console
+	dkim    *dkimSigner   // the router's signing step, kept across reloads
 	sweep   chan struct{} // closed to stop the sweeper
 	swept   chan struct{}
 }
@@ -95,7 +96,8 @@ func New(cfg config.Config, st store.Store, log *slog.Logger, opts Options) (*Se
 		return len(q), err
 	})
 	s.journal = journal.NewWriter(st, log.With("service", "journal"), s.metrics.Journal)
-	s.router = NewRouter(cfg, st, log, s.journal.RecordBatch, s.kickQueue)
+	s.dkim = newDKIMSigner(st, st, log, s.metrics)
+	s.router = newRouter(cfg, st, log, s.journal.RecordBatch, s.kickQueue, s.dkim)
 	s.services = s.serviceDefs()
 	if s.acme, err = s.newACME(cfg); err != nil {
 		return nil, fmt.Errorf("acme: %w", err)
@@ -109,6 +111,12 @@ func New(cfg config.Config, st store.Store, log *slog.Logger, opts Options) (*Se
 // writes them at once (a command does not live long). onQueued, when
 // set, runs for each message it queues (serve wakes the queue runner).
 func NewRouter(cfg config.Config, st store.Store, log *slog.Logger, record func(context.Context, []store.JournalEntry), onQueued func()) *router.Router {
+	return newRouter(cfg, st, log, record, onQueued, newDKIMSigner(st, st, log, nil))
+}
+
+// newRouter is NewRouter with the DKIM signing step given: serve keeps
+// one, with its key cache and metrics, across reloads.
+func newRouter(cfg config.Config, st store.Store, log *slog.Logger, record func(context.Context, []store.JournalEntry), onQueued func(), sign *dkimSigner) *router.Router {
 	if record == nil {
 		record = journal.NewSyncWriter(st, log).RecordBatch
 	}
@@ -131,6 +139,9 @@ func NewRouter(cfg config.Config, st store.Store, log *slog.Logger, record func(
 	if onQueued != nil {
 		opt.OnQueued = func(int64) { onQueued() }
 	}
+	// DKIM signing comes last: it signs the message as every other step
+	// left it.
+	opt.ExtraEnvelopeProcessors = append(opt.ExtraEnvelopeProcessors, sign)
 	return router.New(opt)
 }
 

@@ -208,8 +208,10 @@ func (s *Server) reloadACME(cfg config.Config) ([]string, error) {
 }
 
 // DomainsChanged implements control.Controller: the manager checks at
-// once, so that a new domain's names get certificates.
+// once, so that a new domain's names get certificates, and the DKIM keys
+// are read again, so that a new key signs (and a retired one stops) now.
 func (s *Server) DomainsChanged(ctx context.Context) ([]string, error) {
+	s.dkim.keys.Forget()
 	r := s.acmeNow()
 	if r == nil {
 		return nil, nil
@@ -419,18 +421,13 @@ func mtaSTSPolicy(cfg config.Config) *mtasts.Policy {
 	return &mtasts.Policy{Mode: mtasts.Mode(cfg.MTASTS.Mode), MX: mx, MaxAge: time.Duration(cfg.MTASTS.MaxAge)}
 }
 
-// DKIMKeys is what a store that keeps DKIM keys offers (the key store of
-// the DKIM signing work): a domain's keys, retired ones included. When
-// the store has it, `domain records` and the console publish each active
-// key's record; until then a domain's records have no DKIM lines.
-type DKIMKeys interface {
-	DKIMKeys(ctx context.Context, domain string) ([]mailauth.Key, error)
-}
-
 // RecordsDomain describes the records of a local domain under cfg: MX
 // and the client services point at the hostname, the ports are those
 // configured (a running server's own for port 0, bound given), the DKIM
-// keys those of the store (DKIMKeys), the MTA-STS policy that of
+// keys those of the store, a retired key's record kept while mail that
+// it signed may still wait in a queue (KeepRetired: at least
+// mailauth.RetiredKeyPublished, and two days more than [queue]
+// max_lifetime), the MTA-STS policy that of
 // [mta_sts], autoconfig's names when [http] serves them. ErrNotFound
 // (wrapped) for a domain that is not local.
 func RecordsDomain(ctx context.Context, cfg config.Config, st store.Store, domain string, port func(addrs []string, label string) int) (dnsrecords.Domain, error) {
@@ -461,12 +458,19 @@ func RecordsDomain(ctx context.Context, cfg config.Config, st store.Store, domai
 		MTASTS:     mtaSTSPolicy(cfg),
 		Autoconfig: len(cfg.HTTP.Listen) > 0 || len(cfg.HTTP.TLSListen) > 0,
 	}
-	if k, ok := st.(DKIMKeys); ok {
-		if d.Keys, err = k.DKIMKeys(ctx, domain); err != nil {
-			return d, fmt.Errorf("the DKIM keys of %s: %w", domain, err)
-		}
+	d.KeepRetired = KeepRetired(cfg)
+	if d.Keys, err = st.DKIMKeys(ctx, domain); err != nil {
+		return d, fmt.Errorf("the DKIM keys of %s: %w", domain, err)
 	}
 	return d, nil
+}
+
+// KeepRetired is how long a retired DKIM key's record stays published
+// under cfg: mailauth.RetiredKeyPublished, or two days more than [queue]
+// max_lifetime if that is longer, since a message signed at intake just
+// before the key retired may wait in the queue that long.
+func KeepRetired(cfg config.Config) time.Duration {
+	return max(mailauth.RetiredKeyPublished, time.Duration(cfg.Queue.MaxLifetime)+48*time.Hour)
 }
 
 // Resolver is the resolver of [queue] dns_server, or the system's.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/mailauth"
 )
 
 // Moving a whole store from one backend to another (postoffice migrate)
@@ -48,6 +50,9 @@ type Exporter interface {
 	// ExportShared returns every value of store.Shared (not the locks),
 	// by kind and name.
 	ExportShared(ctx context.Context) ([]SharedValue, error)
+	// ExportDKIMKeys returns every DKIM key of every domain, retired
+	// ones included, by domain and then oldest first.
+	ExportDKIMKeys(ctx context.Context) ([]mailauth.Key, error)
 }
 
 // The kinds of SharedValue.
@@ -103,4 +108,10 @@ type Importer interface {
 	// and name (a secret in use there stays), and reports whether it
 	// stored it. ErrInvalid for an unknown kind.
 	ImportShared(ctx context.Context, v SharedValue) (bool, error)
+	// ImportDKIMKey stores a DKIM key with its creation and retirement
+	// times and reports whether it changed anything: a key the target has
+	// (same domain, selector and private key) is only retired if k is
+	// and it is not. mailauth.ErrKeyExists if the target has another key
+	// under that selector; ErrInvalid for a key that is not whole.
+	ImportDKIMKey(ctx context.Context, k mailauth.Key) (bool, error)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/postoffice-mail/postoffice/internal/acmecert"
 	"github.com/postoffice-mail/postoffice/internal/dsn"
+	"github.com/postoffice-mail/postoffice/internal/mailauth"
 	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 )
 
@@ -395,5 +396,11 @@ type Store interface {
 	Journal
 	Admins
 	Shared
+	// The DKIM signing keys of the local domains (mailauth.KeyStore):
+	// in the store, so that every node of a cluster signs with the same
+	// keys. Domains and selectors are kept lower case; a key's domain
+	// need not be a local domain (keys outlive a deleted domain, so
+	// that adding it again signs as before).
+	mailauth.KeyStore
 	io.Closer
 }

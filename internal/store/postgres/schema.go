@@ -254,6 +254,23 @@ CREATE TABLE secrets (
 	created_at timestamptz NOT NULL
 );
 `},
+	// issue 18 DKIM keys; the lead renumbers at merge.
+	{"dkim keys", `
+-- The DKIM signing keys of each domain (mailauth.KeyStore), read by
+-- every node: the selector under which the public key is published
+-- (RFC 6376 section 3.6.2.1), the key type, the private key as PKCS #8
+-- PEM, and when the key was retired (NULL while it signs). No reference
+-- to domains: keys outlive a deleted domain.
+CREATE TABLE dkim_keys (
+	domain      text NOT NULL,
+	selector    text NOT NULL,
+	algorithm   text NOT NULL CHECK (algorithm IN ('rsa', 'ed25519')),
+	private_key bytea NOT NULL,
+	created_at  timestamptz NOT NULL,
+	retired_at  timestamptz,
+	PRIMARY KEY (domain, selector)
+);
+`},
 }
 
 // migrate brings the schema to len(migrations), one step per transaction

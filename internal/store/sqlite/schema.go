@@ -221,4 +221,22 @@ CREATE TABLE secrets (
 	created_at INTEGER NOT NULL
 ) STRICT;
 `,
+	// Version 8 (issue 18 DKIM keys; the lead renumbers at merge).
+	//
+	// The DKIM signing keys of each domain (mailauth.KeyStore): the
+	// selector under which the public key is published (RFC 6376 section
+	// 3.6.2.1), the key type (rsa, ed25519), the private key as PKCS #8
+	// PEM, created_at in Unix seconds, retired_at 0 while the key signs.
+	// No reference to domains: keys outlive a deleted domain.
+	`
+CREATE TABLE dkim_keys (
+	domain      TEXT NOT NULL,
+	selector    TEXT NOT NULL,
+	algorithm   TEXT NOT NULL CHECK (algorithm IN ('rsa', 'ed25519')),
+	private_key BLOB NOT NULL,
+	created_at  INTEGER NOT NULL,
+	retired_at  INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (domain, selector)
+) STRICT;
+`,
 }

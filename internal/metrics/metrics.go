@@ -31,6 +31,7 @@ type Metrics struct {
 	serviceUp       *prometheus.GaugeVec
 	certExpiry      *prometheus.GaugeVec
 	certFailures    *prometheus.CounterVec
+	auth            authChecks
 
 	hourly *hourly // logins and queue size per hour, for the console
 }
@@ -82,6 +83,7 @@ func New(version string, queueSize func(context.Context) (int, error)) *Metrics 
 		m.receivedBytes, m.retrievedBytes, m.deliveryLatency, m.serviceUp, m.certExpiry, m.certFailures} {
 		f(c)
 	}
+	m.auth = newAuthChecks(f)
 	for _, ev := range store.JournalEvents {
 		m.messages.WithLabelValues(string(ev))
 	}

@@ -305,10 +305,10 @@ func TestAuthChecksInbound(t *testing.T) {
 	// /metrics: 11 messages checked to the end of data so far.
 	met := in.metrics()
 	for name, want := range map[string]float64{
-		`postoffice_auth_check_actions_total{action="reject"}`:     3, // spffail, dkimfail p=reject, forged
-		`postoffice_auth_check_actions_total{action="quarantine"}`: 1,
-		`postoffice_auth_check_actions_total{action="tempfail"}`:   1,
-		`postoffice_auth_check_actions_total{action="accept"}`:     6, // spf, none, dkim, dkimfail, ar, dmarctemp
+		`postoffice_auth_check_actions_total{action="reject"}`:                   3, // spffail, dkimfail p=reject, forged
+		`postoffice_auth_check_actions_total{action="quarantine"}`:               1,
+		`postoffice_auth_check_actions_total{action="tempfail"}`:                 1,
+		`postoffice_auth_check_actions_total{action="accept"}`:                   6, // spf, none, dkim, dkimfail, ar, dmarctemp
 		`postoffice_auth_check_results_total{method="spf",result="pass"}`:        3, // spfpass, ar, dmarctemp
 		`postoffice_auth_check_results_total{method="spf",result="fail"}`:        1,
 		`postoffice_auth_check_results_total{method="spf",result="temperror"}`:   1,

@@ -301,10 +301,35 @@ func TestAuthChecksInbound(t *testing.T) {
 	if d := detail("submitted"); strings.Contains(d, "spf=") || strings.Contains(d, "dmarc=") {
 		t.Errorf("journal of the submission shows checks: %s", d)
 	}
+	// Each refusal has a rejected entry with the reply and the results.
+	var rejected []entry
+	for _, line := range strings.Split(strings.TrimSpace(in.must("", "journal", "--json", "--event", "rejected")), "\n") {
+		var e entry
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("journal --json: %v: %q", err, line)
+		}
+		rejected = append(rejected, e)
+	}
+	want := map[string][]string{
+		"<forged@test>":   {"550 5.7.1", "spf=none", "dkim=none", "dmarc=fail (bigmail.test p=reject) reject"},
+		"<spffail@test>":  {"550 5.7.1", "spf=fail", "dmarc=fail (bigmail.test p=reject)"},
+		"<dkimpass@test>": {"550 5.7.1", "dkim=fail (good.test)", "dmarc=fail (good.test p=reject)"},
+		"<temp@test>":     {"451 4.4.3", "spf=temperror", "dmarc=temperror (tf.test p=reject) tempfail"},
+	}
+	if len(rejected) != len(want) {
+		t.Errorf("%d rejected entries, want %d: %+v", len(rejected), len(want), rejected)
+	}
+	for _, e := range rejected {
+		wantIn("rejected entry of "+e.MessageID, e.Detail, want[e.MessageID]...)
+		if want[e.MessageID] == nil {
+			t.Errorf("unexpected rejected entry %+v", e)
+		}
+	}
 
 	// /metrics: 11 messages checked to the end of data so far.
 	met := in.metrics()
 	for name, want := range map[string]float64{
+		`postoffice_messages_total{event="rejected"}`:                            4,
 		`postoffice_auth_check_actions_total{action="reject"}`:                   3, // spffail, dkimfail p=reject, forged
 		`postoffice_auth_check_actions_total{action="quarantine"}`:               1,
 		`postoffice_auth_check_actions_total{action="tempfail"}`:                 1,

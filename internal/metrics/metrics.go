@@ -55,7 +55,7 @@ func New(version string, queueSize func(context.Context) (int, error)) *Metrics 
 	}, []string{"protocol", "result"})
 	m.messages = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "postoffice_messages_total",
-		Help: "Message events of the mail journal: received, delivered, queued, forwarded, deferred, bounced, retrieved, deleted, expired.",
+		Help: "Message events of the mail journal: received, delivered, queued, forwarded, deferred, bounced, retrieved, deleted, expired, rejected.",
 	}, []string{"event"})
 	m.receivedBytes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "postoffice_received_bytes_total", Help: "Octets of messages received (all doors).",

@@ -8,13 +8,16 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/mailauth"
+	"github.com/postoffice-mail/postoffice/internal/message"
 	"github.com/postoffice-mail/postoffice/internal/metrics"
 	"github.com/postoffice-mail/postoffice/internal/router"
 	"github.com/postoffice-mail/postoffice/internal/smtpd"
 	"github.com/postoffice-mail/postoffice/internal/smtpreply"
+	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
 // SpamHeader marks a message that DMARC quarantined, for the reader's
@@ -33,6 +36,9 @@ type inboundChecks struct {
 	checker *mailauth.Checker
 	metrics *metrics.Metrics
 	log     *slog.Logger
+	// record writes a refusal to the mail journal (an accepted message
+	// has its results in the router's received entry).
+	record func(...store.JournalEntry)
 }
 
 // authCheckSettings are what a generation's checks are built from.
@@ -63,7 +69,7 @@ func (s *Server) newInboundChecks(cfg config.Config) *inboundChecks {
 	if a.dmarcReject == "quarantine" {
 		c.RejectAs = mailauth.Quarantine
 	}
-	return &inboundChecks{checker: c, metrics: s.metrics, log: s.log.With("service", "smtp")}
+	return &inboundChecks{checker: c, metrics: s.metrics, log: s.log.With("service", "smtp"), record: s.journal.Record}
 }
 
 // applies reports whether a transaction is checked: one that did not
@@ -176,6 +182,7 @@ func (c *inboundChecks) atData(ctx context.Context, env *smtpd.Envelope, body io
 		"spf", v.SPF.MailFrom.Result, "dkim", dkimResults(v.DKIM), "dmarc", v.DMARC.Result,
 		"dmarc_domain", v.DMARC.Domain, "policy", string(v.DMARC.Policy), "action", tx.action)
 	if reply != nil {
+		c.rejected(env, sp, tx, reply)
 		sp.Close()
 		return nil, nil, reply
 	}
@@ -209,6 +216,20 @@ func (c *inboundChecks) decide(v *mailauth.Verdict, tx *inboundTx) error {
 		return smtpreply.New(451, "4.4.3", fmt.Sprintf("DMARC of %s cannot be checked for now (DNS failure), try again later", v.DMARC.Domain))
 	}
 	return nil
+}
+
+// rejected records a refused message in the journal: its envelope, the
+// reply and the results.
+func (c *inboundChecks) rejected(env *smtpd.Envelope, sp router.SpooledBody, tx *inboundTx, reply error) {
+	msgID := ""
+	if h, err := message.ReadHeader(sp.Open()); err == nil {
+		msgID = strings.TrimSpace(h.Get("Message-ID"))
+	}
+	c.record(store.JournalEntry{
+		Time: time.Now(), Event: store.EventRejected, MessageID: msgID, TxID: env.ID,
+		From: env.From, To: append([]string(nil), env.To...), Size: sp.Size(), Client: env.RemoteAddr,
+		Detail: reply.Error() + "; " + tx.String(),
+	})
 }
 
 // count feeds /metrics: each result, and the action.

@@ -215,10 +215,11 @@ func TestAuthChecksInbound(t *testing.T) {
 		t.Fatalf("DMARC temperror: %+v", r)
 	}
 	// An authenticated submission is not checked: a From of a p=reject
-	// domain that the checks would refuse is delivered, with no
-	// Authentication-Results.
+	// domain that the checks would refuse is delivered, with auth=pass
+	// only; a forged field of ours is removed there too.
 	sub := sendmail(t, smtpSend{addr: in.addr("submission"), starttls: true, user: "spf@example.org", password: "pw",
-		from: "spf@example.org", to: []string{"sub@example.org"}, msg: msgFrom("someone@bigmail.test", "submitted")})
+		from: "spf@example.org", to: []string{"sub@example.org"},
+		msg: "Authentication-Results: mail.test; dmarc=pass header.from=bigmail.test\r\n" + msgFrom("someone@bigmail.test", "submitted")})
 	if sub.code() != 250 {
 		t.Fatalf("submission: %+v", sub)
 	}
@@ -246,7 +247,11 @@ func TestAuthChecksInbound(t *testing.T) {
 	if _, ar = one("temp"); !strings.Contains(ar, "dmarc=temperror") {
 		t.Errorf("DMARC temperror: %s", ar)
 	}
-	for _, u := range []string{"spffail", "forged", "sub", "mda"} {
+	m, ar = one("sub")
+	if want := "Authentication-Results: mail.test; auth=pass smtp.auth=spf@example.org"; ar != want || strings.Contains(m, "X-Spam") || strings.Contains(m, "dmarc=") {
+		t.Errorf("submission: %q, want %q; message:\n%s", ar, want, m)
+	}
+	for _, u := range []string{"spffail", "forged", "mda"} {
 		msgs := retrieveAll(t, in, u+"@example.org", "pw")
 		switch {
 		case u == "spffail" || u == "forged":

@@ -30,8 +30,9 @@ const SpamHeader = "X-Spam: yes\r\n"
 // data; it refuses what the author domain's DMARC policy asks to refuse
 // and hands on the rest with an Authentication-Results field (RFC 8601)
 // in front, the forged ones removed. Sessions that logged in are not
-// checked (submission, or the MX with AUTH); nor is the deliver command,
-// which does not come this way. A nil *inboundChecks checks nothing.
+// checked (submission, or the MX with AUTH): their mail gets auth=pass;
+// nor is the deliver command, which does not come this way. A nil
+// *inboundChecks checks nothing.
 type inboundChecks struct {
 	checker *mailauth.Checker
 	metrics *metrics.Metrics
@@ -145,6 +146,9 @@ func (c *inboundChecks) envelope(env *smtpd.Envelope) mailauth.Envelope {
 // error, as the SMTP reply to give. Transactions that are not checked
 // pass as they came.
 func (c *inboundChecks) atData(ctx context.Context, env *smtpd.Envelope, body io.Reader) (out io.Reader, release func(), err error) {
+	if c != nil && env.AuthUser != "" {
+		return c.authenticated(env, body)
+	}
 	if !c.applies(env) {
 		return body, func() {}, nil
 	}
@@ -194,6 +198,17 @@ func (c *inboundChecks) atData(ctx context.Context, env *smtpd.Envelope, body io
 	// the router's Received goes above it.
 	out = io.MultiReader(strings.NewReader(head), mailauth.StripAuthResults(sp.Open(), c.checker.AuthServID))
 	return out, func() { sp.Close() }, nil
+}
+
+// authenticated hands on a message from a user who logged in
+// (submission, or the MX with AUTH), unchecked, with the field that says
+// so (RFC 8601 section 2.7.4: auth=pass smtp.auth=USER, as mox writes
+// it); the fields that claim our authserv-id are removed all the same,
+// so that a user cannot forge our verdict for another user's mailbox.
+func (c *inboundChecks) authenticated(env *smtpd.Envelope, body io.Reader) (io.Reader, func(), error) {
+	stripped := mailauth.StripAuthResults(body, c.checker.AuthServID)
+	head := mailauth.AuthResultsSubmission(c.checker.AuthServID, env.AuthUser)
+	return io.MultiReader(strings.NewReader(head), stripped), func() {}, nil
 }
 
 // decide returns the refusal for a verdict, nil to deliver. Beyond the

@@ -87,18 +87,20 @@ func TestInboundChecksTempError(t *testing.T) {
 	}
 }
 
-// TestInboundChecksPassThrough: authenticated sessions and submission are
-// not checked: the body goes on untouched, forged fields and all.
+// TestInboundChecksPassThrough: authenticated sessions (submission, or
+// the MX with AUTH) are not checked: their mail gets auth=pass and loses
+// the fields that forge ours only.
 func TestInboundChecksPassThrough(t *testing.T) {
 	c, _, journal := newTestChecks(t, mailauth.Reject, `_dmarc.bigmail.test. 60 IN TXT "v=DMARC1; p=reject"`)
-	msg := "Authentication-Results: mx.test; dmarc=pass\r\nFrom: x@bigmail.test\r\n\r\nbody\r\n"
+	rest := "Authentication-Results: other.test; spf=pass\r\nFrom: x@bigmail.test\r\n\r\nbody\r\n"
+	msg := "Authentication-Results: mx.test; dmarc=pass\r\n" + rest
 	for _, env := range []*smtpd.Envelope{
 		{From: "u@example.org", AuthUser: "u@example.org", RemoteAddr: "127.0.0.1:1"},
-		{From: "u@example.org", Submission: true, RemoteAddr: "127.0.0.1:1"},
+		{From: "u@example.org", AuthUser: "u@example.org", Submission: true, RemoteAddr: "127.0.0.1:1"},
 	} {
 		out, err := checkOne(t, c, env, msg)
-		if err != nil || out != msg {
-			t.Errorf("%+v: %q, %v", env, out, err)
+		if want := "Authentication-Results: mx.test;\r\n\tauth=pass smtp.auth=u@example.org\r\n" + rest; err != nil || out != want {
+			t.Errorf("%+v: %q, %v; want %q", env, out, err, want)
 		}
 		if renv := transaction(env); renv.Checks != nil {
 			t.Errorf("%+v: checks recorded: %v", env, renv.Checks)

@@ -120,7 +120,8 @@ type smtpSettings struct {
 	// The router's settings too: a new router needs a new generation
 	// (newSMTP hands it the current one).
 	router routerSettings
-	// authChecks: the MX's checks (inboundauth.go); zero for submission.
+	// authChecks: the MX's checks, and the field of authenticated mail
+	// (inboundauth.go).
 	authChecks authCheckSettings
 }
 
@@ -138,7 +139,6 @@ func smtpSettingsOf(c config.Config, submission bool) smtpSettings {
 		router: routerSettings{c.Hostname, c.MinFreeSpace}, authChecks: authCheckSettingsOf(c),
 	}
 	if submission {
-		m.authChecks = authCheckSettings{}
 		m.name, m.hostname = "submission", c.ServiceHostname(c.Submission.Service)
 		m.maxMessageBytes, m.timeout, m.noAuth = c.SubmissionMaxMessageSize(), c.SubmissionTimeout(), false
 	}
@@ -183,9 +183,7 @@ func (s *Server) newSMTP(cfg config.Config, submission bool) protoServer {
 	m := smtpSettingsOf(cfg, submission)
 	sb := &smtpBackend{logins: s.logins, router: s.currentRouter(),
 		requireSenderMatch: m.requireSenderMatch, metrics: s.metrics}
-	if !submission {
-		sb.checks = s.newInboundChecks(cfg)
-	}
+	sb.checks = s.newInboundChecks(cfg)
 	return smtpd.NewServer(smtpd.Config{
 		Hostname:           m.hostname,
 		Backend:            sb,

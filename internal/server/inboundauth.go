@@ -202,9 +202,9 @@ func (c *inboundChecks) atData(ctx context.Context, env *smtpd.Envelope, body io
 
 // authenticated hands on a message from a user who logged in
 // (submission, or the MX with AUTH), unchecked, with the field that says
-// so (RFC 8601 section 2.7.4: auth=pass smtp.auth=USER, as mox writes
-// it); the fields that claim our authserv-id are removed all the same,
-// so that a user cannot forge our verdict for another user's mailbox.
+// so (RFC 8601 section 2.7.4: auth=pass smtp.auth=USER); the fields that
+// claim our authserv-id are removed all the same, so that a user cannot
+// forge our verdict for another user's mailbox.
 func (c *inboundChecks) authenticated(env *smtpd.Envelope, body io.Reader) (io.Reader, func(), error) {
 	stripped := mailauth.StripAuthResults(body, c.checker.AuthServID)
 	head := mailauth.AuthResultsSubmission(c.checker.AuthServID, env.AuthUser)

@@ -39,7 +39,8 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 func journalHelp() string {
 	return `Show the mail journal, newest first (as the web console does): every message received (with its envelope,
 size and client), delivered to a mailbox, queued, forwarded, deferred or
-bounced, retrieved or deleted by a POP3 client, or expired. Each line has the
+bounced, retrieved or deleted by a POP3 client, or expired; and every message
+rejected at the end of its data by the checks of port 25. Each line has the
 time, the event, the sender, the recipient or mailbox, the size and details
 (message id, transaction id, UID or queue id, remote reply).
 Entries are kept for [journal] retention_days.

@@ -94,6 +94,7 @@ type Config struct {
 	ACME         ACME       `toml:"acme"`
 	HTTP         HTTP       `toml:"http"`
 	MTASTS       MTASTS     `toml:"mta_sts"`
+	AuthChecks   AuthChecks `toml:"auth_checks"`
 }
 
 // SMTP configures the inbound MX service (RFC 5321, port 25).

@@ -1,6 +1,6 @@
 // Package journal writes the mail journal: one durable entry per message
 // event (received, delivered, queued, forwarded, deferred, bounced,
-// retrieved, deleted, expired), kept in the store (store.Journal).
+// retrieved, deleted, expired, rejected), kept in the store (store.Journal).
 //
 // A Writer batches entries in the background, so that a busy server
 // commits many events at once instead of one transaction each (group

@@ -32,6 +32,7 @@ type Metrics struct {
 	certExpiry      *prometheus.GaugeVec
 	certFailures    *prometheus.CounterVec
 	dkimSigned      *prometheus.CounterVec
+	auth            authChecks
 
 	hourly *hourly // logins and queue size per hour, for the console
 }
@@ -55,7 +56,7 @@ func New(version string, queueSize func(context.Context) (int, error)) *Metrics 
 	}, []string{"protocol", "result"})
 	m.messages = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "postoffice_messages_total",
-		Help: "Message events of the mail journal: received, delivered, queued, forwarded, deferred, bounced, retrieved, deleted, expired.",
+		Help: "Message events of the mail journal: received, delivered, queued, forwarded, deferred, bounced, retrieved, deleted, expired, rejected.",
 	}, []string{"event"})
 	m.receivedBytes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "postoffice_received_bytes_total", Help: "Octets of messages received (all doors).",
@@ -87,6 +88,7 @@ func New(version string, queueSize func(context.Context) (int, error)) *Metrics 
 		m.receivedBytes, m.retrievedBytes, m.deliveryLatency, m.serviceUp, m.certExpiry, m.certFailures, m.dkimSigned} {
 		f(c)
 	}
+	m.auth = newAuthChecks(f)
 	for _, ev := range store.JournalEvents {
 		m.messages.WithLabelValues(string(ev))
 	}

@@ -17,6 +17,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -48,6 +49,11 @@ type Envelope struct {
 	Ret   string
 	EnvID string
 	DSN   []dsn.RcptParams
+
+	// Checks are the checks the door made before routing (at the MX:
+	// SPF, DKIM, DMARC), set by the door; their String, when not empty,
+	// goes into the journal's received entry.
+	Checks fmt.Stringer
 
 	// resolved keeps CheckRecipient's resolution of each recipient for
 	// Route, so that an SMTP transaction resolves every address once.

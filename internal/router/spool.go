@@ -80,3 +80,21 @@ func newID() string {
 	rand.Read(b[:])
 	return idEncoding.EncodeToString(b[:])
 }
+
+// SpooledBody is a message spooled by Spool: read as often as needed,
+// closed when done.
+type SpooledBody interface {
+	Body
+	io.Closer
+}
+
+// Spool reads r to the end in canonical form, as Route does, for a door
+// that must read a message before it routes it (the checks at the MX
+// verify DKIM signatures over the whole message). dir is as SpoolDir.
+func Spool(r io.Reader, dir string) (SpooledBody, error) {
+	sp, err := spool(r, dir)
+	if err != nil {
+		return nil, err
+	}
+	return sp, nil
+}

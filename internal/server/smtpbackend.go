@@ -22,6 +22,7 @@ type smtpBackend struct {
 	router             *router.Router
 	requireSenderMatch bool
 	metrics            *metrics.Metrics
+	checks             *inboundChecks // the MX's SPF, DKIM, DMARC (inboundauth.go)
 }
 
 func (b *smtpBackend) Authenticate(ctx context.Context, login, password string) (string, error) {
@@ -49,6 +50,7 @@ func (b *smtpBackend) CheckSender(ctx context.Context, env *smtpd.Envelope) erro
 	// recipients resolved at RCPT time are not resolved again at DATA.
 	renv := routerEnvelope(env)
 	env.Backend = renv
+	b.checks.atMail(ctx, env, renv)
 	if err := b.router.CheckSender(ctx, renv, b.requireSenderMatch); err != nil {
 		return replyOf(err)
 	}
@@ -62,6 +64,11 @@ func (b *smtpBackend) CheckRecipient(ctx context.Context, env *smtpd.Envelope, r
 }
 
 func (b *smtpBackend) Deliver(ctx context.Context, env *smtpd.Envelope, body io.Reader) error {
+	body, release, err := b.checks.atData(ctx, env, body)
+	if err != nil {
+		return err
+	}
+	defer release()
 	renv := transaction(env)
 	renv.To = env.To
 	renv.Ret, renv.EnvID, renv.DSN = env.Ret, env.EnvID, rcptDSN(env.DSN)

@@ -120,6 +120,9 @@ type smtpSettings struct {
 	// The router's settings too: a new router needs a new generation
 	// (newSMTP hands it the current one).
 	router routerSettings
+	// authChecks: the MX's checks, and the field of authenticated mail
+	// (inboundauth.go).
+	authChecks authCheckSettings
 }
 
 // routerSettings are what the router is built from (newRouter).
@@ -133,7 +136,7 @@ func smtpSettingsOf(c config.Config, submission bool) smtpSettings {
 		name: "smtp", hostname: c.ServiceHostname(c.SMTP.Service),
 		maxMessageBytes: int64(c.SMTP.MaxMessageSize), maxRecipients: c.SMTP.MaxRecipients, timeout: time.Duration(c.SMTP.Timeout),
 		noAuth: !c.SMTP.AllowAuth, allowPlaintextAuth: c.SMTP.AllowPlaintextAuth, requireSenderMatch: c.Submission.RequireSenderMatch,
-		router: routerSettings{c.Hostname, c.MinFreeSpace},
+		router: routerSettings{c.Hostname, c.MinFreeSpace}, authChecks: authCheckSettingsOf(c),
 	}
 	if submission {
 		m.name, m.hostname = "submission", c.ServiceHostname(c.Submission.Service)
@@ -180,6 +183,7 @@ func (s *Server) newSMTP(cfg config.Config, submission bool) protoServer {
 	m := smtpSettingsOf(cfg, submission)
 	sb := &smtpBackend{logins: s.logins, router: s.currentRouter(),
 		requireSenderMatch: m.requireSenderMatch, metrics: s.metrics}
+	sb.checks = s.newInboundChecks(cfg)
 	return smtpd.NewServer(smtpd.Config{
 		Hostname:           m.hostname,
 		Backend:            sb,

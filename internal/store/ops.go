@@ -48,12 +48,16 @@ const (
 	EventDeleted JournalEvent = "deleted"
 	// EventExpired: the message was removed by the expire policy.
 	EventExpired JournalEvent = "expired"
+	// EventRejected: a message was refused at the end of its data by a
+	// check (DMARC policy, a DNS failure where it would refuse), with the
+	// reply given and the results; the sender keeps it.
+	EventRejected JournalEvent = "rejected"
 )
 
 // JournalEvents lists every event, in the order a message meets them.
 var JournalEvents = []JournalEvent{
 	EventReceived, EventDelivered, EventQueued, EventForwarded, EventDeferred,
-	EventBounced, EventRetrieved, EventDeleted, EventExpired,
+	EventBounced, EventRetrieved, EventDeleted, EventExpired, EventRejected,
 }
 
 // JournalEntry is one event of the mail journal.

@@ -94,6 +94,9 @@ type Config struct {
 	ACME         ACME       `toml:"acme"`
 	HTTP         HTTP       `toml:"http"`
 	MTASTS       MTASTS     `toml:"mta_sts"`
+	Spam         Spam       `toml:"spam"`
+	// Milter is the chain of milters, in order.
+	Milter []Milter `toml:"milter" doc:"milters (rspamd, clamav-milter, OpenDKIM...), each a [[milter]] table, called in order"`
 }
 
 // SMTP configures the inbound MX service (RFC 5321, port 25).

@@ -65,6 +65,28 @@ func (s *spooled) Open() io.Reader {
 
 func (s *spooled) Size() int64 { return s.size }
 
+// ReadAt reads the spooled message at off.
+func (s *spooled) ReadAt(p []byte, off int64) (int, error) {
+	if s.file != nil {
+		return io.NewSectionReader(s.file, 0, s.size).ReadAt(p, off)
+	}
+	return bytes.NewReader(s.mem).ReadAt(p, off)
+}
+
+// Spooled is a message spooled by Spool: read it as often as needed,
+// from the start (Open) or anywhere (ReadAt); Close frees it.
+type Spooled interface {
+	Body
+	io.ReaderAt
+	io.Closer
+}
+
+// Spool reads r to its end as the router does (canonical form, in
+// memory or, past 1 MiB, an unlinked temporary file in dir), for a stage
+// before the router that needs the whole message: the milters' end of
+// message.
+func Spool(r io.Reader, dir string) (Spooled, error) { return spool(r, dir) }
+
 func (s *spooled) Close() error {
 	if s.file != nil {
 		return s.file.Close()

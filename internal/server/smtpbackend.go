@@ -22,6 +22,7 @@ type smtpBackend struct {
 	router             *router.Router
 	requireSenderMatch bool
 	metrics            *metrics.Metrics
+	milters            *milterStage // nil: no milter for this service
 }
 
 func (b *smtpBackend) Authenticate(ctx context.Context, login, password string) (string, error) {
@@ -65,6 +66,12 @@ func (b *smtpBackend) Deliver(ctx context.Context, env *smtpd.Envelope, body io.
 	renv := transaction(env)
 	renv.To = env.To
 	renv.Ret, renv.EnvID, renv.DSN = env.Ret, env.EnvID, rcptDSN(env.DSN)
+	// The milters' end of message (milters.go); a nil body: discarded.
+	body, release, err := b.milterEnd(ctx, env, renv, body)
+	if err != nil || body == nil {
+		return err
+	}
+	defer release()
 	return replyOf(b.router.Route(ctx, renv, body))
 }
 

@@ -120,6 +120,8 @@ type smtpSettings struct {
 	// The router's settings too: a new router needs a new generation
 	// (newSMTP hands it the current one).
 	router routerSettings
+	// The milters and how spam is marked: new sessions see a change.
+	milters milterSettings
 }
 
 // routerSettings are what the router is built from (newRouter).
@@ -133,7 +135,7 @@ func smtpSettingsOf(c config.Config, submission bool) smtpSettings {
 		name: "smtp", hostname: c.ServiceHostname(c.SMTP.Service),
 		maxMessageBytes: int64(c.SMTP.MaxMessageSize), maxRecipients: c.SMTP.MaxRecipients, timeout: time.Duration(c.SMTP.Timeout),
 		noAuth: !c.SMTP.AllowAuth, allowPlaintextAuth: c.SMTP.AllowPlaintextAuth, requireSenderMatch: c.Submission.RequireSenderMatch,
-		router: routerSettings{c.Hostname, c.MinFreeSpace},
+		router: routerSettings{c.Hostname, c.MinFreeSpace}, milters: milterSettingsOf(c),
 	}
 	if submission {
 		m.name, m.hostname = "submission", c.ServiceHostname(c.Submission.Service)
@@ -179,7 +181,7 @@ func (s *Server) newPOP3(cfg config.Config) protoServer {
 func (s *Server) newSMTP(cfg config.Config, submission bool) protoServer {
 	m := smtpSettingsOf(cfg, submission)
 	sb := &smtpBackend{logins: s.logins, router: s.currentRouter(),
-		requireSenderMatch: m.requireSenderMatch, metrics: s.metrics}
+		requireSenderMatch: m.requireSenderMatch, metrics: s.metrics, milters: s.newMilterStage(cfg, submission)}
 	return smtpd.NewServer(smtpd.Config{
 		Hostname:           m.hostname,
 		Backend:            sb,

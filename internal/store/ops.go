@@ -48,12 +48,19 @@ const (
 	EventDeleted JournalEvent = "deleted"
 	// EventExpired: the message was removed by the expire policy.
 	EventExpired JournalEvent = "expired"
+	// EventRefused: a filter (a milter, a recipient's spam score) refused
+	// the message or one of its recipients during the SMTP conversation;
+	// Detail says who and the reply.
+	EventRefused JournalEvent = "refused"
+	// EventDiscarded: a milter had the message dropped after it was
+	// accepted (SMFIR_DISCARD): the client was told 250, nobody got it.
+	EventDiscarded JournalEvent = "discarded"
 )
 
 // JournalEvents lists every event, in the order a message meets them.
 var JournalEvents = []JournalEvent{
 	EventReceived, EventDelivered, EventQueued, EventForwarded, EventDeferred,
-	EventBounced, EventRetrieved, EventDeleted, EventExpired,
+	EventBounced, EventRetrieved, EventDeleted, EventExpired, EventRefused, EventDiscarded,
 }
 
 // JournalEntry is one event of the mail journal.

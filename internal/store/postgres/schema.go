@@ -254,6 +254,12 @@ CREATE TABLE secrets (
 	created_at timestamptz NOT NULL
 );
 `},
+	// Issue 18 spam threshold.
+	{"spam threshold", `
+-- The spam score above which mail to a user is refused rather than
+-- delivered marked; NULL: never refused for its score.
+ALTER TABLE users ADD COLUMN spam_reject_score double precision;
+`},
 }
 
 // migrate brings the schema to len(migrations), one step per transaction

@@ -221,4 +221,10 @@ CREATE TABLE secrets (
 	created_at INTEGER NOT NULL
 ) STRICT;
 `,
+	// Version 8 (issue 18 spam threshold): the spam score above which
+	// mail to a user is refused rather than delivered marked; NULL:
+	// never refused for its score.
+	`
+ALTER TABLE users ADD COLUMN spam_reject_score REAL;
+`,
 }

@@ -23,13 +23,15 @@ type opts struct {
 	disable       bool
 	loginDelay    string
 	expire        string
-	since         string
-	userFilter    string
-	event         string
-	grep          string
-	limit         int
-	fromConfig    string // migrate
-	toConfig      string
+	// spamRejectScore: user set --spam-reject-score, a number or "none".
+	spamRejectScore string
+	since           string
+	userFilter      string
+	event           string
+	grep            string
+	limit           int
+	fromConfig      string // migrate
+	toConfig        string
 }
 
 // option declares one option: each is declared once here, whichever
@@ -65,6 +67,9 @@ var (
 	}
 	optLoginDelay option = func(fs *flag.FlagSet, o *opts) {
 		fs.StringVar(&o.loginDelay, "login-delay", "", "shortest time between logins (5m, or seconds), or default")
+	}
+	optSpamRejectScore option = func(fs *flag.FlagSet, o *opts) {
+		fs.StringVar(&o.spamRejectScore, "spam-reject-score", "", "refuse mail a milter scores above this (e.g. 15), or none")
 	}
 	optExpire option = func(fs *flag.FlagSet, o *opts) {
 		fs.StringVar(&o.expire, "expire", "", "days a retrieved message is kept, never, or default")

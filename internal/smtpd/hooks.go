@@ -61,8 +61,9 @@ type SessionHooks interface {
 	Rcpt(ctx context.Context, env *Envelope, rcpt string, params []string) *smtpreply.Reply
 	// Data is called when DATA or the first BDAT starts the message.
 	Data(ctx context.Context, env *Envelope) *smtpreply.Reply
-	// Reset ends a transaction that Deliver did not end: RSET, a new
-	// EHLO, STARTTLS, a refusal, QUIT, a lost connection.
+	// Reset ends the transaction: RSET, a new EHLO, STARTTLS, a
+	// refusal, QUIT, a lost connection, and after Deliver returned (a
+	// Deliver that ended the transaction leaves Reset nothing to do).
 	Reset(ctx context.Context)
 	// Close ends the session.
 	Close()

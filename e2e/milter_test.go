@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -198,6 +199,25 @@ func TestMilterDown(t *testing.T) {
 			}
 			if m := in.metrics(); m[`postoffice_milter_verdicts_total{action="error",milter="down"}`] < 1 {
 				t.Errorf("the failure is not counted")
+			}
+			if tc.onError != "tempfail" {
+				return
+			}
+			// Reload applies a change of [[milter]]: the milter taken out,
+			// the mail goes through.
+			cfg, err := os.ReadFile(in.cfgPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text, _, _ := strings.Cut(string(cfg), "[[milter]]")
+			if err := os.WriteFile(in.cfgPath, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			in.must("", "reload")
+			r = sendmail(t, smtpSend{addr: in.addr("smtp"), from: "alice@example.net", to: []string{"bob@example.org"},
+				msg: milterMsg("after the reload", "Hello\r\n")})
+			if r.code() != 250 || len(mailbox(t, in, "bob@example.org", "bob-pw")) != 1 {
+				t.Errorf("after taking the milter out and reloading: %+v", r)
 			}
 		})
 	}

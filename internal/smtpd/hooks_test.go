@@ -66,8 +66,7 @@ func (h *fakeHooks) Close()                                           { h.call("
 
 func hookHarness(t *testing.T, refuse func(string) *smtpreply.Reply) (*harness, *fakeHooks) {
 	hooks := &fakeHooks{refuse: refuse}
-	var h *harness
-	h = newHarness(t, harnessOpt{cfg: func(c *Config) {
+	h := newHarness(t, harnessOpt{cfg: func(c *Config) {
 		c.Backend = hookBackend{c.Backend.(*fakeBackend), hooks}
 		c.MaxErrors = 1000
 	}})

@@ -101,7 +101,7 @@ EOF
 	for u in $(cat "$users"); do echo pw | "$work/postoffice" user add "$u" --password-stdin --config "$dir/postoffice.toml" >/dev/null; done
 	"$work/postoffice" serve --config "$dir/postoffice.toml" 2>"$dir/log" &
 	po=$!
-	for _ in $(seq 100); do grep -q "postoffice ready" "$dir/log" && break; sleep 0.1; done
+	for _ in $(seq 100); do grep -qs "postoffice ready" "$dir/log" && break; sleep 0.1; done
 	local po0 rs0 out po1 rs1 rate
 	po0=$(cpu_ms "$po")
 	rs0=$(cpu_ms $(pgrep -g "$rpid"))

@@ -306,9 +306,9 @@ func TestAuthChecksInbound(t *testing.T) {
 	if d := detail("submitted"); strings.Contains(d, "spf=") || strings.Contains(d, "dmarc=") {
 		t.Errorf("journal of the submission shows checks: %s", d)
 	}
-	// Each refusal has a rejected entry with the reply and the results.
+	// Each refusal has a refused entry with the reply and the results.
 	var rejected []entry
-	for _, line := range strings.Split(strings.TrimSpace(in.must("", "journal", "--json", "--event", "rejected")), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(in.must("", "journal", "--json", "--event", "refused")), "\n") {
 		var e entry
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("journal --json: %v: %q", err, line)
@@ -334,7 +334,7 @@ func TestAuthChecksInbound(t *testing.T) {
 	// /metrics: 11 messages checked to the end of data so far.
 	met := in.metrics()
 	for name, want := range map[string]float64{
-		`postoffice_messages_total{event="rejected"}`:                            4,
+		`postoffice_messages_total{event="refused"}`:                             4,
 		`postoffice_auth_check_actions_total{action="reject"}`:                   3, // spffail, dkimfail p=reject, forged
 		`postoffice_auth_check_actions_total{action="quarantine"}`:               1,
 		`postoffice_auth_check_actions_total{action="tempfail"}`:                 1,

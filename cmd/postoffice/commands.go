@@ -78,9 +78,9 @@ func init() {
 				{name: "list", usage: "USER", args: [2]int{1, 1}, needs: needsStore,
 					summary: "list a user's extra addresses", help: userAddrListHelp, run: runUserAddrList},
 			}},
-			{name: "set", usage: "ADDRESS [--name NAME] [--quota SIZE] [--enable|--disable] [--login-delay DURATION|default] [--expire DAYS|never|default]",
-				args: [2]int{1, 1}, needs: needsStore, flags: []option{optName, optQuota, optEnable, optDisable, optLoginDelay, optExpire},
-				summary: "change a user's attributes: name, quota, enabled, POP3 login delay and expire", help: userSetHelp, run: runUserSet},
+			{name: "set", usage: "ADDRESS [--name NAME] [--quota SIZE] [--enable|--disable] [--login-delay DURATION|default] [--expire DAYS|never|default] [--spam-reject-score SCORE|none]",
+				args: [2]int{1, 1}, needs: needsStore, flags: []option{optName, optQuota, optEnable, optDisable, optLoginDelay, optExpire, optSpamRejectScore},
+				summary: "change a user's attributes: name, quota, enabled, POP3 login delay and expire, spam score refused", help: userSetHelp, run: runUserSet},
 		}},
 		{name: "alias", usage: "add|del|list", summary: "manage aliases and distribution lists (one address to several local or remote addresses)", sub: []*command{
 			{name: "add", usage: "ADDRESS TARGET...", args: [2]int{2, -1}, needs: needsNewStore,

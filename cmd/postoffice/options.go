@@ -32,6 +32,8 @@ type opts struct {
 	toConfig      string
 	selector      string // dkim keygen
 	algorithm     string
+	// spamRejectScore: user set --spam-reject-score, a number or "none".
+	spamRejectScore string
 }
 
 // option declares one option: each is declared once here, whichever
@@ -67,6 +69,9 @@ var (
 	}
 	optLoginDelay option = func(fs *flag.FlagSet, o *opts) {
 		fs.StringVar(&o.loginDelay, "login-delay", "", "shortest time between logins (5m, or seconds), or default")
+	}
+	optSpamRejectScore option = func(fs *flag.FlagSet, o *opts) {
+		fs.StringVar(&o.spamRejectScore, "spam-reject-score", "", "refuse mail a milter scores above this (e.g. 15), or none")
 	}
 	optExpire option = func(fs *flag.FlagSet, o *opts) {
 		fs.StringVar(&o.expire, "expire", "", "days a retrieved message is kept, never, or default")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/config"
@@ -16,7 +17,13 @@ const userSetHelp = `Change a user's attributes; those not given stay as they ar
 such as 5m or a number of seconds, and how long a message is kept after its
 first retrieval (EXPIRE): a number of days, a duration such as 36h, or never.
 "default" follows the server again. The user's CAPA shows its own values once
-it has logged in.`
+it has logged in.
+
+--spam-reject-score refuses mail to this user that a milter (rspamd) scores
+above SCORE (550 5.7.1 at the end of the data) instead of delivering it marked
+with X-Spam: yes; "none" (the default) never refuses mail for its score. When a
+message has several recipients and one of them refuses it, it is refused for
+all: the sender is told and can send again without that recipient.`
 
 func runUserSet(c *call) error {
 	if len(c.set) == 0 {
@@ -45,6 +52,14 @@ func runUserSet(c *call) error {
 		d := x.Duration()
 		expireVal = &d
 	}
+	var spamVal *float64
+	if c.set["spam-reject-score"] && c.spamRejectScore != "none" {
+		f, err := strconv.ParseFloat(c.spamRejectScore, 64)
+		if err != nil || store.SpamScoreProblem(&f) != "" {
+			return fail(exitUsage, "--spam-reject-score %q: a number (15, 7.5) or none", c.spamRejectScore)
+		}
+		spamVal = &f
+	}
 	u, err := c.user(addr)
 	if err != nil {
 		return err
@@ -67,6 +82,9 @@ func runUserSet(c *call) error {
 	if c.set["expire"] {
 		u.Expire = expireVal
 	}
+	if c.set["spam-reject-score"] {
+		u.SpamRejectScore = spamVal
+	}
 	if err := c.st.UpdateUser(context.Background(), u); err != nil {
 		return err
 	}
@@ -87,5 +105,10 @@ func describeUser(u store.User) string {
 			expire = config.ExpireAfter(*u.Expire).String()
 		}
 	}
-	return fmt.Sprintf("name %q, enabled %v, quota %s, login delay %s, expire %s", u.DisplayName, u.Enabled, quotaText(u.QuotaBytes), delay, expire)
+	spam := "none"
+	if u.SpamRejectScore != nil {
+		spam = strconv.FormatFloat(*u.SpamRejectScore, 'g', -1, 64)
+	}
+	return fmt.Sprintf("name %q, enabled %v, quota %s, login delay %s, expire %s, spam reject score %s",
+		u.DisplayName, u.Enabled, quotaText(u.QuotaBytes), delay, expire, spam)
 }

@@ -448,6 +448,23 @@ func TestUsersPages(t *testing.T) {
 	if code := post("policy", url.Values{"delay_mode": {"custom"}, "delay": {"-3"}}); code != http.StatusUnprocessableEntity {
 		t.Errorf("negative delay: %d", code)
 	}
+	// Issue 18: the spam score above which mail is refused.
+	if code := post("spam", url.Values{"spam_reject_score": {"12.5"}}); code != http.StatusSeeOther {
+		t.Errorf("spam: %d", code)
+	}
+	if u, _ = e.st.UserByAddress(context.Background(), "ann@example.org"); u.SpamRejectScore == nil || *u.SpamRejectScore != 12.5 {
+		t.Errorf("spam score not saved: %v", u.SpamRejectScore)
+	}
+	if _, body, _ := e.get(e.c, "/users/ann@example.org"); !strings.Contains(body, `name="spam_reject_score" inputmode="decimal" value="12.5"`) {
+		t.Errorf("the user page does not show the spam score")
+	}
+	if code := post("spam", url.Values{"spam_reject_score": {"lots"}}); code != http.StatusUnprocessableEntity {
+		t.Errorf("spam score lots: %d", code)
+	}
+	post("spam", url.Values{"spam_reject_score": {""}})
+	if u, _ = e.st.UserByAddress(context.Background(), "ann@example.org"); u.SpamRejectScore != nil {
+		t.Errorf("spam score not cleared: %v", *u.SpamRejectScore)
+	}
 	post("disable", url.Values{"back": {"/users"}})
 	if u, _ = e.st.UserByAddress(context.Background(), "ann@example.org"); u.Enabled {
 		t.Error("disable did nothing")

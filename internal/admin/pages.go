@@ -249,6 +249,9 @@ type userData struct {
 	ExpireMode    string
 	QuotaText     string
 	NewExtraValue string
+	// SpamScore is the user's spam reject score as a form shows it, ""
+	// for none.
+	SpamScore string
 	// ProfileLink is the link to the user's Apple profile, until
 	// ProfileExpires; ProfileErr why there is none.
 	ProfileLink    string
@@ -295,6 +298,9 @@ func (c *Console) showUser(w http.ResponseWriter, r *http.Request, s *session, u
 	d.Recent, _ = c.st.QueryJournal(ctx, store.JournalQuery{User: u.Address, Limit: 10})
 	if u.LoginDelay != nil {
 		d.DelayMode, d.DelaySeconds = "custom", strconv.FormatInt(int64(*u.LoginDelay/time.Second), 10)
+	}
+	if u.SpamRejectScore != nil {
+		d.SpamScore = strconv.FormatFloat(*u.SpamRejectScore, 'g', -1, 64)
 	}
 	if u.Expire != nil {
 		if *u.Expire < 0 {
@@ -362,6 +368,7 @@ var userActions = map[string]userChange{
 	"enable":      (*Console).userEnabled,
 	"disable":     (*Console).userEnabled,
 	"policy":      (*Console).userPolicy,
+	"spam":        (*Console).userSpam,
 	"address-add": (*Console).userAddAddress,
 	"address-del": (*Console).userDeleteAddress,
 	"delete":      (*Console).userDelete,
@@ -435,6 +442,25 @@ func (c *Console) userPolicy(r *http.Request, _ *session, u *store.User) (string
 		return "", err
 	}
 	return fmt.Sprintf("Saved the POP3 policy of %s.", u.Address), nil
+}
+
+// userSpam sets the spam score above which mail to the user is refused
+// (empty: never refused, delivered marked).
+func (c *Console) userSpam(r *http.Request, _ *session, u *store.User) (string, error) {
+	v := strings.TrimSpace(r.PostFormValue("spam_reject_score"))
+	if v == "" {
+		u.SpamRejectScore = nil
+	} else {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || store.SpamScoreProblem(&f) != "" {
+			return "", noticef("The spam score must be a number, such as 15 or 7.5, or empty.")
+		}
+		u.SpamRejectScore = &f
+	}
+	if err := c.st.UpdateUser(r.Context(), *u); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("Saved the spam setting of %s.", u.Address), nil
 }
 
 func (c *Console) userAddAddress(r *http.Request, _ *session, u *store.User) (string, error) {

@@ -95,6 +95,9 @@ type Config struct {
 	HTTP         HTTP       `toml:"http"`
 	MTASTS       MTASTS     `toml:"mta_sts"`
 	AuthChecks   AuthChecks `toml:"auth_checks"`
+	Spam         Spam       `toml:"spam"`
+	// Milter is the chain of milters, in order.
+	Milter []Milter `toml:"milter" doc:"milters (rspamd, clamav-milter, OpenDKIM...), each a [[milter]] table, called in order"`
 }
 
 // SMTP configures the inbound MX service (RFC 5321, port 25).

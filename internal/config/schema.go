@@ -15,6 +15,7 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/postoffice-mail/postoffice/internal/acmecert"
+	"github.com/postoffice-mail/postoffice/internal/milter"
 )
 
 // The schema is read from the struct tags of Config's fields, once: each
@@ -326,6 +327,20 @@ var checks = map[string]func(v reflect.Value, arg string) error{
 	"name": func(v reflect.Value, _ string) error {
 		if h := v.String(); strings.ContainsAny(h, " \t\r\n") {
 			return fmt.Errorf("%q is not a host name", h)
+		}
+		return nil
+	},
+	// milteraddr: a milter's address, tcp:host:port or unix:/path.
+	"milteraddr": func(v reflect.Value, _ string) error {
+		_, _, err := milter.ParseAddress(v.String())
+		return err
+	},
+	// milterservices: the services a milter applies to.
+	"milterservices": func(v reflect.Value, _ string) error {
+		for _, s := range listOf(v) {
+			if s != milter.ServiceSMTP && s != milter.ServiceSubmission {
+				return fmt.Errorf("%q is not a service (%s or %s)", s, milter.ServiceSMTP, milter.ServiceSubmission)
+			}
 		}
 		return nil
 	},

@@ -33,6 +33,7 @@ type Metrics struct {
 	certFailures    *prometheus.CounterVec
 	dkimSigned      *prometheus.CounterVec
 	auth            authChecks
+	milterVerdicts  *prometheus.CounterVec
 
 	hourly *hourly // logins and queue size per hour, for the console
 }
@@ -100,6 +101,11 @@ func New(version string, queueSize func(context.Context) (int, error)) *Metrics 
 		m.logins.WithLabelValues(p, "ok")
 		m.logins.WithLabelValues(p, "failed")
 	}
+	m.milterVerdicts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "postoffice_milter_verdicts_total",
+		Help: "Milters' answers other than continue at each SMTP event (accept, reject, tempfail, discard; error for a milter that could not be asked), and continue or quarantine for each message a milter let through, by milter name and action.",
+	}, []string{"milter", "action"})
+	f(m.milterVerdicts)
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "postoffice_build_info", Help: "Always 1; the version label names the build.",
 		ConstLabels: prometheus.Labels{"version": version},

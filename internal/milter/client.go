@@ -90,6 +90,13 @@ type Options struct {
 	DaemonName string // macro {daemon_name}; "postoffice" when empty
 	Version    string // macro v, e.g. "postoffice 1.0"
 	Logger     *slog.Logger
+	// Observe, when set, is told each milter's answer that is not
+	// "continue" at each event (connect, helo, mail, rcpt, data,
+	// message), its action's name ("accept", "reject", "tempfail",
+	// "discard"), "error" for a milter that could not be asked, and at
+	// the end of a message "continue" or "quarantine" for each milter
+	// that let it through: the counts of /metrics.
+	Observe func(milter, event, action string)
 	// TempDir holds replaced bodies over 1 MiB ("": os.TempDir()).
 	TempDir string
 	// MaxMessageSize bounds what a milter may send back at the end of
@@ -176,13 +183,14 @@ type Session struct {
 
 // msession is one milter in one session.
 type msession struct {
-	cfg   Config
-	cs    *gomilter.ClientSession
-	conn  *limitConn
-	done  bool // accepted the session, or dropped after a failure
-	txEnd bool // accepted, refused or discarded this transaction
-	inTx  bool // MAIL sent: Abort or End resets it
-	data  bool // DATA sent
+	cfg    Config
+	cs     *gomilter.ClientSession
+	conn   *limitConn
+	done   bool // accepted the session, or dropped after a failure
+	failed bool // dropped after a failure (on_error = accept)
+	txEnd  bool // accepted, refused or discarded this transaction
+	inTx   bool // MAIL sent: Abort or End resets it
+	data   bool // DATA sent
 }
 
 // Session starts the milters' view of a connection; nothing is sent
@@ -414,7 +422,9 @@ func (s *Session) fail(m *msession, event string, err error) *Verdict {
 	}
 	m.done = true
 	s.c.log.Warn("milter failed", "milter", m.cfg.Name, "event", event, "err", err, "on_error", string(m.cfg.OnError))
+	s.c.observe(m.cfg.Name, event, "error")
 	if m.cfg.OnError == OnErrorAccept {
+		m.failed = true
 		return nil
 	}
 	v := Verdict{Action: TempFail, Reply: replyTempFail, Milter: m.cfg.Name, Err: err}
@@ -422,6 +432,25 @@ func (s *Session) fail(m *msession, event string, err error) *Verdict {
 		s.refused = &v
 	}
 	return &v
+}
+
+// observe passes an answer to Options.Observe.
+func (c *Client) observe(milter, event, action string) {
+	if c.opts.Observe != nil {
+		c.opts.Observe(milter, event, action)
+	}
+}
+
+// Failed returns the milters of the session that failed and were let go
+// (on_error = accept): mail goes on without them, unfiltered by them.
+func (s *Session) Failed() []string {
+	var out []string
+	for _, m := range s.ms {
+		if m.failed {
+			out = append(out, m.cfg.Name)
+		}
+	}
+	return out
 }
 
 // verdictOf turns a milter's answer into a verdict.
@@ -475,6 +504,9 @@ func (s *Session) event(ctx context.Context, name string, inTx bool, call func(*
 			continue
 		}
 		v := verdictOf(m, a)
+		if v.Action != Continue {
+			s.c.observe(m.cfg.Name, name, v.Action.String())
+		}
 		switch v.Action {
 		case Continue:
 		case Accept:

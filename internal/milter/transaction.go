@@ -238,6 +238,7 @@ func (t *Transaction) End(ctx context.Context, msg io.ReaderAt, size int64) (*Re
 		if m.done || m.txEnd {
 			continue
 		}
+		held := len(quarantine)
 		v, err := t.message(ctx, m, c, res, &quarantine)
 		if err != nil {
 			var rerr *readError
@@ -253,10 +254,16 @@ func (t *Transaction) End(ctx context.Context, msg io.ReaderAt, size int64) (*Re
 		}
 		switch v.Action {
 		case Reject, TempFail, Discard:
+			s.c.observe(m.cfg.Name, "message", v.Action.String())
 			res.Close()
 			r := &Result{Verdict: v, Changes: res.Changes}
 			return r, nil
 		}
+		action := "continue"
+		if len(quarantine) > held {
+			action = "quarantine"
+		}
+		s.c.observe(m.cfg.Name, "message", action)
 	}
 	res.Quarantine = strings.Join(quarantine, "; ")
 	return res, nil

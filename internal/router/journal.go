@@ -29,12 +29,13 @@ func journalEntries(m *Message, now time.Time) []store.JournalEntry {
 	if env.Helo != "" {
 		detail = append(detail, "helo "+env.Helo)
 	}
-	detail = append(detail, m.Notes...)
 	if env.Checks != nil {
 		if c := env.Checks.String(); c != "" {
 			detail = append(detail, c)
 		}
 	}
+	detail = append(detail, env.Notes...)
+	detail = append(detail, m.Notes...)
 	base := store.JournalEntry{MessageID: msgID, TxID: env.ID, From: env.From, Size: m.Body.Size(), Client: client}
 	received := base
 	received.Time, received.Event, received.To = env.Received, store.EventReceived, append([]string(nil), env.To...)

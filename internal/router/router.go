@@ -54,6 +54,14 @@ type Envelope struct {
 	// SPF, DKIM, DMARC), set by the door; their String, when not empty,
 	// goes into the journal's received entry.
 	Checks fmt.Stringer
+	// SpamScore is the score a filter (a milter such as rspamd) gave the
+	// message, when it gave one: a local recipient whose SpamRejectScore
+	// it exceeds refuses the message.
+	SpamScore    float64
+	HasSpamScore bool
+	// Notes are what the stages before the router (the milters) said of
+	// the message, for the journal's received entry: "marked as spam".
+	Notes []string
 
 	// resolved keeps CheckRecipient's resolution of each recipient for
 	// Route, so that an SMTP transaction resolves every address once.
@@ -78,6 +86,9 @@ type Recipient struct {
 	// DSN are the NOTIFY and ORCPT parameters of the envelope recipient
 	// it came from (RFC 3461 section 4).
 	DSN dsn.RcptParams
+	// SpamRejectScore is the local user's spam score above which mail is
+	// refused (store.User.SpamRejectScore), nil for none.
+	SpamRejectScore *float64
 }
 
 // rcptDSN is the DSN parameters the client gave with the envelope
@@ -192,6 +203,7 @@ var (
 	ErrQuota        = errors.New("mailbox full")
 	ErrLoop         = errors.New("mail loop")
 	ErrTooBig       = errors.New("message too big")
+	ErrSpam         = errors.New("refused as spam")
 	ErrBadRecipient = errors.New("bad recipient address")
 	ErrNoSpace      = errors.New("insufficient storage")
 	ErrNotYours     = errors.New("sender address not the user's")
@@ -416,6 +428,9 @@ func (r *Router) Route(ctx context.Context, env *Envelope, body io.Reader) error
 	if m.Recipients, err = r.recipients(ctx, env); err != nil {
 		return err
 	}
+	if err := r.checkSpamScore(m); err != nil {
+		return err
+	}
 	// 2. Envelope processing.
 	for _, p := range r.processors {
 		if err := p.ProcessEnvelope(ctx, m); err != nil {
@@ -500,6 +515,26 @@ func (r *Router) recipients(ctx context.Context, env *Envelope) ([]*Recipient, e
 		}
 	}
 	return out, nil
+}
+
+// checkSpamScore refuses a message whose spam score (Envelope.SpamScore)
+// is above a local recipient's SpamRejectScore: 550 5.7.1, as rspamd's
+// reject action. The whole message is refused, also for the other
+// recipients: after the data, SMTP has one reply for all of them, and
+// the sender who is told can send again without that recipient, where a
+// copy dropped in silence would be mail lost without a word.
+func (r *Router) checkSpamScore(m *Message) error {
+	if !m.Env.HasSpamScore {
+		return nil
+	}
+	for _, rc := range m.Recipients {
+		if rc.Local() && rc.SpamRejectScore != nil && m.Env.SpamScore > *rc.SpamRejectScore {
+			r.log.Info("refused as spam", "id", m.Env.ID, "from", m.Env.From, "rcpt", rc.Address,
+				"score", m.Env.SpamScore, "limit", *rc.SpamRejectScore)
+			return refuse(550, "5.7.1", ErrSpam, "Message refused as spam (score %.2f)", m.Env.SpamScore)
+		}
+	}
+	return nil
 }
 
 // deliver is steps 3 and 4. The queue goes first: if it fails the client

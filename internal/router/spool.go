@@ -65,6 +65,29 @@ func (s *spooled) Open() io.Reader {
 
 func (s *spooled) Size() int64 { return s.size }
 
+// ReadAt reads the spooled message at off.
+func (s *spooled) ReadAt(p []byte, off int64) (int, error) {
+	if s.file != nil {
+		return io.NewSectionReader(s.file, 0, s.size).ReadAt(p, off)
+	}
+	return bytes.NewReader(s.mem).ReadAt(p, off)
+}
+
+// Spooled is a message spooled by Spool: read it as often as needed,
+// from the start (Open) or anywhere (ReadAt); Close frees it.
+type Spooled interface {
+	Body
+	io.ReaderAt
+	io.Closer
+}
+
+// Spool reads r to its end as the router does (canonical form, in
+// memory or, past 1 MiB, an unlinked temporary file in dir), for a stage
+// before the router that needs the whole message: the checks at the MX
+// (DKIM signatures cover the whole message) and the milters' end of
+// message. dir is as SpoolDir.
+func Spool(r io.Reader, dir string) (Spooled, error) { return spool(r, dir) }
+
 func (s *spooled) Close() error {
 	if s.file != nil {
 		return s.file.Close()
@@ -79,22 +102,4 @@ func newID() string {
 	var b [10]byte
 	rand.Read(b[:])
 	return idEncoding.EncodeToString(b[:])
-}
-
-// SpooledBody is a message spooled by Spool: read as often as needed,
-// closed when done.
-type SpooledBody interface {
-	Body
-	io.Closer
-}
-
-// Spool reads r to the end in canonical form, as Route does, for a door
-// that must read a message before it routes it (the checks at the MX
-// verify DKIM signatures over the whole message). dir is as SpoolDir.
-func Spool(r io.Reader, dir string) (SpooledBody, error) {
-	sp, err := spool(r, dir)
-	if err != nil {
-		return nil, err
-	}
-	return sp, nil
 }

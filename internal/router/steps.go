@@ -81,7 +81,8 @@ func (d *directoryResolver) expand(ctx context.Context, original, addr string, d
 	if err == nil {
 		// The mailbox's own address, whichever of its addresses was used:
 		// that is what Delivered-To names and what duplicates are found by.
-		*out = append(*out, &Recipient{Original: original, Address: u.Address, UserID: u.ID, Quota: u.QuotaBytes})
+		*out = append(*out, &Recipient{Original: original, Address: u.Address, UserID: u.ID, Quota: u.QuotaBytes,
+			SpamRejectScore: u.SpamRejectScore})
 		return nil
 	}
 	if !notFound(err) {

@@ -20,11 +20,6 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
 
-// SpamHeader marks a message that DMARC quarantined, for the reader's
-// filters: POP3 has no junk folder. It is the field SpamAssassin and
-// rspamd write, which mail clients already filter on.
-const SpamHeader = "X-Spam: yes\r\n"
-
 // inboundChecks runs the checks of [auth_checks] on mail that other hosts
 // send to the MX service: SPF at MAIL, DKIM and DMARC at the end of the
 // data; it refuses what the author domain's DMARC policy asks to refuse
@@ -235,13 +230,13 @@ func (c *inboundChecks) decide(v *mailauth.Verdict, tx *inboundTx) error {
 
 // rejected records a refused message in the journal: its envelope, the
 // reply and the results.
-func (c *inboundChecks) rejected(env *smtpd.Envelope, sp router.SpooledBody, tx *inboundTx, reply error) {
+func (c *inboundChecks) rejected(env *smtpd.Envelope, sp router.Spooled, tx *inboundTx, reply error) {
 	msgID := ""
 	if h, err := message.ReadHeader(sp.Open()); err == nil {
 		msgID = strings.TrimSpace(h.Get("Message-ID"))
 	}
 	c.record(store.JournalEntry{
-		Time: time.Now(), Event: store.EventRejected, MessageID: msgID, TxID: env.ID,
+		Time: time.Now(), Event: store.EventRefused, MessageID: msgID, TxID: env.ID,
 		From: env.From, To: append([]string(nil), env.To...), Size: sp.Size(), Client: env.RemoteAddr,
 		Detail: reply.Error() + "; " + tx.String(),
 	})

@@ -70,7 +70,7 @@ func TestInboundChecksTempError(t *testing.T) {
 		t.Fatalf("journal: %+v", *journal)
 	}
 	e := (*journal)[0]
-	if e.Event != store.EventRejected || e.MessageID != "<m1@tf.test>" || e.TxID != "TX1" || e.Client != "127.0.0.1:4000" ||
+	if e.Event != store.EventRefused || e.MessageID != "<m1@tf.test>" || e.TxID != "TX1" || e.Client != "127.0.0.1:4000" ||
 		!strings.Contains(e.Detail, "451 4.4.3") || !strings.Contains(e.Detail, "spf=temperror") || !strings.Contains(e.Detail, "tempfail") {
 		t.Errorf("rejected entry: %+v", e)
 	}

@@ -23,6 +23,7 @@ type smtpBackend struct {
 	requireSenderMatch bool
 	metrics            *metrics.Metrics
 	checks             *inboundChecks // the MX's SPF, DKIM, DMARC (inboundauth.go)
+	milters            *milterStage   // nil: no milter for this service
 }
 
 func (b *smtpBackend) Authenticate(ctx context.Context, login, password string) (string, error) {
@@ -72,7 +73,13 @@ func (b *smtpBackend) Deliver(ctx context.Context, env *smtpd.Envelope, body io.
 	renv := transaction(env)
 	renv.To = env.To
 	renv.Ret, renv.EnvID, renv.DSN = env.Ret, env.EnvID, rcptDSN(env.DSN)
-	return replyOf(b.router.Route(ctx, renv, body))
+	// The milters' end of message (milters.go); a nil body: discarded.
+	filtered, releaseFiltered, err := b.milterEnd(ctx, env, renv, body)
+	if err != nil || filtered == nil {
+		return err
+	}
+	defer releaseFiltered()
+	return replyOf(b.router.Route(ctx, renv, filtered))
 }
 
 // rcptDSN is the recipients' DSN parameters as the router keeps them

@@ -123,6 +123,8 @@ type smtpSettings struct {
 	// authChecks: the MX's checks, and the field of authenticated mail
 	// (inboundauth.go).
 	authChecks authCheckSettings
+	// The milters and how spam is marked: new sessions see a change.
+	milters milterSettings
 }
 
 // routerSettings are what the router is built from (newRouter).
@@ -136,7 +138,7 @@ func smtpSettingsOf(c config.Config, submission bool) smtpSettings {
 		name: "smtp", hostname: c.ServiceHostname(c.SMTP.Service),
 		maxMessageBytes: int64(c.SMTP.MaxMessageSize), maxRecipients: c.SMTP.MaxRecipients, timeout: time.Duration(c.SMTP.Timeout),
 		noAuth: !c.SMTP.AllowAuth, allowPlaintextAuth: c.SMTP.AllowPlaintextAuth, requireSenderMatch: c.Submission.RequireSenderMatch,
-		router: routerSettings{c.Hostname, c.MinFreeSpace}, authChecks: authCheckSettingsOf(c),
+		router: routerSettings{c.Hostname, c.MinFreeSpace}, authChecks: authCheckSettingsOf(c), milters: milterSettingsOf(c),
 	}
 	if submission {
 		m.name, m.hostname = "submission", c.ServiceHostname(c.Submission.Service)
@@ -182,7 +184,7 @@ func (s *Server) newPOP3(cfg config.Config) protoServer {
 func (s *Server) newSMTP(cfg config.Config, submission bool) protoServer {
 	m := smtpSettingsOf(cfg, submission)
 	sb := &smtpBackend{logins: s.logins, router: s.currentRouter(),
-		requireSenderMatch: m.requireSenderMatch, metrics: s.metrics}
+		requireSenderMatch: m.requireSenderMatch, metrics: s.metrics, milters: s.newMilterStage(cfg, submission)}
 	sb.checks = s.newInboundChecks(cfg)
 	return smtpd.NewServer(smtpd.Config{
 		Hostname:           m.hostname,

@@ -86,6 +86,9 @@ func cmdAuth(s *session, arg string) bool {
 		if done {
 			s.authUser = user
 			s.log.Info("smtp: authenticated", "mech", mech, "user", user)
+			if s.hooks != nil {
+				s.hooks.Auth(mech, user)
+			}
 			return s.respond(replyAuthOK)
 		}
 		// RFC 4954 section 4: a challenge is 334 and base64.

@@ -38,6 +38,9 @@ type Envelope struct {
 	// CheckSender and kept through the RCPT commands to Deliver (the
 	// recipients it resolved, say); smtpd never looks into it.
 	Backend any
+	// Hooks are the session's hooks (SessionOpener), nil when the
+	// backend gave none: Deliver ends the transaction they saw.
+	Hooks SessionHooks
 }
 
 // RcptDSN is what RCPT TO said about delivery status notifications for

@@ -103,6 +103,9 @@ func cmdHelo(s *session, arg string, extended bool) bool {
 	}
 	s.resetTx()
 	s.helo, s.extended = name, extended
+	if s.hooks != nil {
+		s.refuseSession("HELO", s.hooks.Helo(s.ctx, name))
+	}
 	host := s.srv.cfg.Hostname
 	if !extended {
 		return s.respond(smtpreply.New(250, "", host))
@@ -141,6 +144,8 @@ func cmdMail(s *session, arg string) bool {
 	case s.tx != nil:
 		// RFC 5321 section 4.1.4: no nested transactions.
 		return s.respond(replyNestedMail)
+	case s.refusal != nil:
+		return s.respond(*s.refusal)
 	}
 	path, rest, ok := splitPath(arg, "FROM:")
 	if !ok {
@@ -176,6 +181,12 @@ func cmdMail(s *session, arg string) bool {
 	env.ID = newID()
 	if err := s.srv.cfg.Backend.CheckSender(s.ctx, env); err != nil {
 		return s.reject("MAIL", err, "from", env.From)
+	}
+	if s.hooks != nil {
+		env.Hooks = s.hooks
+		if err := hookRefused(s.hooks.Mail(s.ctx, env, strings.Fields(rest))); err != nil {
+			return s.reject("MAIL", err, "from", env.From, "by", "filter")
+		}
 	}
 	s.setTx(env)
 	return s.respond(replySender)
@@ -215,6 +226,11 @@ func cmdRcpt(s *session, arg string) bool {
 	}
 	if err := s.srv.cfg.Backend.CheckRecipient(s.ctx, tx, to); err != nil {
 		return s.reject("RCPT", err, "from", tx.From, "rcpt", to)
+	}
+	if s.hooks != nil {
+		if err := hookRefused(s.hooks.Rcpt(s.ctx, tx, to, strings.Fields(rest))); err != nil {
+			return s.reject("RCPT", err, "from", tx.From, "rcpt", to, "by", "filter")
+		}
 	}
 	tx.To = append(tx.To, to)
 	tx.DSN = append(tx.DSN, dsn)

@@ -50,6 +50,9 @@ func cmdData(s *session, arg string) bool {
 	if strings.TrimSpace(arg) != "" {
 		return s.respond(syntaxReply("Syntax: DATA"))
 	}
+	if r := s.dataHook(); r != nil {
+		return s.respond(*r)
+	}
 	s.reply(replyData)
 	return s.receive(&dotReader{br: s.br, maxLine: s.srv.cfg.MaxLineLength, bol: true}, false)
 }
@@ -64,7 +67,13 @@ func cmdBdat(s *session, arg string) bool {
 		s.log.Info("smtp: BDAT size unreadable, closing connection")
 		return false
 	}
-	if r, ok := s.needRecipients(); !ok {
+	r, ok := s.needRecipients()
+	if ok {
+		if hr := s.dataHook(); hr != nil {
+			r, ok = *hr, false
+		}
+	}
+	if !ok {
 		// The chunk comes anyway: it is read and dropped, within the
 		// data timeout.
 		s.dataEnd = time.Now().Add(s.srv.cfg.DataTimeout)

@@ -75,6 +75,12 @@ type session struct {
 	rcptSeen bool      // the transaction had RCPT commands, accepted or not
 	errors   int       // error replies since the last message accepted
 	dataEnd  time.Time // while message data is read: the DataTimeout limit
+
+	// hooks are the backend's hooks for this session (SessionOpener), nil
+	// if none; refusal is their refusal of the session at connect or
+	// HELO, the answer to every MAIL.
+	hooks   SessionHooks
+	refusal *smtpreply.Reply
 }
 
 func newSession(srv *Server, c net.Conn) *session {
@@ -173,6 +179,10 @@ func (s *session) serve() {
 				s.log.Error("smtp: session panic", "panic", v, "stack", string(debug.Stack()))
 			}
 		}
+		if s.hooks != nil {
+			s.resetTx()
+			s.hooks.Close()
+		}
 		s.cancel()
 	}()
 	s.log.Debug("smtp: connection opened", "local", s.local)
@@ -187,6 +197,7 @@ func (s *session) serve() {
 		}
 		s.tls = tlsString(tc.ConnectionState())
 	}
+	s.openHooks()
 
 	// RFC 5321 section 4.2: the greeting names the server; no enhanced
 	// status code (RFC 2034 section 4).
@@ -333,9 +344,13 @@ func (s *session) respond(r smtpreply.Reply) bool {
 // resetTx ends the mail transaction in progress, if any.
 func (s *session) resetTx() {
 	s.mu.Lock()
+	open := s.tx != nil
 	s.tx = nil
 	s.mu.Unlock()
 	s.rcptSeen = false
+	if open && s.hooks != nil {
+		s.hooks.Reset(s.ctx)
+	}
 }
 
 // setTx opens a mail transaction.

@@ -50,6 +50,9 @@ func cmdStartTLS(s *session, arg string) bool {
 	// authentication. The client must send EHLO again.
 	s.resetTx()
 	s.helo, s.extended, s.authUser = "", false, ""
+	if s.hooks != nil {
+		s.hooks.TLS(tc.ConnectionState())
+	}
 	s.log.Debug("smtp: STARTTLS done", "tls", s.tls)
 	return true
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"strings"
 	"unicode/utf8"
 
@@ -125,4 +126,14 @@ func (env QueueEnvelope) RcptDSN(i int) dsn.RcptParams {
 		return env.DSN[i]
 	}
 	return dsn.RcptParams{}
+}
+
+// SpamScoreProblem says what is wrong with a user's SpamRejectScore, ""
+// if nothing: a number (negative scores are rspamd's too), not NaN or
+// infinite.
+func SpamScoreProblem(score *float64) string {
+	if score != nil && (math.IsNaN(*score) || math.IsInf(*score, 0)) {
+		return "is not a number"
+	}
+	return ""
 }

@@ -52,12 +52,19 @@ const (
 	// check (DMARC policy, a DNS failure where it would refuse), with the
 	// reply given and the results; the sender keeps it.
 	EventRejected JournalEvent = "rejected"
+	// EventRefused: a filter (a milter, a recipient's spam score) refused
+	// the message or one of its recipients during the SMTP conversation;
+	// Detail says who and the reply.
+	EventRefused JournalEvent = "refused"
+	// EventDiscarded: a milter had the message dropped after it was
+	// accepted (SMFIR_DISCARD): the client was told 250, nobody got it.
+	EventDiscarded JournalEvent = "discarded"
 )
 
 // JournalEvents lists every event, in the order a message meets them.
 var JournalEvents = []JournalEvent{
 	EventReceived, EventDelivered, EventQueued, EventForwarded, EventDeferred,
-	EventBounced, EventRetrieved, EventDeleted, EventExpired, EventRejected,
+	EventBounced, EventRetrieved, EventDeleted, EventExpired, EventRefused, EventDiscarded,
 }
 
 // JournalEntry is one event of the mail journal.

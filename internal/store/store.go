@@ -65,6 +65,11 @@ type User struct {
 	// section 6.7: how long a retrieved message is kept); a negative value
 	// means never; nil follows the server setting. Whole seconds.
 	Expire *time.Duration
+	// SpamRejectScore is the spam score above which mail to this user is
+	// refused (550 5.7.1) rather than delivered marked as spam; nil: mail
+	// is never refused for its score. The score is the one a milter
+	// (rspamd) gave the message.
+	SpamRejectScore *float64
 	// LastLogin is the time of the user's last POP3 login, zero if none.
 	// UpdateUser ignores it; Retention.RecordLogin sets it.
 	LastLogin time.Time

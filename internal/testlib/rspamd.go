@@ -78,10 +78,13 @@ func (r *Rspamd) Log() string {
 // negotiation. It runs in the foreground
 // (-f), as root only with -i (rspamd refuses root workers otherwise),
 // and is stopped at the end of the test. The test skips, naming the
-// package, when rspamd is absent. The first start of a machine compiles
+// package, when rspamd is absent. options are lines added to rspamd's
+// options (local.d/options.inc), e.g. `gtube_patterns = "all";` for
+// the GTUBE-like patterns of its other actions. The first start of a
+// machine compiles
 // rspamd's regular expressions, which takes a while; the compiled ones
 // are kept for later runs in the user's cache directory.
-func StartRspamd(t testing.TB, dnsAddr string) *Rspamd {
+func StartRspamd(t testing.TB, dnsAddr string, options ...string) *Rspamd {
 	t.Helper()
 	bin, err := exec.LookPath("rspamd")
 	if err != nil {
@@ -96,7 +99,7 @@ func StartRspamd(t testing.TB, dnsAddr string) *Rspamd {
 	addr := freePort(t)
 	files := map[string]string{
 		"rspamd.conf":                 fmt.Sprintf(rspamdConf, addr),
-		"local.d/options.inc":         fmt.Sprintf(rspamdOptions, dnsAddr) + hsCache(),
+		"local.d/options.inc":         fmt.Sprintf(rspamdOptions, dnsAddr) + hsCache() + strings.Join(options, "\n") + "\n",
 		"local.d/milter_headers.conf": rspamdHeaders,
 	}
 	for name, content := range files {

@@ -177,6 +177,9 @@ func checkUser(u store.User) error {
 	if u.LoginDelay != nil && *u.LoginDelay < 0 {
 		return fmt.Errorf("negative login delay %v: %w", *u.LoginDelay, store.ErrInvalid)
 	}
+	if p := store.SpamScoreProblem(u.SpamRejectScore); p != "" {
+		return fmt.Errorf("spam reject score %s: %w", p, store.ErrInvalid)
+	}
 	return nil
 }
 
@@ -206,10 +209,11 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 			return err
 		}
 		return tx.QueryRow(ctx, `INSERT INTO users
-			(address, domain, display_name, password_hash, enabled, quota_bytes, created_at, uid_validity, login_delay, expire)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+			(address, domain, display_name, password_hash, enabled, quota_bytes, created_at, uid_validity, login_delay, expire,
+				spam_reject_score)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
 			addr, domainOf(addr), u.DisplayName, u.PasswordHash, u.Enabled, u.QuotaBytes, now, int64(u.UIDValidity),
-			secondsOf(u.LoginDelay), secondsOf(u.Expire),
+			secondsOf(u.LoginDelay), secondsOf(u.Expire), u.SpamRejectScore,
 		).Scan(&u.ID)
 	})
 	if isUniqueViolation(err) {
@@ -223,7 +227,7 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 }
 
 const userColumns = `u.id, u.address, u.display_name, u.password_hash, u.enabled, u.quota_bytes, u.created_at, u.uid_validity,
-	u.login_delay, u.expire, u.last_login`
+	u.login_delay, u.expire, u.last_login, u.spam_reject_score`
 
 func scanUser(row pgx.Row) (store.User, error) {
 	var u store.User
@@ -231,7 +235,7 @@ func scanUser(row pgx.Row) (store.User, error) {
 	var lastLogin *time.Time
 	var validity int64
 	err := row.Scan(&u.ID, &u.Address, &u.DisplayName, &u.PasswordHash, &u.Enabled, &u.QuotaBytes, &u.CreatedAt, &validity,
-		&loginDelay, &expire, &lastLogin)
+		&loginDelay, &expire, &lastLogin, &u.SpamRejectScore)
 	u.UIDValidity = uint32(validity)
 	u.CreatedAt = u.CreatedAt.UTC()
 	u.LoginDelay, u.Expire = durationOf(loginDelay), durationOf(expire)
@@ -274,8 +278,8 @@ func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 		return err
 	}
 	return execOne(ctx, s.pool, fmt.Sprintf("user %d", u.ID), `UPDATE users SET display_name = $1, password_hash = $2, enabled = $3,
-		quota_bytes = $4, login_delay = $5, expire = $6 WHERE id = $7`,
-		u.DisplayName, u.PasswordHash, u.Enabled, u.QuotaBytes, secondsOf(u.LoginDelay), secondsOf(u.Expire), u.ID)
+		quota_bytes = $4, login_delay = $5, expire = $6, spam_reject_score = $7 WHERE id = $8`,
+		u.DisplayName, u.PasswordHash, u.Enabled, u.QuotaBytes, secondsOf(u.LoginDelay), secondsOf(u.Expire), u.SpamRejectScore, u.ID)
 }
 
 // DeleteUser implements store.Directory: the user, its extra addresses,

@@ -146,10 +146,11 @@ func (s *Store) ImportUser(ctx context.Context, u store.User, nextUID uint64) er
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO users
 			(id, address, domain, display_name, password_hash, enabled, quota_bytes, created_at, uid_validity,
-				login_delay, expire, last_login, next_uid)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+				login_delay, expire, last_login, next_uid, spam_reject_score)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 			u.ID, addr, domainOf(addr), u.DisplayName, u.PasswordHash, u.Enabled, u.QuotaBytes, sec(u.CreatedAt),
-			int64(u.UIDValidity), secondsOf(u.LoginDelay), secondsOf(u.Expire), nullTime(u.LastLogin), int64(nextUID)); err != nil {
+			int64(u.UIDValidity), secondsOf(u.LoginDelay), secondsOf(u.Expire), nullTime(u.LastLogin), int64(nextUID),
+			u.SpamRejectScore); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE meta SET value = greatest(value, $1) WHERE key = 'last_uid_validity'`, int64(u.UIDValidity)); err != nil {

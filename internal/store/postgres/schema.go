@@ -254,7 +254,6 @@ CREATE TABLE secrets (
 	created_at timestamptz NOT NULL
 );
 `},
-	// issue 18 DKIM keys; the lead renumbers at merge.
 	{"dkim keys", `
 -- The DKIM signing keys of each domain (mailauth.KeyStore), read by
 -- every node: the selector under which the public key is published
@@ -270,6 +269,11 @@ CREATE TABLE dkim_keys (
 	retired_at  timestamptz,
 	PRIMARY KEY (domain, selector)
 );
+`},
+	{"spam threshold", `
+-- The spam score above which mail to a user is refused rather than
+-- delivered marked; NULL: never refused for its score.
+ALTER TABLE users ADD COLUMN spam_reject_score double precision;
 `},
 }
 

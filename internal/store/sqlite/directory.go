@@ -149,6 +149,9 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 	if u.LoginDelay != nil && *u.LoginDelay < 0 {
 		return store.User{}, fmt.Errorf("negative login delay %v: %w", *u.LoginDelay, store.ErrInvalid)
 	}
+	if p := store.SpamScoreProblem(u.SpamRejectScore); p != "" {
+		return store.User{}, fmt.Errorf("spam reject score %s: %w", p, store.ErrInvalid)
+	}
 	u.LastLogin = time.Time{}
 	u.Address = addr
 	now := time.Now()
@@ -166,10 +169,11 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 			return err
 		}
 		return tx.QueryRowContext(ctx, `INSERT INTO users
-			(address, domain, display_name, password_hash, enabled, quota_bytes, created_at, uid_validity, login_delay, expire)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			(address, domain, display_name, password_hash, enabled, quota_bytes, created_at, uid_validity, login_delay, expire,
+				spam_reject_score)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			addr, domainOf(addr), u.DisplayName, u.PasswordHash, u.Enabled, u.QuotaBytes, now.Unix(), u.UIDValidity,
-			secondsOf(u.LoginDelay), secondsOf(u.Expire),
+			secondsOf(u.LoginDelay), secondsOf(u.Expire), u.SpamRejectScore,
 		).Scan(&u.ID)
 	})
 	if err != nil {
@@ -180,14 +184,18 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 }
 
 const userColumns = `u.id, u.address, u.display_name, u.password_hash, u.enabled, u.quota_bytes, u.created_at, u.uid_validity,
-	u.login_delay, u.expire, u.last_login`
+	u.login_delay, u.expire, u.last_login, u.spam_reject_score`
 
 func scanUser(sc interface{ Scan(...any) error }) (store.User, error) {
 	var u store.User
 	var created, lastLogin int64
 	var loginDelay, expire sql.NullInt64
+	var spam sql.NullFloat64
 	err := sc.Scan(&u.ID, &u.Address, &u.DisplayName, &u.PasswordHash, &u.Enabled, &u.QuotaBytes, &created, &u.UIDValidity,
-		&loginDelay, &expire, &lastLogin)
+		&loginDelay, &expire, &lastLogin, &spam)
+	if spam.Valid {
+		u.SpamRejectScore = &spam.Float64
+	}
 	u.CreatedAt = unixTime(created)
 	u.LoginDelay = durationOf(loginDelay)
 	u.Expire = durationOf(expire)
@@ -243,9 +251,12 @@ func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 	if u.LoginDelay != nil && *u.LoginDelay < 0 {
 		return fmt.Errorf("negative login delay %v: %w", *u.LoginDelay, store.ErrInvalid)
 	}
+	if p := store.SpamScoreProblem(u.SpamRejectScore); p != "" {
+		return fmt.Errorf("spam reject score %s: %w", p, store.ErrInvalid)
+	}
 	res, err := s.w.ExecContext(ctx, `UPDATE users SET display_name = ?, password_hash = ?, enabled = ?, quota_bytes = ?,
-		login_delay = ?, expire = ? WHERE id = ?`,
-		u.DisplayName, u.PasswordHash, u.Enabled, u.QuotaBytes, secondsOf(u.LoginDelay), secondsOf(u.Expire), u.ID)
+		login_delay = ?, expire = ?, spam_reject_score = ? WHERE id = ?`,
+		u.DisplayName, u.PasswordHash, u.Enabled, u.QuotaBytes, secondsOf(u.LoginDelay), secondsOf(u.Expire), u.SpamRejectScore, u.ID)
 	if err != nil {
 		return err
 	}

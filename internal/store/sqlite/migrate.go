@@ -139,10 +139,10 @@ func (s *Store) ImportUser(ctx context.Context, u store.User, nextUID uint64) er
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO users
 			(id, address, domain, display_name, password_hash, enabled, quota_bytes, created_at, uid_validity,
-				login_delay, expire, last_login, next_uid)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				login_delay, expire, last_login, next_uid, spam_reject_score)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			u.ID, addr, domainOf(addr), u.DisplayName, u.PasswordHash, u.Enabled, u.QuotaBytes, u.CreatedAt.Unix(), u.UIDValidity,
-			secondsOf(u.LoginDelay), secondsOf(u.Expire), lastLogin, nextUID); err != nil {
+			secondsOf(u.LoginDelay), secondsOf(u.Expire), lastLogin, nextUID, u.SpamRejectScore); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE meta SET value = max(value, ?) WHERE key = 'last_uid_validity'`, u.UIDValidity)

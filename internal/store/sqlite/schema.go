@@ -221,7 +221,7 @@ CREATE TABLE secrets (
 	created_at INTEGER NOT NULL
 ) STRICT;
 `,
-	// Version 8 (issue 18 DKIM keys; the lead renumbers at merge).
+	// Version 8: DKIM keys.
 	//
 	// The DKIM signing keys of each domain (mailauth.KeyStore): the
 	// selector under which the public key is published (RFC 6376 section
@@ -238,5 +238,11 @@ CREATE TABLE dkim_keys (
 	retired_at  INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (domain, selector)
 ) STRICT;
+`,
+	// Version 9: the spam score above which
+	// mail to a user is refused rather than delivered marked; NULL:
+	// never refused for its score.
+	`
+ALTER TABLE users ADD COLUMN spam_reject_score REAL;
 `,
 }

@@ -3,7 +3,9 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -66,6 +68,54 @@ func testUserPolicy(t *testing.T, e *env) {
 	wantErr(t, e.s.RecordLogin(e.ctx, u.ID+1000, at), store.ErrNotFound, "RecordLogin of an unknown user")
 	again.LoginDelay = dur(-time.Second)
 	wantErr(t, e.s.UpdateUser(e.ctx, again), store.ErrInvalid, "UpdateUser with a negative login delay")
+}
+
+func score(f float64) *float64 { return &f }
+
+func sameScore(a, b *float64) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+
+func fmtScore(f *float64) string {
+	if f == nil {
+		return "<none>"
+	}
+	return strconv.FormatFloat(*f, 'g', -1, 64)
+}
+
+// testUserSpamScore (issue 18 spam threshold): a user's SpamRejectScore
+// is stored by AddUser and UpdateUser, nil (never refuse) included,
+// negative and fractional scores kept exactly, NaN and infinities
+// refused.
+func testUserSpamScore(t *testing.T, e *env) {
+	u, err := e.s.AddUser(e.ctx, store.User{Address: "spam@example.com", Enabled: true, SpamRejectScore: score(7.5)})
+	e.must(err, "AddUser with a spam score")
+	got, err := e.s.UserByAddress(e.ctx, "spam@example.com")
+	e.must(err, "UserByAddress")
+	if !sameScore(got.SpamRejectScore, score(7.5)) {
+		t.Errorf("after AddUser: SpamRejectScore %s, want 7.5", fmtScore(got.SpamRejectScore))
+	}
+	plain := e.addUser("nospam@example.com", 0)
+	if p, _ := e.s.UserByID(e.ctx, plain.ID); p.SpamRejectScore != nil {
+		t.Errorf("a user added without one has SpamRejectScore %s", fmtScore(p.SpamRejectScore))
+	}
+	got.SpamRejectScore = score(-2.25)
+	e.must(e.s.UpdateUser(e.ctx, got), "UpdateUser")
+	e.reopen()
+	list, err := e.s.ListUsers(e.ctx)
+	e.must(err, "ListUsers")
+	for _, l := range list {
+		if l.ID == u.ID && !sameScore(l.SpamRejectScore, score(-2.25)) {
+			t.Errorf("after UpdateUser and reopen: SpamRejectScore %s, want -2.25", fmtScore(l.SpamRejectScore))
+		}
+	}
+	got.SpamRejectScore = nil
+	e.must(e.s.UpdateUser(e.ctx, got), "UpdateUser to none")
+	if again, _ := e.s.UserByID(e.ctx, u.ID); again.SpamRejectScore != nil {
+		t.Errorf("after UpdateUser to nil: SpamRejectScore %s", fmtScore(again.SpamRejectScore))
+	}
+	got.SpamRejectScore = score(math.NaN())
+	wantErr(t, e.s.UpdateUser(e.ctx, got), store.ErrInvalid, "UpdateUser with a NaN spam score")
+	_, err = e.s.AddUser(e.ctx, store.User{Address: "inf@example.com", SpamRejectScore: score(math.Inf(1))})
+	wantErr(t, err, store.ErrInvalid, "AddUser with an infinite spam score")
 }
 
 // testRetention: a message's first retrieval is recorded, and

@@ -68,6 +68,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"QueueUpdate", testQueueUpdate},
 		{"QueueHoldRetry", testQueueHoldRetry},
 		{"UserPolicy", testUserPolicy},
+		{"UserSpamScore", testUserSpamScore},
 		{"Retention", testRetention},
 		{"Journal", testJournal},
 		{"JournalQuery", testJournalQuery},
@@ -233,6 +234,10 @@ func sameUser(t *testing.T, got, want store.User, what string) {
 			fmtDuration(got.LoginDelay), fmtDuration(got.Expire), fmtDuration(want.LoginDelay), fmtDuration(want.Expire))
 	}
 	got.LoginDelay, got.Expire = want.LoginDelay, want.Expire
+	if !sameScore(got.SpamRejectScore, want.SpamRejectScore) {
+		t.Errorf("%s: SpamRejectScore %s, want %s", what, fmtScore(got.SpamRejectScore), fmtScore(want.SpamRejectScore))
+	}
+	got.SpamRejectScore = want.SpamRejectScore
 	if !got.LastLogin.Equal(want.LastLogin) {
 		t.Errorf("%s: LastLogin %v, want %v", what, got.LastLogin, want.LastLogin)
 	}

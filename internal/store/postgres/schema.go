@@ -254,6 +254,15 @@ CREATE TABLE secrets (
 	created_at timestamptz NOT NULL
 );
 `},
+	{"imported unique-ids and sizes (issue 20)", `
+-- uidl: the POP3 unique-id a message kept from the server it was imported
+-- from (NULL: the store's own, from the UID validity and the UID), unique
+-- in its mailbox; list_size: the size that server's LIST showed (NULL:
+-- size).
+ALTER TABLE messages ADD COLUMN uidl text;
+ALTER TABLE messages ADD COLUMN list_size bigint;
+CREATE UNIQUE INDEX messages_uidl ON messages (user_id, uidl) WHERE uidl IS NOT NULL;
+`},
 }
 
 // migrate brings the schema to len(migrations), one step per transaction

@@ -74,6 +74,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Admins", testAdmins},
 		{"ACMEStorageRestart", testACMEStorageRestart},
 		{"Secret", testSecret},
+		{"ImportedUIDL", testImportedUIDL},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

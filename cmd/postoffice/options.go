@@ -30,6 +30,7 @@ type opts struct {
 	limit         int
 	fromConfig    string // migrate
 	toConfig      string
+	imp           importOpts // import.go
 }
 
 // option declares one option: each is declared once here, whichever

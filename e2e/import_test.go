@@ -178,3 +178,61 @@ func TestImportFromDovecot(t *testing.T) {
 		}
 	}
 }
+
+// TestImportMaildirAndMboxCommands: import maildir (Courier) and import
+// mbox (qpopper) through the command line, into one user read back over
+// POP3; usage errors and absent sources have their exit codes.
+func TestImportMaildirAndMboxCommands(t *testing.T) {
+	in := newInstance(t, "")
+	src := t.TempDir()
+	md := filepath.Join(src, "Maildir")
+	os.MkdirAll(filepath.Join(md, "cur"), 0o700)
+	os.WriteFile(filepath.Join(md, "cur", "1600000000.M1.h:2,S"), []byte("Subject: courier\n\nx\n"), 0o600)
+	os.WriteFile(filepath.Join(md, "courierpop3dsizelist"), []byte("/3 2 1600000000\n1600000000.M1.h:2,S 21 1:1600000000:0\n"), 0o600)
+	mbox := filepath.Join(src, "mbox")
+	os.WriteFile(mbox, []byte("From a@b Tue Feb  6 10:00:00 2024\nX-UIDL: qp0001\nSubject: qpopper\n\n>From here\n"), 0o600)
+	before := treeDigest(t, src)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"import", "maildir", md}, 64, "--user ADDRESS is required"},
+		{[]string{"import", "mbox", mbox}, 64, "--user ADDRESS is required"},
+		{[]string{"import", "dovecot"}, 64, "--mail-root DIR is required"},
+		{[]string{"import", "maildir", filepath.Join(src, "absent"), "--user", "u@example.org"}, 66, "absent"},
+		{[]string{"import", "maildir", md, "--user", "u@example.org", "--uidl-from", "nonsense"}, 65, "nonsense"},
+		{[]string{"import", "dovecot", "--mail-root", src, "--uidl-format", "%q"}, 65, "unknown variable"},
+	} {
+		if r := in.run("", c.args...); r.code != c.code || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("postoffice %s: exit %d, %q; want %d, %q", strings.Join(c.args, " "), r.code, r.stderr, c.code, c.want)
+		}
+	}
+	in.must("pw-u\n", "user", "add", "u@example.org", "--password-stdin")
+	in.must("", "import", "maildir", md, "--user", "u@example.org", "--uidl-from", "courier")
+	in.must("", "import", "mbox", mbox, "--user", "u@example.org")
+	if again := in.must("", "import", "mbox", mbox, "--user", "u@example.org"); !strings.Contains(again, "imported 0") {
+		t.Errorf("mbox imported twice:\n%s", again)
+	}
+	in.start()
+	res := pop(t, in.addr("pop3"), "plain", []any{"user", "u@example.org"}, []any{"pass_", "pw-u"}, []any{"uidl"}, []any{"list"}, []any{"retr", 2})
+	lines := func(v any) string {
+		var out []string
+		for _, l := range v.([]any)[1].([]any) {
+			out = append(out, unb64(t, l))
+		}
+		return strings.Join(out, "\n")
+	}
+	if got := lines(res[3]); !strings.Contains(got, "1 UID1-1600000000") || !strings.Contains(got, "2 qp0001") {
+		t.Errorf("UIDL = %s", got)
+	}
+	if got := lines(res[4]); !strings.Contains(got, "1 21") {
+		t.Errorf("LIST = %s, want Courier's size 21 for the first", got)
+	}
+	if got := lines(res[5]); !strings.Contains(got, "From here") || strings.Contains(got, ">From here") {
+		t.Errorf("RETR 2 = %s, want the >From line unquoted", got)
+	}
+	if treeDigest(t, src) != before {
+		t.Errorf("the import changed its source")
+	}
+}

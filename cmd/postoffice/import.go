@@ -43,7 +43,7 @@ var (
 		fs.StringVar(&o.imp.domain, "domain", "", "domain of the user names that have none")
 	}
 	optUIDLFormat option = func(fs *flag.FlagSet, o *opts) {
-		fs.StringVar(&o.imp.uidlFormat, "uidl-format", importer.DefaultUIDLFormat, "Dovecot's pop3_uidl_format (%u UID, %v UIDVALIDITY, %g GUID, %f file name, %m header MD5)")
+		fs.StringVar(&o.imp.uidlFormat, "uidl-format", importer.DefaultUIDLFormat, "Dovecot's pop3_uidl_format (%u UID, %v UIDVALIDITY, %g GUID, %f file name)")
 	}
 	optUIDLFrom option = func(fs *flag.FlagSet, o *opts) {
 		fs.StringVar(&o.imp.uidlFrom, "uidl-from", importer.UIDLFromFilename, "where the unique-ids come from: filename, or courier (courierpop3dsizelist)")

@@ -2,10 +2,7 @@ package importer
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
-	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultLayout is where a user's maildir is under the mail root, as
@@ -152,19 +150,18 @@ func readUIDList(path string) (*uidlist, error) {
 type uidlVars struct {
 	uid, validity uint64
 	guid, file    string
-	headerMD5     func() (string, error)
 }
 
 // checkUIDLFormat refuses a format with a variable we do not know.
 func checkUIDLFormat(format string) error {
-	_, err := expandUIDL(format, uidlVars{uid: 1, validity: 1, guid: "g", file: "f",
-		headerMD5: func() (string, error) { return "m", nil }})
+	_, err := expandUIDL(format, uidlVars{uid: 1, validity: 1, guid: "g", file: "f"})
 	return err
 }
 
 // expandUIDL expands a pop3_uidl_format as Dovecot's variable expansion
 // does: %u the UID, %v the UIDVALIDITY, %g the GUID, %f the maildir file
-// name, %m the MD5 of the header, %% a %. Between % and the letter: an
+// name, %% a %. (%m, the MD5 of the header, Dovecot has for mbox only: its
+// maildir POP3 fails on it, so no maildir was ever shown one.) Between % and the letter: an
 // optional width, zero-padded when it starts with 0 (%08Xu) and a
 // prefix otherwise, and modifiers: X (the number in hexadecimal), L and U
 // (lower and upper case).
@@ -218,13 +215,9 @@ func expandUIDL(format string, v uidlVars) (string, error) {
 		case 'f':
 			val = v.file
 		case 'm':
-			md, err := v.headerMD5()
-			if err != nil {
-				return "", err
-			}
-			val = md
+			return "", fmt.Errorf("pop3_uidl_format %q: %%m (the header's MD5) is for mbox only: Dovecot's POP3 fails on it with maildir", format)
 		default:
-			return "", fmt.Errorf("pop3_uidl_format %q: unknown variable %%%c (known: %%u %%v %%g %%f %%m)", format, format[i])
+			return "", fmt.Errorf("pop3_uidl_format %q: unknown variable %%%c (known: %%u %%v %%g %%f)", format, format[i])
 		}
 		if hexa {
 			n, err := strconv.ParseUint(val, 10, 64)
@@ -253,25 +246,6 @@ func expandUIDL(format string, v uidlVars) (string, error) {
 	return b.String(), nil
 }
 
-// headerMD5 is the MD5 of a message's header section, as the file has
-// it (up to and without the empty line), in hexadecimal.
-func headerMD5(path string) func() (string, error) {
-	return func() (string, error) {
-		b, err := readFile(filepath.Dir(filepath.Dir(path)), path)
-		if err != nil {
-			return "", err
-		}
-		end := len(b)
-		if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
-			end = i + 1
-		} else if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
-			end = i + 2
-		}
-		sum := md5.Sum(b[:end])
-		return hex.EncodeToString(sum[:]), nil
-	}
-}
-
 // DovecotMaildir reads one user's Dovecot maildir: the messages in the
 // order of their UIDs in dovecot-uidlist, each with the unique-id
 // Dovecot's POP3 showed: the P extension (POP3 UIDL, written by Dovecot's
@@ -294,8 +268,13 @@ func DovecotMaildir(dir, user, format string) (Mailbox, error) {
 	list, err := readUIDList(filepath.Join(dir, "dovecot-uidlist"))
 	if errors.Is(err, fs.ErrNotExist) {
 		// Dovecot never opened this maildir: no client saw its messages.
-		list, err = &uidlist{version: 3, validity: 1, next: 1}, nil
-		b.Problems = append(b.Problems, fmt.Sprintf("%s: no dovecot-uidlist: no POP3 client saw its messages; unique-ids from UIDVALIDITY 1", dir))
+		// Like Dovecot, take the time as the UIDVALIDITY: unique-ids of
+		// the default form then differ from our own (which start with the
+		// user's UID validity, a small number) for every UID below one
+		// billion.
+		validity := uint64(time.Now().Unix())
+		list, err = &uidlist{version: 3, validity: validity, next: 1}, nil
+		b.Problems = append(b.Problems, fmt.Sprintf("%s: no dovecot-uidlist: no POP3 client saw its messages; unique-ids from UIDVALIDITY %d", dir, validity))
 	}
 	if err != nil {
 		return b, err
@@ -337,8 +316,7 @@ func DovecotMaildir(dir, user, format string) (Mailbox, error) {
 			if guid == "" {
 				guid = e.f.base // Dovecot's GUID of a maildir message without one
 			}
-			uidl, err = expandUIDL(format, uidlVars{uid: e.rec.uid, validity: list.validity, guid: guid, file: e.f.base,
-				headerMD5: headerMD5(e.f.path)})
+			uidl, err = expandUIDL(format, uidlVars{uid: e.rec.uid, validity: list.validity, guid: guid, file: e.f.base})
 			if err != nil {
 				return b, err
 			}

@@ -135,8 +135,18 @@ func TestDryRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	// An existing bob with a message of the same unique-id the import
-	// would give: a conflict, and the message is there already.
+	boxes, err := importer.Dovecot{MailRoot: root, PasswdFile: passwd, Domain: "example.org"}.Mailboxes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bobUIDL string
+	for _, b := range boxes {
+		if b.Address == "bob@example.org" && len(b.Messages) == 1 {
+			bobUIDL = b.Messages[0].UIDL
+		}
+	}
+	// An existing bob with a message of the unique-id the import would
+	// give: the user is a conflict, and the message is there already.
 	if _, err := st.AddUser(t.Context(), store.User{Address: "carol@example.org", Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -145,11 +155,7 @@ func TestDryRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := st.ImportMessage(t.Context(), func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("x\r\n")), nil },
-		[]store.MessageCopy{{UserID: bob.ID, UID: 1, UIDL: "0000000100000001"}}); err != nil {
-		t.Fatal(err)
-	}
-	boxes, err := importer.Dovecot{MailRoot: root, PasswdFile: passwd, Domain: "example.org"}.Mailboxes()
-	if err != nil {
+		[]store.MessageCopy{{UserID: bob.ID, UID: 1, UIDL: bobUIDL}}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := importer.Import(t.Context(), st, boxes, importer.Options{DryRun: true})

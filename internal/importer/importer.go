@@ -124,10 +124,6 @@ func importBox(ctx context.Context, st store.Store, imp store.Importer, exp stor
 		r.Problems = append(r.Problems, fmt.Sprintf("%q is not an address: %v", b.Address, err))
 		return nil
 	}
-	hash, scheme, problem := checkHash(addr, b.PasswordHash)
-	if problem != "" {
-		r.Problems = append(r.Problems, problem)
-	}
 
 	u, err := st.UserByAddress(ctx, addr)
 	var have map[string]bool // unique-ids the mailbox has
@@ -141,6 +137,12 @@ func importBox(ctx context.Context, st store.Store, imp store.Importer, exp stor
 			return err
 		}
 	case errors.Is(err, store.ErrNotFound):
+		// Only a new user takes the old password: one that exists keeps
+		// its own.
+		hash, scheme, problem := checkHash(addr, b.PasswordHash)
+		if problem != "" {
+			r.Problems = append(r.Problems, problem)
+		}
 		r.NewUsers++
 		r.Schemes[scheme]++
 		have = map[string]bool{}

@@ -133,6 +133,7 @@ func init() {
 		{name: "journal", usage: "[--since DURATION|DATE] [--user ADDRESS] [--event EVENT] [--grep TEXT] [--limit N] [--json]", needs: needsStore,
 			flags:   []option{optSince, optUser, optEvent, optGrep, optLimit, optJSON("one JSON object per line")},
 			summary: "show the mail journal: what happened to each message", help: journalHelp(), run: runJournal},
+		importCommand(),
 		{name: "migrate", usage: "--from CONFIG --to CONFIG", flags: []option{optFromConfig, optToConfig},
 			summary: migrateSummary, help: migrateHelp, run: runMigrate},
 		{name: "version", summary: versionSummary, help: versionSummary + " and of the Go toolchain that built it.", run: runVersion},

@@ -34,6 +34,7 @@ type opts struct {
 	algorithm     string
 	// spamRejectScore: user set --spam-reject-score, a number or "none".
 	spamRejectScore string
+	imp             importOpts // import.go
 }
 
 // option declares one option: each is declared once here, whichever

@@ -103,3 +103,20 @@ func (a *Authenticator) Authenticate(ctx context.Context, login, password string
 	}
 	return u, nil
 }
+
+// rehash replaces u's password hash with HashPassword's of password, which
+// has just been verified against it.
+func (a *Authenticator) rehash(ctx context.Context, u store.User, password string) (store.User, error) {
+	h, err := HashPassword(password)
+	if err != nil {
+		return u, err
+	}
+	u.PasswordHash = h
+	if err := a.dir.UpdateUser(ctx, u); err != nil {
+		return u, err
+	}
+	if a.cache != nil {
+		a.cache.add(u.Address, password, u.PasswordHash, a.now())
+	}
+	return u, nil
+}

@@ -58,6 +58,17 @@ func (l *Logins) Check(ctx context.Context, login, password string) (store.User,
 		return store.User{}, err
 	case err == nil:
 		attempt.Succeeded()
+		if NeedsRehash(u.PasswordHash) {
+			// A hash imported from another server: the password given
+			// matched it, so our own replaces it (Dovecot users keep their
+			// passwords, and the old scheme goes at their next login).
+			if nu, err := l.auth.rehash(ctx, u, password); err != nil {
+				l.log.Warn("could not replace an imported password hash", "user", u.Address, "err", err)
+			} else {
+				u = nu
+				l.log.Info("imported password hash replaced", "user", u.Address)
+			}
+		}
 	default:
 		attempt.Cancel()
 	}

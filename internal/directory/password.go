@@ -78,7 +78,8 @@ func HashPassword(pw string) (string, error) {
 }
 
 // VerifyPassword reports whether pw matches hash, an argon2id PHC string
-// (any parameters) or a bcrypt hash ($2a$, $2b$ or $2y$). A wrong password
+// (any parameters), a bcrypt hash ($2a$, $2b$ or $2y$), or a "{SCHEME}"
+// hash imported from another server (see Schemes). A wrong password
 // is (false, nil); an unusable hash is an error wrapping ErrBadHash.
 func VerifyPassword(hash, pw string) (bool, error) {
 	switch {
@@ -95,6 +96,9 @@ func VerifyPassword(hash, pw string) (bool, error) {
 		default:
 			return false, fmt.Errorf("%w: bcrypt: %v", ErrBadHash, err)
 		}
+	case strings.HasPrefix(hash, "{"):
+		// Imported from another server (schemes.go).
+		return verifyScheme(hash, pw)
 	case hash == "":
 		return false, fmt.Errorf("%w: no password set", ErrBadHash)
 	default:

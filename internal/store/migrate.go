@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
@@ -24,6 +25,32 @@ type MessageCopy struct {
 	Header      []byte
 	DeliveredAt time.Time
 	RetrievedAt time.Time // zero if never retrieved (RFC 2449 EXPIRE)
+	// UIDL is the unique-id (RFC 1939 section 7) the copy keeps from the
+	// server it came from, so that POP3 clients that leave mail on the
+	// server do not fetch it again; "" gives it the store's own. At most
+	// one copy of a mailbox has a given UIDL (CheckUIDL says which are
+	// valid).
+	UIDL string
+	// ListSize is the size that server's LIST showed for the copy (RFC
+	// 1939 section 5), kept with it; 0 means the copy's own size.
+	ListSize int64
+}
+
+// MaxUIDL is the longest unique-id RFC 1939 section 7 allows.
+const MaxUIDL = 70
+
+// CheckUIDL says why uidl cannot be a message's unique-id, "" if it can:
+// RFC 1939 section 7 allows 1 to 70 characters in the range 0x21 to 0x7E.
+func CheckUIDL(uidl string) string {
+	if uidl == "" || len(uidl) > MaxUIDL {
+		return fmt.Sprintf("is %d characters long, not 1 to %d", len(uidl), MaxUIDL)
+	}
+	for i := 0; i < len(uidl); i++ {
+		if c := uidl[i]; c < 0x21 || c > 0x7e {
+			return fmt.Sprintf("has the character %q (only 0x21 to 0x7E are allowed)", c)
+		}
+	}
+	return ""
 }
 
 // ExportedBody is one stored body and every mailbox copy of it.
@@ -90,9 +117,11 @@ type Importer interface {
 	// ImportMessage stores one body for the given copies, each in its
 	// user's mailbox with its UID, in one transaction, without quota
 	// checks; a mailbox's next UID is raised past the copy's. Copies
-	// already there (by user and UID) are skipped, and open is not called
-	// when all are. It returns how many copies it stored. ErrNotFound for
-	// an unknown user.
+	// already there (by user and UID, or by user and UIDL when the copy
+	// has one) are skipped, and open is not called when all are: an
+	// import that is run again resumes without duplicates. It returns how
+	// many copies it stored. ErrNotFound for an unknown user; ErrInvalid
+	// for a UIDL that CheckUIDL refuses or a negative ListSize.
 	ImportMessage(ctx context.Context, open func() (io.ReadCloser, error), copies []MessageCopy) (int, error)
 	// ImportQueued stores a queue entry with its ID, sender, recipients
 	// (states, results, notifications), times, attempts and hold, not
@@ -114,4 +143,18 @@ type Importer interface {
 	// and it is not. mailauth.ErrKeyExists if the target has another key
 	// under that selector; ErrInvalid for a key that is not whole.
 	ImportDKIMKey(ctx context.Context, k mailauth.Key) (bool, error)
+}
+
+// CheckImportedCopy refuses (ErrInvalid) a copy's UIDL or ListSize that
+// Importer.ImportMessage does not take.
+func CheckImportedCopy(c MessageCopy) error {
+	if c.UIDL != "" {
+		if reason := CheckUIDL(c.UIDL); reason != "" {
+			return fmt.Errorf("UIDL of UID %d of user %d %s: %w", c.UID, c.UserID, reason, ErrInvalid)
+		}
+	}
+	if c.ListSize < 0 {
+		return fmt.Errorf("LIST size %d of UID %d of user %d: %w", c.ListSize, c.UID, c.UserID, ErrInvalid)
+	}
+	return nil
 }

@@ -123,6 +123,13 @@ type Directory interface {
 type MessageInfo struct {
 	UID  uint64 // per mailbox, increasing, never reused
 	Size int64  // exact octets as stored (CRLF line endings, no dot-stuffing)
+	// UIDL is the unique-id (RFC 1939 section 7) another server gave
+	// the message, kept by an import (MessageCopy.UIDL); "" means the
+	// store's own, made of the mailbox's UID validity and UID.
+	UIDL string
+	// ListSize is the size the other server's LIST showed (RFC 1939
+	// section 5), kept by an import (MessageCopy.ListSize); 0 means Size.
+	ListSize int64
 }
 
 // Delivery is one mailbox's copy of a delivered message.

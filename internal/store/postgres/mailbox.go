@@ -101,13 +101,13 @@ func (s *Store) Deliver(ctx context.Context, body io.Reader, rcpts []store.Deliv
 
 // List implements store.Mailboxes. It reads only the index, never bodies.
 func (s *Store) List(ctx context.Context, userID int64) ([]store.MessageInfo, error) {
-	rows, err := s.pool.Query(ctx, `SELECT uid, size FROM messages WHERE user_id = $1 ORDER BY uid`, userID)
+	rows, err := s.pool.Query(ctx, `SELECT uid, size, coalesce(uidl, ''), coalesce(list_size, 0) FROM messages WHERE user_id = $1 ORDER BY uid`, userID)
 	if err != nil {
 		return nil, err
 	}
 	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.MessageInfo, error) {
 		var m store.MessageInfo
-		err := r.Scan(&m.UID, &m.Size)
+		err := r.Scan(&m.UID, &m.Size, &m.UIDL, &m.ListSize)
 		return m, err
 	})
 	if err != nil {

@@ -56,7 +56,8 @@ func (s *Store) ExportBodies(ctx context.Context, after string, limit int) ([]st
 		out = nil
 		rows, err := tx.Query(ctx, `WITH page AS (
 				SELECT DISTINCT blob_id FROM messages WHERE blob_id > $1 ORDER BY blob_id LIMIT $2)
-			SELECT m.blob_id, b.size, m.user_id, m.uid, m.header, m.delivered_at, m.retrieved_at
+			SELECT m.blob_id, b.size, m.user_id, m.uid, m.header, m.delivered_at, m.retrieved_at,
+				coalesce(m.uidl, ''), coalesce(m.list_size, 0)
 			FROM page JOIN messages m ON m.blob_id = page.blob_id JOIN blobs b ON b.id = m.blob_id
 			ORDER BY m.blob_id, m.user_id, m.uid`, from, limit)
 		if err != nil {
@@ -65,7 +66,7 @@ func (s *Store) ExportBodies(ctx context.Context, after string, limit int) ([]st
 		var id, size int64
 		var c store.MessageCopy
 		var retrieved *time.Time
-		_, err = pgx.ForEachRow(rows, []any{&id, &size, &c.UserID, &c.UID, &c.Header, &c.DeliveredAt, &retrieved}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&id, &size, &c.UserID, &c.UID, &c.Header, &c.DeliveredAt, &retrieved, &c.UIDL, &c.ListSize}, func() error {
 			key := bodyKey(id)
 			if len(out) == 0 || out[len(out)-1].Key != key {
 				out = append(out, store.ExportedBody{Key: key, Size: size})
@@ -171,8 +172,12 @@ func (s *Store) ImportMessage(ctx context.Context, open func() (io.ReadCloser, e
 		if reason := store.HeaderProblem(c.Header); reason != "" {
 			return 0, fmt.Errorf("header of UID %d of user %d %s: %w", c.UID, c.UserID, reason, store.ErrInvalid)
 		}
+		if err := store.CheckImportedCopy(c); err != nil {
+			return 0, err
+		}
 		var one int
-		err := s.pool.QueryRow(ctx, `SELECT 1 FROM messages WHERE user_id = $1 AND uid = $2`, c.UserID, int64(c.UID)).Scan(&one)
+		err := s.pool.QueryRow(ctx, `SELECT 1 FROM messages WHERE user_id = $1 AND (uid = $2 OR uidl = $3) LIMIT 1`,
+			c.UserID, int64(c.UID), nullString(c.UIDL)).Scan(&one)
 		if errors.Is(err, pgx.ErrNoRows) {
 			missing = append(missing, c)
 		} else if err != nil {
@@ -206,9 +211,13 @@ func (s *Store) ImportMessage(ctx context.Context, open func() (io.ReadCloser, e
 			if header == nil {
 				header = []byte{}
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO messages (user_id, uid, blob_id, header, size, delivered_at, retrieved_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7)`, c.UserID, int64(c.UID), blobID, header, copySize,
-				sec(c.DeliveredAt), nullTime(c.RetrievedAt)); err != nil {
+			var listSize *int64
+			if c.ListSize > 0 {
+				listSize = &c.ListSize
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO messages (user_id, uid, blob_id, header, size, delivered_at, retrieved_at,
+				uidl, list_size) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, c.UserID, int64(c.UID), blobID, header, copySize,
+				sec(c.DeliveredAt), nullTime(c.RetrievedAt), nullString(c.UIDL), listSize); err != nil {
 				return err
 			}
 		}
@@ -303,4 +312,12 @@ func (s *Store) ImportAdmin(ctx context.Context, a store.Admin) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO admins (name, password_hash, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
 		a.Name, a.PasswordHash, sec(a.CreatedAt))
 	return err
+}
+
+// nullString is NULL for "", s otherwise.
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }

@@ -275,6 +275,15 @@ CREATE TABLE dkim_keys (
 -- delivered marked; NULL: never refused for its score.
 ALTER TABLE users ADD COLUMN spam_reject_score double precision;
 `},
+	{"imported unique-ids and sizes", `
+-- uidl: the POP3 unique-id a message kept from the server it was imported
+-- from (NULL: the store's own, from the UID validity and the UID), unique
+-- in its mailbox; list_size: the size that server's LIST showed (NULL:
+-- size).
+ALTER TABLE messages ADD COLUMN uidl text;
+ALTER TABLE messages ADD COLUMN list_size bigint;
+CREATE UNIQUE INDEX messages_uidl ON messages (user_id, uidl) WHERE uidl IS NOT NULL;
+`},
 }
 
 // migrate brings the schema to len(migrations), one step per transaction

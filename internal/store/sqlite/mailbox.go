@@ -135,7 +135,7 @@ func dropUnreferenced(ctx context.Context, tx *sql.Tx, blobIDs []string) ([]stri
 
 // List implements store.Mailboxes. It reads only the index, never bodies.
 func (s *Store) List(ctx context.Context, userID int64) ([]store.MessageInfo, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT uid, size FROM messages WHERE user_id = ? ORDER BY uid`, userID)
+	rows, err := s.r.QueryContext(ctx, `SELECT uid, size, coalesce(uidl, ''), coalesce(list_size, 0) FROM messages WHERE user_id = ? ORDER BY uid`, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (s *Store) List(ctx context.Context, userID int64) ([]store.MessageInfo, er
 	var ms []store.MessageInfo
 	for rows.Next() {
 		var m store.MessageInfo
-		if err := rows.Scan(&m.UID, &m.Size); err != nil {
+		if err := rows.Scan(&m.UID, &m.Size, &m.UIDL, &m.ListSize); err != nil {
 			return nil, err
 		}
 		ms = append(ms, m)

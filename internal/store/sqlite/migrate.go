@@ -49,7 +49,8 @@ func (s *Store) ExportBodies(ctx context.Context, after string, limit int) ([]st
 	for i, id := range ids {
 		args[i] = id
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT m.blob_id, b.size, m.user_id, m.uid, m.header, m.delivered_at, m.retrieved_at
+	rows, err := tx.QueryContext(ctx, `SELECT m.blob_id, b.size, m.user_id, m.uid, m.header, m.delivered_at, m.retrieved_at,
+			coalesce(m.uidl, ''), coalesce(m.list_size, 0)
 		FROM messages m JOIN blobs b ON b.id = m.blob_id
 		WHERE m.blob_id IN (?`+strings.Repeat(`, ?`, len(ids)-1)+`)
 		ORDER BY m.blob_id, m.user_id, m.uid`, args...)
@@ -63,7 +64,7 @@ func (s *Store) ExportBodies(ctx context.Context, after string, limit int) ([]st
 		var size, delivered int64
 		var retrieved sql.NullInt64
 		var c store.MessageCopy
-		if err := rows.Scan(&key, &size, &c.UserID, &c.UID, &c.Header, &delivered, &retrieved); err != nil {
+		if err := rows.Scan(&key, &size, &c.UserID, &c.UID, &c.Header, &delivered, &retrieved, &c.UIDL, &c.ListSize); err != nil {
 			return nil, err
 		}
 		// The blob holds the body alone; size here is the blob's.
@@ -161,8 +162,12 @@ func (s *Store) ImportMessage(ctx context.Context, open func() (io.ReadCloser, e
 		if reason := store.HeaderProblem(c.Header); reason != "" {
 			return 0, fmt.Errorf("header of UID %d of user %d %s: %w", c.UID, c.UserID, reason, store.ErrInvalid)
 		}
+		if err := store.CheckImportedCopy(c); err != nil {
+			return 0, err
+		}
 		var one int
-		err := s.r.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE user_id = ? AND uid = ?`, c.UserID, c.UID).Scan(&one)
+		err := s.r.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE user_id = ? AND (uid = ? OR uidl = ?) LIMIT 1`,
+			c.UserID, c.UID, nullString(c.UIDL)).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			missing = append(missing, c)
 		} else if err != nil {
@@ -205,8 +210,13 @@ func (s *Store) ImportMessage(ctx context.Context, open func() (io.ReadCloser, e
 			if !c.RetrievedAt.IsZero() {
 				retrieved = c.RetrievedAt.Unix()
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO messages (user_id, uid, blob_id, size, delivered_at, header, retrieved_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?)`, c.UserID, c.UID, b.id, copySize, c.DeliveredAt.Unix(), header, retrieved); err != nil {
+			var listSize any
+			if c.ListSize > 0 {
+				listSize = c.ListSize
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO messages (user_id, uid, blob_id, size, delivered_at, header, retrieved_at,
+				uidl, list_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, c.UserID, c.UID, b.id, copySize, c.DeliveredAt.Unix(), header, retrieved,
+				nullString(c.UIDL), listSize); err != nil {
 				return err
 			}
 		}
@@ -306,4 +316,12 @@ func (s *Store) ImportAdmin(ctx context.Context, a store.Admin) error {
 	_, err := s.w.ExecContext(ctx, `INSERT INTO admins (name, password_hash, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
 		a.Name, a.PasswordHash, a.CreatedAt.Unix())
 	return err
+}
+
+// nullString is NULL for "", s otherwise.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }

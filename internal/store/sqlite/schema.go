@@ -245,4 +245,15 @@ CREATE TABLE dkim_keys (
 	`
 ALTER TABLE users ADD COLUMN spam_reject_score REAL;
 `,
+	// Version 10: imported unique-ids and sizes.
+	//
+	// uidl is the POP3 unique-id a message kept from the server it was
+	// imported from (NULL: the store's own, from the UID validity and the
+	// UID), unique in its mailbox; list_size the size that server's LIST
+	// showed (NULL: size).
+	`
+ALTER TABLE messages ADD COLUMN uidl TEXT;
+ALTER TABLE messages ADD COLUMN list_size INTEGER;
+CREATE UNIQUE INDEX messages_uidl ON messages (user_id, uidl) WHERE uidl IS NOT NULL;
+`,
 }

@@ -76,6 +76,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"ACMEStorageRestart", testACMEStorageRestart},
 		{"Secret", testSecret},
 		{"DKIMKeys", testDKIMKeys},
+		{"ImportedUIDL", testImportedUIDL},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -30,6 +30,7 @@ type opts struct {
 	limit         int
 	fromConfig    string // migrate
 	toConfig      string
+	verify        bool // backup
 }
 
 // option declares one option: each is declared once here, whichever
@@ -74,6 +75,12 @@ var (
 	}
 	optUser option = func(fs *flag.FlagSet, o *opts) {
 		fs.StringVar(&o.userFilter, "user", "", "only entries where ADDRESS is the sender, a recipient or the mailbox")
+	}
+	optMailboxUser option = func(fs *flag.FlagSet, o *opts) {
+		fs.StringVar(&o.userFilter, "user", "", "only the mailbox of ADDRESS")
+	}
+	optVerify option = func(fs *flag.FlagSet, o *opts) {
+		fs.BoolVar(&o.verify, "verify", false, "check the backup in DIR instead of taking one")
 	}
 	optEvent option = func(fs *flag.FlagSet, o *opts) { fs.StringVar(&o.event, "event", "", "only this event") }
 	optGrep  option = func(fs *flag.FlagSet, o *opts) {

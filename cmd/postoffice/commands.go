@@ -124,6 +124,7 @@ func init() {
 		{name: "journal", usage: "[--since DURATION|DATE] [--user ADDRESS] [--event EVENT] [--grep TEXT] [--limit N] [--json]", needs: needsStore,
 			flags:   []option{optSince, optUser, optEvent, optGrep, optLimit, optJSON("one JSON object per line")},
 			summary: "show the mail journal: what happened to each message", help: journalHelp(), run: runJournal},
+		importCommand(),
 		{name: "migrate", usage: "--from CONFIG --to CONFIG", flags: []option{optFromConfig, optToConfig},
 			summary: migrateSummary, help: migrateHelp, run: runMigrate},
 		{name: "backup", usage: "DIR [--verify]", args: [2]int{1, 1}, needs: needsStore, flags: []option{optVerify},

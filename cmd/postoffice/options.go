@@ -30,7 +30,8 @@ type opts struct {
 	limit         int
 	fromConfig    string // migrate
 	toConfig      string
-	verify        bool // backup
+	verify        bool       // backup
+	imp           importOpts // import.go
 }
 
 // option declares one option: each is declared once here, whichever

@@ -3,6 +3,7 @@ package backup
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +22,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/store/sqlite"
 )
 
-func openSQLite(t *testing.T, dir string) *sqlite.Store {
+func openSQLite(t testing.TB, dir string) *sqlite.Store {
 	t.Helper()
 	s, err := sqlite.Open(dir)
 	if err != nil {
@@ -31,10 +32,10 @@ func openSQLite(t *testing.T, dir string) *sqlite.Store {
 	return s
 }
 
-func openPostgres(t *testing.T) *postgres.Store {
+func openPostgres(t testing.TB) *postgres.Store {
 	t.Helper()
 	_, dsn := pgtest.Schema(t)
-	s, err := postgres.Open(t.Context(), dsn, "backup-test")
+	s, err := postgres.Open(context.Background(), dsn, "backup-test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,9 +53,9 @@ subdirectories cur, new and tmp, each message in a file of its own in cur,
 as stored, and a dovecot-uidlist that carries the mailbox's UID validity, the
 UIDs and, in its P field, each message's POP3 UIDL as postoffice showed it.
 Dovecot with mail_location = maildir:DIR/%d/%n then shows POP3 clients the
-same UIDLs (it reads them from P; pop3_uidl_format = %08Xv%08Xu makes the
-same ones for new mail's neighbours too), so clients that leave mail on the
-server download nothing again. A user's maildir that exists already is
+same UIDLs (it takes them from P, whatever its pop3_uidl_format; the form
+%08Xv%08Xu is postoffice's own), so clients that leave mail on the server
+download nothing again. A user's maildir that exists already is
 refused. Postoffice may keep running: a message deleted meanwhile is left out.`
 )
 

@@ -44,6 +44,7 @@ func (s *Store) Backup(ctx context.Context, dir string) error {
 	if err := emptyDir(dir); err != nil {
 		return err
 	}
+	removeStaleLinks(filepath.Dir(fb.dir), time.Now().Add(-staleLinks))
 	links, err := os.MkdirTemp(filepath.Dir(fb.dir), ".backup-")
 	if err != nil {
 		return err
@@ -159,6 +160,22 @@ func syncFile(path string) error {
 		err = cerr
 	}
 	return err
+}
+
+// staleLinks is the age after which a .backup-* directory is taken for
+// one that a backup which ended without removing it (killed, crashed)
+// left behind: its links would keep deleted messages' space forever.
+const staleLinks = 24 * time.Hour
+
+// removeStaleLinks removes the .backup-* directories of dataDir not
+// changed since before.
+func removeStaleLinks(dataDir string, before time.Time) {
+	ms, _ := filepath.Glob(filepath.Join(dataDir, ".backup-*"))
+	for _, m := range ms {
+		if fi, err := os.Stat(m); err == nil && fi.IsDir() && fi.ModTime().Before(before) {
+			os.RemoveAll(m)
+		}
+	}
 }
 
 // backupHook, if set (by tests), runs between the copy of the database

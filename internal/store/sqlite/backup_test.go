@@ -5,8 +5,11 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
 )
@@ -68,5 +71,34 @@ func TestBackupRefusesNonEmptyDir(t *testing.T) {
 	err := s.Backup(t.Context(), dir)
 	if !errors.Is(err, fs.ErrExist) {
 		t.Fatalf("Backup into a store: %v, want fs.ErrExist", err)
+	}
+}
+
+// TestBackupRemovesStaleLinks: the links a killed backup left behind a day
+// ago go with the next backup; a younger directory (a backup running
+// meanwhile) stays.
+func TestBackupRemovesStaleLinks(t *testing.T) {
+	data := t.TempDir()
+	s := open(t, data)
+	old, young := filepath.Join(data, ".backup-old"), filepath.Join(data, ".backup-young")
+	for _, d := range []string{old, young} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(d, "x"), []byte("x"), 0o600)
+	}
+	long := time.Now().Add(-25 * time.Hour)
+	os.Chtimes(old, long, long)
+	if err := s.Backup(t.Context(), t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the stale directory is still there: %v", err)
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("the young directory went: %v", err)
+	}
+	if ms, _ := filepath.Glob(filepath.Join(data, ".backup-*")); len(ms) != 1 {
+		t.Errorf("left behind: %v", ms)
 	}
 }

@@ -73,5 +73,7 @@ func measure(b *testing.B, step string, n int, fn func() error) {
 	if err := fn(); err != nil {
 		b.Fatalf("%s: %v", step, err)
 	}
-	b.ReportMetric(float64(n)/time.Since(start).Seconds(), step+"-msgs/s")
+	d := time.Since(start)
+	b.Logf("%s of %d messages: %v", step, n, d)
+	b.ReportMetric(float64(n)/d.Seconds(), step+"-msgs/s")
 }

@@ -136,6 +136,14 @@ func init() {
 		importCommand(),
 		{name: "migrate", usage: "--from CONFIG --to CONFIG", flags: []option{optFromConfig, optToConfig},
 			summary: migrateSummary, help: migrateHelp, run: runMigrate},
+		{name: "backup", usage: "DIR [--verify]", args: [2]int{1, 1}, needs: needsStore, flags: []option{optVerify},
+			summary: backupSummary, help: backupHelp, run: runBackup},
+		{name: "restore", usage: "DIR", args: [2]int{1, 1}, needs: needsNewStore,
+			summary: restoreSummary, help: restoreHelp, run: runRestore},
+		{name: "export", usage: "maildir", summary: "write mailboxes out in another server's format, for leaving postoffice", sub: []*command{
+			{name: "maildir", usage: "DIR [--user ADDRESS]", args: [2]int{1, 1}, needs: needsStore, flags: []option{optMailboxUser},
+				summary: exportMaildirSummary, help: exportMaildirHelp, run: runExportMaildir},
+		}},
 		{name: "version", summary: versionSummary, help: versionSummary + " and of the Go toolchain that built it.", run: runVersion},
 		{name: "help", usage: "[COMMAND]", args: [2]int{0, -1}, noFlags: true, summary: "explain a command", run: runHelp},
 	}

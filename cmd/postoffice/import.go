@@ -26,6 +26,7 @@ type importOpts struct {
 	uidlFormat string
 	uidlFrom   string
 	user       string
+	mainCF     string // import_postfix.go
 	dryRun     bool
 }
 
@@ -67,11 +68,12 @@ var importCommands = []*command{
 	{name: "mbox", usage: "FILE --user ADDRESS [--dry-run]", args: [2]int{1, 1},
 		needs: needsNewStore, flags: []option{optImportUser, optDryRun},
 		summary: "import one user's mbox (qpopper's X-UIDL unique-ids kept)", help: importMboxHelp, run: runImportMbox},
+	importPostfixCommand,
 }
 
 // importCommand is the group's entry in the command table.
 func importCommand() *command {
-	return &command{name: "import", usage: "dovecot|maildir|mbox ...",
+	return &command{name: "import", usage: "dovecot|maildir|mbox|postfix ...",
 		summary: "move users and mail in from another server, keeping POP3 unique-ids and passwords", sub: importCommands}
 }
 

@@ -35,6 +35,7 @@ type opts struct {
 	// spamRejectScore: user set --spam-reject-score, a number or "none".
 	spamRejectScore string
 	imp             importOpts // import.go
+	verify          bool       // backup
 }
 
 // option declares one option: each is declared once here, whichever
@@ -82,6 +83,12 @@ var (
 	}
 	optUser option = func(fs *flag.FlagSet, o *opts) {
 		fs.StringVar(&o.userFilter, "user", "", "only entries where ADDRESS is the sender, a recipient or the mailbox")
+	}
+	optMailboxUser option = func(fs *flag.FlagSet, o *opts) {
+		fs.StringVar(&o.userFilter, "user", "", "only the mailbox of ADDRESS")
+	}
+	optVerify option = func(fs *flag.FlagSet, o *opts) {
+		fs.BoolVar(&o.verify, "verify", false, "check the backup in DIR instead of taking one")
 	}
 	optEvent option = func(fs *flag.FlagSet, o *opts) { fs.StringVar(&o.event, "event", "", "only this event") }
 	optGrep  option = func(fs *flag.FlagSet, o *opts) {

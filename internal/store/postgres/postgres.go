@@ -81,7 +81,7 @@ type Options struct {
 
 // Store is the PostgreSQL backend; it implements store.Store.
 type Store struct {
-	pool     *pgxpool.Pool
+	pool     pgdb   // the connection pool; in a Snapshot, its transaction
 	node     string // the configured node name
 	instance string // this process's random identity while it holds node
 	joined   bool

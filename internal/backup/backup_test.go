@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/maildrop"
 	"github.com/postoffice-mail/postoffice/internal/migrate"
@@ -83,6 +84,14 @@ func populate(t *testing.T, st migrate.Store) {
 	l, err := st.List(ctx, ids[0])
 	must(t, err, "List")
 	must(t, st.Delete(ctx, ids[0], []uint64{l[1].UID}), "Delete")
+	// A message imported from another server keeps its UIDL and LIST
+	// size (issue 20): backups, restores and exports keep them too.
+	next, err := st.NextUID(ctx, ids[1])
+	must(t, err, "NextUID")
+	_, err = st.ImportMessage(ctx, func() (io.ReadCloser, error) {
+		return io.NopCloser(strings.NewReader("Subject: imported\r\n\r\nfrom Dovecot\r\n")), nil
+	}, []store.MessageCopy{{UserID: ids[1], UID: next, DeliveredAt: time.Unix(1700000000, 0), UIDL: "00000007656f2a10", ListSize: 41}})
+	must(t, err, "ImportMessage")
 	_, err = st.Enqueue(ctx, store.QueueEnvelope{From: "ann@example.com", To: []string{"x@remote.example"}}, strings.NewReader("queued\r\n"))
 	must(t, err, "Enqueue")
 	_, err = st.Secret(ctx, "profile-link")
@@ -109,7 +118,8 @@ func mailboxes(t *testing.T, st store.Store) map[string]map[string]string {
 			if int64(len(b)) != m.Size {
 				t.Errorf("%s %d: LIST size %d, %d octets read", u.Address, m.UID, m.Size, len(b))
 			}
-			out[u.Address][maildrop.UIDL(u.UIDValidity, m.UID)] = string(b)
+			shown := maildrop.Shown(u, m)
+			out[u.Address][fmt.Sprintf("%s %d", shown.UID, shown.Size)] = string(b)
 		}
 	}
 	return out
@@ -180,7 +190,7 @@ func TestBackupRestore(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "backup")
 			m, err := Backup(ctx, src, dir, Options{})
 			must(t, err, "Backup")
-			if m.Source != name || len(m.Bodies) != 6 || len(m.Queue) != 1 || m.Counts.Messages != 11 {
+			if m.Source != name || len(m.Bodies) != 7 || len(m.Queue) != 1 || m.Counts.Messages != 12 {
 				t.Errorf("manifest: %s, %d bodies, %d queued, counts %+v", m.Source, len(m.Bodies), len(m.Queue), m.Counts)
 			}
 			if _, problems, err := Verify(ctx, dir); err != nil {
@@ -282,7 +292,7 @@ func TestBackupDuringWrites(t *testing.T) {
 				}
 				uids, err := src.Deliver(ctx, strings.NewReader(body), []store.Delivery{{UserID: u.ID}, {UserID: keep.ID}})
 				must(t, err, "Deliver")
-				before[maildrop.UIDL(keep.UIDValidity, uids[1])] = body
+				before[fmt.Sprintf("%s %d", maildrop.UIDL(keep.UIDValidity, uids[1]), len(body))] = body
 			}
 			var stop atomic.Bool
 			var wg sync.WaitGroup
@@ -344,7 +354,7 @@ func TestExportMaildir(t *testing.T) {
 	dir := t.TempDir()
 	es, err := ExportMaildir(ctx, src, dir, "", "mail.example.com")
 	must(t, err, "ExportMaildir")
-	if es.Users != 2 || es.Messages != 11 {
+	if es.Users != 2 || es.Messages != 12 {
 		t.Errorf("exported %+v", es)
 	}
 	want := mailboxes(t, src)
@@ -398,20 +408,22 @@ func readUIDList(t *testing.T, root string, validity uint32, next uint64) map[st
 			t.Fatalf("line without a file name: %q", sc.Text())
 		}
 		var uid uint64
-		var uidl string
+		var uidl, vsize string
 		for i, f := range strings.Fields(fields) {
 			if i == 0 {
 				fmt.Sscan(f, &uid)
 			} else if strings.HasPrefix(f, "P") {
 				uidl = f[1:]
+			} else if strings.HasPrefix(f, "W") {
+				vsize = f[1:]
 			}
 		}
 		if uid <= lastUID || uid >= next {
 			t.Errorf("UID %d after %d, next %d", uid, lastUID, next)
 		}
 		lastUID = uid
-		if uidl != maildrop.UIDL(validity, uid) {
-			t.Errorf("UID %d: P%s, want P%s", uid, uidl, maildrop.UIDL(validity, uid))
+		if !strings.Contains(name, ",W="+vsize) {
+			t.Errorf("%s: W%s in the uidlist, another W= in the name", name, vsize)
 		}
 		matches, _ := filepath.Glob(filepath.Join(root, "cur", name+":2,*"))
 		if len(matches) != 1 {
@@ -422,7 +434,8 @@ func readUIDList(t *testing.T, root string, validity uint32, next uint64) map[st
 		if !strings.Contains(name, fmt.Sprintf(",S=%d,", len(data))) {
 			t.Errorf("%s: S= is not the file's size %d", name, len(data))
 		}
-		out[uidl] = string(data)
+		// Keyed as mailboxes keys: the UIDL and the LIST size POP3 shows.
+		out[uidl+" "+vsize] = string(data)
 	}
 	return out
 }

@@ -110,7 +110,10 @@ func exportUser(ctx context.Context, st ExportStore, dir string, u store.User, h
 		if err := ctx.Err(); err != nil {
 			return n, total, err
 		}
-		base := fmt.Sprintf("%d.P%dQ%d.%s,S=%d,W=%d", u.CreatedAt.Unix(), u.UIDValidity, m.UID, host, m.Size, m.Size)
+		// S= the file's size, W= the size POP3's LIST shows (Dovecot's
+		// virtual size): an imported message keeps its old server's.
+		shown := maildrop.Shown(u, m)
+		base := fmt.Sprintf("%d.P%dQ%d.%s,S=%d,W=%d", u.CreatedAt.Unix(), u.UIDValidity, m.UID, host, m.Size, shown.Size)
 		size, err := exportMessage(ctx, st, root, base, u.ID, m.UID)
 		if errors.Is(err, store.ErrNotFound) {
 			continue // deleted meanwhile
@@ -118,7 +121,7 @@ func exportUser(ctx context.Context, st ExportStore, dir string, u store.User, h
 		if err != nil {
 			return n, total, fmt.Errorf("message %d: %w", m.UID, err)
 		}
-		fmt.Fprintf(&list, "%d P%s W%d :%s\n", m.UID, maildrop.UIDL(u.UIDValidity, m.UID), size, base)
+		fmt.Fprintf(&list, "%d P%s W%d :%s\n", m.UID, shown.UID, shown.Size, base)
 		total += size
 		n++
 	}

@@ -232,11 +232,7 @@ func uidls(ctx context.Context, st store.Store, u store.User) (map[string]bool, 
 	}
 	have := make(map[string]bool, len(list))
 	for _, m := range list {
-		if m.UIDL != "" {
-			have[m.UIDL] = true
-		} else {
-			have[maildrop.UIDL(u.UIDValidity, m.UID)] = true
-		}
+		have[maildrop.Shown(u, m).UID] = true
 	}
 	return have, nil
 }

@@ -159,15 +159,16 @@ func (b *Backend) open(ctx context.Context, userID int64, lock store.MaildropLoc
 	md := &maildrop{b: b, user: u, lock: lock, infos: infos, msgs: make([]pop3.Message, len(infos)),
 		loginDelay: delay, expire: expire}
 	for i, m := range infos {
-		md.msgs[i] = message(u, m)
+		md.msgs[i] = Shown(u, m)
 	}
 	return md, nil
 }
 
-// message is what POP3 shows of one: the unique-id and the size an
-// import kept from the server the message came from (so that clients
-// that leave mail on the server see it unchanged), or our own.
-func message(u store.User, m store.MessageInfo) pop3.Message {
+// Shown is what POP3 shows of a message (UIDL and LIST): the unique-id
+// and the size an import kept from the server the message came from (so
+// that clients that leave mail on the server see it unchanged), or our
+// own. An export shows the same.
+func Shown(u store.User, m store.MessageInfo) pop3.Message {
 	msg := pop3.Message{UID: m.UIDL, Size: m.Size}
 	if msg.UID == "" {
 		msg.UID = UIDL(u.UIDValidity, m.UID)

@@ -23,10 +23,10 @@ func TestUIDLFormat(t *testing.T) {
 // LIST size it had on the server it came from.
 func TestImportedUIDL(t *testing.T) {
 	u := store.User{UIDValidity: 0x10}
-	if m := message(u, store.MessageInfo{UID: 3, Size: 100, UIDL: "1.1700000000", ListSize: 98}); m.UID != "1.1700000000" || m.Size != 98 {
+	if m := Shown(u, store.MessageInfo{UID: 3, Size: 100, UIDL: "1.1700000000", ListSize: 98}); m.UID != "1.1700000000" || m.Size != 98 {
 		t.Errorf("imported message = %+v, want UID 1.1700000000 size 98", m)
 	}
-	if m := message(u, store.MessageInfo{UID: 3, Size: 100}); m.UID != "0000001000000003" || m.Size != 100 {
+	if m := Shown(u, store.MessageInfo{UID: 3, Size: 100}); m.UID != "0000001000000003" || m.Size != 100 {
 		t.Errorf("own message = %+v, want UID 0000001000000003 size 100", m)
 	}
 }

@@ -177,7 +177,7 @@ func (c *inboundChecks) atData(ctx context.Context, env *smtpd.Envelope, body io
 	renv.Checks = tx
 	reply := c.decide(v, tx)
 	c.count(v, tx.action)
-	c.log.Info("smtp: authentication checks", "id", env.ID, "client", env.RemoteAddr, "from", env.From,
+	c.log.Info("authentication checks", "id", env.ID, "client", env.RemoteAddr, "from", env.From,
 		"spf", v.SPF.MailFrom.Result, "dkim", dkimResults(v.DKIM), "dmarc", v.DMARC.Result,
 		"dmarc_domain", v.DMARC.Domain, "policy", string(v.DMARC.Policy), "action", tx.action)
 	if reply != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-sasl"
+	"github.com/postoffice-mail/postoffice/internal/clientinfo"
 	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 )
 
@@ -80,12 +81,12 @@ func cmdAuth(s *session, arg string) bool {
 			if authErr != nil {
 				return s.authFailed(mech, username, authErr)
 			}
-			s.log.Info("smtp: malformed SASL exchange", "mech", mech, "err", err)
+			s.log.Info("malformed SASL exchange", "mech", mech, "err", err)
 			return s.respond(replyAuthMalformed)
 		}
 		if done {
 			s.authUser = user
-			s.log.Info("smtp: authenticated", "mech", mech, "user", user)
+			s.log.Info("authenticated", "mech", mech, "user", user)
 			if s.hooks != nil {
 				s.hooks.Auth(mech, user)
 			}
@@ -131,14 +132,14 @@ func decodeResponse(s string) ([]byte, bool) {
 func (s *session) authFailed(mech, username string, err error) bool {
 	switch {
 	case errors.Is(err, ErrAuthFailed), errors.Is(err, errAuthzid):
-		s.log.Warn("smtp: authentication failed", "mech", mech, "user", username)
+		s.log.Warn("authentication failed", "mech", mech, "login", clientinfo.Clip(username))
 		return s.respond(replyAuthFailed)
 	}
 	if r, ok := toReply(err); ok {
-		s.log.Warn("smtp: authentication refused", "mech", mech, "user", username, "code", r.Code)
+		s.log.Warn("authentication refused", "mech", mech, "login", clientinfo.Clip(username), "code", r.Code)
 		return s.respond(r)
 	}
-	s.log.Error("smtp: authentication backend failure", "mech", mech, "user", username, "err", err)
+	s.log.Error("authentication backend failure", "mech", mech, "login", clientinfo.Clip(username), "err", err)
 	return s.respond(replyAuthTemp)
 }
 

@@ -94,7 +94,7 @@ func TestAuthFailures(t *testing.T) {
 	if strings.Contains(logs, "wrong-pw") {
 		t.Error("password in the log")
 	}
-	if !strings.Contains(logs, "authentication failed") || !strings.Contains(logs, "user=alice") {
+	if !strings.Contains(logs, "authentication failed") || !strings.Contains(logs, "login=alice") {
 		t.Errorf("failures not logged:\n%s", logs)
 	}
 }

@@ -84,7 +84,7 @@ func (s *session) dispatch(line []byte) bool {
 		return s.respond(replyUnknown)
 	}
 	if s.log.Enabled(s.ctx, slog.LevelDebug) {
-		s.log.Debug("smtp: command", "cmd", strings.ToUpper(verb))
+		s.log.Debug("command", "cmd", strings.ToUpper(verb))
 	}
 	return cmd.fn(s, arg)
 }
@@ -169,7 +169,7 @@ func cmdMail(s *session, arg string) bool {
 	if path != "" {
 		from, r := checkAddress(path, env.SMTPUTF8, true)
 		if r != nil {
-			s.log.Info("smtp: rejected", "stage", "MAIL", "from", path, "code", r.Code, "reason", "address syntax")
+			s.log.Info("rejected", "stage", "MAIL", "from", path, "code", r.Code, "reason", "address syntax")
 			return s.respond(*r)
 		}
 		env.From = from
@@ -218,7 +218,7 @@ func cmdRcpt(s *session, arg string) bool {
 	}
 	to, r := checkAddress(path, tx.SMTPUTF8, false)
 	if r != nil {
-		s.log.Info("smtp: rejected", "stage", "RCPT", "rcpt", path, "code", r.Code, "reason", "address syntax")
+		s.log.Info("rejected", "stage", "RCPT", "rcpt", path, "code", r.Code, "reason", "address syntax")
 		return s.respond(*r)
 	}
 	if len(tx.To) >= s.srv.cfg.MaxRecipients {
@@ -242,9 +242,9 @@ func (s *session) reject(stage string, err error, attrs ...any) bool {
 	r, ok := toReply(err)
 	attrs = append(attrs, "stage", stage, "code", r.Code, "enhanced", r.Status.String())
 	if ok {
-		s.log.Info("smtp: rejected", attrs...)
+		s.log.Info("rejected", attrs...)
 	} else {
-		s.log.Error("smtp: backend failure", append(attrs, "err", err)...)
+		s.log.Error("backend failure", append(attrs, "err", err)...)
 	}
 	return s.respond(r)
 }

@@ -64,7 +64,7 @@ func cmdBdat(s *session, arg string) bool {
 	size, last, ok := parseBdat(arg)
 	if !ok {
 		s.respond(replyBadChunk)
-		s.log.Info("smtp: BDAT size unreadable, closing connection")
+		s.log.Info("BDAT size unreadable, closing connection")
 		return false
 	}
 	r, ok := s.needRecipients()
@@ -120,7 +120,7 @@ func (s *session) receive(src dataSource, bdat bool) bool {
 	err := s.srv.cfg.Backend.Deliver(s.ctx, env, body)
 	if err == nil && !body.finish() {
 		// A backend bug: whatever it stored is not the whole message.
-		s.log.Error("smtp: Deliver returned nil before the end of the body", "read_err", body.err)
+		s.log.Error("Deliver returned nil before the end of the body", "read_err", body.err)
 		err = errBodyNotConsumed
 	}
 	ferr := src.failure()
@@ -146,17 +146,17 @@ func (s *session) receive(src dataSource, bdat bool) bool {
 	case err == nil:
 		// RFC 5321 section 4.1.1.4; the id names the transaction in the
 		// logs and the trace header.
-		s.log.Info("smtp: message accepted", attrs...)
+		s.log.Info("message accepted", attrs...)
 		s.errors = 0
 		return s.respond(smtpreply.New(250, "2.0.0", "Ok: queued as "+env.ID))
 	default:
 		var ok bool
 		if r, ok = toReply(err); !ok {
-			s.log.Error("smtp: delivery failed", append(attrs, "err", err)...)
+			s.log.Error("delivery failed", append(attrs, "err", err)...)
 			return s.respond(r)
 		}
 	}
-	s.log.Info("smtp: message rejected", append(attrs, "code", r.Code, "enhanced", r.Status.String())...)
+	s.log.Info("message rejected", append(attrs, "code", r.Code, "enhanced", r.Status.String())...)
 	return s.respond(r)
 }
 
@@ -166,24 +166,24 @@ func (s *session) dataFailed(src dataSource, err error, attrs []any) bool {
 	case errors.Is(err, errLongDataLine):
 		// RFC 5321 section 4.5.3.1.6. The rest of the data would be read
 		// as commands: the session ends.
-		s.log.Info("smtp: message rejected", append(attrs, "code", replyLongDataLine.Code, "reason", "line too long")...)
+		s.log.Info("message rejected", append(attrs, "code", replyLongDataLine.Code, "reason", "line too long")...)
 		s.respond(replyLongDataLine)
 		return false
 	case errors.Is(err, errBadChunk):
-		s.log.Info("smtp: message aborted", append(attrs, "reason", "BDAT size unreadable")...)
+		s.log.Info("message aborted", append(attrs, "reason", "BDAT size unreadable")...)
 		s.respond(replyBadChunk)
 		return false
 	case errors.Is(err, errChunkAborted):
 		c := src.(*chunkReader)
-		s.log.Info("smtp: message aborted", append(attrs, "reason", "command between chunks")...)
+		s.log.Info("message aborted", append(attrs, "reason", "command between chunks")...)
 		if c.abort != nil {
 			return s.respond(*c.abort)
 		}
 		return s.dispatch(c.pending)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.log.Info("smtp: message aborted", append(attrs, "reason", "timeout")...)
+		s.log.Info("message aborted", append(attrs, "reason", "timeout")...)
 	default:
-		s.log.Info("smtp: message aborted", append(attrs, "err", err)...)
+		s.log.Info("message aborted", append(attrs, "err", err)...)
 	}
 	s.ioError(err)
 	return false

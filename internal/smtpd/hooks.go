@@ -94,7 +94,7 @@ func (s *session) refuseSession(stage string, r *smtpreply.Reply) {
 	}
 	rr, _ := toReply(*r)
 	s.refusal = &rr
-	s.log.Info("smtp: session refused by a filter", "stage", stage, "code", rr.Code, "enhanced", rr.Status.String())
+	s.log.Info("session refused by a filter", "stage", stage, "code", rr.Code, "enhanced", rr.Status.String())
 }
 
 // hookRefused turns a hook's refusal into the reply for the client
@@ -117,7 +117,7 @@ func (s *session) dataHook() *smtpreply.Reply {
 		return nil
 	}
 	r, _ := toReply(*hr)
-	s.log.Info("smtp: rejected", "stage", "DATA", "id", s.tx.ID, "from", s.tx.From, "code", r.Code, "enhanced", r.Status.String(), "by", "filter")
+	s.log.Info("rejected", "stage", "DATA", "id", s.tx.ID, "from", s.tx.From, "code", r.Code, "enhanced", r.Status.String(), "by", "filter")
 	s.resetTx()
 	return &r
 }

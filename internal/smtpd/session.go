@@ -116,7 +116,7 @@ func (s *session) kill() {
 func (s *session) close() {
 	s.conn.Close()
 	s.raw.Close() // the network connection, also when a STARTTLS handshake failed
-	s.log.Debug("smtp: connection closed")
+	s.log.Debug("connection closed")
 }
 
 // interruptIfIdle ends the wait for a command of a session without a
@@ -176,7 +176,7 @@ func (s *session) serve() {
 			if s.srv.onPanic != nil {
 				s.srv.onPanic(v)
 			} else {
-				s.log.Error("smtp: session panic", "panic", v, "stack", string(debug.Stack()))
+				s.log.Error("session panic", "panic", v, "stack", string(debug.Stack()))
 			}
 		}
 		if s.hooks != nil {
@@ -185,14 +185,14 @@ func (s *session) serve() {
 		}
 		s.cancel()
 	}()
-	s.log.Debug("smtp: connection opened", "local", s.local)
+	s.log.Debug("connection opened", "local", s.local)
 
 	if tc, ok := implicitTLS(s.raw); ok {
 		// RFC 8314 section 3.3: with implicit TLS the handshake comes
 		// before any SMTP data.
 		tc.SetDeadline(time.Now().Add(s.srv.cfg.ReadTimeout))
 		if err := tc.HandshakeContext(s.ctx); err != nil {
-			s.log.Debug("smtp: TLS handshake failed", "err", err)
+			s.log.Debug("TLS handshake failed", "err", err)
 			return
 		}
 		s.tls = tlsString(tc.ConnectionState())
@@ -298,17 +298,17 @@ func (s *session) readLine(limit int) ([]byte, error) {
 func (s *session) ioError(err error) {
 	switch {
 	case s.killed.Load():
-		s.log.Debug("smtp: session closed by server")
+		s.log.Debug("session closed by server")
 	case errors.Is(err, errDraining):
-		s.log.Debug("smtp: session ended for shutdown")
+		s.log.Debug("session ended for shutdown")
 		s.final(replyShuttingDown(s.srv.cfg.Hostname))
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.log.Info("smtp: timeout", "in_transaction", s.tx != nil)
+		s.log.Info("timeout", "in_transaction", s.tx != nil)
 		s.final(replyTimeout(s.srv.cfg.Hostname))
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
-		s.log.Debug("smtp: connection closed by client", "in_transaction", s.tx != nil)
+		s.log.Debug("connection closed by client", "in_transaction", s.tx != nil)
 	default:
-		s.log.Debug("smtp: connection error", "err", err)
+		s.log.Debug("connection error", "err", err)
 	}
 }
 
@@ -334,7 +334,7 @@ func (s *session) respond(r smtpreply.Reply) bool {
 	}
 	s.errors++
 	if s.errors >= s.srv.cfg.MaxErrors {
-		s.log.Warn("smtp: too many errors, closing connection", "errors", s.errors)
+		s.log.Warn("too many errors, closing connection", "errors", s.errors)
 		s.reply(replyTooManyErrors(s.srv.cfg.Hostname))
 		return false
 	}

@@ -31,12 +31,12 @@ func cmdStartTLS(s *session, arg string) bool {
 	// commands of the TLS session (command injection, CVE-2011-0411):
 	// it is dropped.
 	if n := s.br.Buffered(); n > 0 {
-		s.log.Warn("smtp: discarding plaintext pipelined after STARTTLS", "bytes", n)
+		s.log.Warn("discarding plaintext pipelined after STARTTLS", "bytes", n)
 	}
 	tc := tls.Server(s.conn, s.srv.cfg.TLSConfig)
 	tc.SetDeadline(time.Now().Add(s.srv.cfg.ReadTimeout))
 	if err := tc.HandshakeContext(s.ctx); err != nil {
-		s.log.Info("smtp: STARTTLS handshake failed", "err", err)
+		s.log.Info("STARTTLS handshake failed", "err", err)
 		// The client expects TLS now: no plaintext reply is possible.
 		return false
 	}
@@ -53,6 +53,6 @@ func cmdStartTLS(s *session, arg string) bool {
 	if s.hooks != nil {
 		s.hooks.TLS(tc.ConnectionState())
 	}
-	s.log.Debug("smtp: STARTTLS done", "tls", s.tls)
+	s.log.Debug("STARTTLS done", "tls", s.tls)
 	return true
 }

@@ -396,7 +396,7 @@ func TestSMTPKillAfter250(t *testing.T) {
 func TestSMTPLimits(t *testing.T) {
 	in := newInstanceWith(t, map[string]string{"smtp": "max_message_size = 100000"})
 	in.addUser("alice@example.org", "pw-a")
-	in.must("pw\n", "user", "add", "small@example.org", "--password-stdin", "--quota", "1000")
+	in.must("pw\n", "user", "add", "small@example.org", "--password-stdin", "--quota", "3000")
 	in.start()
 	mx := in.addr("smtp")
 
@@ -408,9 +408,10 @@ func TestSMTPLimits(t *testing.T) {
 	if r := sendmail(t, smtpSend{addr: mx, from: "s@example.net", to: []string{"alice@example.org"}, msg: okHops}); r.code() != 250 {
 		t.Errorf("30 Received fields: %+v", r)
 	}
-	// 1000-octet quota: the first message fits, the second does not and
-	// is refused (552 5.2.2) rather than accepted and bounced.
-	fits := plainMsg + strings.Repeat("x", 400) + "\r\n"
+	// 3000-octet quota: the first message (1.2 KB, with its trace fields
+	// and Authentication-Results) fits, the second does not and is
+	// refused (552 5.2.2) rather than accepted and bounced.
+	fits := plainMsg + strings.Repeat("x", 1100) + "\r\n"
 	if r := sendmail(t, smtpSend{addr: mx, from: "s@example.net", to: []string{"small@example.org"}, msg: fits}); r.code() != 250 {
 		t.Errorf("first message to small mailbox: %+v", r)
 	}

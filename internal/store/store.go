@@ -119,6 +119,15 @@ type MessageInfo struct {
 	Size int64  // exact octets as stored (CRLF line endings, no dot-stuffing)
 }
 
+// MailboxSummary is what a mailbox holds, known without listing it.
+type MailboxSummary struct {
+	Count int
+	Bytes int64
+	// NextUID is the UID the next delivery gets: every message in the
+	// mailbox has a lower one.
+	NextUID uint64
+}
+
 // Delivery is one mailbox's copy of a delivered message.
 type Delivery struct {
 	UserID int64
@@ -139,8 +148,16 @@ type Mailboxes interface {
 	// would go over quota; ErrNotFound for an unknown user. Either every
 	// mailbox gets the message or none does.
 	Deliver(ctx context.Context, body io.Reader, rcpts []Delivery) ([]uint64, error)
-	// List returns the mailbox's messages in UID order.
-	List(ctx context.Context, userID int64) ([]MessageInfo, error)
+	// List returns the mailbox's messages in UID order: all of them if
+	// before is 0, else those whose UID is below before (a snapshot taken
+	// with Summary, see there).
+	List(ctx context.Context, userID int64, before uint64) ([]MessageInfo, error)
+	// Summary returns the mailbox's message count, total size and next
+	// UID, read together, without reading the messages. Under the maildrop
+	// lock, where only the lock's holder removes messages and deliveries
+	// only add UIDs from NextUID on, List(ctx, userID, NextUID) later
+	// returns exactly the messages counted here.
+	Summary(ctx context.Context, userID int64) (MailboxSummary, error)
 	// Open returns the stored body of one message.
 	Open(ctx context.Context, userID int64, uid uint64) (io.ReadCloser, error)
 	// Delete removes messages durably, in one transaction. Missing UIDs are

@@ -158,6 +158,8 @@ var metrics = map[string][]metric{
 		{"RETR p50 ms", false, p50("retr")},
 		{"session p50 ms", false, p50("session")},
 		{"server CPU ms/message", false, cpuPer("retr")},
+		{"peak memory MiB (PSS)", false, value("peak_pss_mib")},
+		{"peak RSS MiB", false, value("peak_rss_mib")},
 	},
 	"bigmbox-first": {
 		{"first session ms", false, p50("session")},
@@ -179,6 +181,8 @@ var metrics = map[string][]metric{
 		{"250 p50 ms", false, p50("message")},
 		{"250 p99 ms", false, p99("message")},
 		{"server CPU ms/message", false, cpuPer("message")},
+		{"peak memory MiB (PSS)", false, value("peak_pss_mib")},
+		{"peak RSS MiB", false, value("peak_rss_mib")},
 	},
 	"idle": {
 		{"KiB per idle session", false, value("kib_per_session")},
@@ -864,7 +868,8 @@ func (o *compareOpts) compareIdle(ctx context.Context, dir, peer, hash string, r
 // measured runs a workload on s and records the CPU time s's processes
 // used meanwhile (server_cpu_s): on a machine the client and the server
 // share, and other work may share too, the cost per operation is steadier
-// than the rate.
+// than the rate. It also records the peak memory of s's processes during
+// the run (peak_rss_mib, peak_pss_mib), sampled every memSample.
 func (o *compareOpts) measured(ctx context.Context, s instance, workload string, lo loadOpts) (Result, error) {
 	o.settle(ctx)
 	pid, err := s.PID()
@@ -875,7 +880,12 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 	if err != nil {
 		return Result{}, err
 	}
+	stop := make(chan struct{})
+	peak := make(chan memStats, 1)
+	go func() { peak <- peakMemory(pid, stop) }()
 	res, err := runWorkload(ctx, workload, lo)
+	close(stop)
+	top := <-peak
 	if err != nil {
 		return res, err
 	}
@@ -887,7 +897,34 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 		res.Values = map[string]float64{}
 	}
 	res.Values["server_cpu_s"] = after - before
+	res.Values["peak_rss_mib"] = float64(top.RSS) / (1 << 20)
+	res.Values["peak_pss_mib"] = float64(top.PSS) / (1 << 20)
 	return res, nil
+}
+
+// memSample is how often peakMemory reads the server's memory.
+const memSample = 200 * time.Millisecond
+
+// peakMemory samples the memory of root's process tree until stop is
+// closed and returns the largest RSS and PSS seen (each its own maximum;
+// the sum over the processes at one instant, so a multi-process server's
+// peak is that of its processes together).
+func peakMemory(root int, stop <-chan struct{}) memStats {
+	var top memStats
+	t := time.NewTicker(memSample)
+	defer t.Stop()
+	for {
+		if m, err := treeMemory(root); err == nil {
+			top.RSS = max(top.RSS, m.RSS)
+			top.PSS = max(top.PSS, m.PSS)
+			top.Processes = max(top.Processes, m.Processes)
+		}
+		select {
+		case <-stop:
+			return top
+		case <-t.C:
+		}
+	}
 }
 
 // settle waits before a measured run for what the previous steps left

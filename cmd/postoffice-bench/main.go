@@ -49,6 +49,7 @@ func main() {
 const usage = `usage:
   postoffice-bench run --workload NAME --addr HOST:PORT [flags]   load one server
   postoffice-bench compare [flags]                                 postoffice vs Dovecot/Postfix
+  postoffice-bench cluster [flags]                                 SQLite vs 1, 2, 3 nodes on one PostgreSQL (bench/cluster.sh)
   postoffice-bench help [run|compare]
 
 workloads:
@@ -72,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(ctx, args[1:], stdout, stderr)
 	case "compare":
 		err = cmdCompare(ctx, args[1:], stdout, stderr)
+	case "cluster":
+		err = cmdCluster(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		if len(args) > 1 {
 			return run(ctx, []string{args[1], "--help"}, stdout, stderr)

@@ -49,7 +49,7 @@ func (b testPOP3Backend) OpenMaildrop(ctx context.Context, user string) (pop3.Ma
 	} else if err != nil {
 		return nil, err
 	}
-	infos, err := b.st.List(ctx, u.ID)
+	infos, err := b.st.List(ctx, u.ID, 0)
 	if err != nil {
 		lock.Unlock()
 		return nil, err
@@ -69,7 +69,14 @@ type testMaildrop struct {
 	msgs  []pop3.Message
 }
 
-func (m *testMaildrop) Messages() []pop3.Message { return m.msgs }
+func (m *testMaildrop) Stat() (int, int64) {
+	var size int64
+	for _, x := range m.msgs {
+		size += x.Size
+	}
+	return len(m.msgs), size
+}
+func (m *testMaildrop) Messages(context.Context) ([]pop3.Message, error) { return m.msgs, nil }
 func (m *testMaildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	return m.st.Open(ctx, m.user, m.infos[i].UID)
 }
@@ -152,7 +159,7 @@ func TestSmokeWorkloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, u := range users[:1] {
-		infos, err := st.List(ctx, ids[u.Name])
+		infos, err := st.List(ctx, ids[u.Name], 0)
 		if err != nil || len(infos) != 3 {
 			t.Fatalf("List after bulk load: %v, %v", infos, err)
 		}

@@ -81,7 +81,7 @@ func populate(t *testing.T, st migrate.Store) {
 			{UserID: ids[0], Header: []byte("Delivered-To: ann@example.com\r\n")}, {UserID: ids[1]}})
 		must(t, err, "Deliver")
 	}
-	l, err := st.List(ctx, ids[0])
+	l, err := st.List(ctx, ids[0], 0)
 	must(t, err, "List")
 	must(t, st.Delete(ctx, ids[0], []uint64{l[1].UID}), "Delete")
 	// A message imported from another server keeps its UIDL and LIST
@@ -106,7 +106,7 @@ func mailboxes(t *testing.T, st store.Store) map[string]map[string]string {
 	must(t, err, "ListUsers")
 	out := map[string]map[string]string{}
 	for _, u := range us {
-		l, err := st.List(ctx, u.ID)
+		l, err := st.List(ctx, u.ID, 0)
 		must(t, err, "List")
 		out[u.Address] = map[string]string{}
 		for _, m := range l {
@@ -308,7 +308,7 @@ func TestBackupDuringWrites(t *testing.T) {
 						t.Error(err)
 						return
 					}
-					l, err := src.List(ctx, u.ID)
+					l, err := src.List(ctx, u.ID, 0)
 					if err != nil || len(l) < 2 {
 						continue
 					}

@@ -91,7 +91,7 @@ func exportUser(ctx context.Context, st ExportStore, dir string, u store.User, h
 			return 0, 0, err
 		}
 	}
-	msgs, err := st.List(ctx, u.ID)
+	msgs, err := st.List(ctx, u.ID, 0)
 	if err != nil {
 		return 0, 0, err
 	}

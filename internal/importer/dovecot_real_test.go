@@ -88,7 +88,7 @@ func storeListing(t *testing.T, st store.Store, addr string) popListing {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := st.List(t.Context(), u.ID)
+	list, err := st.List(t.Context(), u.ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

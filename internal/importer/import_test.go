@@ -106,7 +106,7 @@ func TestImportResumes(t *testing.T) {
 		t.Errorf("resumed import: %d imported, %d skipped; want 7 and 4", r.Messages, r.Skipped)
 	}
 	u, _ := st.UserByAddress(t.Context(), "alice@example.org")
-	list, _ := st.List(t.Context(), u.ID)
+	list, _ := st.List(t.Context(), u.ID, 0)
 	if len(list) != 10 {
 		t.Fatalf("alice has %d messages, want 10", len(list))
 	}
@@ -180,7 +180,7 @@ func TestDryRun(t *testing.T) {
 	if len(users) != 2 {
 		t.Errorf("the dry run changed the users: %+v", users)
 	}
-	if l, _ := st.List(t.Context(), bob.ID); len(l) != 1 {
+	if l, _ := st.List(t.Context(), bob.ID, 0); len(l) != 1 {
 		t.Errorf("the dry run changed bob's mailbox: %+v", l)
 	}
 
@@ -257,7 +257,7 @@ func TestImportMboxAndMaildir(t *testing.T) {
 		}
 	}
 	u, _ := st.UserByAddress(t.Context(), "q@example.org")
-	list, _ := st.List(t.Context(), u.ID)
+	list, _ := st.List(t.Context(), u.ID, 0)
 	if len(list) != 2 || list[0].UIDL != "abc" || list[1].UIDL != "UID1-77" || list[1].ListSize != 19 || list[1].Size != 17 {
 		t.Errorf("list = %+v", list)
 	}

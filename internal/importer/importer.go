@@ -226,7 +226,7 @@ func importBox(ctx context.Context, st store.Store, imp store.Importer, exp stor
 
 // uidls returns the unique-ids POP3 shows for the user's messages.
 func uidls(ctx context.Context, st store.Store, u store.User) (map[string]bool, error) {
-	list, err := st.List(ctx, u.ID)
+	list, err := st.List(ctx, u.ID, 0)
 	if err != nil {
 		return nil, err
 	}

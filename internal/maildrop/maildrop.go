@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,33 +151,17 @@ func (b *Backend) open(ctx context.Context, userID int64, lock store.MaildropLoc
 			return nil, pop3.TempError{Err: err}
 		}
 	}
-	// RFC 1939 section 4: the snapshot is taken once the maildrop is locked,
-	// so mail delivered during the session shows up in the next one.
-	infos, err := b.Store.List(ctx, u.ID)
+	// RFC 1939 section 4: the snapshot is taken once the maildrop is
+	// locked, so mail delivered during the session shows up in the next
+	// one. Here it is only counted, with the UID that bounds it; the
+	// messages are listed when the session first needs them (Messages):
+	// for 100,000 messages that is most of a login's cost, and under the
+	// lock the list is the same then (store.Mailboxes.Summary).
+	sum, err := b.Store.Summary(ctx, u.ID)
 	if err != nil {
 		return nil, pop3.TempError{Err: err}
 	}
-	md := &maildrop{b: b, user: u, lock: lock, infos: infos, msgs: make([]pop3.Message, len(infos)),
-		loginDelay: delay, expire: expire}
-	for i, m := range infos {
-		md.msgs[i] = Shown(u, m)
-	}
-	return md, nil
-}
-
-// Shown is what POP3 shows of a message (UIDL and LIST): the unique-id
-// and the size an import kept from the server the message came from (so
-// that clients that leave mail on the server see it unchanged), or our
-// own. An export shows the same.
-func Shown(u store.User, m store.MessageInfo) pop3.Message {
-	msg := pop3.Message{UID: m.UIDL, Size: m.Size}
-	if msg.UID == "" {
-		msg.UID = UIDL(u.UIDValidity, m.UID)
-	}
-	if m.ListSize > 0 {
-		msg.Size = m.ListSize
-	}
-	return msg
+	return &maildrop{b: b, user: u, lock: lock, sum: sum, loginDelay: delay, expire: expire}, nil
 }
 
 func (b *Backend) recordFailed(u store.User, err error) {
@@ -228,28 +213,36 @@ func Sweep(ctx context.Context, st store.Store, j *journal.Writer, p Policy, hol
 // is deleted and created again never repeats an id a client has seen. The
 // result is 16 characters (more only past 2^32 UIDs) of 0x30-0x46.
 func UIDL(validity uint32, uid uint64) string {
+	var b strings.Builder
+	appendUIDL(&b, validity, uid)
+	return b.String()
+}
+
+// appendUIDL writes UIDL(validity, uid) to b.
+func appendUIDL(b *strings.Builder, validity uint32, uid uint64) {
 	if uid > math.MaxUint32 {
-		return fmt.Sprintf("%08X%08X", validity, uid)
+		fmt.Fprintf(b, "%08X%08X", validity, uid)
+		return
 	}
-	// Without fmt: a login formats one per message (100,000 for a big
+	// Without fmt: a session formats one per message (100,000 for a big
 	// mailbox).
 	const digits = "0123456789ABCDEF"
-	var b [16]byte
+	var d [16]byte
 	v, u := validity, uint32(uid)
 	for i := 7; i >= 0; i-- {
-		b[i], b[i+8] = digits[v&0xF], digits[u&0xF]
+		d[i], d[i+8] = digits[v&0xF], digits[u&0xF]
 		v >>= 4
 		u >>= 4
 	}
-	return string(b[:])
+	b.Write(d[:])
 }
 
 type maildrop struct {
 	b     *Backend
 	user  store.User
 	lock  store.MaildropLock
-	infos []store.MessageInfo
-	msgs  []pop3.Message
+	sum   store.MailboxSummary // the snapshot as of the lock
+	infos []store.MessageInfo  // its list, once Messages ran
 
 	loginDelay, expire time.Duration
 	// retrieved lists the messages RETR sent, not yet recorded; firstRetr
@@ -258,7 +251,71 @@ type maildrop struct {
 	firstRetr time.Time
 }
 
-func (m *maildrop) Messages() []pop3.Message { return m.msgs }
+// Stat implements pop3.Maildrop.
+func (m *maildrop) Stat() (int, int64) { return m.sum.Count, m.sum.Bytes }
+
+// Messages implements pop3.Maildrop: the messages below the UID the next
+// delivery had at the lock.
+func (m *maildrop) Messages(ctx context.Context) ([]pop3.Message, error) {
+	infos, err := m.b.Store.List(ctx, m.user.ID, m.sum.NextUID)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, err // the user was deleted meanwhile
+		}
+		return nil, pop3.TempError{Err: err}
+	}
+	m.infos = infos
+	return messages(m.user.UIDValidity, infos), nil
+}
+
+// messages gives each message what POP3 shows of it (Shown). Our own
+// unique-ids are cut from one string, one allocation rather than one per
+// message.
+func messages(validity uint32, infos []store.MessageInfo) []pop3.Message {
+	msgs := make([]pop3.Message, len(infos))
+	var all strings.Builder
+	all.Grow(16 * len(infos))
+	for _, m := range infos {
+		if m.UIDL == "" {
+			appendUIDL(&all, validity, m.UID)
+		}
+	}
+	ids := all.String()
+	for i, m := range infos {
+		if m.UIDL != "" {
+			msgs[i] = imported(m)
+			continue
+		}
+		n := 16
+		if m.UID > math.MaxUint32 {
+			n = len(UIDL(validity, m.UID))
+		}
+		msgs[i] = pop3.Message{UID: ids[:n], Size: m.Size}
+		ids = ids[n:]
+	}
+	return msgs
+}
+
+// Shown is what POP3 shows of a message (UIDL and LIST): the unique-id
+// and the size an import kept from the server the message came from (so
+// that clients that leave mail on the server see it unchanged), or our
+// own. An export shows the same.
+func Shown(u store.User, m store.MessageInfo) pop3.Message {
+	if m.UIDL != "" {
+		return imported(m)
+	}
+	return pop3.Message{UID: UIDL(u.UIDValidity, m.UID), Size: m.Size}
+}
+
+// imported is what POP3 shows of an imported message: its old server's
+// unique-id, and size when the import kept one.
+func imported(m store.MessageInfo) pop3.Message {
+	msg := pop3.Message{UID: m.UIDL, Size: m.Size}
+	if m.ListSize > 0 {
+		msg.Size = m.ListSize
+	}
+	return msg
+}
 
 func (m *maildrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	rc, err := m.b.Store.Open(ctx, m.user.ID, m.infos[i].UID)

@@ -68,6 +68,50 @@ func (e *policyEnv) mustOpen(addr string) pop3.Maildrop {
 	return md
 }
 
+// list lists md's snapshot, checking that it agrees with its Stat.
+func (e *policyEnv) list(md pop3.Maildrop) []pop3.Message {
+	e.t.Helper()
+	msgs, err := md.Messages(context.Background())
+	if err != nil {
+		e.t.Fatalf("Messages: %v", err)
+	}
+	var size int64
+	for _, m := range msgs {
+		size += m.Size
+	}
+	if n, sz := md.Stat(); n != len(msgs) || sz != size {
+		e.t.Errorf("Stat = %d, %d; the list has %d messages of %d octets", n, sz, len(msgs), size)
+	}
+	return msgs
+}
+
+// TestSnapshotAsOfLock: RFC 1939 section 4, the snapshot is the maildrop
+// as of the lock, even when it is listed later: a message delivered in
+// between is left for the next session.
+func TestSnapshotAsOfLock(t *testing.T) {
+	e := newPolicyEnv(t, 0, -1)
+	u := e.user("x@example.com", 3)
+	md := e.mustOpen("x@example.com")
+	if _, err := e.st.Deliver(context.Background(), strings.NewReader("Subject: later\r\n\r\nbody\r\n"), []store.Delivery{{UserID: u.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := e.list(md)
+	if len(msgs) != 3 {
+		t.Fatalf("%d messages listed, want the 3 of the lock", len(msgs))
+	}
+	for i, m := range msgs {
+		if want := UIDL(u.UIDValidity, uint64(i+1)); m.UID != want {
+			t.Errorf("message %d: unique-id %q, want %q", i+1, m.UID, want)
+		}
+	}
+	md.Close()
+	md = e.mustOpen("x@example.com")
+	if n := len(e.list(md)); n != 4 {
+		t.Errorf("next session: %d messages, want 4", n)
+	}
+	md.Close()
+}
+
 func (e *policyEnv) events(user string) []string {
 	es, err := e.st.QueryJournal(context.Background(), store.JournalQuery{User: user})
 	if err != nil {
@@ -150,7 +194,7 @@ func TestExpireRetrieved(t *testing.T) {
 	e.user("x@example.com", 3)
 
 	md := e.mustOpen("x@example.com")
-	if n := len(md.Messages()); n != 3 {
+	if n := len(e.list(md)); n != 3 {
 		t.Fatalf("%d messages", n)
 	}
 	for _, i := range []int{0, 1} {
@@ -169,13 +213,13 @@ func TestExpireRetrieved(t *testing.T) {
 
 	e.now = e.now.Add(23 * time.Hour)
 	md = e.mustOpen("x@example.com")
-	if n := len(md.Messages()); n != 2 {
+	if n := len(e.list(md)); n != 2 {
 		t.Errorf("after 23h: %d messages, want 2 (nothing expired yet)", n)
 	}
 	md.Close()
 	e.now = e.now.Add(2 * time.Hour)
 	md = e.mustOpen("x@example.com")
-	if n := len(md.Messages()); n != 1 {
+	if n := len(e.list(md)); n != 1 {
 		t.Errorf("after 25h: %d messages, want 1 (the retrieved one expired, the unread one kept)", n)
 	}
 	if _, exp := md.(pop3.PolicyMaildrop).Policy(); exp == nil || *exp != 24*time.Hour {
@@ -198,11 +242,12 @@ func TestExpireNeverForUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	md := e.mustOpen("n@example.com")
+	e.list(md) // as a session does before RETR
 	md.(pop3.RetrievalRecorder).Retrieved(0)
 	md.Close()
 	e.now = e.now.Add(1000 * time.Hour)
 	md = e.mustOpen("n@example.com")
-	if n := len(md.Messages()); n != 1 {
+	if n := len(e.list(md)); n != 1 {
 		t.Errorf("%d messages, want 1 (never expires)", n)
 	}
 	md.Close()

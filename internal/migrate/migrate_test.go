@@ -104,7 +104,7 @@ func populate(t *testing.T, st Store) {
 	_, err = st.Deliver(ctx, strings.NewReader(big), []store.Delivery{{UserID: ids[3]}})
 	must(t, err, "Deliver big")
 	for _, id := range ids[:2] {
-		l, err := st.List(ctx, id)
+		l, err := st.List(ctx, id, 0)
 		must(t, err, "List")
 		must(t, st.Delete(ctx, id, []uint64{l[0].UID, l[len(l)-1].UID}), "Delete")
 		must(t, st.MarkRetrieved(ctx, id, []uint64{l[1].UID}, time.Unix(1700001000, 0)), "MarkRetrieved")
@@ -192,8 +192,8 @@ func same(t *testing.T, a, b Store) {
 		if !slices.Equal(aa, ab) {
 			t.Errorf("%s: addresses %v, %v", x.Address, aa, ab)
 		}
-		la, _ := a.List(ctx, x.ID)
-		lb, _ := b.List(ctx, y.ID)
+		la, _ := a.List(ctx, x.ID, 0)
+		lb, _ := b.List(ctx, y.ID, 0)
 		if !slices.Equal(la, lb) {
 			t.Errorf("%s: messages %v, %v", x.Address, la, lb)
 		}

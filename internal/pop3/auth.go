@@ -134,9 +134,8 @@ func (s *session) login(user, mech string) bool {
 		s.reply(resp)
 		return true
 	}
-	msgs := drop.Messages()
-	if err := validateMessages(msgs); err != nil {
-		s.log.Error("maildrop snapshot is invalid", "user", user, "err", err)
+	if n, size := drop.Stat(); n < 0 || size < 0 {
+		s.log.Error("maildrop snapshot is invalid", "user", user, "messages", n, "octets", size)
 		if cerr := drop.Close(); cerr != nil {
 			s.log.Warn("closing maildrop failed", "user", user, "err", cerr)
 		}
@@ -146,12 +145,43 @@ func (s *session) login(user, mech string) bool {
 	s.drop = drop
 	s.leased, _ = drop.(LeasedMaildrop)
 	s.user = user
-	s.msgs = msgs
-	s.deleted = make([]bool, len(msgs))
 	s.state = stateTransaction
 	n, size := s.counts()
 	s.log.Info("login", "user", user, "mech", mech, "tls", s.isTLS, "utf8", s.utf8, "messages", n)
 	s.replyf("+OK Maildrop has %d messages (%d octets)", n, size)
+	return true
+}
+
+// listMessages gets the snapshot's list from the maildrop, for the first
+// command that needs it. The snapshot is the maildrop as of the lock (RFC
+// 1939 section 4), whenever it is listed; a list that is not what the login
+// counted, or that the session could not write, ends the session without
+// deleting anything, as a lost lock does.
+func (s *session) listMessages() bool {
+	msgs, err := s.drop.Messages(s.ctx)
+	if err == nil {
+		err = validateMessages(msgs)
+	}
+	if err == nil {
+		var total int64
+		for _, m := range msgs {
+			total += m.Size
+		}
+		if n, size := s.drop.Stat(); n != len(msgs) || size != total {
+			err = TempError{fmt.Errorf("the list has %d messages of %d octets, the login counted %d of %d", len(msgs), total, n, size)}
+		}
+	}
+	if err != nil {
+		s.log.Error("listing the maildrop failed: session ended", "user", s.user, "err", err)
+		s.closeMaildrop()
+		s.reply(sysErrorResponse(err))
+		return false
+	}
+	if msgs == nil {
+		msgs = []Message{} // listed, and empty
+	}
+	s.msgs = msgs
+	s.deleted = make([]bool, len(msgs))
 	return true
 }
 

@@ -36,7 +36,7 @@ type Backend interface {
 	// canonical user name to open the maildrop with, or ErrAuthFailed.
 	Authenticate(ctx context.Context, username, password string) (string, error)
 	// OpenMaildrop locks the user's maildrop (ErrInUse if locked) and
-	// returns a snapshot of its messages taken after the lock was acquired.
+	// returns a snapshot of its messages as of the lock.
 	OpenMaildrop(ctx context.Context, user string) (Maildrop, error)
 }
 
@@ -48,8 +48,14 @@ type Message struct {
 
 // Maildrop is a locked snapshot of one mailbox, valid for one session.
 type Maildrop interface {
-	// Messages lists the snapshot; index i is message number i+1.
-	Messages() []Message
+	// Stat is the number of messages in the snapshot and their total
+	// size, known without listing them: the reply to the login.
+	Stat() (count int, size int64)
+	// Messages lists the snapshot; index i is message number i+1. The
+	// session calls it once, at the first command that needs the list
+	// (so that a login to a big maildrop does not wait for it), and
+	// expects exactly the messages Stat counted. Errors as OpenMaildrop's.
+	Messages(ctx context.Context) ([]Message, error)
 	// Open returns the body of message index i, in canonical CRLF form.
 	Open(ctx context.Context, i int) (io.ReadCloser, error)
 	// Commit removes the messages at the given indexes durably (the

@@ -15,32 +15,34 @@ import (
 type command struct {
 	states state
 	fn     func(s *session, arg string) bool
+	// list: the command needs the snapshot's list (session.listMessages).
+	list bool
 }
 
 // commands is the verb table. RFC 1939 section 3: keywords are case
 // insensitive; RFC 2449 section 3: they are 3 or 4 characters long.
 var commands = map[string]command{
 	// RFC 1939 section 7 (USER/PASS), RFC 5034 (AUTH), RFC 2595 (STLS).
-	"USER": {stateAuthorization, cmdUser},
-	"PASS": {stateAuthorization, cmdPass},
-	"AUTH": {stateAuthorization, cmdAuth},
-	"STLS": {stateAuthorization, cmdStls},
+	"USER": {stateAuthorization, cmdUser, false},
+	"PASS": {stateAuthorization, cmdPass, false},
+	"AUTH": {stateAuthorization, cmdAuth, false},
+	"STLS": {stateAuthorization, cmdStls, false},
 	// RFC 1939 section 5.
-	"STAT": {stateTransaction, cmdStat},
-	"LIST": {stateTransaction, cmdList},
-	"RETR": {stateTransaction, cmdRetr},
-	"DELE": {stateTransaction, cmdDele},
-	"NOOP": {stateTransaction, cmdNoop},
-	"RSET": {stateTransaction, cmdRset},
+	"STAT": {stateTransaction, cmdStat, false},
+	"LIST": {stateTransaction, cmdList, true},
+	"RETR": {stateTransaction, cmdRetr, true},
+	"DELE": {stateTransaction, cmdDele, true},
+	"NOOP": {stateTransaction, cmdNoop, false},
+	"RSET": {stateTransaction, cmdRset, false},
 	// RFC 1939 section 7.
-	"TOP":  {stateTransaction, cmdTop},
-	"UIDL": {stateTransaction, cmdUidl},
+	"TOP":  {stateTransaction, cmdTop, true},
+	"UIDL": {stateTransaction, cmdUidl, true},
 	// RFC 1939 sections 4 and 6.
-	"QUIT": {stateAuthorization | stateTransaction, cmdQuit},
+	"QUIT": {stateAuthorization | stateTransaction, cmdQuit, false},
 	// RFC 2449 section 5.
-	"CAPA": {stateAuthorization | stateTransaction, cmdCapa},
+	"CAPA": {stateAuthorization | stateTransaction, cmdCapa, false},
 	// RFC 6856 section 2.1, valid before login only.
-	"UTF8": {stateAuthorization, cmdUTF8},
+	"UTF8": {stateAuthorization, cmdUTF8, false},
 }
 
 // dispatch parses one command line and runs it.
@@ -78,6 +80,9 @@ func (s *session) dispatch(line []byte) bool {
 		if err := s.leased.LockErr(); err != nil {
 			return s.lockLost(err)
 		}
+	}
+	if cmd.list && s.msgs == nil && !s.listMessages() {
+		return false
 	}
 	return cmd.fn(s, string(rest))
 }
@@ -143,6 +148,10 @@ func (s *session) message(arg string) (idx int, cont bool) {
 
 // counts returns the number and total size of the undeleted messages.
 func (s *session) counts() (int, int64) {
+	if s.msgs == nil {
+		// Not listed yet, so nothing is deleted either.
+		return s.drop.Stat()
+	}
 	var total int64
 	for _, m := range s.msgs {
 		total += m.Size
@@ -336,7 +345,7 @@ func cmdQuit(s *session, arg string) bool {
 	// once does not find its maildrop still in use.
 	s.closeMaildrop()
 	s.log.Info("logout", "user", s.user, "deleted", len(deleted))
-	switch left := len(s.msgs) - len(deleted); left {
+	switch left, _ := s.counts(); left {
 	case 0:
 		s.replyf("+OK %s POP3 server signing off (maildrop empty)", s.srv.hostname)
 	case 1:

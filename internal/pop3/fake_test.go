@@ -31,11 +31,14 @@ type fakeBackend struct {
 	bodyErr   error
 	lockErr   error // what LockErr returns
 	badUID    bool  // the snapshot carries an invalid unique-id
+	listErr   error // what Messages returns
+	listExtra bool  // Messages lists one message more than Stat counts
 	failRead  bool  // bodies fail after their first bytes
 
 	opened    int
 	closed    int
 	bodyOpens int
+	lists     int // calls of Messages
 	commits   [][]int
 	problems  []string
 	closedCh  chan struct{}
@@ -109,6 +112,13 @@ func (b *fakeBackend) snapshot() (opened, closed, bodyOpens int, commits [][]int
 	return b.opened, b.closed, b.bodyOpens, slices.Clone(b.commits)
 }
 
+// listCalls is how many times a maildrop was listed (Messages).
+func (b *fakeBackend) listCalls() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lists
+}
+
 // waitClosed waits until n maildrops have been closed in total.
 func (b *fakeBackend) waitClosed(t testing.TB, n int) {
 	t.Helper()
@@ -136,7 +146,26 @@ type fakeDrop struct {
 	closes int
 }
 
-func (d *fakeDrop) Messages() []Message { return d.list }
+func (d *fakeDrop) Stat() (int, int64) {
+	var size int64
+	for _, m := range d.list {
+		size += m.Size
+	}
+	return len(d.list), size
+}
+
+func (d *fakeDrop) Messages(ctx context.Context) ([]Message, error) {
+	d.b.mu.Lock()
+	defer d.b.mu.Unlock()
+	d.b.lists++
+	if d.b.listErr != nil {
+		return nil, d.b.listErr
+	}
+	if d.b.listExtra {
+		return append(slices.Clone(d.list), Message{UID: "uid-extra", Size: 1}), nil
+	}
+	return d.list, nil
+}
 
 func (d *fakeDrop) Open(ctx context.Context, i int) (io.ReadCloser, error) {
 	d.b.mu.Lock()

@@ -143,6 +143,14 @@ func (c *client) expect(cmd, want string) {
 	}
 }
 
+// expectPrefix sends a command and checks the start of the response line.
+func (c *client) expectPrefix(cmd, want string) {
+	c.t.Helper()
+	if got := c.cmd(cmd); !strings.HasPrefix(got, want) {
+		c.t.Fatalf("%q: got %q, want %q...", cmd, got, want)
+	}
+}
+
 // multi reads the rest of a multi-line response, raw, up to and including
 // the terminating ".\r\n".
 func (c *client) multi() string {

@@ -334,7 +334,6 @@ func TestBackendErrors(t *testing.T) {
 		{"open temp", func(b *fakeBackend) { b.openErr = TempError{errors.New("busy")} }, "-ERR [SYS/TEMP] Temporary server failure, try again later."},
 		{"open perm", func(b *fakeBackend) { b.openErr = errors.New("no such table") }, "-ERR [SYS/PERM] Internal server error."},
 		{"open in use", func(b *fakeBackend) { b.openErr = fmt.Errorf("lock: %w", ErrInUse) }, "-ERR [IN-USE] Mailbox is locked by another POP3 session."},
-		{"bad uid", func(b *fakeBackend) { b.badUID = true }, "-ERR [SYS/PERM] Internal server error."},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -345,6 +344,63 @@ func TestBackendErrors(t *testing.T) {
 			c.expect("PASS secret", tt.want)
 			c.expect("NOOP", notInState) // still AUTHORIZATION
 			c.expect("QUIT", "+OK pop.test POP3 server signing off")
+		})
+	}
+}
+
+// TestListedLater: the login answers with the snapshot's counts without
+// listing it (a big maildrop's list costs more than the rest of the
+// login); the first command that needs the list lists it, once.
+func TestListedLater(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.dial()
+	c.login()
+	c.expectPrefix("STAT", "+OK 3 ")
+	c.expectPrefix("RSET", "+OK Maildrop has 3 messages (")
+	c.expect("NOOP", "+OK")
+	if n := e.be.listCalls(); n != 0 {
+		t.Fatalf("Messages called %d times before a command needed the list", n)
+	}
+	c.expect("DELE 2", "+OK Message 2 deleted")
+	c.expectPrefix("STAT", "+OK 2 ")
+	c.expect("UIDL 3", "+OK 3 uid-3")
+	if n := e.be.listCalls(); n != 1 {
+		t.Fatalf("Messages called %d times, want once", n)
+	}
+	c.expect("QUIT", "+OK pop.test POP3 server signing off (2 messages left)")
+	e.be.waitClosed(t, 1)
+	if _, _, _, commits := e.be.snapshot(); len(commits) != 1 || !slices.Equal(commits[0], []int{1}) {
+		t.Errorf("commits = %v, want [[1]]", commits)
+	}
+}
+
+// TestListErrors: a list that cannot be had, or that the session cannot
+// trust (an invalid unique-id, other counts than the login's), ends the
+// session at the command that needed it, deleting nothing.
+func TestListErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		set  func(b *fakeBackend)
+		want string
+	}{
+		{"temp", func(b *fakeBackend) { b.listErr = TempError{errors.New("busy")} }, "-ERR [SYS/TEMP] Temporary server failure, try again later."},
+		{"perm", func(b *fakeBackend) { b.listErr = errors.New("no such table") }, "-ERR [SYS/PERM] Internal server error."},
+		{"bad uid", func(b *fakeBackend) { b.badUID = true }, "-ERR [SYS/PERM] Internal server error."},
+		{"other counts", func(b *fakeBackend) { b.listExtra = true }, "-ERR [SYS/TEMP] Temporary server failure, try again later."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.be.set(tt.set)
+			c := e.dial()
+			c.login()
+			c.expectPrefix("STAT", "+OK 3 ")
+			c.expect("DELE 1", tt.want)
+			c.expectEOF()
+			e.be.waitClosed(t, 1)
+			if _, _, _, commits := e.be.snapshot(); len(commits) != 0 {
+				t.Errorf("commits = %v, want none", commits)
+			}
 		})
 	}
 }

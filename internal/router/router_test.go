@@ -59,7 +59,7 @@ func (f *fixture) alias(addr string, targets ...string) {
 func (f *fixture) mailbox(addr string) []string {
 	f.t.Helper()
 	ctx := context.Background()
-	infos, err := f.st.List(ctx, f.ids[addr])
+	infos, err := f.st.List(ctx, f.ids[addr], 0)
 	if err != nil {
 		f.t.Fatal(err)
 	}

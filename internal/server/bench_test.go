@@ -49,7 +49,13 @@ func BenchmarkPOP3Session1000(b *testing.B) {
 // (password "pw"), with the given verification cache TTL in seconds.
 func benchPOP3(b *testing.B, cacheTTL time.Duration) (st *sqlite.Store, userID int64, addr string) {
 	b.Helper()
-	st, err := sqlite.Open(b.TempDir())
+	return benchPOP3In(b, b.TempDir(), cacheTTL)
+}
+
+// benchPOP3In is benchPOP3 with the store in dir.
+func benchPOP3In(b *testing.B, dir string, cacheTTL time.Duration) (st *sqlite.Store, userID int64, addr string) {
+	b.Helper()
+	st, err := sqlite.Open(dir)
 	if err != nil {
 		b.Fatal(err)
 	}

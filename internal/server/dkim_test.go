@@ -98,7 +98,7 @@ func (r *signingRig) verify(what string, msg []byte) []string {
 
 func (r *signingRig) mailbox() [][]byte {
 	r.t.Helper()
-	infos, err := r.st.List(r.t.Context(), r.user.ID)
+	infos, err := r.st.List(r.t.Context(), r.user.ID, 0)
 	if err != nil {
 		r.t.Fatal(err)
 	}

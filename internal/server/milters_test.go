@@ -72,7 +72,7 @@ func TestMilterWiring(t *testing.T) {
 	}
 	wg.Wait()
 	ctx := context.Background()
-	list, err := ts.st.List(ctx, u.ID)
+	list, err := ts.st.List(ctx, u.ID, 0)
 	if err != nil || len(list) != 6 {
 		t.Fatalf("%d messages (%v), want 6", len(list), err)
 	}

@@ -9,9 +9,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/postoffice-mail/postoffice/internal/acmecert"
@@ -132,6 +134,27 @@ type MessageInfo struct {
 	ListSize int64
 }
 
+// WithImported sets, in ms (in UID order), the UIDL and ListSize of the
+// imported messages among them; imported holds those two fields and the
+// UID. A backend's List reads the few imported messages apart from the
+// compact list of all.
+func WithImported(ms, imported []MessageInfo) {
+	for _, im := range imported {
+		if i, ok := slices.BinarySearchFunc(ms, im.UID, func(m MessageInfo, uid uint64) int { return cmp.Compare(m.UID, uid) }); ok {
+			ms[i].UIDL, ms[i].ListSize = im.UIDL, im.ListSize
+		}
+	}
+}
+
+// MailboxSummary is what a mailbox holds, known without listing it.
+type MailboxSummary struct {
+	Count int
+	Bytes int64
+	// NextUID is the UID the next delivery gets: every message in the
+	// mailbox has a lower one.
+	NextUID uint64
+}
+
 // Delivery is one mailbox's copy of a delivered message.
 type Delivery struct {
 	UserID int64
@@ -152,8 +175,16 @@ type Mailboxes interface {
 	// would go over quota; ErrNotFound for an unknown user. Either every
 	// mailbox gets the message or none does.
 	Deliver(ctx context.Context, body io.Reader, rcpts []Delivery) ([]uint64, error)
-	// List returns the mailbox's messages in UID order.
-	List(ctx context.Context, userID int64) ([]MessageInfo, error)
+	// List returns the mailbox's messages in UID order: all of them if
+	// before is 0, else those whose UID is below before (a snapshot taken
+	// with Summary, see there).
+	List(ctx context.Context, userID int64, before uint64) ([]MessageInfo, error)
+	// Summary returns the mailbox's message count, total size and next
+	// UID, read together, without reading the messages. Under the maildrop
+	// lock, where only the lock's holder removes messages and deliveries
+	// only add UIDs from NextUID on, List(ctx, userID, NextUID) later
+	// returns exactly the messages counted here.
+	Summary(ctx context.Context, userID int64) (MailboxSummary, error)
 	// Open returns the stored body of one message.
 	Open(ctx context.Context, userID int64, uid uint64) (io.ReadCloser, error)
 	// Delete removes messages durably, in one transaction. Missing UIDs are

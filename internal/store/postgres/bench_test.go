@@ -80,7 +80,7 @@ func BenchmarkSession(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			ms, err := s.List(b.Context(), id)
+			ms, err := s.List(b.Context(), id, 0)
 			if err == nil {
 				var rc io.ReadCloser
 				if rc, err = s.Open(b.Context(), id, ms[len(ms)-1].UID); err == nil {

@@ -234,8 +234,8 @@ func TestUIDsAcrossNodes(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	la, _ := a.List(ctx, u1.ID)
-	lb, _ := b.List(ctx, u1.ID)
+	la, _ := a.List(ctx, u1.ID, 0)
+	lb, _ := b.List(ctx, u1.ID, 0)
 	if len(la) != 40 || !slices.Equal(la, lb) {
 		t.Errorf("node A lists %d messages, node B %d; want the same 40", len(la), len(lb))
 	}

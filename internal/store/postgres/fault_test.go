@@ -111,7 +111,7 @@ func TestLockLostToOutage(t *testing.T) {
 	if err := lb.Delete(ctx, uids[1:2]); err != nil {
 		t.Errorf("Delete with B's lock: %v", err)
 	}
-	ms, err := b.List(ctx, u.ID)
+	ms, err := b.List(ctx, u.ID, 0)
 	if err != nil || len(ms) != 2 || ms[0].UID != uids[0] || ms[1].UID != uids[2] {
 		t.Errorf("mailbox after both deletions = %+v, %v; want UIDs %d and %d", ms, err, uids[0], uids[2])
 	}
@@ -146,7 +146,7 @@ func TestLockExpiresUnused(t *testing.T) {
 	if err := la.Delete(ctx, uids); !errors.Is(err, store.ErrLockLost) {
 		t.Errorf("Delete with a lock that ran out during an outage = %v, want ErrLockLost", err)
 	}
-	if ms, _ := a.List(ctx, u.ID); len(ms) != 1 {
+	if ms, _ := a.List(ctx, u.ID, 0); len(ms) != 1 {
 		t.Errorf("mailbox = %+v, want its message", ms)
 	}
 	la.Unlock()

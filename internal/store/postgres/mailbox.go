@@ -100,23 +100,59 @@ func (s *Store) Deliver(ctx context.Context, body io.Reader, rcpts []store.Deliv
 }
 
 // List implements store.Mailboxes. It reads only the index, never bodies.
-func (s *Store) List(ctx context.Context, userID int64) ([]store.MessageInfo, error) {
-	rows, err := s.pool.Query(ctx, `SELECT uid, size, coalesce(uidl, ''), coalesce(list_size, 0) FROM messages WHERE user_id = $1 ORDER BY uid`, userID)
+func (s *Store) List(ctx context.Context, userID int64, before uint64) ([]store.MessageInfo, error) {
+	if before == 0 || before > math.MaxInt64 {
+		before = math.MaxInt64
+	}
+	// Two arrays in one row rather than a row per message: pgx decodes
+	// them in binary at once (see the SQLite store's List for the cost of
+	// a row per message).
+	var uids, sizes []int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(array_agg(uid ORDER BY uid), '{}'), coalesce(array_agg(size ORDER BY uid), '{}')
+		FROM messages WHERE user_id = $1 AND uid < $2`, userID, int64(before)).Scan(&uids, &sizes)
 	if err != nil {
 		return nil, err
 	}
-	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.MessageInfo, error) {
+	if len(uids) != len(sizes) {
+		return nil, fmt.Errorf("message list of user %d: %d UIDs, %d sizes", userID, len(uids), len(sizes))
+	}
+	if len(uids) == 0 {
+		return nil, s.userExists(ctx, userID)
+	}
+	ms := make([]store.MessageInfo, len(uids))
+	for i := range uids {
+		ms[i] = store.MessageInfo{UID: uint64(uids[i]), Size: sizes[i]}
+	}
+	// The imported messages' own UIDLs and LIST sizes: one probe of the
+	// partial index messages_uidl when there are none.
+	rows, err := s.pool.Query(ctx, `SELECT uid, uidl, coalesce(list_size, 0) FROM messages
+		WHERE user_id = $1 AND uidl IS NOT NULL AND uid < $2`, userID, int64(before))
+	if err != nil {
+		return nil, err
+	}
+	imported, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.MessageInfo, error) {
 		var m store.MessageInfo
-		err := r.Scan(&m.UID, &m.Size, &m.UIDL, &m.ListSize)
+		err := r.Scan(&m.UID, &m.UIDL, &m.ListSize)
 		return m, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if len(ms) == 0 {
-		return nil, s.userExists(ctx, userID)
-	}
+	store.WithImported(ms, imported)
 	return ms, nil
+}
+
+// Summary implements store.Mailboxes.
+func (s *Store) Summary(ctx context.Context, userID int64) (store.MailboxSummary, error) {
+	var m store.MailboxSummary
+	var next int64
+	err := s.pool.QueryRow(ctx, `SELECT msg_count, msg_bytes, next_uid FROM users WHERE id = $1`, userID).
+		Scan(&m.Count, &m.Bytes, &next)
+	if err != nil {
+		return m, notFound(err, "user %d", userID)
+	}
+	m.NextUID = uint64(next)
+	return m, nil
 }
 
 // Open implements store.Mailboxes: the copy's header, then the shared

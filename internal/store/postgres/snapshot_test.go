@@ -36,7 +36,7 @@ func TestSnapshot(t *testing.T) {
 	if _, err := s.AddUser(ctx, store.User{Address: "b@example.com", Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
-	l, err := v.List(ctx, u.ID)
+	l, err := v.List(ctx, u.ID, 0)
 	if err != nil || len(l) != 1 || l[0].UID != uids[0] {
 		t.Fatalf("the view lists %v, %v: want the first message alone", l, err)
 	}
@@ -56,7 +56,7 @@ func TestSnapshot(t *testing.T) {
 		t.Error("the view wrote")
 	}
 	v.Close()
-	if l, _ := s.List(ctx, u.ID); len(l) != 1 || l[0].UID == uids[0] {
+	if l, _ := s.List(ctx, u.ID, 0); len(l) != 1 || l[0].UID == uids[0] {
 		t.Errorf("the store lists %v after the view closed", l)
 	}
 }

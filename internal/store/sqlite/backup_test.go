@@ -47,7 +47,7 @@ func TestBackupKeepsFilesDeletedAfterSnapshot(t *testing.T) {
 		t.Fatalf("the live mailbox has %d messages, want 1 after the deletion", n)
 	}
 	b := open(t, dir)
-	msgs, err := b.List(ctx, id)
+	msgs, err := b.List(ctx, id, 0)
 	if err != nil || len(msgs) != 2 {
 		t.Fatalf("backup lists %v, %v: want both messages", msgs, err)
 	}

@@ -75,7 +75,7 @@ func BenchmarkDownload(b *testing.B) {
 				b.StopTimer()
 				deliverN(b, s, id, body, min(perSession, b.N-i))
 				b.StartTimer()
-				ms, err := s.List(b.Context(), id)
+				ms, err := s.List(b.Context(), id, 0)
 				if err != nil {
 					b.Fatal(err)
 				}

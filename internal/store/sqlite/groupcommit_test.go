@@ -49,7 +49,7 @@ func TestGroupCommitDeliveries(t *testing.T) {
 		}
 		seen[uids[i][0]] = true
 	}
-	infos, err := s.List(ctx, a)
+	infos, err := s.List(ctx, a, 0)
 	if err != nil || len(infos) != n-n/4 {
 		t.Fatalf("List(a) = %d messages, %v; want %d", len(infos), err, n-n/4)
 	}

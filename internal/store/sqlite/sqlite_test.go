@@ -353,7 +353,7 @@ func TestTwoProcesses(t *testing.T) {
 	}
 	wg.Wait()
 	for _, s := range []*Store{s1, s2} {
-		l, err := s.List(t.Context(), a)
+		l, err := s.List(t.Context(), a, 0)
 		if err != nil || len(l) != 20 {
 			t.Errorf("List = %d messages, %v; want 20", len(l), err)
 		}
@@ -540,7 +540,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	db.Close()
 
 	s := open(t, dir)
-	l, err := s.List(ctx, 1)
+	l, err := s.List(ctx, 1, 0)
 	if err != nil || len(l) != 1 || l[0].Size != int64(len(body)) {
 		t.Fatalf("List after migration = %v, %v", l, err)
 	}

@@ -51,6 +51,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"UIDsNeverReused", testUIDsNeverReused},
 		{"Restart", testRestart},
 		{"ListOrder", testListOrder},
+		{"Snapshot", testSnapshot},
 		{"OpenMissing", testOpenMissing},
 		{"Delete", testDelete},
 		{"Quota", testQuota},
@@ -187,7 +188,7 @@ func (e *env) read(id int64, uid uint64) []byte {
 
 func (e *env) list(id int64) []store.MessageInfo {
 	e.t.Helper()
-	l, err := e.s.List(e.ctx, id)
+	l, err := e.s.List(e.ctx, id, 0)
 	if err != nil {
 		e.t.Fatalf("List(%d): %v", id, err)
 	}
@@ -413,7 +414,7 @@ func testDeleteUser(t *testing.T, e *env) {
 		_, err = e.s.UserByAddress(e.ctx, a)
 		wantErr(t, err, store.ErrNotFound, "UserByAddress of a deleted user's address "+a)
 	}
-	_, err = e.s.List(e.ctx, dave.ID)
+	_, err = e.s.List(e.ctx, dave.ID, 0)
 	wantErr(t, err, store.ErrNotFound, "List of a deleted user")
 	_, _, err = e.s.Usage(e.ctx, dave.ID)
 	wantErr(t, err, store.ErrNotFound, "Usage of a deleted user")
@@ -720,8 +721,57 @@ func testOpenMissing(t *testing.T, e *env) {
 	}
 	_, err = e.s.Open(e.ctx, b.ID+1000, ub[0])
 	wantErr(t, err, store.ErrNotFound, "Open in an unknown mailbox")
-	_, err = e.s.List(e.ctx, b.ID+1000)
+	_, err = e.s.List(e.ctx, b.ID+1000, 0)
 	wantErr(t, err, store.ErrNotFound, "List of an unknown mailbox")
+}
+
+// testSnapshot: Summary counts what a bounded List later returns, as a
+// POP3 login uses them (RFC 1939 section 4: the maildrop as of the lock):
+// deliveries after the Summary fall outside the bound, deletions and an
+// expiry before it are counted.
+func testSnapshot(t *testing.T, e *env) {
+	a := e.addUser("alice@example.com", 0)
+	b := e.addUser("bob@example.com", 0)
+	sum, err := e.s.Summary(e.ctx, a.ID)
+	if err != nil || sum.Count != 0 || sum.Bytes != 0 || sum.NextUID == 0 {
+		t.Fatalf("Summary of an empty mailbox = %+v, %v; want no messages and a UID to come", sum, err)
+	}
+	if l, err := e.s.List(e.ctx, a.ID, sum.NextUID); err != nil || len(l) != 0 {
+		t.Errorf("List below %d of an empty mailbox = %v, %v; want nothing", sum.NextUID, l, err)
+	}
+	var ua []uint64
+	for _, body := range []string{"one\r\n", "two two\r\n", "three\r\n", "four\r\n"} {
+		ua = append(ua, e.deliver(body, a.ID)[0])
+	}
+	e.deliver("bob's\r\n", b.ID)
+	e.del(a.ID, ua[1])
+	sum, err = e.s.Summary(e.ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.deliver("after the snapshot\r\n", a.ID)
+	l, err := e.s.List(e.ctx, a.ID, sum.NextUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []uint64{ua[0], ua[2], ua[3]}
+	if got := uids(l); !slices.Equal(got, want) {
+		t.Errorf("List below %d = %v, want %v (not the later delivery)", sum.NextUID, got, want)
+	}
+	var total int64
+	for _, m := range l {
+		total += m.Size
+	}
+	if sum.Count != len(want) || sum.Bytes != total || sum.NextUID != ua[3]+1 {
+		t.Errorf("Summary = %+v; want %d messages of %d octets, next UID %d", sum, len(want), total, ua[3]+1)
+	}
+	if got := uids(e.list(a.ID)); len(got) != 4 {
+		t.Errorf("List of everything = %v, want 4 messages", got)
+	}
+	_, err = e.s.Summary(e.ctx, b.ID+1000)
+	wantErr(t, err, store.ErrNotFound, "Summary of an unknown mailbox")
+	_, err = e.s.List(e.ctx, b.ID+1000, 5)
+	wantErr(t, err, store.ErrNotFound, "bounded List of an unknown mailbox")
 }
 
 func testDelete(t *testing.T, e *env) {

@@ -149,6 +149,9 @@ func WithImported(ms, imported []MessageInfo) {
 // MailboxSummary is what a mailbox holds, known without listing it.
 type MailboxSummary struct {
 	Count int
+	// Bytes is the total size as POP3 lists it: an imported message
+	// counts with its ListSize (MessageInfo), so that STAT's total is
+	// the sum of LIST's sizes (RFC 1939 section 5).
 	Bytes int64
 	// NextUID is the UID the next delivery gets: every message in the
 	// mailbox has a lower one.

@@ -146,7 +146,12 @@ func (s *Store) List(ctx context.Context, userID int64, before uint64) ([]store.
 func (s *Store) Summary(ctx context.Context, userID int64) (store.MailboxSummary, error) {
 	var m store.MailboxSummary
 	var next int64
-	err := s.pool.QueryRow(ctx, `SELECT msg_count, msg_bytes, next_uid FROM users WHERE id = $1`, userID).
+	// The imported messages' LIST sizes in place of their stored ones,
+	// read in the same statement: one probe of the partial index
+	// messages_uidl when there are none.
+	err := s.pool.QueryRow(ctx, `SELECT msg_count, msg_bytes + (SELECT coalesce(sum(coalesce(list_size, size) - size), 0)
+			FROM messages WHERE user_id = $1 AND uidl IS NOT NULL)::bigint, next_uid
+		FROM users WHERE id = $1`, userID).
 		Scan(&m.Count, &m.Bytes, &next)
 	if err != nil {
 		return m, notFound(err, "user %d", userID)

@@ -68,6 +68,12 @@ func testImportedUIDL(t *testing.T, e *env) {
 			}
 		}
 		e.wantUsage(u.ID, 2, 2*int64(len(body)))
+		// The summary a POP3 login answers with counts the LIST size:
+		// STAT's total is the sum of LIST's (RFC 1939 section 5).
+		sum, err := e.s.Summary(e.ctx, u.ID)
+		if err != nil || sum.Count != 2 || sum.Bytes != 30+int64(len(body)) {
+			t.Errorf("%s: Summary = %+v, %v; want 2 messages of %d octets", when, sum, err, 30+len(body))
+		}
 	}
 	check("after the import")
 	e.reopen()

@@ -267,6 +267,21 @@ func (in *instance) must(stdin string, args ...string) string {
 	return r.stdout
 }
 
+// journal runs `postoffice journal ARGS` until its output satisfies ok
+// or 30 seconds pass, and returns the last output: serve writes the
+// journal in batches in the background, after the reply to the client.
+func (in *instance) journal(ok func(string) bool, args ...string) string {
+	in.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := in.must("", append([]string{"journal"}, args...)...)
+		if ok(out) || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func (in *instance) addUser(addr, password string) {
 	in.t.Helper()
 	in.must(password+"\n", "user", "add", addr, "--password-stdin")

@@ -72,6 +72,9 @@ type Options struct {
 	Progress func(format string, args ...any)
 }
 
+// backupAttempts bounds the attempts of an embedded store's copy.
+const backupAttempts = 5
+
 func (o Options) progress(format string, args ...any) {
 	if o.Progress != nil {
 		o.Progress(format, args...)
@@ -93,8 +96,22 @@ func Backup(ctx context.Context, src store.Store, dir string, o Options) (Manife
 	case *sqlite.Store:
 		m.Source = "sqlite"
 		o.progress("copying the database and its message files")
-		if err := s.Backup(ctx, storeDir); err != nil {
-			return m, err
+		// A message delivered after the files were linked and deleted
+		// before they were copied leaves its file out of reach: the
+		// attempt fails whole (ErrBodyGone) and is made again, into an
+		// emptied directory; under load the window is short.
+		for attempt := 1; ; attempt++ {
+			err := s.Backup(ctx, storeDir)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, sqlite.ErrBodyGone) || attempt == backupAttempts {
+				return m, err
+			}
+			o.progress("a message file went away during the copy: again")
+			if err := os.RemoveAll(storeDir); err != nil {
+				return m, err
+			}
 		}
 	case *postgres.Store:
 		m.Source = "postgres"

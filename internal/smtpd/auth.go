@@ -7,6 +7,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/postoffice-mail/postoffice/internal/clientinfo"
+	"github.com/postoffice-mail/postoffice/internal/sasllogin"
 	"github.com/postoffice-mail/postoffice/internal/smtpreply"
 )
 
@@ -64,7 +65,7 @@ func cmdAuth(s *session, arg string) bool {
 			return check(name, password)
 		})
 	} else {
-		server = &loginServer{authenticate: check}
+		server = sasllogin.NewServer(check)
 	}
 
 	// RFC 4954 section 4: an initial response of "=" is an empty one.
@@ -141,34 +142,4 @@ func (s *session) authFailed(mech, username string, err error) bool {
 	}
 	s.log.Error("authentication backend failure", "mech", mech, "login", clientinfo.Clip(username), "err", err)
 	return s.respond(replyAuthTemp)
-}
-
-// loginServer is the server side of the LOGIN mechanism
-// (draft-murchison-sasl-login): the challenges "Username:" and
-// "Password:"; an initial response, if any, is the user name.
-type loginServer struct {
-	step         int
-	username     string
-	authenticate func(username, password string) error
-}
-
-func (a *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
-	switch a.step {
-	case 0:
-		if response == nil {
-			a.step = 1
-			return []byte("Username:"), false, nil
-		}
-		a.username = string(response)
-		a.step = 2
-		return []byte("Password:"), false, nil
-	case 1:
-		a.username = string(response)
-		a.step = 2
-		return []byte("Password:"), false, nil
-	case 2:
-		a.step = 3
-		return nil, true, a.authenticate(a.username, string(response))
-	}
-	return nil, false, sasl.ErrUnexpectedClientResponse
 }

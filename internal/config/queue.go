@@ -6,7 +6,7 @@ package config
 type Queue struct {
 	// Autostart false: the queue only fills until 'postoffice start queue'.
 	Autostart bool   `toml:"autostart" default:"true" doc:"start delivering with serve"`
-	DNSServer string `toml:"dns_server" check:"ipport" doc:"DNS server for MX lookups and the checks of incoming mail (SPF, DKIM, DMARC), ip:port (empty: the system resolver)"`
+	DNSServer string `toml:"dns_server" check:"ipport" doc:"DNS server for MX lookups and the checks of incoming mail (SPF, DKIM, DMARC), ip:port; its answers are cached for their TTL, at most an hour (empty: the system resolver, which postoffice does not cache: run a caching resolver on the host)"`
 	// MXPort is 25; tests point it elsewhere.
 	MXPort int `toml:"mx_port" default:"25" check:"port" doc:"port of the MX hosts delivered to"`
 	// TLS is the STARTTLS policy (RFC 3207) towards MX hosts and routes:

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/postoffice-mail/postoffice/internal/mtasts"
+	"github.com/postoffice-mail/postoffice/internal/resolver"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/testlib"
 )
@@ -70,7 +71,7 @@ func TestMTASTS(t *testing.T) {
 	routed := newSink(t)
 	var events []Event
 	var evMu sync.Mutex
-	res := DNSResolver(dns.Addr)
+	res := NewResolver(resolver.Server(dns.Addr, 0))
 	h := newHarness(t, func(c *Config) {
 		c.Resolver, c.RootCAs = res, roots
 		c.Routes = map[string]string{"rt.test": "127.0.0.30:2525"}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postoffice-mail/postoffice/internal/resolver"
 	"github.com/postoffice-mail/postoffice/internal/smtpclient"
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/testlib"
@@ -139,7 +140,7 @@ func startDNS(t *testing.T, zone ...string) string {
 	return d.Addr
 }
 
-func TestDNSResolver(t *testing.T) {
+func TestResolverOverDNS(t *testing.T) {
 	t.Parallel()
 	addr := startDNS(t,
 		"b.test. 60 IN MX 10 mx1.b.test.",
@@ -151,7 +152,7 @@ func TestDNSResolver(t *testing.T) {
 		"noMX.test. 60 IN A 127.0.0.4",
 		"big.test. 60 IN MX 10 mx1.b.test.",
 	)
-	res := DNSResolver(addr)
+	res := NewResolver(resolver.CachingServer(addr, 0))
 	ctx := t.Context()
 
 	mx, f := lookupMX(ctx, res, "b.test")
@@ -179,7 +180,7 @@ func TestDNSResolver(t *testing.T) {
 		t.Errorf("MX of big.test (truncated over UDP) = %+v, %+v", mx, f)
 	}
 	// Nothing listening: a temporary failure.
-	dead := DNSResolver("127.0.0.1:9")
+	dead := NewResolver(resolver.Server("127.0.0.1:9", time.Second))
 	if _, f := lookupMX(ctx, dead, "b.test"); f == nil || f.perm {
 		t.Errorf("lookup with no DNS server: %+v, want a temporary failure", f)
 	}

@@ -8,9 +8,8 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"time"
 
-	"github.com/miekg/dns"
+	"github.com/postoffice-mail/postoffice/internal/resolver"
 	"golang.org/x/net/idna"
 )
 
@@ -22,137 +21,29 @@ type Resolver interface {
 	LookupIP(ctx context.Context, host string) ([]net.IP, error)
 }
 
+// NewResolver gives MX delivery its lookups from r: the resolver the
+// checks of incoming mail use too (internal/resolver), so that both share
+// one configuration and one cache.
+func NewResolver(r resolver.Resolver) Resolver { return adapted{r} }
+
 // SystemResolver uses the operating system's configuration (Go's
 // net.DefaultResolver).
-func SystemResolver() Resolver { return systemResolver{net.DefaultResolver} }
+func SystemResolver() Resolver { return NewResolver(resolver.System()) }
 
-type systemResolver struct{ r *net.Resolver }
+// adapted has LookupMX and LookupTXT (MTA-STS discovery, mtasts.Resolver)
+// from the resolver.Resolver.
+type adapted struct{ resolver.Resolver }
 
-func (s systemResolver) LookupMX(ctx context.Context, domain string) ([]*net.MX, error) {
-	return s.r.LookupMX(ctx, domain)
-}
-
-// LookupTXT serves MTA-STS discovery (mtasts.Resolver).
-func (s systemResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	return s.r.LookupTXT(ctx, name)
-}
-
-func (s systemResolver) LookupIP(ctx context.Context, host string) ([]net.IP, error) {
-	addrs, err := s.r.LookupIPAddr(ctx, host)
+func (a adapted) LookupIP(ctx context.Context, host string) ([]net.IP, error) {
+	addrs, err := a.LookupIPAddr(ctx, host)
 	if err != nil {
 		return nil, err
 	}
 	ips := make([]net.IP, len(addrs))
-	for i, a := range addrs {
-		ips[i] = a.IP
+	for i, ad := range addrs {
+		ips[i] = ad.IP
 	}
 	return ips, nil
-}
-
-// DNSResolver asks one DNS server (host:port, e.g. "127.0.0.1:5353")
-// directly, with github.com/miekg/dns: over UDP, and again over TCP when
-// the answer is truncated.
-func DNSResolver(server string) Resolver {
-	return &dnsResolver{server: server, timeout: 5 * time.Second}
-}
-
-type dnsResolver struct {
-	server  string
-	timeout time.Duration
-}
-
-func (d *dnsResolver) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(name), qtype)
-	m.RecursionDesired = true
-	m.SetEdns0(1232, false)
-	c := &dns.Client{Net: "udp", Timeout: d.timeout}
-	r, _, err := c.ExchangeContext(ctx, m, d.server)
-	if err == nil && r.Truncated {
-		c.Net = "tcp"
-		r, _, err = c.ExchangeContext(ctx, m, d.server)
-	}
-	if err != nil {
-		var ne net.Error
-		return nil, &net.DNSError{Err: err.Error(), Name: name, Server: d.server,
-			IsTimeout: errors.As(err, &ne) && ne.Timeout(), IsTemporary: true}
-	}
-	switch r.Rcode {
-	case dns.RcodeSuccess:
-	case dns.RcodeNameError:
-		return nil, &net.DNSError{Err: "no such host", Name: name, Server: d.server, IsNotFound: true}
-	default:
-		return nil, &net.DNSError{Err: "server answered " + dns.RcodeToString[r.Rcode], Name: name, Server: d.server, IsTemporary: true}
-	}
-	return r.Answer, nil
-}
-
-func (d *dnsResolver) LookupMX(ctx context.Context, domain string) ([]*net.MX, error) {
-	rrs, err := d.query(ctx, domain, dns.TypeMX)
-	if err != nil {
-		return nil, err
-	}
-	var mxs []*net.MX
-	for _, rr := range rrs {
-		// Records of any owner: the answer may follow a CNAME chain.
-		if mx, ok := rr.(*dns.MX); ok {
-			mxs = append(mxs, &net.MX{Host: mx.Mx, Pref: mx.Preference})
-		}
-	}
-	if len(mxs) == 0 {
-		return nil, &net.DNSError{Err: "no MX record", Name: domain, Server: d.server, IsNotFound: true}
-	}
-	return mxs, nil
-}
-
-// LookupTXT serves MTA-STS discovery (mtasts.Resolver): the strings of
-// each TXT record joined without a separator, as net.Resolver's
-// LookupTXT gives them.
-func (d *dnsResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	rrs, err := d.query(ctx, name, dns.TypeTXT)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, rr := range rrs {
-		if t, ok := rr.(*dns.TXT); ok {
-			out = append(out, strings.Join(t.Txt, ""))
-		}
-	}
-	if len(out) == 0 {
-		return nil, &net.DNSError{Err: "no TXT record", Name: name, Server: d.server, IsNotFound: true}
-	}
-	return out, nil
-}
-
-func (d *dnsResolver) LookupIP(ctx context.Context, host string) ([]net.IP, error) {
-	var ips []net.IP
-	var errs []error
-	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		rrs, err := d.query(ctx, host, t)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, rr := range rrs {
-			switch a := rr.(type) {
-			case *dns.A:
-				ips = append(ips, a.A)
-			case *dns.AAAA:
-				ips = append(ips, a.AAAA)
-			}
-		}
-	}
-	if len(ips) > 0 {
-		return ips, nil
-	}
-	for _, err := range errs {
-		var de *net.DNSError
-		if errors.As(err, &de) && !de.IsNotFound {
-			return nil, err // a temporary failure wins over "not found"
-		}
-	}
-	return nil, &net.DNSError{Err: "no address", Name: host, Server: d.server, IsNotFound: true}
 }
 
 func isNotFound(err error) bool {

@@ -42,7 +42,8 @@ func System() Resolver { return net.DefaultResolver }
 // Server returns a Resolver that asks the DNS server at addr (ip:port)
 // directly, with recursion desired: over UDP, and again over TCP when the
 // answer is truncated (RFC 7766 section 5). timeout bounds each exchange
-// (0: 5 seconds).
+// (0: 5 seconds). Every lookup asks the server: for checks that must see
+// a record just published (postoffice domain check).
 func Server(addr string, timeout time.Duration) Resolver {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -50,14 +51,32 @@ func Server(addr string, timeout time.Duration) Resolver {
 	return &server{addr: addr, timeout: timeout}
 }
 
+// CachingServer is Server with a cache of the answers (see cache.go for
+// its rules: TTLs honoured up to MaxTTL, negative answers as RFC 2308
+// says, failures never), for the checks of every incoming message and the
+// queue's MX lookups, which ask the same few questions again and again.
+func CachingServer(addr string, timeout time.Duration) Resolver {
+	s := Server(addr, timeout).(*server)
+	s.cache = newCache()
+	return s
+}
+
 type server struct {
 	addr    string
 	timeout time.Duration
+	cache   *cache // nil: no cache
 }
 
-// query asks one question and returns the answer section. A name that
-// does not exist or has no record of the type is an IsNotFound error.
+// query asks one question and returns the records of the type asked in
+// the answer section. A name that does not exist or has no record of the
+// type is an IsNotFound error.
 func (s *server) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+	if e, ok := s.cache.get(name, qtype); ok {
+		if e.rrs == nil {
+			return nil, s.notFound(name, qtype, e.nxdomain)
+		}
+		return e.rrs, nil
+	}
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true
@@ -76,7 +95,8 @@ func (s *server) query(ctx context.Context, name string, qtype uint16) ([]dns.RR
 	switch r.Rcode {
 	case dns.RcodeSuccess:
 	case dns.RcodeNameError:
-		return nil, &net.DNSError{Err: "no such host", Name: name, Server: s.addr, IsNotFound: true}
+		s.cache.putNegative(name, qtype, true, r.Ns)
+		return nil, s.notFound(name, qtype, true)
 	default:
 		return nil, &net.DNSError{Err: "server answered " + dns.RcodeToString[r.Rcode], Name: name, Server: s.addr, IsTemporary: true}
 	}
@@ -91,9 +111,20 @@ func (s *server) query(ctx context.Context, name string, qtype uint16) ([]dns.RR
 	if len(rrs) == 0 {
 		// NODATA (RFC 2308 section 2.2): the name exists, without records
 		// of the type.
-		return nil, &net.DNSError{Err: "no " + dns.TypeToString[qtype] + " record", Name: name, Server: s.addr, IsNotFound: true}
+		s.cache.putNegative(name, qtype, false, r.Ns)
+		return nil, s.notFound(name, qtype, false)
 	}
+	s.cache.putAnswer(name, qtype, r.Answer, rrs)
 	return rrs, nil
+}
+
+// notFound is the error of an NXDOMAIN (nxdomain) or NODATA answer.
+func (s *server) notFound(name string, qtype uint16, nxdomain bool) error {
+	msg := "no such host"
+	if !nxdomain {
+		msg = "no " + dns.TypeToString[qtype] + " record"
+	}
+	return &net.DNSError{Err: msg, Name: name, Server: s.addr, IsNotFound: true}
 }
 
 func (s *server) LookupTXT(ctx context.Context, name string) ([]string, error) {

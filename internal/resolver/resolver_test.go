@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -195,5 +196,122 @@ func TestServerBadAnswer(t *testing.T) {
 	_, err = r.LookupTXT(context.Background(), "a.test")
 	if de := dnsError(t, err); !de.Temporary() || de.IsNotFound {
 		t.Errorf("garbage answer: %+v, want temporary", de)
+	}
+}
+
+// TestCachingServer: answers are kept for their TTL (at most MaxTTL),
+// negative ones for the SOA's negative TTL (RFC 2308 section 5) and only
+// with an SOA, failures not at all; the cache stays within CacheEntries.
+func TestCachingServer(t *testing.T) {
+	d := testlib.StartDNS(t,
+		`a.test. 60 IN TXT "v=spf1 -all"`,
+		`long.test. 86400 IN TXT "long"`,
+		`alias.test. 30 IN CNAME a.test.`,
+		`zone.test. 3600 IN SOA ns.zone.test. host.zone.test. 1 7200 900 1209600 300`,
+		`there.zone.test. 60 IN A 192.0.2.1`,
+	)
+	d.ServFail("broken.test.")
+	r := CachingServer(d.Addr, 0).(*server)
+	now := time.Unix(1_000_000, 0)
+	r.cache.now = func() time.Time { return now }
+	ctx := context.Background()
+	asks := func(what string, want int, lookup func() error) {
+		t.Helper()
+		before := d.Queries()
+		lookup()
+		if got := d.Queries() - before; got != want {
+			t.Errorf("%s: %d queries, want %d", what, got, want)
+		}
+	}
+	txt := func(name string) func() error {
+		return func() error { _, err := r.LookupTXT(ctx, name); return err }
+	}
+
+	asks("first TXT of a.test", 1, txt("a.test"))
+	asks("TXT of a.test again", 0, txt("A.Test."))
+	if got, err := r.LookupTXT(ctx, "a.test"); err != nil || len(got) != 1 || got[0] != "v=spf1 -all" {
+		t.Errorf("cached TXT = %q, %v", got, err)
+	}
+	now = now.Add(59 * time.Second)
+	asks("TXT of a.test within its TTL", 0, txt("a.test"))
+	now = now.Add(time.Second)
+	asks("TXT of a.test at its TTL", 1, txt("a.test"))
+
+	// A chain lives as long as its shortest link (the CNAME's 30 s).
+	asks("TXT through a CNAME", 1, txt("alias.test"))
+	now = now.Add(29 * time.Second)
+	asks("TXT through a CNAME, within 30 s", 0, txt("alias.test"))
+	now = now.Add(time.Second)
+	asks("TXT through a CNAME, after 30 s", 1, txt("alias.test"))
+
+	// A day's TTL is kept MaxTTL at most.
+	asks("TXT of long.test", 1, txt("long.test"))
+	now = now.Add(MaxTTL - time.Second)
+	asks("TXT of long.test within MaxTTL", 0, txt("long.test"))
+	now = now.Add(time.Second)
+	asks("TXT of long.test after MaxTTL", 1, txt("long.test"))
+
+	// NXDOMAIN and NODATA under an SOA: min(SOA TTL, MINIMUM) = 300 s,
+	// and the error says not found each time.
+	for _, name := range []string{"none.zone.test", "there.zone.test"} {
+		for i := range 2 {
+			before := d.Queries()
+			_, err := r.LookupTXT(ctx, name)
+			if de := dnsError(t, err); !de.IsNotFound || de.IsTemporary {
+				t.Errorf("TXT of %s (try %d): %+v, want not found", name, i, de)
+			}
+			if got, want := d.Queries()-before, 1-i; got != want {
+				t.Errorf("TXT of %s (try %d): %d queries, want %d", name, i, got, want)
+			}
+		}
+	}
+	if _, err := r.LookupTXT(ctx, "none.zone.test"); !strings.Contains(err.Error(), "no such host") {
+		t.Errorf("cached NXDOMAIN: %v", err)
+	}
+	if _, err := r.LookupTXT(ctx, "there.zone.test"); !strings.Contains(err.Error(), "no TXT record") {
+		t.Errorf("cached NODATA: %v", err)
+	}
+	now = now.Add(300 * time.Second)
+	asks("NXDOMAIN after the negative TTL", 1, txt("none.zone.test"))
+
+	// Without an SOA, no negative caching; failures never.
+	asks("NXDOMAIN without SOA", 1, txt("nowhere.test"))
+	asks("NXDOMAIN without SOA again", 1, txt("nowhere.test"))
+	asks("SERVFAIL", 1, txt("x.broken.test"))
+	asks("SERVFAIL again", 1, txt("x.broken.test"))
+
+	// The plain Server caches nothing.
+	plain := Server(d.Addr, 0)
+	for range 2 {
+		asks("uncached TXT", 1, func() error { _, err := plain.LookupTXT(ctx, "a.test"); return err })
+	}
+}
+
+func TestCacheBounded(t *testing.T) {
+	c := newCache()
+	now := time.Unix(1_000_000, 0)
+	c.now = func() time.Time { return now }
+	rr, err := dns.NewRR(`x.test. 60 IN A 192.0.2.1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range CacheEntries + 500 {
+		c.putAnswer(fmt.Sprintf("n%d.test", i), dns.TypeA, []dns.RR{rr}, []dns.RR{rr})
+		if len(c.entries) > CacheEntries {
+			t.Fatalf("%d entries after %d answers, over %d", len(c.entries), i+1, CacheEntries)
+		}
+	}
+	if _, ok := c.get(fmt.Sprintf("n%d.test", CacheEntries+499), dns.TypeA); !ok {
+		t.Error("the newest answer is not in the cache")
+	}
+	// Expired entries go first: a full cache of them is emptied by the
+	// next answer.
+	for i := len(c.entries); i < CacheEntries; i++ {
+		c.putAnswer(fmt.Sprintf("m%d.test", i), dns.TypeA, []dns.RR{rr}, []dns.RR{rr})
+	}
+	now = now.Add(time.Minute)
+	c.putAnswer("new.test", dns.TypeA, []dns.RR{rr}, []dns.RR{rr})
+	if len(c.entries) != 1 {
+		t.Errorf("%d entries after the expired ones went, want 1", len(c.entries))
 	}
 }

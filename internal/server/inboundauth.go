@@ -61,7 +61,7 @@ func (s *Server) newInboundChecks(cfg config.Config) *inboundChecks {
 	if !a.enabled {
 		return nil
 	}
-	c := &mailauth.Checker{Resolver: Resolver(cfg), AuthServID: a.authservID, RejectAs: mailauth.Reject}
+	c := &mailauth.Checker{Resolver: s.dns.get(cfg), AuthServID: a.authservID, RejectAs: mailauth.Reject}
 	if a.dmarcReject == "quarantine" {
 		c.RejectAs = mailauth.Quarantine
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/postoffice-mail/postoffice/internal/config"
 	"github.com/postoffice-mail/postoffice/internal/mtasts"
 	"github.com/postoffice-mail/postoffice/internal/queue"
+	"github.com/postoffice-mail/postoffice/internal/resolver"
 	"github.com/postoffice-mail/postoffice/internal/router"
 	"github.com/postoffice-mail/postoffice/internal/smtpclient"
 	"github.com/postoffice-mail/postoffice/internal/smtpreply"
@@ -19,7 +20,7 @@ import (
 // newQueueRunner builds the outbound queue runner from [queue]. Its
 // notifications go through rt(), the router serve builds after it (the
 // router wakes the runner when it queues a message).
-func newQueueRunner(cfg config.Config, st store.Store, log *slog.Logger, rt func() *router.Router, onEvent func(queue.Event)) *queue.Runner {
+func newQueueRunner(cfg config.Config, st store.Store, res resolver.Resolver, log *slog.Logger, rt func() *router.Router, onEvent func(queue.Event)) *queue.Runner {
 	q := cfg.Queue
 	qc := queue.Config{
 		Hostname: cfg.Hostname,
@@ -39,11 +40,7 @@ func newQueueRunner(cfg config.Config, st store.Store, log *slog.Logger, rt func
 		MaxConcurrent: q.MaxConcurrent,
 		MaxPerHost:    q.MaxPerHost,
 	}
-	if q.DNSServer != "" {
-		qc.Resolver = queue.DNSResolver(q.DNSServer)
-	} else {
-		qc.Resolver = queue.SystemResolver()
-	}
+	qc.Resolver = queue.NewResolver(res)
 	if q.MTASTS {
 		// The policies are found with the queue's DNS (TXT records and
 		// the policy host's address) and fetched over HTTPS with the

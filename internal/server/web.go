@@ -473,12 +473,38 @@ func KeepRetired(cfg config.Config) time.Duration {
 	return max(mailauth.RetiredKeyPublished, time.Duration(cfg.Queue.MaxLifetime)+48*time.Hour)
 }
 
-// Resolver is the resolver of [queue] dns_server, or the system's.
+// Resolver is the resolver of [queue] dns_server, or the system's,
+// without a cache: for checks of records an operator has just published.
+// The mail paths share the Server's cached one (sharedResolver).
 func Resolver(cfg config.Config) resolver.Resolver {
 	if cfg.Queue.DNSServer != "" {
 		return resolver.Server(cfg.Queue.DNSServer, 0)
 	}
 	return resolver.System()
+}
+
+// sharedResolver is the one resolver of the mail paths (the checks of
+// incoming mail, the queue's MX and MTA-STS lookups), so that they share
+// its cache of answers across messages, services and reloads; a reload
+// that changes [queue] dns_server starts a new one.
+type sharedResolver struct {
+	mu   sync.Mutex
+	addr string
+	r    resolver.Resolver
+}
+
+func (s *sharedResolver) get(cfg config.Config) resolver.Resolver {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.r == nil || s.addr != cfg.Queue.DNSServer {
+		s.addr = cfg.Queue.DNSServer
+		if s.addr != "" {
+			s.r = resolver.CachingServer(s.addr, 0)
+		} else {
+			s.r = resolver.System()
+		}
+	}
+	return s.r
 }
 
 // DomainRecords implements admin.Controller.

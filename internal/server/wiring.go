@@ -204,7 +204,7 @@ func (s *Server) newSMTP(cfg config.Config, submission bool) protoServer {
 // newQueue is a queue runner for one start of the queue service; its
 // events go to the journal.
 func (s *Server) newQueue(cfg config.Config) runner {
-	r := newQueueRunner(cfg, s.st, s.log, s.currentRouter, s.queueEvent)
+	r := newQueueRunner(cfg, s.st, s.dns.get(cfg), s.log, s.currentRouter, s.queueEvent)
 	return &queueService{s: s, r: r}
 }
 

@@ -17,6 +17,10 @@ import (
 // CNAMEs inside the zone. Names not in the zone do not exist (NXDOMAIN); names under a ServFail suffix
 // answer SERVFAIL; answers for a Truncate name over UDP are empty and
 // truncated, so that a resolver retries over TCP (RFC 7766 section 5).
+// A negative answer (NXDOMAIN or NODATA) carries the zone's SOA record in
+// its authority section when the zone has one above the name, as RFC 2308
+// section 3 asks of an authoritative server, so that resolvers may cache
+// it.
 type DNS struct {
 	Addr string // host:port, for a resolver setting such as [queue] dns_server
 
@@ -24,6 +28,14 @@ type DNS struct {
 	rrs      []dns.RR
 	servFail []string
 	truncate map[string]bool
+	queries  int
+}
+
+// Queries returns how many queries the server has answered.
+func (d *DNS) Queries() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.queries
 }
 
 // StartDNS starts a DNS server with the zone's records; it stops at the
@@ -115,6 +127,7 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	q := req.Question[0]
 	name := strings.ToLower(q.Name)
 	d.mu.Lock()
+	d.queries++
 	exists := false
 	// A name that has a CNAME answers with it and, for another type, with
 	// the records of its target in the zone (RFC 1034 section 4.3.2, step
@@ -147,10 +160,13 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		}
 	}
 	truncate := d.truncate[name]
+	if len(m.Answer) == 0 {
+		m.Ns = d.soaAbove(name)
+	}
 	d.mu.Unlock()
 	switch {
 	case servFail:
-		m.Answer = nil
+		m.Answer, m.Ns = nil, nil
 		m.Rcode = dns.RcodeServerFailure
 	case !exists:
 		m.Rcode = dns.RcodeNameError
@@ -158,4 +174,23 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		m.Answer, m.Truncated = nil, true
 	}
 	w.WriteMsg(m)
+}
+
+// soaAbove returns the zone's SOA record of the closest enclosing name of
+// name (itself included), if there is one. d.mu is held.
+func (d *DNS) soaAbove(name string) []dns.RR {
+	var best dns.RR
+	for _, rr := range d.rrs {
+		owner := strings.ToLower(rr.Header().Name)
+		if rr.Header().Rrtype != dns.TypeSOA || !dns.IsSubDomain(owner, name) {
+			continue
+		}
+		if best == nil || len(owner) > len(best.Header().Name) {
+			best = rr
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return []dns.RR{dns.Copy(best)}
 }

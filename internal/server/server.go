@@ -60,7 +60,7 @@ type Server struct {
 
 	control *control.Server
 	console *console
-	dkim    *dkimSigner   // the router's signing step, kept across reloads
+	dkim    *dkimSigner // the router's signing step, kept across reloads
 	dns     sharedResolver
 	sweep   chan struct{} // closed to stop the sweeper
 	swept   chan struct{}

@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,5 +91,47 @@ func TestCacheBounded(t *testing.T) {
 	}
 	if !c.hit("u", string(rune('a'+24)), "h", now) {
 		t.Fatal("latest entry missing")
+	}
+}
+
+// TestConcurrentLoginsVerifyOnce: logins with the same password that
+// arrive while its verification is in flight share it.
+func TestConcurrentLoginsVerifyOnce(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	verify = func(h, pw string) (bool, error) {
+		calls.Add(1)
+		<-release
+		return VerifyPassword(h, pw)
+	}
+	defer func() { verify = VerifyPassword }()
+	h, _ := HashPassword("secret")
+	a := NewAuthenticator(&oneUser{u: store.User{ID: 1, Address: "a@example.com", PasswordHash: h, Enabled: true}})
+	ctx := context.Background()
+	const n = 8
+	errs := make(chan error, n+1)
+	for range n {
+		go func() { _, err := a.Authenticate(ctx, "a@example.com", "secret"); errs <- err }()
+	}
+	// A wrong password is a flight of its own, and fails.
+	go func() { _, err := a.Authenticate(ctx, "a@example.com", "wrong"); errs <- err }()
+	for calls.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // let the others join the flights
+	close(release)
+	failed := 0
+	for range n + 1 {
+		if err := <-errs; errors.Is(err, ErrAuthFailed) {
+			failed++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d logins failed, want 1 (the wrong password)", failed)
+	}
+	if got := calls.Load(); got != 2 {
+		t.Errorf("%d concurrent logins with 2 distinct passwords verified %d times, want 2", n+1, got)
 	}
 }

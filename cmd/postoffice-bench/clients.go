@@ -20,7 +20,16 @@ const ioTimeout = 2 * time.Minute
 
 // dial connects to addr; an error says how long the attempt took.
 func dial(ctx context.Context, addr string) (net.Conn, error) {
+	return dialFrom(ctx, "", addr)
+}
+
+// dialFrom is dial from the local address localIP ("": the system's
+// choice).
+func dialFrom(ctx context.Context, localIP, addr string) (net.Conn, error) {
 	d := net.Dialer{Timeout: ioTimeout}
+	if localIP != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(localIP)}
+	}
 	t := time.Now()
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -243,8 +252,8 @@ type smtpClient struct {
 	pipelining bool
 }
 
-func dialSMTP(ctx context.Context, addr, helo string) (*smtpClient, error) {
-	c, err := dial(ctx, addr)
+func dialSMTP(ctx context.Context, localIP, addr, helo string) (*smtpClient, error) {
+	c, err := dialFrom(ctx, localIP, addr)
 	if err != nil {
 		return nil, err
 	}

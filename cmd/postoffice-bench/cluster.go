@@ -149,7 +149,7 @@ func (o *clusterOpts) runConfig(ctx context.Context, dir, name string, n int, us
 	// The nodes: n on PostgreSQL, or one on SQLite.
 	var nodes []*postoffice
 	for k := range max(n, 1) {
-		p, err := newPostoffice(o.bin, o.benchDir, filepath.Join(dir, fmt.Sprintf("node%d", k+1)))
+		p, err := newPostoffice(o.bin, o.benchDir, filepath.Join(dir, fmt.Sprintf("node%d", k+1)), nil)
 		if err != nil {
 			return nil, err
 		}

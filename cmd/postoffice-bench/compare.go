@@ -59,6 +59,11 @@ type compareOpts struct {
 	// flight) that both servers' allocators have not yet given back.
 	IdleHash string
 
+	// Checks: the intake workload with signing, SPF/DKIM/DMARC checks and
+	// rspamd on both sides (checks.go); checks is what it runs.
+	Checks bool
+	checks *checksEnv
+
 	log io.Writer
 }
 
@@ -139,6 +144,25 @@ func cpuPer(op string) func(Result) float64 {
 	}
 }
 
+// intakeRate is messages per second until all were retrievable.
+func intakeRate(r Result) float64 {
+	if r.Seconds == 0 {
+		return 0
+	}
+	return float64(r.Ops["message"].Ops) / r.Seconds
+}
+
+// perMessage is a CPU time value (seconds) per message, in milliseconds.
+func perMessage(k string) func(Result) float64 {
+	return func(r Result) float64 {
+		n := r.Ops["message"].Ops
+		if n == 0 {
+			return math.NaN()
+		}
+		return r.Values[k] * 1000 / float64(n)
+	}
+}
+
 func value(k string) func(Result) float64 {
 	return func(r Result) float64 { return r.Values[k] }
 }
@@ -172,15 +196,22 @@ var metrics = map[string][]metric{
 		{"next UIDL ms", false, p50("uidl")},
 	},
 	"intake": {
-		{"messages/s (all retrievable)", true, func(r Result) float64 {
-			if r.Seconds == 0 {
-				return 0
-			}
-			return float64(r.Ops["message"].Ops) / r.Seconds
-		}},
+		{"messages/s (all retrievable)", true, intakeRate},
 		{"250 p50 ms", false, p50("message")},
 		{"250 p99 ms", false, p99("message")},
 		{"server CPU ms/message", false, cpuPer("message")},
+		{"peak memory MiB (PSS)", false, value("peak_pss_mib")},
+		{"peak RSS MiB", false, value("peak_rss_mib")},
+	},
+	"intake-checks": {
+		{"messages/s (all retrievable)", true, intakeRate},
+		{"250 p50 ms", false, p50("message")},
+		{"250 p99 ms", false, p99("message")},
+		{"server CPU ms/message", false, cpuPer("message")},
+		{"filters CPU ms/message", false, perMessage("filter_cpu_s")},
+		{"server+filters CPU ms/message", false, func(r Result) float64 {
+			return cpuPer("message")(r) + perMessage("filter_cpu_s")(r)
+		}},
 		{"peak memory MiB (PSS)", false, value("peak_pss_mib")},
 		{"peak RSS MiB", false, value("peak_rss_mib")},
 	},
@@ -277,17 +308,23 @@ func (o *compareOpts) peerFor(workload string) string {
 }
 
 // ensurePackages installs Dovecot and Postfix from Debian's packages when
-// absent.
+// absent, and with --checks what the checks run (checks.go).
 func (o *compareOpts) ensurePackages(peers map[string]bool) error {
 	var need []string
-	if peers["dovecot"] {
-		if _, err := exec.LookPath("dovecot"); err != nil {
-			need = append(need, "dovecot-pop3d")
+	want := func(bin, pkg string) {
+		if _, err := exec.LookPath(bin); err != nil {
+			need = append(need, pkg)
 		}
 	}
+	if peers["dovecot"] {
+		want("dovecot", "dovecot-pop3d")
+	}
 	if peers["postfix"] {
-		if _, err := exec.LookPath("postfix"); err != nil {
-			need = append(need, "postfix")
+		want("postfix", "postfix")
+		if o.Checks {
+			want("rspamd", "rspamd")
+			want("opendkim", "opendkim")
+			want("opendmarc", "opendmarc")
 		}
 	}
 	if len(need) == 0 {
@@ -402,7 +439,7 @@ func isNil(s instance) bool {
 func (o *compareOpts) setup(ctx context.Context, dir, peer string, users []account, hash string, sessions int) (*pair, error) {
 	p := &pair{}
 	var err error
-	if p.po, err = newPostoffice(o.Bin, o.BenchDir, filepath.Join(dir, "postoffice")); err != nil {
+	if p.po, err = newPostoffice(o.Bin, o.BenchDir, filepath.Join(dir, "postoffice"), o.checks); err != nil {
 		return nil, err
 	}
 	if o.CPUProfile != "" {
@@ -410,6 +447,15 @@ func (o *compareOpts) setup(ctx context.Context, dir, peer string, users []accou
 	}
 	if p.ids, err = addPostofficeUsers(ctx, p.po.dataDir(), users, hash); err != nil {
 		return nil, err
+	}
+	if o.checks != nil {
+		// One RSA-2048 key, as OpenDKIM's (postoffice's default is an
+		// Ed25519 and an RSA key, two signatures per message).
+		out, err := exec.CommandContext(ctx, o.Bin, "dkim", "keygen", "--config", p.po.config(),
+			"--algorithm", "rsa", "--selector", "bench", o.Domain).CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("postoffice dkim keygen: %v: %s", err, out)
+		}
 	}
 	switch peer {
 	case "dovecot":
@@ -422,7 +468,7 @@ func (o *compareOpts) setup(ctx context.Context, dir, peer string, users []accou
 		}
 		p.peer = v
 	case "postfix":
-		x, err := newPostfix(o.BenchDir, filepath.Join(dir, "postfix"), o.Domain, users)
+		x, err := newPostfix(o.BenchDir, filepath.Join(dir, "postfix"), o.Domain, users, o.checks)
 		if err != nil {
 			return nil, err
 		}
@@ -719,6 +765,15 @@ func (o *compareOpts) compareIntake(ctx context.Context, dir, peer, hash string,
 	if err != nil {
 		return err
 	}
+	if o.Checks {
+		o.logf("starting the checks: DNS zone on %s, rspamd, OpenDKIM, OpenDMARC", checksDNSAddr)
+		chk, err := startChecks(ctx, filepath.Join(dir, "checks"), o.Domain)
+		if err != nil {
+			return err
+		}
+		o.checks = chk
+		defer func() { chk.stop(); o.checks = nil }()
+	}
 	p, err := o.setup(ctx, dir, peer, users, hash, 0)
 	if err != nil {
 		return err
@@ -732,6 +787,9 @@ func (o *compareOpts) compareIntake(ctx context.Context, dir, peer, hash string,
 		for _, s := range order(p, r) {
 			lo := loadOpts{Addr: s.SMTPAddr(), Users: users, Concurrency: o.IntakeConcurrency,
 				Count: o.IntakeMessages, PerConn: o.IntakePerConn, Sizes: o.IntakeSize}
+			if o.checks != nil {
+				lo.Streams = o.checkedStreams(p, s, users)
+			}
 			var before int
 			if s == instance(x) && x != nil {
 				dirs := make([]string, len(users))
@@ -759,7 +817,26 @@ func (o *compareOpts) compareIntake(ctx context.Context, dir, peer, hash string,
 		}
 	}
 	rep.Notes = append(rep.Notes, "postoffice: mail is retrievable when 250 is sent; Postfix: when virtual(8) has put every message into the maildirs (counted)")
+	if o.checks != nil {
+		rep.Notes = append(rep.Notes, "checks: half the connections inbound from "+senderDomain+" (DKIM-signed, SPF/DKIM/DMARC pass, p=reject), half submitted by "+users[0].Name+" and signed by the server (RSA-2048); rspamd as milter on both; Postfix with OpenDKIM and OpenDMARC; filters CPU: rspamd, OpenDKIM, OpenDMARC")
+	}
 	return nil
+}
+
+// checkedStreams are the intake's clients with --checks: inbound mail
+// from sender.test, DKIM-signed, from senderIP to the SMTP port; and
+// mail the first user submits: to postoffice's submission port with
+// AUTH PLAIN, to Postfix's SMTP port from 127.0.0.1 (mynetworks).
+func (o *compareOpts) checkedStreams(p *pair, s instance, users []account) []intakeStream {
+	inbound := intakeStream{Addr: s.SMTPAddr(), LocalIP: senderIP, Helo: senderHelo,
+		From: "sender@" + senderDomain, FromField: "Sender <sender@" + senderDomain + ">", Sign: o.checks.signedBy}
+	submitter := users[0]
+	submit := intakeStream{Addr: s.SMTPAddr(), From: submitter.Name, FromField: "<" + submitter.Name + ">"}
+	if s == instance(p.po) {
+		submit.Addr = p.po.SubmissionAddr()
+		submit.AuthUser, submit.AuthPassword = submitter.Name, submitter.Password
+	}
+	return []intakeStream{inbound, submit}
 }
 
 // waitForFiles waits until the directories hold want entries.
@@ -880,6 +957,12 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 	if err != nil {
 		return Result{}, err
 	}
+	var filtersBefore float64
+	if o.checks != nil {
+		if filtersBefore, err = o.checks.filterCPU(); err != nil {
+			return Result{}, err
+		}
+	}
 	stop := make(chan struct{})
 	peak := make(chan memStats, 1)
 	go func() { peak <- peakMemory(pid, stop) }()
@@ -897,6 +980,14 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 		res.Values = map[string]float64{}
 	}
 	res.Values["server_cpu_s"] = after - before
+	if o.checks != nil {
+		filters, err := o.checks.filterCPU()
+		if err != nil {
+			return res, err
+		}
+		res.Values["filter_cpu_s"] = filters - filtersBefore
+		res.Workload += "-checks"
+	}
 	res.Values["peak_rss_mib"] = float64(top.RSS) / (1 << 20)
 	res.Values["peak_pss_mib"] = float64(top.PSS) / (1 << 20)
 	return res, nil

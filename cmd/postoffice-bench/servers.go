@@ -48,6 +48,14 @@ type tmplData struct {
 	AuthCache    bool
 	ProcessLimit int
 	ClientLimit  int
+
+	// compare --checks (checks.go).
+	Checks         bool   // postoffice: [auth_checks], dns_server, rspamd as milter
+	DNSServer      string // host:port
+	Milter         string // postoffice's milter, host:port
+	SubmissionPort int    // postoffice's submission listener (0: none)
+	MyNetworks     string // Postfix: the trusted submitters
+	Milters        string // Postfix: smtpd_milters
 }
 
 func renderTemplate(benchDir, name, dst string, data tmplData) error {
@@ -145,17 +153,42 @@ func (d *daemon) stop(grace time.Duration) error {
 	}
 }
 
+// stopGroup is stop for a daemon with children of its own (rspamd's
+// workers): the signals go to its process group.
+func (d *daemon) stopGroup(grace time.Duration) error {
+	if d == nil {
+		return nil
+	}
+	select {
+	case <-d.exited:
+		return nil
+	default:
+	}
+	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-d.exited:
+		return nil
+	case <-time.After(grace):
+		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+		<-d.exited
+		return fmt.Errorf("%s did not stop within %v: killed", filepath.Base(d.cmd.Path), grace)
+	}
+}
+
 // postoffice is an instance of the binary under test.
 type postoffice struct {
 	bin, benchDir, dir string
 	pop3, smtp         int
+	submission         int // 0: no submission listener
 	d                  *daemon
 	// profile, when set, is the path prefix of a CPU profile per start.
 	profile string
 	starts  int
 }
 
-func newPostoffice(bin, benchDir, dir string) (*postoffice, error) {
+// newPostoffice prepares an instance; chk, when set, configures it for
+// the intake with checks (a submission listener, the checks, rspamd).
+func newPostoffice(bin, benchDir, dir string, chk *checksEnv) (*postoffice, error) {
 	p := &postoffice{bin: bin, benchDir: benchDir, dir: dir}
 	var err error
 	if p.pop3, err = freePort(); err != nil {
@@ -168,6 +201,12 @@ func newPostoffice(bin, benchDir, dir string) (*postoffice, error) {
 		return nil, err
 	}
 	data := tmplData{Dir: dir, Host: "127.0.0.1", POP3Port: p.pop3, SMTPPort: p.smtp}
+	if chk != nil {
+		if p.submission, err = freePort(); err != nil {
+			return nil, err
+		}
+		data.Checks, data.DNSServer, data.Milter, data.SubmissionPort = true, checksDNSAddr, chk.rspamdAddr, p.submission
+	}
 	if err := renderTemplate(benchDir, "postoffice.toml.tmpl", p.config(), data); err != nil {
 		return nil, err
 	}
@@ -178,6 +217,14 @@ func (p *postoffice) Name() string     { return "postoffice" }
 func (p *postoffice) POP3Addr() string { return "127.0.0.1:" + strconv.Itoa(p.pop3) }
 func (p *postoffice) SMTPAddr() string { return "127.0.0.1:" + strconv.Itoa(p.smtp) }
 func (p *postoffice) config() string   { return filepath.Join(p.dir, "postoffice.toml") }
+
+// SubmissionAddr is the submission listener's address, "" without one.
+func (p *postoffice) SubmissionAddr() string {
+	if p.submission == 0 {
+		return ""
+	}
+	return "127.0.0.1:" + strconv.Itoa(p.submission)
+}
 func (p *postoffice) dataDir() string  { return filepath.Join(p.dir, "data") }
 
 func (p *postoffice) Start(ctx context.Context) error {
@@ -191,7 +238,10 @@ func (p *postoffice) Start(ctx context.Context) error {
 		return err
 	}
 	p.d = d
-	for _, a := range []string{p.POP3Addr(), p.SMTPAddr()} {
+	for _, a := range []string{p.POP3Addr(), p.SMTPAddr(), p.SubmissionAddr()} {
+		if a == "" {
+			continue
+		}
 		if err := waitListening(ctx, a, 30*time.Second, d.exited); err != nil {
 			p.Stop()
 			return fmt.Errorf("postoffice: %w (see %s)", err, filepath.Join(p.dir, "postoffice.log"))
@@ -312,7 +362,10 @@ type postfix struct {
 	domain        string
 }
 
-func newPostfix(benchDir, dir, domain string, users []account) (*postfix, error) {
+// newPostfix prepares an instance; chk, when set, configures it for the
+// intake with checks (OpenDKIM, OpenDMARC and rspamd as milters, only
+// 127.0.0.1 trusted as a submitter).
+func newPostfix(benchDir, dir, domain string, users []account, chk *checksEnv) (*postfix, error) {
 	x := &postfix{benchDir: benchDir, dir: dir, domain: domain}
 	var err error
 	if x.smtp, err = freePort(); err != nil {
@@ -336,7 +389,12 @@ func newPostfix(benchDir, dir, domain string, users []account) (*postfix, error)
 	if err := os.Chown(filepath.Join(dir, "data"), uid, gid); err != nil {
 		return nil, err
 	}
-	data := tmplData{Dir: dir, Host: "127.0.0.1", SMTPPort: x.smtp, Domain: domain, UID: mailUID, GID: mailGID}
+	data := tmplData{Dir: dir, Host: "127.0.0.1", SMTPPort: x.smtp, Domain: domain, UID: mailUID, GID: mailGID,
+		MyNetworks: "127.0.0.0/8"}
+	if chk != nil {
+		data.MyNetworks = "127.0.0.1/32"
+		data.Milters = "inet:" + chk.opendkimAddr + ", inet:" + chk.opendmarcAddr + ", inet:" + chk.rspamdAddr
+	}
 	if err := renderTemplate(benchDir, "postfix-main.cf.tmpl", filepath.Join(dir, "etc", "main.cf"), data); err != nil {
 		return nil, err
 	}

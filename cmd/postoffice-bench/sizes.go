@@ -101,17 +101,26 @@ const text = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;
 // arguments. Some body lines start with "." so that dot-stuffing is
 // exercised.
 func generateMessage(to string, seq int, size int) []byte {
+	return generateMessageFrom("", to, seq, size)
+}
+
+// generateMessageFrom is generateMessage with the given From field (""
+// for the default, Bench Sender <sender@bench.invalid>).
+func generateMessageFrom(from, to string, seq int, size int) []byte {
+	if from == "" {
+		from = "Bench Sender <sender@bench.invalid>"
+	}
 	size = max(size, minMessageSize)
 	var b bytes.Buffer
 	b.Grow(size)
-	fmt.Fprintf(&b, "From: Bench Sender <sender@bench.invalid>\r\n"+
+	fmt.Fprintf(&b, "From: %s\r\n"+
 		"To: <%s>\r\n"+
 		"Subject: benchmark message %d\r\n"+
 		"Date: Mon, 02 Jan 2006 15:04:05 +0000\r\n"+
 		"Message-ID: <%d.%d@bench.invalid>\r\n"+
 		"MIME-Version: 1.0\r\n"+
 		"Content-Type: text/plain; charset=us-ascii\r\n"+
-		"\r\n", to, seq, seq, size)
+		"\r\n", from, to, seq, seq, size)
 	r := rand.New(rand.NewPCG(uint64(seq), uint64(size)))
 	line := 0
 	for b.Len() < size {

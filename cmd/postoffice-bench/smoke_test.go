@@ -246,6 +246,44 @@ func TestSmokeWorkloads(t *testing.T) {
 		}
 	}
 
+	// Two streams (compare --checks): the connections take them in turn,
+	// each with its own source address, sender, From field and signing
+	// (one sender at a time, so that each connection sends PerConn).
+	mark := []byte("X-Signed: yes\r\n")
+	res, err = runWorkload(ctx, "intake", loadOpts{Users: users, Concurrency: 1, Count: 8, PerConn: 2,
+		Sizes: sizeDist{min: 2048, max: 2048, median: 2048}, Streams: []intakeStream{
+			{Addr: sl.Addr().String(), LocalIP: "127.0.0.2", Helo: "mail.sender.test", From: "s@sender.test",
+				FromField: "<s@sender.test>", Sign: func(m []byte) ([]byte, error) { return append(mark, m...), nil }},
+			{Addr: sl.Addr().String(), From: "user1@bench.test", FromField: "<user1@bench.test>"},
+		}})
+	check(res, err, "message", 8)
+	var signed, local int
+	for _, u := range users {
+		infos, err := st.List(ctx, ids[u.Name], 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range infos {
+			rc, err := st.Open(ctx, ids[u.Name], m.UID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(rc)
+			rc.Close()
+			switch {
+			case bytes.HasPrefix(got, append(mark, "From: <s@sender.test>\r\n"...)):
+				signed++
+			case bytes.HasPrefix(got, []byte("From: <user1@bench.test>\r\n")):
+				local++
+			default:
+				t.Errorf("a message of neither stream: %.80q", got)
+			}
+		}
+	}
+	if signed != 4 || local != 4 {
+		t.Errorf("%d messages of the signed stream and %d of the other, want 4 and 4", signed, local)
+	}
+
 	// The command line: one run, as JSON and as a table.
 	var out, errOut bytes.Buffer
 	if code := run(ctx, []string{"run", "--workload", "poll", "--addr", addr, "--users", "user%d@bench.test",

@@ -28,6 +28,9 @@ type loadOpts struct {
 	// AuthPassword, when set, logs in as From with AUTH PLAIN (RFC 4616)
 	// before sending: intake over submission, as an authenticated user.
 	AuthPassword string
+	// Streams, when set, replace Addr, From and AuthPassword: the
+	// connections take them in turn.
+	Streams []intakeStream
 	// waitDone, if set, is called after the last message was accepted and
 	// must return once every message is retrievable (the intake
 	// workload's finish line); its time is part of the run.
@@ -235,6 +238,23 @@ func bigMailboxSession(ctx context.Context, c *collector, addr string, u account
 	return p.quit()
 }
 
+// intakeStream is one kind of SMTP client of the intake workload.
+type intakeStream struct {
+	Addr    string
+	LocalIP string // "": the system's choice
+	Helo    string // "": bench.invalid
+	From    string // envelope sender
+	// AuthUser and AuthPassword, when set, log in with AUTH PLAIN (RFC
+	// 4616) before sending: submission, as an authenticated user.
+	AuthUser, AuthPassword string
+	// FromField is the messages' From field ("": the generated default).
+	FromField string
+	// Sign, when set, is applied to every generated message (DKIM).
+	Sign func([]byte) ([]byte, error)
+
+	msgs [][]byte
+}
+
 // runIntake sends Count messages over SMTP from Concurrency connections,
 // PerConn messages per connection, to the users in turn.
 func runIntake(ctx context.Context, o loadOpts) Result {
@@ -244,18 +264,40 @@ func runIntake(ctx context.Context, o loadOpts) Result {
 	if o.PerConn <= 0 {
 		o.PerConn = 1
 	}
-	if o.From == "" {
-		o.From = "sender@bench.invalid"
-	}
 	if o.Sizes.median == 0 {
 		o.Sizes = sizeDist{min: 20 * 1024, max: 20 * 1024, median: 20 * 1024}
 	}
-	// Messages are made before the clock starts: the client shares the
-	// machine with the server and should cost it little.
+	streams := o.Streams
+	if len(streams) == 0 {
+		from := o.From
+		if from == "" {
+			from = "sender@bench.invalid"
+		}
+		st := intakeStream{Addr: o.Addr, From: from}
+		if o.AuthPassword != "" {
+			st.AuthUser, st.AuthPassword = from, o.AuthPassword
+		}
+		streams = []intakeStream{st}
+	}
+	// Messages are made (and signed) before the clock starts: the client
+	// shares the machine with the server and should cost it little.
 	r := rand.New(rand.NewPCG(1, 2))
-	msgs := make([][]byte, min(o.Count, 256))
-	for i := range msgs {
-		msgs[i] = generateMessage(o.Users[i%len(o.Users)].Name, i, o.Sizes.draw(r))
+	for i := range streams {
+		st := &streams[i]
+		st.msgs = make([][]byte, max(min(o.Count, 256)/len(streams), 1))
+		for j := range st.msgs {
+			seq := j*len(streams) + i
+			msg := generateMessageFrom(st.FromField, o.Users[seq%len(o.Users)].Name, seq, o.Sizes.draw(r))
+			if st.Sign != nil {
+				var err error
+				if msg, err = st.Sign(msg); err != nil {
+					c := newCollector()
+					c.fail("message", fmt.Errorf("signing: %w", err))
+					return c.result("intake", 0)
+				}
+			}
+			st.msgs[j] = msg
+		}
 	}
 	if o.Duration > 0 {
 		var cancel context.CancelFunc
@@ -264,12 +306,14 @@ func runIntake(ctx context.Context, o loadOpts) Result {
 	}
 	c := newCollector()
 	b := &budget{limit: int64(o.Count)}
+	var conns atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range o.Concurrency {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				if !intakeConnection(ctx, c, o, b, msgs) {
+				st := &streams[int(conns.Add(1)-1)%len(streams)]
+				if !intakeConnection(ctx, c, o, st, b) {
 					return
 				}
 			}
@@ -286,9 +330,9 @@ func runIntake(ctx context.Context, o loadOpts) Result {
 	return c.result("intake", time.Since(start))
 }
 
-// intakeConnection sends up to PerConn messages on one connection; false
-// once the budget is spent.
-func intakeConnection(ctx context.Context, c *collector, o loadOpts, b *budget, msgs [][]byte) bool {
+// intakeConnection sends up to PerConn messages of one stream on one
+// connection; false once the budget is spent.
+func intakeConnection(ctx context.Context, c *collector, o loadOpts, st *intakeStream, b *budget) bool {
 	var s *smtpClient
 	defer func() {
 		if s != nil {
@@ -296,22 +340,26 @@ func intakeConnection(ctx context.Context, c *collector, o loadOpts, b *budget, 
 			s.Close()
 		}
 	}()
+	helo := st.Helo
+	if helo == "" {
+		helo = "bench.invalid"
+	}
 	for range o.PerConn {
 		n, ok := b.take(ctx)
 		if !ok {
 			return false
 		}
-		msg := msgs[int(n)%len(msgs)]
+		msg := st.msgs[int(n)%len(st.msgs)]
 		to := o.Users[int(n)%len(o.Users)].Name
 		t := time.Now()
 		if s == nil {
 			var err error
-			if s, err = dialSMTP(ctx, o.Addr, "bench.invalid"); err != nil {
+			if s, err = dialSMTP(ctx, st.LocalIP, st.Addr, helo); err != nil {
 				c.fail("message", err)
 				return true
 			}
-			if o.AuthPassword != "" {
-				if err := s.authPlain(o.From, o.AuthPassword); err != nil {
+			if st.AuthUser != "" {
+				if err := s.authPlain(st.AuthUser, st.AuthPassword); err != nil {
 					c.fail("message", err)
 					s.Close()
 					s = nil
@@ -319,7 +367,7 @@ func intakeConnection(ctx context.Context, c *collector, o loadOpts, b *budget, 
 				}
 			}
 		}
-		if err := s.send(o.From, to, msg); err != nil {
+		if err := s.send(st.From, to, msg); err != nil {
 			c.fail("message", err)
 			s.Close()
 			s = nil

@@ -61,8 +61,9 @@ type compareOpts struct {
 
 	// Checks: the intake workload with signing, SPF/DKIM/DMARC checks and
 	// rspamd on both sides (checks.go); checks is what it runs.
-	Checks bool
-	checks *checksEnv
+	Checks       bool
+	ChecksMilter bool // rspamd as a milter of both (default)
+	checks       *checksEnv
 
 	log io.Writer
 }
@@ -321,8 +322,10 @@ func (o *compareOpts) ensurePackages(peers map[string]bool) error {
 	}
 	if peers["postfix"] {
 		want("postfix", "postfix")
-		if o.Checks {
+		if o.Checks && o.ChecksMilter {
 			want("rspamd", "rspamd")
+		}
+		if o.Checks {
 			want("opendkim", "opendkim")
 			want("opendmarc", "opendmarc")
 		}
@@ -767,7 +770,7 @@ func (o *compareOpts) compareIntake(ctx context.Context, dir, peer, hash string,
 	}
 	if o.Checks {
 		o.logf("starting the checks: DNS zone on %s, rspamd, OpenDKIM, OpenDMARC", checksDNSAddr)
-		chk, err := startChecks(ctx, filepath.Join(dir, "checks"), o.Domain)
+		chk, err := startChecks(ctx, filepath.Join(dir, "checks"), o.Domain, !o.ChecksMilter)
 		if err != nil {
 			return err
 		}
@@ -818,7 +821,11 @@ func (o *compareOpts) compareIntake(ctx context.Context, dir, peer, hash string,
 	}
 	rep.Notes = append(rep.Notes, "postoffice: mail is retrievable when 250 is sent; Postfix: when virtual(8) has put every message into the maildirs (counted)")
 	if o.checks != nil {
-		rep.Notes = append(rep.Notes, "checks: half the connections inbound from "+senderDomain+" (DKIM-signed, SPF/DKIM/DMARC pass, p=reject), half submitted by "+users[0].Name+" and signed by the server (RSA-2048); rspamd as milter on both; Postfix with OpenDKIM and OpenDMARC; filters CPU: rspamd, OpenDKIM, OpenDMARC")
+		milter := "rspamd as milter on both"
+		if !o.ChecksMilter {
+			milter = "no rspamd (--checks-milter=false)"
+		}
+		rep.Notes = append(rep.Notes, "checks: half the connections inbound from "+senderDomain+" (DKIM-signed, SPF/DKIM/DMARC pass, p=reject), half submitted by "+users[0].Name+" and signed by the server (RSA-2048); "+milter+"; Postfix with OpenDKIM and OpenDMARC; filters CPU: rspamd, OpenDKIM, OpenDMARC")
 	}
 	return nil
 }

@@ -225,7 +225,7 @@ func (p *postoffice) SubmissionAddr() string {
 	}
 	return "127.0.0.1:" + strconv.Itoa(p.submission)
 }
-func (p *postoffice) dataDir() string  { return filepath.Join(p.dir, "data") }
+func (p *postoffice) dataDir() string { return filepath.Join(p.dir, "data") }
 
 func (p *postoffice) Start(ctx context.Context) error {
 	args := []string{"serve", "--config", p.config()}
@@ -393,7 +393,10 @@ func newPostfix(benchDir, dir, domain string, users []account, chk *checksEnv) (
 		MyNetworks: "127.0.0.0/8"}
 	if chk != nil {
 		data.MyNetworks = "127.0.0.1/32"
-		data.Milters = "inet:" + chk.opendkimAddr + ", inet:" + chk.opendmarcAddr + ", inet:" + chk.rspamdAddr
+		data.Milters = "inet:" + chk.opendkimAddr + ", inet:" + chk.opendmarcAddr
+		if chk.rspamdAddr != "" {
+			data.Milters += ", inet:" + chk.rspamdAddr
+		}
 	}
 	if err := renderTemplate(benchDir, "postfix-main.cf.tmpl", filepath.Join(dir, "etc", "main.cf"), data); err != nil {
 		return nil, err

@@ -161,8 +161,10 @@ func (s *Store) List(ctx context.Context, userID int64, before uint64) ([]store.
 		return nil, err
 	}
 	// The imported messages' own UIDLs and LIST sizes: one probe of the
-	// partial index messages_uidl when there are none.
-	rows, err := s.r.QueryContext(ctx, `SELECT uid, uidl, coalesce(list_size, 0) FROM messages
+	// partial index messages_uidl when there are none. INDEXED BY: left
+	// to itself the planner prefers the primary key, which covers the
+	// columns but reads every message of the user (10 ms for 100,000).
+	rows, err := s.r.QueryContext(ctx, `SELECT uid, uidl, coalesce(list_size, 0) FROM messages INDEXED BY messages_uidl
 		WHERE user_id = ? AND uidl IS NOT NULL AND uid < ?`, userID, int64(before))
 	if err != nil {
 		return nil, err
@@ -235,9 +237,11 @@ func (s *Store) Summary(ctx context.Context, userID int64) (store.MailboxSummary
 	var m store.MailboxSummary
 	// The imported messages' LIST sizes in place of their stored ones,
 	// read in the same statement: one probe of the partial index
-	// messages_uidl when there are none.
+	// messages_uidl when there are none (INDEXED BY, as in List: the
+	// primary key would read every message, 10 to 70 ms of a login to a
+	// 100,000-message mailbox).
 	err := s.r.QueryRowContext(ctx, `SELECT msg_count, msg_bytes + (SELECT coalesce(sum(coalesce(list_size, size) - size), 0)
-			FROM messages WHERE user_id = ?1 AND uidl IS NOT NULL), next_uid
+			FROM messages INDEXED BY messages_uidl WHERE user_id = ?1 AND uidl IS NOT NULL), next_uid
 		FROM users WHERE id = ?1`, userID).
 		Scan(&m.Count, &m.Bytes, &m.NextUID)
 	return m, notFound(err, "user %d", userID)

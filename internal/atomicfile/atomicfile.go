@@ -1,9 +1,12 @@
 // Package atomicfile replaces a file so that a crash leaves either the old
 // content or the new, never a mix, and the new content is on disk when
-// the call returns.
+// the call returns; and has the directory operations that such writes
+// need (SyncDir, EmptyDir).
 package atomicfile
 
 import (
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -36,7 +39,7 @@ func WriteOwned(path string, data []byte, mode os.FileMode, uid, gid int) error 
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
 func fill(f *os.File, data []byte, mode os.FileMode, uid, gid int) error {
@@ -54,12 +57,36 @@ func fill(f *os.File, data []byte, mode os.FileMode, uid, gid int) error {
 	return f.Sync()
 }
 
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
+// SyncDir makes the entries of dir durable: a file created, renamed or
+// removed in it survives a crash once it returns (fsync of the directory).
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// EmptyDir creates dir (0700, with its parents) or checks that it is
+// empty: a directory that holds anything is an error wrapping
+// fs.ErrExist.
+func EmptyDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	if len(es) > 0 {
+		return fmt.Errorf("%s is not empty: %w", dir, fs.ErrExist)
+	}
+	return nil
 }

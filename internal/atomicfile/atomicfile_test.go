@@ -1,6 +1,8 @@
 package atomicfile
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -76,5 +78,30 @@ func TestWriteOwned(t *testing.T) {
 	st := fi.Sys().(*syscall.Stat_t)
 	if int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid() || fi.Mode().Perm() != 0o640 {
 		t.Errorf("owner %d:%d mode %v", st.Uid, st.Gid, fi.Mode())
+	}
+}
+
+func TestEmptyDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	if err := EmptyDir(dir); err != nil {
+		t.Fatalf("a new directory: %v", err)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("created %v, %v; want a 0700 directory", fi, err)
+	}
+	if err := EmptyDir(dir); err != nil {
+		t.Fatalf("an empty directory: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := EmptyDir(dir); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("a directory with a file: %v, want fs.ErrExist", err)
+	}
+	if err := SyncDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := SyncDir(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("SyncDir of a missing directory succeeded")
 	}
 }

@@ -86,8 +86,8 @@ func (o Options) progress(format string, args ...any) {
 // by other processes (postoffice serve) meanwhile. On an error, dir holds
 // no manifest: what it holds is not a backup.
 func Backup(ctx context.Context, src store.Store, dir string, o Options) (Manifest, error) {
-	if err := emptyDir(dir); err != nil {
-		return Manifest{}, err
+	if err := atomicfile.EmptyDir(dir); err != nil {
+		return Manifest{}, fmt.Errorf("%w (a backup goes into a new directory)", err)
 	}
 	m := Manifest{Format: Format, Created: time.Now().UTC()}
 	storeDir := filepath.Join(dir, StoreDir)
@@ -377,19 +377,4 @@ func Restore(ctx context.Context, dir string, target migrate.Store, o Options) (
 		return st, fmt.Errorf("restore: the target holds %+v, the backup %+v", c, m.Counts)
 	}
 	return st, nil
-}
-
-// emptyDir creates dir (0700) or checks that it is empty.
-func emptyDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	if len(es) > 0 {
-		return fmt.Errorf("%s is not empty: a backup goes into a new directory", dir)
-	}
-	return nil
 }

@@ -125,7 +125,7 @@ func exportUser(ctx context.Context, st ExportStore, dir string, u store.User, h
 		total += size
 		n++
 	}
-	if err := syncDir(filepath.Join(root, "cur")); err != nil {
+	if err := atomicfile.SyncDir(filepath.Join(root, "cur")); err != nil {
 		return n, total, err
 	}
 	if err := atomicfile.Write(filepath.Join(root, "dovecot-uidlist"), []byte(list.String()), 0o600); err != nil {
@@ -167,16 +167,4 @@ func exportMessage(ctx context.Context, st ExportStore, root, base string, userI
 // safeName reports whether s can be a path element as it is.
 func safeName(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00")
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/atomicfile"
 )
 
 // ErrBodyGone: Backup found a message file that the database of its
@@ -41,7 +43,7 @@ func (s *Store) Backup(ctx context.Context, dir string) error {
 	if strings.ContainsAny(dir, "?'") {
 		return fmt.Errorf("backup directory %q: ' and ? not supported in the path", dir)
 	}
-	if err := emptyDir(dir); err != nil {
+	if err := atomicfile.EmptyDir(dir); err != nil {
 		return err
 	}
 	removeStaleLinks(filepath.Dir(fb.dir), time.Now().Add(-staleLinks))
@@ -126,11 +128,11 @@ func (s *Store) Backup(ctx context.Context, dir string) error {
 		}
 	}
 	for i := range 256 {
-		if err := syncDir(filepath.Join(out.dir, fmt.Sprintf("%02x", i))); err != nil {
+		if err := atomicfile.SyncDir(filepath.Join(out.dir, fmt.Sprintf("%02x", i))); err != nil {
 			return err
 		}
 	}
-	return syncDir(dir)
+	return atomicfile.SyncDir(dir)
 }
 
 // copyFile writes r into a new owner-only file at path and syncs it.
@@ -181,18 +183,3 @@ func removeStaleLinks(dataDir string, before time.Time) {
 // backupHook, if set (by tests), runs between the copy of the database
 // and that of the message files.
 var backupHook func()
-
-// emptyDir creates dir (0700) or checks that it is empty.
-func emptyDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	if len(es) > 0 {
-		return fmt.Errorf("%s is not empty: %w", dir, fs.ErrExist)
-	}
-	return nil
-}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/postoffice-mail/postoffice/internal/atomicfile"
 )
 
 // blobStore keeps message bodies, apart from the database that refers to
@@ -64,7 +66,7 @@ func newFileBlobs(dir string) (*fileBlobs, error) {
 		}
 	}
 	if created {
-		if err := syncDir(dir); err != nil {
+		if err := atomicfile.SyncDir(dir); err != nil {
 			return nil, err
 		}
 	}
@@ -143,7 +145,7 @@ func (b *fileBlobs) Put(ctx context.Context, r io.Reader) (id string, size int64
 	if err = os.Rename(f.Name(), final); err != nil {
 		return "", 0, err
 	}
-	if err = syncDir(filepath.Dir(final)); err != nil {
+	if err = atomicfile.SyncDir(filepath.Dir(final)); err != nil {
 		os.Remove(final)
 		return "", 0, err
 	}
@@ -195,23 +197,6 @@ func (b *fileBlobs) Walk(ctx context.Context, fn func(id string, written time.Ti
 				return err
 			}
 		}
-	}
-	return nil
-}
-
-// syncDir makes the entries of dir (a file created, renamed or removed)
-// durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
 	}
 	return nil
 }

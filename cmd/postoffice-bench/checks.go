@@ -143,7 +143,7 @@ func startChecks(ctx context.Context, dir, domain string, withoutMilter bool) (_
 
 func (e *checksEnv) stop() {
 	for _, d := range []*daemon{e.opendmarc, e.opendkim, e.rspamd} {
-		d.stopGroup(30 * time.Second)
+		d.stop(30 * time.Second)
 	}
 	for _, s := range e.dnsServers {
 		s.Shutdown()
@@ -367,6 +367,7 @@ func (e *checksEnv) startRspamd(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.group = true // its workers
 	e.rspamd = d
 	// rspamd compiles its rules at the first start: minutes on 2 cores.
 	if err := waitListening(ctx, e.rspamdAddr, 5*time.Minute, d.exited); err != nil {

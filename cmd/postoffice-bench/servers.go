@@ -107,6 +107,7 @@ type daemon struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	err    error
+	group  bool // stop signals the whole process group
 }
 
 func startDaemon(log string, name string, args ...string) (*daemon, error) {
@@ -132,7 +133,9 @@ func startDaemon(log string, name string, args ...string) (*daemon, error) {
 	return d, nil
 }
 
-// stop sends SIGTERM and waits; SIGKILL after the grace period.
+// stop sends SIGTERM and waits; SIGKILL after the grace period. The
+// signals go to the daemon's process group when it has children of its
+// own that the main process does not stop (group: rspamd's workers).
 func (d *daemon) stop(grace time.Duration) error {
 	if d == nil {
 		return nil
@@ -142,34 +145,16 @@ func (d *daemon) stop(grace time.Duration) error {
 		return nil
 	default:
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
+	pid := d.cmd.Process.Pid
+	if d.group {
+		pid = -pid
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
 	select {
 	case <-d.exited:
 		return nil
 	case <-time.After(grace):
-		d.cmd.Process.Kill()
-		<-d.exited
-		return fmt.Errorf("%s did not stop within %v: killed", filepath.Base(d.cmd.Path), grace)
-	}
-}
-
-// stopGroup is stop for a daemon with children of its own (rspamd's
-// workers): the signals go to its process group.
-func (d *daemon) stopGroup(grace time.Duration) error {
-	if d == nil {
-		return nil
-	}
-	select {
-	case <-d.exited:
-		return nil
-	default:
-	}
-	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-d.exited:
-		return nil
-	case <-time.After(grace):
-		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+		syscall.Kill(pid, syscall.SIGKILL)
 		<-d.exited
 		return fmt.Errorf("%s did not stop within %v: killed", filepath.Base(d.cmd.Path), grace)
 	}

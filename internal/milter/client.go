@@ -237,9 +237,16 @@ func (c *Client) Session(conn Conn) *Session {
 // writes it; we set its deadlines per event, and bound what a milter may
 // send: each packet (the library would allocate up to 512 MiB for the
 // length a packet claims) and, at the end of a message, all of it.
+//
+// What the library writes is held until it next reads (or closes): the
+// library writes each packet on its own, and a message's macros, header
+// fields and body chunks, which the milter answers only at the end when
+// it asked for no replies to them, then go out in one write instead of a
+// system call each. The octets and their order are unchanged.
 type limitConn struct {
 	net.Conn
 	budget int64 // octets the milter may still send; < 0: no limit
+	out    []byte
 
 	// The framing of what the milter sends: a 4-octet length, then that
 	// many octets (the milter protocol's packets).
@@ -254,7 +261,41 @@ const maxPacket = 1<<20 + 1
 
 var errTooMuch = errors.New("milter sent more than the message size limit")
 
+// maxHeld is how much limitConn holds before it writes anyway.
+const maxHeld = 64 << 10
+
+func (l *limitConn) Write(p []byte) (int, error) {
+	if len(l.out)+len(p) > maxHeld {
+		if err := l.flush(); err != nil {
+			return 0, err
+		}
+		if len(p) > maxHeld {
+			return l.Conn.Write(p)
+		}
+	}
+	l.out = append(l.out, p...)
+	return len(p), nil
+}
+
+// flush writes what is held.
+func (l *limitConn) flush() error {
+	if len(l.out) == 0 {
+		return nil
+	}
+	_, err := l.Conn.Write(l.out)
+	l.out = l.out[:0]
+	return err
+}
+
+func (l *limitConn) Close() error {
+	l.flush()
+	return l.Conn.Close()
+}
+
 func (l *limitConn) Read(p []byte) (int, error) {
+	if err := l.flush(); err != nil {
+		return 0, err
+	}
 	if l.budget == 0 {
 		return 0, errTooMuch
 	}

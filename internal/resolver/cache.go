@@ -78,9 +78,9 @@ func (c *cache) get(name string, qtype uint16) (cached, bool) {
 }
 
 // putAnswer caches the records of a positive answer for the smallest TTL
-// of the answer section (the CNAMEs followed included: RFC 2181 section
-// 5.2, a set is cached as a whole, and the chain no longer than its
-// shortest link), at most MaxTTL.
+// of the answer section, at most MaxTTL: the records of the type asked
+// and the CNAMEs that led to them, so that no link of a chain is kept
+// past its own TTL.
 func (c *cache) putAnswer(name string, qtype uint16, answer, rrs []dns.RR) {
 	if c == nil {
 		return

@@ -78,7 +78,7 @@ type checksEnv struct {
 	localKey  *rsa.PrivateKey // the users' domain's key, for OpenDKIM
 
 	dnsServers []*dns.Server
-	dnsAddress string // added to lo, removed at the end
+	dnsAddress string // added to lo by this run, removed at the end
 	rspamd     *daemon
 	opendkim   *daemon
 	opendmarc  *daemon
@@ -238,11 +238,13 @@ func (e *checksEnv) startDNS() error {
 	}
 	h := zoneHandler(rrs)
 	host, _, _ := net.SplitHostPort(checksDNSAddr)
-	if out, err := exec.Command("ip", "address", "add", host+"/32", "dev", "lo").CombinedOutput(); err != nil &&
-		!strings.Contains(string(out), "File exists") {
+	// An address that was there already (a run that was killed) stays.
+	switch out, err := exec.Command("ip", "address", "add", host+"/32", "dev", "lo").CombinedOutput(); {
+	case err == nil:
+		e.dnsAddress = host
+	case !strings.Contains(string(out), "File exists"):
 		return fmt.Errorf("ip address add %s dev lo: %v: %s", host, err, out)
 	}
-	e.dnsAddress = host
 	pc, err := net.ListenPacket("udp", checksDNSAddr)
 	if err != nil {
 		return fmt.Errorf("DNS for --checks: %w (run as root; nothing else may serve %s)", err, checksDNSAddr)

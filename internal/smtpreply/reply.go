@@ -136,13 +136,23 @@ func (r Reply) Wire() string {
 	return b.String()
 }
 
+// clean makes each control octet (below 0x20, and DEL) a space. It works
+// on octets, not runes: a text that is not UTF-8 keeps its length and its
+// other octets (decoding it would turn each stray octet into U+FFFD,
+// three octets, and a peer's reply within the line limit could come out
+// beyond it).
 func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
+	i := strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+	if i < 0 {
+		return s
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		if b[i] < 0x20 || b[i] == 0x7f {
+			b[i] = ' '
 		}
-		return r
-	}, s)
+	}
+	return string(b)
 }
 
 // As finds a Reply in err's chain.

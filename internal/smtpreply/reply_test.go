@@ -34,6 +34,9 @@ func TestWire(t *testing.T) {
 		{New(550, "5.7.1", "Refused", "See the log"), "550-5.7.1 Refused\r\n550 5.7.1 See the log\r\n"},
 		{New(421, "4.3.2"), "421 4.3.2\r\n"},
 		{New(550, "5.0.0", "bad\r\n250 injected"), "550 5.0.0 bad  250 injected\r\n"},
+		// Not UTF-8: the octets stay as they are (no U+FFFD, which would
+		// make the line longer), controls still become spaces.
+		{New(250, "", "\xff\xfe\x01é\x7f"), "250 \xff\xfe é \r\n"},
 	}
 	for _, c := range cases {
 		if got := c.r.Wire(); got != c.want {

@@ -238,11 +238,11 @@ func (c *Client) Session(conn Conn) *Session {
 // send: each packet (the library would allocate up to 512 MiB for the
 // length a packet claims) and, at the end of a message, all of it.
 //
-// What the library writes is held until it next reads (or closes): the
-// library writes each packet on its own, and a message's macros, header
-// fields and body chunks, which the milter answers only at the end when
-// it asked for no replies to them, then go out in one write instead of a
-// system call each. The octets and their order are unchanged.
+// What the library writes is held until it next reads (or closes), up to
+// maxHeld: the library writes each packet on its own, and a command's
+// macros, or the header fields a milter asked not to answer, then go out
+// in one write instead of a system call each. The octets and their order
+// are unchanged.
 type limitConn struct {
 	net.Conn
 	budget int64 // octets the milter may still send; < 0: no limit
@@ -261,8 +261,10 @@ const maxPacket = 1<<20 + 1
 
 var errTooMuch = errors.New("milter sent more than the message size limit")
 
-// maxHeld is how much limitConn holds before it writes anyway.
-const maxHeld = 64 << 10
+// maxHeld is the most limitConn holds: a larger write (a body chunk)
+// goes out at once after what is held, neither copied nor kept in a
+// buffer that every idle session would then carry.
+const maxHeld = 4 << 10
 
 func (l *limitConn) Write(p []byte) (int, error) {
 	if len(l.out)+len(p) > maxHeld {

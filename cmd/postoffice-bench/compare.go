@@ -44,6 +44,9 @@ type compareOpts struct {
 
 	DownloadUsers, DownloadMessages, DownloadConcurrency int
 	DownloadSizes                                        sizeDist
+	// DownloadRate paces the download's RETRs (messages per second, all
+	// clients together; 0: a closed loop, each client as fast as it can).
+	DownloadRate float64
 
 	BigMessages int
 	BigSize     sizeDist
@@ -209,6 +212,16 @@ var metrics = map[string][]metric{
 		{"server CPU ms/message", false, cpuPer("retr")},
 		{"peak memory MiB (PSS)", false, value("peak_pss_mib")},
 		{"peak RSS MiB", false, value("peak_rss_mib")},
+	},
+	// The download with --download-rate: the same offered load on both,
+	// latencies from when each RETR was due.
+	"download-paced": {
+		{"messages/s", true, opsPerSec("retr")},
+		{"RETR p50 ms", false, p50("retr")},
+		{"RETR p99 ms", false, p99("retr")},
+		{"RETR p50 ms from sending", false, p50("retr-sent")},
+		{"server CPU ms/message", false, cpuPer("retr")},
+		{"peak memory MiB (PSS)", false, value("peak_pss_mib")},
 	},
 	"bigmbox-first": {
 		{"first session ms", false, p50("session")},
@@ -718,7 +731,7 @@ func (o *compareOpts) compareDownload(ctx context.Context, dir, peer, hash strin
 		}
 		for _, s := range order(p, r) {
 			res, err := o.measured(ctx, s, "download", loadOpts{Addr: s.POP3Addr(), Users: users,
-				Concurrency: o.DownloadConcurrency})
+				Concurrency: o.DownloadConcurrency, Rate: o.DownloadRate})
 			if err != nil {
 				return err
 			}
@@ -1118,8 +1131,12 @@ func (o *compareOpts) describe(w io.Writer) {
 		strings.Join(o.Workloads, ","), o.Rounds, o.Hash, o.AuthCache, o.Loader)
 	fmt.Fprintf(&b, "poll: %d users x %d messages of %v, %d clients, %v per round\n",
 		o.PollUsers, o.PollMessages, o.PollSize, o.PollConcurrency, o.PollDuration)
-	fmt.Fprintf(&b, "download: %d users x %d messages of %v, %d clients\n",
+	fmt.Fprintf(&b, "download: %d users x %d messages of %v, %d clients",
 		o.DownloadUsers, o.DownloadMessages, o.DownloadSizes, o.DownloadConcurrency)
+	if o.DownloadRate > 0 {
+		fmt.Fprintf(&b, ", paced at %g RETRs/s", o.DownloadRate)
+	}
+	b.WriteByte('\n')
 	fmt.Fprintf(&b, "bigmbox: %d messages of %v\n", o.BigMessages, o.BigSize)
 	fmt.Fprintf(&b, "intake: %d messages of %v to %d users, %d senders, %d per connection\n",
 		o.IntakeMessages, o.IntakeSize, o.IntakeUsers, o.IntakeConcurrency, o.IntakePerConn)

@@ -138,6 +138,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	perConn := fs.Int("per-conn", 10, "intake: messages per SMTP connection")
 	from := fs.String("from", "sender@bench.invalid", "intake: envelope sender")
 	authPassword := fs.String("auth-password", "", "intake: log in as --from with AUTH PLAIN and this password (submission; a throwaway one: it shows in ps)")
+	rate := fs.Float64("rate", 0, "download: pace the RETRs at this many per second, all clients together (0: as fast as each client can)")
 	hold := fs.Duration("hold", 10*time.Second, "idle: how long to hold the sessions open")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	fs.Usage = func() {
@@ -160,7 +161,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	res, err := runWorkload(ctx, *workload, loadOpts{Addr: *addr, Users: users, Concurrency: *conc,
-		Duration: *dur, Count: *count, Sizes: dist, PerConn: *perConn, From: *from, AuthPassword: *authPassword, Hold: *hold})
+		Duration: *dur, Count: *count, Sizes: dist, PerConn: *perConn, From: *from, AuthPassword: *authPassword, Hold: *hold, Rate: *rate})
 	if err != nil {
 		return err
 	}
@@ -204,6 +205,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&o.DownloadMessages, "download-messages", 0, "download: messages per user")
 	dlSizes := fs.String("download-sizes", "mix", "download: message sizes (mix: 2 KiB-1 MiB, median 20 KiB)")
 	fs.IntVar(&o.DownloadConcurrency, "download-concurrency", 0, "download: clients at once")
+	fs.Float64Var(&o.DownloadRate, "download-rate", 0, "download: pace the RETRs at this many per second, all clients together, latency counted from when each was due (0: each client as fast as it can)")
 	fs.IntVar(&o.BigMessages, "bigmbox-messages", 0, "bigmbox: messages in the mailbox")
 	bigSize := fs.String("bigmbox-size", "4k", "bigmbox: message sizes")
 	fs.IntVar(&o.IntakeMessages, "intake-messages", 0, "intake: messages per round")

@@ -284,6 +284,18 @@ func TestSmokeWorkloads(t *testing.T) {
 		t.Errorf("%d messages of the signed stream and %d of the other, want 4 and 4", signed, local)
 	}
 
+	// Paced: 8 RETRs at 100 a second, due 10 ms apart, take at least 70 ms;
+	// a RETR's latency from its slot is never less than from its sending.
+	res, err = runWorkload(ctx, "download", loadOpts{Addr: addr, Users: users, Concurrency: 2, Rate: 100})
+	check(res, err, "retr", 8)
+	check(res, nil, "retr-sent", 8)
+	if res.Workload != "download-paced" || res.Seconds < 0.07 {
+		t.Errorf("paced download: workload %q in %.3f s, want download-paced in at least 0.07 s", res.Workload, res.Seconds)
+	}
+	if due, sent := res.Ops["retr"].Latency, res.Ops["retr-sent"].Latency; due.Mean < sent.Mean || due.Max < sent.Max {
+		t.Errorf("latency from the slot %+v is less than from sending %+v", due, sent)
+	}
+
 	// The command line: one run, as JSON and as a table.
 	var out, errOut bytes.Buffer
 	if code := run(ctx, []string{"run", "--workload", "poll", "--addr", addr, "--users", "user%d@bench.test",

@@ -36,6 +36,11 @@ type loadOpts struct {
 	// workload's finish line); its time is part of the run.
 	waitDone func(ctx context.Context) error
 
+	// Download only: Rate, when set, paces the RETRs at this many per
+	// second across all clients (an open loop, see pacer) instead of each
+	// client sending the next as soon as the last was answered.
+	Rate float64
+
 	// Idle only: how long the sessions are held open once all are logged
 	// in, and what to do meanwhile (measure the server's memory).
 	Hold    time.Duration
@@ -63,6 +68,10 @@ func runWorkload(ctx context.Context, name string, o loadOpts) (Result, error) {
 	case "download":
 		if o.Count == 0 {
 			o.Count = len(o.Users) // each mailbox is emptied once
+		}
+		if o.Rate > 0 {
+			res = runPOP3Sessions(ctx, "download-paced", o, pacedDownloadSession(newPacer(o.Rate)))
+			break
 		}
 		res = runPOP3Sessions(ctx, name, o, downloadSession)
 	case "bigmbox":
@@ -218,6 +227,77 @@ func downloadSession(ctx context.Context, c *collector, addr string, u account) 
 	}
 	c.rec("quit").add(time.Since(t), 0)
 	return nil
+}
+
+// pacer is the schedule of an open loop: the k-th operation is due at
+// start + k/rate, whichever client runs it. A closed loop (each client
+// sending its next command when the last is answered) lets a faster server
+// take more load, so its latencies are those of a busier machine; paced,
+// both servers get the same load and their latencies can be compared.
+// Latency counts from when the operation was due, not from when it was
+// sent: a server that falls behind shows its backlog in the figures rather
+// than slowing the clients down (the "coordinated omission" of closed-loop
+// generators).
+type pacer struct {
+	start time.Time
+	every time.Duration
+	next  atomic.Int64
+}
+
+func newPacer(rate float64) *pacer {
+	return &pacer{start: time.Now(), every: time.Duration(float64(time.Second) / rate)}
+}
+
+// wait takes the next slot of the schedule and sleeps until it is due;
+// it returns when it was due.
+func (p *pacer) wait(ctx context.Context) (time.Time, error) {
+	due := p.start.Add(time.Duration(p.next.Add(1)-1) * p.every)
+	if d := time.Until(due); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return due, ctx.Err()
+		}
+	}
+	return due, nil
+}
+
+// pacedDownloadSession is downloadSession with each RETR waiting for its
+// slot in the schedule of p. "retr" is the latency from the slot,
+// "retr-sent" from the command's sending.
+func pacedDownloadSession(p *pacer) sessionFunc {
+	return func(ctx context.Context, c *collector, addr string, u account) error {
+		cl, err := login(ctx, c, addr, u)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		n, _, err := cl.stat()
+		if err != nil {
+			return err
+		}
+		retr, sent := c.rec("retr"), c.rec("retr-sent")
+		for i := 1; i <= n; i++ {
+			due, err := p.wait(ctx)
+			if err != nil {
+				return err
+			}
+			t := time.Now()
+			size, err := cl.retr(i, nil)
+			if err != nil {
+				return err
+			}
+			done := time.Now()
+			retr.add(done.Sub(due), size)
+			sent.add(done.Sub(t), 0)
+			if _, err := cl.cmd(fmt.Sprintf("DELE %d", i)); err != nil {
+				return err
+			}
+		}
+		return cl.quit()
+	}
 }
 
 // bigMailboxSession lists a big mailbox: UIDL, then LIST.

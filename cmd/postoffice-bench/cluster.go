@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/postoffice-mail/postoffice/internal/store"
 	"github.com/postoffice-mail/postoffice/internal/store/postgres"
@@ -62,7 +63,7 @@ func cmdCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	o := clusterOpts{stderr: stderr}
 	fs.StringVar(&o.bin, "postoffice", "", "the postoffice binary under test")
 	fs.StringVar(&o.benchDir, "bench-dir", "bench", "directory of the config templates")
-	fs.StringVar(&o.pgDSN, "pg", "", "a PostgreSQL database for the benchmark alone: everything in its public schema is dropped (bench/cluster.sh starts a server and makes one)")
+	fs.StringVar(&o.pgDSN, "pg", "", "a PostgreSQL database for the benchmark alone: everything in the schema it selects (public, unless its search_path names another) is dropped (bench/cluster.sh starts a server and makes one)")
 	fs.IntVar(&o.pgPID, "pg-pid", 0, "PID of the PostgreSQL postmaster, whose process tree's CPU is measured (0: not measured)")
 	nodes := fs.String("nodes", "1,2,3", "node counts to measure, comma-separated")
 	fs.BoolVar(&o.sqlite, "sqlite", true, "also measure one node on SQLite (the default store)")
@@ -296,15 +297,26 @@ func (o *clusterOpts) measure(ctx context.Context, config, workload, op string, 
 	return row, nil
 }
 
-// emptyDatabase drops everything in the database's public schema, so that
-// each configuration starts from an empty store.
+// emptyDatabase drops everything in the schema the connection string
+// selects (the first of its search_path that exists: public unless it
+// names another) and makes it anew, so that each configuration starts from
+// an empty store.
 func (o *clusterOpts) emptyDatabase(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, o.pgDSN)
+	// A pool, which takes the pool_* parameters a plain connection refuses.
+	pool, err := pgxpool.New(ctx, o.pgDSN)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+	defer pool.Close()
+	var schema *string
+	if err := pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		return err
+	}
+	if schema == nil {
+		return fmt.Errorf("--pg: its search_path names no schema that exists")
+	}
+	id := pgx.Identifier{*schema}.Sanitize()
+	_, err = pool.Exec(ctx, "DROP SCHEMA "+id+" CASCADE; CREATE SCHEMA "+id)
 	return err
 }
 

@@ -81,6 +81,28 @@ func (o Options) progress(format string, args ...any) {
 	}
 }
 
+// copyAgain runs run, the copy of an embedded store into dir, until it
+// succeeds, fails otherwise than with sqlite.ErrBodyGone, or has failed
+// backupAttempts times. A message delivered after the files were linked
+// and deleted before they were copied leaves its file out of reach: the
+// attempt fails whole and is made again, into an emptied directory; under
+// load the window is short.
+func copyAgain(run func() error, dir string, o Options) error {
+	for attempt := 1; ; attempt++ {
+		err := run()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, sqlite.ErrBodyGone) || attempt == backupAttempts {
+			return err
+		}
+		o.progress("a message file went away during the copy: again")
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	}
+}
+
 // Backup writes a backup of src into dir, which must not exist or be
 // empty; src is a *sqlite.Store or a *postgres.Store, and may be in use
 // by other processes (postoffice serve) meanwhile. On an error, dir holds
@@ -96,22 +118,8 @@ func Backup(ctx context.Context, src store.Store, dir string, o Options) (Manife
 	case *sqlite.Store:
 		m.Source = "sqlite"
 		o.progress("copying the database and its message files")
-		// A message delivered after the files were linked and deleted
-		// before they were copied leaves its file out of reach: the
-		// attempt fails whole (ErrBodyGone) and is made again, into an
-		// emptied directory; under load the window is short.
-		for attempt := 1; ; attempt++ {
-			err := s.Backup(ctx, storeDir)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, sqlite.ErrBodyGone) || attempt == backupAttempts {
-				return m, err
-			}
-			o.progress("a message file went away during the copy: again")
-			if err := os.RemoveAll(storeDir); err != nil {
-				return m, err
-			}
+		if err := copyAgain(func() error { return s.Backup(ctx, storeDir) }, storeDir, o); err != nil {
+			return m, err
 		}
 	case *postgres.Store:
 		m.Source = "postgres"

@@ -439,3 +439,46 @@ func readUIDList(t *testing.T, root string, validity uint32, next uint64) map[st
 	}
 	return out
 }
+
+// TestCopyAgain: an embedded store's copy that lost a message file to a
+// deletion (sqlite.ErrBodyGone) is made again into an emptied directory,
+// at most backupAttempts times; any other error ends it at once.
+func TestCopyAgain(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	var said []string
+	o := Options{Progress: func(format string, args ...any) { said = append(said, fmt.Sprintf(format, args...)) }}
+	calls := 0
+	gone := func(fail int) func() error {
+		return func() error {
+			calls++
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("attempt %d: %s left from the attempt before (%v)", calls, dir, err)
+			}
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, "part"), []byte("half a copy"), 0o600); err != nil {
+				return err
+			}
+			if calls <= fail {
+				return fmt.Errorf("backup: message file x: %w", sqlite.ErrBodyGone)
+			}
+			return nil
+		}
+	}
+	if err := copyAgain(gone(2), dir, o); err != nil || calls != 3 || len(said) != 2 {
+		t.Errorf("two lost files: %v after %d attempts, said %q; want success at the third, said twice", err, calls, said)
+	}
+
+	os.RemoveAll(dir)
+	calls = 0
+	if err := copyAgain(gone(100), dir, o); !errors.Is(err, sqlite.ErrBodyGone) || calls != backupAttempts {
+		t.Errorf("always lost: %v after %d attempts, want ErrBodyGone after %d", err, calls, backupAttempts)
+	}
+
+	calls = 0
+	other := errors.New("disk full")
+	if err := copyAgain(func() error { calls++; return other }, dir, o); err != other || calls != 1 {
+		t.Errorf("another error: %v after %d attempts, want it after 1", err, calls)
+	}
+}

@@ -553,6 +553,7 @@ print(json.dumps(p, default=str))`
 // certificate keeps serving, and the failure shows in /metrics, in status
 // and on the dashboard.
 func TestACMERenewal(t *testing.T) {
+	t.Parallel() // waits on timers most of its time: see TestMain
 	e := newACMEEnv(t, 45*time.Second)
 	in := newInstanceWith(t, map[string]string{"hostname": acmeHost, "tables": e.tables("tls-alpn-01", "names = []")})
 	in.start()
@@ -635,6 +636,7 @@ func grepLines(text, sub string) string {
 // obtains the certificate, holding the issuing lock, whichever it is (a
 // challenge answer that node B stores, node A serves), and both serve it.
 func TestACMECluster(t *testing.T) {
+	t.Parallel() // waits on timers most of its time: see TestMain
 	_, dsn := pgtest.Schema(t)
 	e := newACMEEnv(t, 0)
 	node := func(name, tables string) *instance {

@@ -192,6 +192,7 @@ func checkDeliveries(t *testing.T, rcpts []string, got map[string][]string, inFl
 // for that lease, then holds the name. Every message reaches the sink at
 // least once, and a second time only if it was in flight at A.
 func TestClusterNodeNameOnce(t *testing.T) {
+	t.Parallel() // waits on timers most of its time: see TestMain
 	_, dsn := pgtest.Schema(t)
 	port, ls := commonPort(t, "127.0.0.3")
 	// 5 connections per node, 400 ms per message: 25 messages a second.

@@ -6,6 +6,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -33,6 +34,17 @@ func TestMain(m *testing.M) {
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building postoffice: %v\n%s", err, out)
 		os.Exit(1)
+	}
+	// The tests marked parallel spend their time waiting (a certificate's
+	// lifetime, a cluster lease, the delays after failed logins), not on
+	// the CPU: run them all at once, unless -parallel says otherwise. The
+	// e2e package is the longest of go test ./..., which gives each
+	// package ten minutes.
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		flag.Set("test.parallel", "8")
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -84,12 +84,16 @@ type checksEnv struct {
 	opendmarc  *daemon
 	// Milter addresses, host:port; rspamdAddr "" without rspamd.
 	rspamdAddr, opendkimAddr, opendmarcAddr string
+	// rspamdWorkers is how many rspamd processes scan: Debian's
+	// configuration has one (its normal worker, behind the milter proxy).
+	rspamdWorkers int
 }
 
 // startChecks starts the DNS zone, OpenDKIM and OpenDMARC, and rspamd
-// unless withoutMilter (compare --checks-milter=false: the checks and
-// signing alone, to tell their cost from the milter's).
-func startChecks(ctx context.Context, dir, domain string, withoutMilter bool) (_ *checksEnv, err error) {
+// with rspamdWorkers scanning processes, unless withoutMilter (compare
+// --checks-milter=false: the checks and signing alone, to tell their cost
+// from the milter's).
+func startChecks(ctx context.Context, dir, domain string, withoutMilter bool, rspamdWorkers int) (_ *checksEnv, err error) {
 	for _, tool := range []struct{ bin, pkg string }{{"rspamd", "rspamd"}, {"opendkim", "opendkim"}, {"opendmarc", "opendmarc"}, {"unshare", "util-linux"}, {"ip", "iproute2"}} {
 		if tool.bin == "rspamd" && withoutMilter {
 			continue
@@ -98,7 +102,7 @@ func startChecks(ctx context.Context, dir, domain string, withoutMilter bool) (_
 			return nil, fmt.Errorf("--checks needs %s (Debian package %s)", tool.bin, tool.pkg)
 		}
 	}
-	e := &checksEnv{dir: dir, domain: domain}
+	e := &checksEnv{dir: dir, domain: domain, rspamdWorkers: max(rspamdWorkers, 1)}
 	defer func() {
 		if err != nil {
 			e.stop()
@@ -342,7 +346,7 @@ worker "rspamd_proxy" {
     bind_socket = "%s";
     milter = yes;
     upstream "local" { default = yes; self_scan = yes; }
-    count = 1;
+    count = %d;
     timeout = 60s;
 }
 `
@@ -355,7 +359,7 @@ func (e *checksEnv) startRspamd(ctx context.Context) error {
 		}
 	}
 	files := map[string]string{
-		"rspamd.conf":         fmt.Sprintf(checksRspamdConf, e.rspamdAddr),
+		"rspamd.conf":         fmt.Sprintf(checksRspamdConf, e.rspamdAddr, e.rspamdWorkers),
 		"local.d/options.inc": fmt.Sprintf("dns { nameserver = [%q]; timeout = 1s; retransmits = 1; }\n", checksDNSAddr),
 	}
 	for name, content := range files {

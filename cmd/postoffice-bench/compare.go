@@ -66,7 +66,10 @@ type compareOpts struct {
 	// rspamd on both sides (checks.go); checks is what it runs.
 	Checks       bool
 	ChecksMilter bool // rspamd as a milter of both (default)
-	checks       *checksEnv
+	// ChecksRspamdWorkers is how many rspamd processes scan (1, as
+	// Debian's configuration has it).
+	ChecksRspamdWorkers int
+	checks              *checksEnv
 
 	log io.Writer
 }
@@ -789,7 +792,7 @@ func (o *compareOpts) compareIntake(ctx context.Context, dir, peer, hash string,
 	}
 	if o.Checks {
 		o.logf("starting the checks: DNS zone on %s, OpenDKIM, OpenDMARC, rspamd %v", checksDNSAddr, o.ChecksMilter)
-		chk, err := startChecks(ctx, filepath.Join(dir, "checks"), o.Domain, !o.ChecksMilter)
+		chk, err := startChecks(ctx, filepath.Join(dir, "checks"), o.Domain, !o.ChecksMilter, o.ChecksRspamdWorkers)
 		if err != nil {
 			return err
 		}
@@ -840,7 +843,7 @@ func (o *compareOpts) compareIntake(ctx context.Context, dir, peer, hash string,
 	}
 	rep.Notes = append(rep.Notes, "postoffice: mail is retrievable when 250 is sent; Postfix: when virtual(8) has put every message into the maildirs (counted)")
 	if o.checks != nil {
-		milter := "rspamd as milter on both"
+		milter := fmt.Sprintf("rspamd as milter on both (%d scanning processes)", o.checks.rspamdWorkers)
 		if !o.ChecksMilter {
 			milter = "no rspamd (--checks-milter=false)"
 		}

@@ -217,6 +217,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&o.IdleConcurrency, "idle-concurrency", 50, "idle: logins at once")
 	fs.DurationVar(&o.IdleHold, "idle-hold", 5*time.Second, "idle: how long the sessions are held before memory is read")
 	fs.BoolVar(&o.Checks, "checks", false, "intake: DKIM signing, SPF/DKIM/DMARC checks and rspamd as milter on both sides (Postfix with OpenDKIM and OpenDMARC; needs rspamd, opendkim, opendmarc)")
+	fs.IntVar(&o.ChecksRspamdWorkers, "checks-rspamd-workers", 1, "with --checks: rspamd's scanning processes (1, as in Debian's configuration: one normal worker)")
 	fs.BoolVar(&o.ChecksMilter, "checks-milter", true, "with --checks: rspamd as a milter of both servers (false: the checks and signing alone)")
 	fs.StringVar(&o.IdleHash, "idle-hash", "cheap", "idle: password hash cost on both sides (cheap: memory of sessions, not of hashing)")
 	if err := fs.Parse(args); err != nil {

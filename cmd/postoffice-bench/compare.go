@@ -140,14 +140,17 @@ func p99(op string) func(Result) float64 {
 	return func(r Result) float64 { return r.Ops[op].Latency.P99 }
 }
 
-// cpuPer is the server's CPU time per operation, in milliseconds.
-func cpuPer(op string) func(Result) float64 {
+// msPer is the CPU time under Values[key] (seconds) per operation op,
+// in milliseconds: server_cpu_s (the server's), client_cpu_s (the load
+// generator's, which shares the cores: a faster server leaves it more of
+// them) or filter_cpu_s (the milters' with --checks).
+func msPer(key, op string) func(Result) float64 {
 	return func(r Result) float64 {
 		n := r.Ops[op].Ops
 		if n == 0 {
 			return math.NaN()
 		}
-		return r.Values["server_cpu_s"] * 1000 / float64(n)
+		return r.Values[key] * 1000 / float64(n)
 	}
 }
 
@@ -158,7 +161,8 @@ func intakeMetrics(extra []metric) []metric {
 		{"messages/s (all retrievable)", true, intakeRate},
 		{"250 p50 ms", false, p50("message")},
 		{"250 p99 ms", false, p99("message")},
-		{"server CPU ms/message", false, cpuPer("message")},
+		{"server CPU ms/message", false, msPer("server_cpu_s", "message")},
+		{"load generator CPU ms/message", false, msPer("client_cpu_s", "message")},
 	}
 	ms = append(ms, extra...)
 	return append(ms,
@@ -169,9 +173,9 @@ func intakeMetrics(extra []metric) []metric {
 // filterMetrics are the milters' CPU with --checks (rspamd's, OpenDKIM's
 // and OpenDMARC's processes).
 var filterMetrics = []metric{
-	{"filters CPU ms/message", false, perMessage("filter_cpu_s")},
+	{"filters CPU ms/message", false, msPer("filter_cpu_s", "message")},
 	{"server+filters CPU ms/message", false, func(r Result) float64 {
-		return cpuPer("message")(r) + perMessage("filter_cpu_s")(r)
+		return msPer("server_cpu_s", "message")(r) + msPer("filter_cpu_s", "message")(r)
 	}},
 }
 
@@ -181,17 +185,6 @@ func intakeRate(r Result) float64 {
 		return 0
 	}
 	return float64(r.Ops["message"].Ops) / r.Seconds
-}
-
-// perMessage is a CPU time value (seconds) per message, in milliseconds.
-func perMessage(k string) func(Result) float64 {
-	return func(r Result) float64 {
-		n := r.Ops["message"].Ops
-		if n == 0 {
-			return math.NaN()
-		}
-		return r.Values[k] * 1000 / float64(n)
-	}
 }
 
 func value(k string) func(Result) float64 {
@@ -205,14 +198,15 @@ var metrics = map[string][]metric{
 		{"sessions/s", true, opsPerSec("session")},
 		{"session p50 ms", false, p50("session")},
 		{"session p99 ms", false, p99("session")},
-		{"server CPU ms/session", false, cpuPer("session")},
+		{"server CPU ms/session", false, msPer("server_cpu_s", "session")},
 	},
 	"download": {
 		{"messages/s", true, opsPerSec("retr")},
 		{"MB/s", true, func(r Result) float64 { return r.Ops["retr"].BytesPerSec / 1e6 }},
 		{"RETR p50 ms", false, p50("retr")},
 		{"session p50 ms", false, p50("session")},
-		{"server CPU ms/message", false, cpuPer("retr")},
+		{"server CPU ms/message", false, msPer("server_cpu_s", "retr")},
+		{"load generator CPU ms/message", false, msPer("client_cpu_s", "retr")},
 		{"peak memory MiB (PSS)", false, value("peak_pss_mib")},
 		{"peak RSS MiB", false, value("peak_rss_mib")},
 	},
@@ -223,7 +217,8 @@ var metrics = map[string][]metric{
 		{"RETR p50 ms", false, p50("retr")},
 		{"RETR p99 ms", false, p99("retr")},
 		{"RETR p50 ms from sending", false, p50("retr-sent")},
-		{"server CPU ms/message", false, cpuPer("retr")},
+		{"server CPU ms/message", false, msPer("server_cpu_s", "retr")},
+		{"load generator CPU ms/message", false, msPer("client_cpu_s", "retr")},
 		{"peak memory MiB (PSS)", false, value("peak_pss_mib")},
 	},
 	"bigmbox-first": {
@@ -995,7 +990,9 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 	stop := make(chan struct{})
 	peak := make(chan memStats, 1)
 	go func() { peak <- peakMemory(pid, stop) }()
+	selfBefore := selfCPU()
 	res, err := runWorkload(ctx, workload, lo)
+	selfAfter := selfCPU()
 	close(stop)
 	top := <-peak
 	if err != nil {
@@ -1009,6 +1006,7 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 		res.Values = map[string]float64{}
 	}
 	res.Values["server_cpu_s"] = after - before
+	res.Values["client_cpu_s"] = selfAfter - selfBefore
 	if o.checks != nil {
 		filters, err := o.checks.filterCPU()
 		if err != nil {
@@ -1020,6 +1018,16 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 	res.Values["peak_rss_mib"] = float64(top.RSS) / (1 << 20)
 	res.Values["peak_pss_mib"] = float64(top.PSS) / (1 << 20)
 	return res, nil
+}
+
+// selfCPU is the user and system CPU time, in seconds, this process (the
+// load generator, without the servers it started) has used so far.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return math.NaN()
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // memSample is how often peakMemory reads the server's memory.

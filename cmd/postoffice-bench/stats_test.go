@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -156,5 +157,32 @@ func TestCPUTimes(t *testing.T) {
 		if _, err := parseCPUTimes([]byte(bad)); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+}
+
+func TestMsPer(t *testing.T) {
+	r := Result{Ops: map[string]OpStats{"retr": {Ops: 400}},
+		Values: map[string]float64{"server_cpu_s": 0.2, "client_cpu_s": 0.1}}
+	if got := msPer("server_cpu_s", "retr")(r); got != 0.5 {
+		t.Errorf("server: %v ms per RETR, want 0.5", got)
+	}
+	if got := msPer("client_cpu_s", "retr")(r); got != 0.25 {
+		t.Errorf("load generator: %v ms per RETR, want 0.25", got)
+	}
+	if got := msPer("server_cpu_s", "message")(r); !math.IsNaN(got) {
+		t.Errorf("no messages: %v, want NaN", got)
+	}
+}
+
+// selfCPU counts this process's CPU: a loop that spins for 50 ms of wall
+// time adds to it, and the whole cannot exceed the wall time on every core.
+func TestSelfCPU(t *testing.T) {
+	before, start := selfCPU(), time.Now()
+	for x := 0; time.Since(start) < 50*time.Millisecond; x++ {
+		_ = x * x
+	}
+	used, wall := selfCPU()-before, time.Since(start).Seconds()
+	if used <= 0 || used > wall*float64(runtime.NumCPU())+0.05 {
+		t.Errorf("selfCPU grew by %.3f s over %.3f s of wall time", used, wall)
 	}
 }

@@ -70,10 +70,10 @@ func runWorkload(ctx context.Context, name string, o loadOpts) (Result, error) {
 			o.Count = len(o.Users) // each mailbox is emptied once
 		}
 		if o.Rate > 0 {
-			res = runPOP3Sessions(ctx, "download-paced", o, pacedDownloadSession(newPacer(o.Rate)))
+			res = runPOP3Sessions(ctx, "download-paced", o, downloadSession(newPacer(o.Rate)))
 			break
 		}
-		res = runPOP3Sessions(ctx, name, o, downloadSession)
+		res = runPOP3Sessions(ctx, name, o, downloadSession(nil))
 	case "bigmbox":
 		if o.Count == 0 {
 			o.Count = 1
@@ -198,37 +198,6 @@ func pollSession(ctx context.Context, c *collector, addr string, u account) erro
 	return nil
 }
 
-// downloadSession retrieves and deletes every message.
-func downloadSession(ctx context.Context, c *collector, addr string, u account) error {
-	p, err := login(ctx, c, addr, u)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	n, _, err := p.stat()
-	if err != nil {
-		return err
-	}
-	retr := c.rec("retr")
-	for i := 1; i <= n; i++ {
-		t := time.Now()
-		size, err := p.retr(i, nil)
-		if err != nil {
-			return err
-		}
-		retr.add(time.Since(t), size)
-		if _, err := p.cmd(fmt.Sprintf("DELE %d", i)); err != nil {
-			return err
-		}
-	}
-	t := time.Now()
-	if err := p.quit(); err != nil {
-		return err
-	}
-	c.rec("quit").add(time.Since(t), 0)
-	return nil
-}
-
 // pacer is the schedule of an open loop: the k-th operation is due at
 // start + k/rate, whichever client runs it. A closed loop (each client
 // sending its next command when the last is answered) lets a faster server
@@ -264,10 +233,11 @@ func (p *pacer) wait(ctx context.Context) (time.Time, error) {
 	return due, nil
 }
 
-// pacedDownloadSession is downloadSession with each RETR waiting for its
-// slot in the schedule of p. "retr" is the latency from the slot,
-// "retr-sent" from the command's sending.
-func pacedDownloadSession(p *pacer) sessionFunc {
+// downloadSession retrieves and deletes every message. With a pacer p,
+// each RETR waits for its slot in p's schedule, "retr" is its latency from
+// the slot and "retr-sent" from its sending; without, "retr" is from the
+// sending.
+func downloadSession(p *pacer) sessionFunc {
 	return func(ctx context.Context, c *collector, addr string, u account) error {
 		cl, err := login(ctx, c, addr, u)
 		if err != nil {
@@ -278,11 +248,13 @@ func pacedDownloadSession(p *pacer) sessionFunc {
 		if err != nil {
 			return err
 		}
-		retr, sent := c.rec("retr"), c.rec("retr-sent")
+		retr := c.rec("retr")
 		for i := 1; i <= n; i++ {
-			due, err := p.wait(ctx)
-			if err != nil {
-				return err
+			var due time.Time
+			if p != nil {
+				if due, err = p.wait(ctx); err != nil {
+					return err
+				}
 			}
 			t := time.Now()
 			size, err := cl.retr(i, nil)
@@ -290,13 +262,22 @@ func pacedDownloadSession(p *pacer) sessionFunc {
 				return err
 			}
 			done := time.Now()
-			retr.add(done.Sub(due), size)
-			sent.add(done.Sub(t), 0)
+			if p != nil {
+				retr.add(done.Sub(due), size)
+				c.rec("retr-sent").add(done.Sub(t), 0)
+			} else {
+				retr.add(done.Sub(t), size)
+			}
 			if _, err := cl.cmd(fmt.Sprintf("DELE %d", i)); err != nil {
 				return err
 			}
 		}
-		return cl.quit()
+		t := time.Now()
+		if err := cl.quit(); err != nil {
+			return err
+		}
+		c.rec("quit").add(time.Since(t), 0)
+		return nil
 	}
 }
 

@@ -84,8 +84,9 @@ func authResultsOf(m string) []string {
 // (SPF at MAIL, DKIM and DMARC at the end of data) against records served
 // by a DNS server on loopback, which serve uses as its resolver ([queue]
 // dns_server): a DMARC p=reject failure is refused with 550 5.7.1,
-// p=quarantine is delivered with X-Spam: yes, a DNS failure where DMARC
-// would reject is 451 4.4.3; every message delivered carries one
+// p=quarantine is delivered with X-Spam: yes and the [spam] subject_tag,
+// a DNS failure where DMARC would reject is 451 4.4.3; every message
+// delivered carries one
 // Authentication-Results field of ours on top and none forged with our
 // name; an authenticated submission and the deliver command are not
 // checked; the journal and /metrics count it all; dmarc_reject =
@@ -114,7 +115,8 @@ func TestAuthChecksInbound(t *testing.T) {
 	zone.ServFail("sub.tf.test.")
 	zone.ServFail("down.test.")
 
-	in := newInstanceWith(t, map[string]string{"queue": fmt.Sprintf("dns_server = %q", zone.Addr)})
+	in := newInstanceWith(t, map[string]string{"queue": fmt.Sprintf("dns_server = %q", zone.Addr),
+		"tables": "[spam]\nsubject_tag = \"[SPAM]\"\n"})
 	for _, u := range []string{"spf", "spffail", "none", "dkim", "dkimfail", "forged", "quar", "ar", "sub", "mda", "temp", "later"} {
 		in.addUser(u+"@example.org", "pw")
 	}
@@ -236,8 +238,8 @@ func TestAuthChecksInbound(t *testing.T) {
 	wantIn("DKIM fail", ar, "dkim=fail", "header.d=none.test", "dmarc=none")
 	m, ar := one("quar")
 	wantIn("quarantine", ar, "dmarc=fail", "p=quarantine", "header.from=quar.test")
-	if !strings.Contains(m, "\r\nX-Spam: yes\r\n") {
-		t.Errorf("quarantined message not marked:\n%s", m)
+	if !strings.Contains(m, "\r\nX-Spam: yes\r\n") || !strings.Contains(m, "\r\nSubject: [SPAM] quar\r\n") {
+		t.Errorf("quarantined message not marked (X-Spam, [spam] subject_tag):\n%s", m)
 	}
 	m, ar = one("ar")
 	wantIn("forged AR", ar, "spf=pass", "dmarc=pass", "header.from=good.test")
@@ -362,7 +364,7 @@ func TestAuthChecksInbound(t *testing.T) {
 	}
 	m, ar = one("later")
 	wantIn("dmarc_reject = quarantine", ar, "dmarc=fail", "p=reject", "header.from=bigmail.test")
-	if !strings.Contains(m, "\r\nX-Spam: yes\r\n") {
+	if !strings.Contains(m, "\r\nX-Spam: yes\r\n") || !strings.Contains(m, "\r\nSubject: [SPAM] later\r\n") {
 		t.Errorf("p=reject as quarantine not marked:\n%s", m)
 	}
 	// And switched off: no checks, no field.

@@ -35,6 +35,9 @@ type inboundChecks struct {
 	// record writes a refusal to the mail journal (an accepted message
 	// has its results in the router's received entry).
 	record func(...store.JournalEntry)
+	// subjectTag ([spam] subject_tag) goes before the Subject of mail
+	// DMARC says to quarantine, as of mail a milter marks as spam.
+	subjectTag string
 }
 
 // authCheckSettings are what a generation's checks are built from.
@@ -65,7 +68,8 @@ func (s *Server) newInboundChecks(cfg config.Config) *inboundChecks {
 	if a.dmarcReject == "quarantine" {
 		c.RejectAs = mailauth.Quarantine
 	}
-	return &inboundChecks{checker: c, metrics: s.metrics, log: s.log.With("service", "smtp"), record: s.journal.Record}
+	return &inboundChecks{checker: c, metrics: s.metrics, log: s.log.With("service", "smtp"), record: s.journal.Record,
+		subjectTag: cfg.Spam.SubjectTag}
 }
 
 // applies reports whether a transaction is checked: one that did not
@@ -81,6 +85,12 @@ type inboundTx struct {
 	spf     mailauth.SPFResults
 	verdict *mailauth.Verdict
 	action  string // accept, quarantine, reject, tempfail
+}
+
+// quarantined says whether DMARC asked to quarantine the message, which
+// is then delivered marked as spam.
+func (t *inboundTx) quarantined() bool {
+	return t != nil && t.action == string(mailauth.Quarantine)
 }
 
 // String sums the results up for the journal: "spf=pass dkim=pass
@@ -186,12 +196,21 @@ func (c *inboundChecks) atData(ctx context.Context, env *smtpd.Envelope, body io
 		return nil, nil, reply
 	}
 	head := v.AuthResults
-	if tx.action == string(mailauth.Quarantine) {
+	msg := mailauth.StripAuthResults(sp.Open(), c.checker.AuthServID)
+	if tx.quarantined() {
+		// RFC 7489 section 6.3: quarantine, for a POP3 user a message
+		// marked as spam (spam.go): X-Spam below our field, and the
+		// subject tag.
 		head += SpamHeader
+		if msg, err = markSpam(msg, false, c.subjectTag); err != nil {
+			// Not the header's size: Check bounded it the same.
+			sp.Close()
+			return nil, nil, smtpreply.New(451, "4.3.0", "Error reading the message, try again later")
+		}
 	}
 	// RFC 8601 section 4: the field goes on top, as a trace field does;
 	// the router's Received goes above it.
-	out = io.MultiReader(strings.NewReader(head), mailauth.StripAuthResults(sp.Open(), c.checker.AuthServID))
+	out = io.MultiReader(strings.NewReader(head), msg)
 	return out, func() { sp.Close() }, nil
 }
 

@@ -139,3 +139,31 @@ func TestInboundChecksBodyError(t *testing.T) {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// TestInboundChecksQuarantineTag: a DMARC p=quarantine failure is
+// delivered with X-Spam: yes under our Authentication-Results field and,
+// with [spam] subject_tag, the tag before its subject, once; without a
+// tag the subject is left alone.
+func TestInboundChecksQuarantineTag(t *testing.T) {
+	zone := `_dmarc.quar.test. 60 IN TXT "v=DMARC1; p=quarantine"`
+	env := func() *smtpd.Envelope {
+		return &smtpd.Envelope{ID: "TX2", From: "a@elsewhere.test", To: []string{"u@example.org"}, Helo: "client.test", RemoteAddr: "127.0.0.1:4000"}
+	}
+	for _, tc := range []struct{ tag, subject, want string }{
+		{"[SPAM]", "Subject: cheap\r\n", "Subject: [SPAM] cheap\r\n"},
+		{"[SPAM]", "Subject: [SPAM] again\r\n", "Subject: [SPAM] again\r\n"},
+		{"", "Subject: cheap\r\n", "Subject: cheap\r\n"},
+	} {
+		c, _, _ := newTestChecks(t, mailauth.Reject, zone)
+		c.subjectTag = tc.tag
+		out, err := checkOne(t, c, env(), "From: a@quar.test\r\n"+tc.subject+"\r\nbody\r\n")
+		if err != nil {
+			t.Fatalf("tag %q: %v", tc.tag, err)
+		}
+		ar, rest, _ := strings.Cut(out, "X-Spam: yes\r\n")
+		if !strings.HasPrefix(ar, "Authentication-Results: mx.test;") || !strings.Contains(ar, "dmarc=fail") ||
+			rest != "From: a@quar.test\r\n"+tc.want+"\r\nbody\r\n" {
+			t.Errorf("tag %q, %q: delivered %q", tc.tag, tc.subject, out)
+		}
+	}
+}

@@ -256,7 +256,10 @@ func (b *smtpBackend) milterEnd(ctx context.Context, env *smtpd.Envelope, renv *
 	msg := res.Message()
 	if spam.marked {
 		renv.Notes = append(renv.Notes, "marked as spam")
-		if msg, err = markSpam(msg, !spam.hasHeader, b.milters.subjectTag); err != nil {
+		// No second X-Spam where the checks wrote one (DMARC's
+		// quarantine): the subject tag is put once either way.
+		checks, _ := renv.Checks.(*inboundTx)
+		if msg, err = markSpam(msg, !spam.hasHeader && !checks.quarantined(), b.milters.subjectTag); err != nil {
 			release()
 			return nil, nil, err
 		}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/smtp"
@@ -10,9 +11,12 @@ import (
 	"testing"
 
 	gomilter "github.com/d--j/go-milter"
+
+	"github.com/postoffice-mail/postoffice/internal/testlib"
 )
 
-// wiringMilter adds a field and, for a subject of "spam", quarantines.
+// wiringMilter adds a field and, for a subject of "spam" (tagged or not),
+// quarantines.
 type wiringMilter struct {
 	gomilter.NoOpMilter
 	subject string
@@ -29,7 +33,7 @@ func (m *wiringMilter) EndOfMessage(mod gomilter.Modifier) (*gomilter.Response, 
 	if err := mod.AddHeader("X-Wiring-Milter", "seen"); err != nil {
 		return nil, err
 	}
-	if m.subject == "spam" {
+	if m.subject == "spam" || m.subject == "[SPAM] spam" {
 		if err := mod.Quarantine("test"); err != nil {
 			return nil, err
 		}
@@ -99,6 +103,51 @@ func TestMilterWiring(t *testing.T) {
 	}
 	if spam != 3 {
 		t.Errorf("%d messages marked, want 3", spam)
+	}
+}
+
+// TestMilterAfterDMARCQuarantine: mail that DMARC says to quarantine
+// (the From domain's p=quarantine, nothing aligned) and that the milter
+// quarantines too is marked once: one X-Spam field, the subject tagged
+// once; mail the milter lets through is marked by DMARC alone.
+func TestMilterAfterDMARCQuarantine(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := gomilter.NewServer(
+		gomilter.WithMilter(func() gomilter.Milter { return &wiringMilter{} }),
+		gomilter.WithActions(gomilter.OptAddHeader|gomilter.OptQuarantine))
+	go ms.Serve(ln)
+	t.Cleanup(func() { ms.Close() })
+	dns := testlib.StartDNS(t, `_dmarc.example.net. 60 IN TXT "v=DMARC1; p=quarantine"`)
+
+	ts := newTestServer(t, "[auth_checks]\nenabled = true\n[spam]\nsubject_tag = \"[SPAM]\"\n[[milter]]\nname = \"w\"\naddress = \"tcp:"+ln.Addr().String()+"\"\n",
+		fmt.Sprintf("dns_server = %q", dns.Addr))
+	u := ts.addUser("bob@example.org", "pw")
+	addr := ts.srv.Addrs("smtp")[0].String()
+	for _, subject := range []string{"spam", "ham"} {
+		if err := sendPlain(addr, "From: a@example.net\r\nTo: bob@example.org\r\nSubject: "+subject+"\r\n\r\nHello.\r\n"); err != nil {
+			t.Fatalf("send %s: %v", subject, err)
+		}
+	}
+	ctx := context.Background()
+	list, err := ts.st.List(ctx, u.ID, 0)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("%d messages (%v), want 2", len(list), err)
+	}
+	for i, subject := range []string{"spam", "ham"} {
+		rc, err := ts.st.Open(ctx, u.ID, list[i].UID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		m := string(b)
+		if strings.Count(m, "X-Spam: yes\r\n") != 1 || !strings.Contains(m, "\r\nSubject: [SPAM] "+subject+"\r\n") ||
+			!strings.Contains(m, "dmarc=fail") || !strings.Contains(m, "X-Wiring-Milter: seen\r\n") {
+			t.Errorf("%s: not marked once by DMARC and the milter:\n%s", subject, m)
+		}
 	}
 }
 

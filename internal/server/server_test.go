@@ -30,10 +30,11 @@ type testServer struct {
 	logs *testWriter
 }
 
-// newTestServer writes a config with extra TOML lines and starts serve's
-// Server on it. The data directory lives under a short temporary path
-// (the control socket's name must fit in 108 bytes).
-func newTestServer(t *testing.T, extra string) *testServer {
+// newTestServer writes a config with extra TOML lines (and lines of its
+// [queue] table) and starts serve's Server on it. The data directory
+// lives under a short temporary path (the control socket's name must fit
+// in 108 bytes).
+func newTestServer(t *testing.T, extra string, queue ...string) *testServer {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "srv")
 	if err != nil {
@@ -41,7 +42,7 @@ func newTestServer(t *testing.T, extra string) *testServer {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "postoffice.toml")
-	writeConfig(t, path, dir, extra)
+	writeConfig(t, path, dir, extra, queue...)
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func newTestServer(t *testing.T, extra string) *testServer {
 	return ts
 }
 
-func writeConfig(t *testing.T, path, dir, extra string) {
+func writeConfig(t *testing.T, path, dir, extra string, queue ...string) {
 	t.Helper()
 	cfg := fmt.Sprintf(`data_dir = %q
 hostname = "mail.test"
@@ -84,7 +85,7 @@ listen = []
 tls_listen = []
 [queue]
 autostart = false
-`, filepath.Join(dir, "data"), extra)
+`, filepath.Join(dir, "data"), extra) + strings.Join(queue, "\n")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

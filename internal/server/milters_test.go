@@ -41,11 +41,10 @@ func (m *wiringMilter) EndOfMessage(mod gomilter.Modifier) (*gomilter.Response, 
 	return gomilter.RespAccept, nil
 }
 
-// The smtp service with a [[milter]]: several sessions at once (for
-// -race), each message through the milter and into the mailbox with the
-// milter's field, the quarantined ones marked X-Spam: yes with the
-// subject tag.
-func TestMilterWiring(t *testing.T) {
+// wiringTables starts a wiringMilter server on loopback and returns the
+// [spam] table (subject tag "[SPAM]") and the [[milter]] table using it.
+func wiringTables(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -55,8 +54,15 @@ func TestMilterWiring(t *testing.T) {
 		gomilter.WithActions(gomilter.OptAddHeader|gomilter.OptQuarantine))
 	go ms.Serve(ln)
 	t.Cleanup(func() { ms.Close() })
+	return "[spam]\nsubject_tag = \"[SPAM]\"\n[[milter]]\nname = \"w\"\naddress = \"tcp:" + ln.Addr().String() + "\"\n"
+}
 
-	ts := newTestServer(t, "[spam]\nsubject_tag = \"[SPAM]\"\n[[milter]]\nname = \"w\"\naddress = \"tcp:"+ln.Addr().String()+"\"\n")
+// The smtp service with a [[milter]]: several sessions at once (for
+// -race), each message through the milter and into the mailbox with the
+// milter's field, the quarantined ones marked X-Spam: yes with the
+// subject tag.
+func TestMilterWiring(t *testing.T) {
+	ts := newTestServer(t, wiringTables(t))
 	u := ts.addUser("bob@example.org", "pw")
 	addr := ts.srv.Addrs("smtp")[0].String()
 	var wg sync.WaitGroup
@@ -111,19 +117,10 @@ func TestMilterWiring(t *testing.T) {
 // quarantines too is marked once: one X-Spam field, the subject tagged
 // once; mail the milter lets through is marked by DMARC alone.
 func TestMilterAfterDMARCQuarantine(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms := gomilter.NewServer(
-		gomilter.WithMilter(func() gomilter.Milter { return &wiringMilter{} }),
-		gomilter.WithActions(gomilter.OptAddHeader|gomilter.OptQuarantine))
-	go ms.Serve(ln)
-	t.Cleanup(func() { ms.Close() })
+	tables := wiringTables(t)
 	dns := testlib.StartDNS(t, `_dmarc.example.net. 60 IN TXT "v=DMARC1; p=quarantine"`)
 
-	ts := newTestServer(t, "[auth_checks]\nenabled = true\n[spam]\nsubject_tag = \"[SPAM]\"\n[[milter]]\nname = \"w\"\naddress = \"tcp:"+ln.Addr().String()+"\"\n",
-		fmt.Sprintf("dns_server = %q", dns.Addr))
+	ts := newTestServer(t, "[auth_checks]\nenabled = true\n"+tables, fmt.Sprintf("dns_server = %q", dns.Addr))
 	u := ts.addUser("bob@example.org", "pw")
 	addr := ts.srv.Addrs("smtp")[0].String()
 	for _, subject := range []string{"spam", "ham"} {

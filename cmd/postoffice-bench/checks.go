@@ -90,10 +90,11 @@ type checksEnv struct {
 }
 
 // startChecks starts the DNS zone, OpenDKIM and OpenDMARC, and rspamd
-// with rspamdWorkers scanning processes, unless withoutMilter (compare
+// with rspamdWorkers scanning processes; none with 0 (compare
 // --checks-milter=false: the checks and signing alone, to tell their cost
 // from the milter's).
-func startChecks(ctx context.Context, dir, domain string, withoutMilter bool, rspamdWorkers int) (_ *checksEnv, err error) {
+func startChecks(ctx context.Context, dir, domain string, rspamdWorkers int) (_ *checksEnv, err error) {
+	withoutMilter := rspamdWorkers == 0
 	for _, tool := range []struct{ bin, pkg string }{{"rspamd", "rspamd"}, {"opendkim", "opendkim"}, {"opendmarc", "opendmarc"}, {"unshare", "util-linux"}, {"ip", "iproute2"}} {
 		if tool.bin == "rspamd" && withoutMilter {
 			continue
@@ -102,7 +103,7 @@ func startChecks(ctx context.Context, dir, domain string, withoutMilter bool, rs
 			return nil, fmt.Errorf("--checks needs %s (Debian package %s)", tool.bin, tool.pkg)
 		}
 	}
-	e := &checksEnv{dir: dir, domain: domain, rspamdWorkers: max(rspamdWorkers, 1)}
+	e := &checksEnv{dir: dir, domain: domain, rspamdWorkers: rspamdWorkers}
 	defer func() {
 		if err != nil {
 			e.stop()

@@ -787,7 +787,11 @@ func (o *compareOpts) compareIntake(ctx context.Context, dir, peer, hash string,
 	}
 	if o.Checks {
 		o.logf("starting the checks: DNS zone on %s, OpenDKIM, OpenDMARC, rspamd %v", checksDNSAddr, o.ChecksMilter)
-		chk, err := startChecks(ctx, filepath.Join(dir, "checks"), o.Domain, !o.ChecksMilter, o.ChecksRspamdWorkers)
+		workers := max(o.ChecksRspamdWorkers, 1)
+		if !o.ChecksMilter {
+			workers = 0
+		}
+		chk, err := startChecks(ctx, filepath.Join(dir, "checks"), o.Domain, workers)
 		if err != nil {
 			return err
 		}

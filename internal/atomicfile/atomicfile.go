@@ -1,7 +1,7 @@
 // Package atomicfile replaces a file so that a crash leaves either the old
 // content or the new, never a mix, and the new content is on disk when
 // the call returns; and has the directory operations that such writes
-// need (SyncDir, EmptyDir).
+// need (Sync, EmptyDir).
 package atomicfile
 
 import (
@@ -39,7 +39,7 @@ func WriteOwned(path string, data []byte, mode os.FileMode, uid, gid int) error 
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	return SyncDir(dir)
+	return Sync(dir)
 }
 
 func fill(f *os.File, data []byte, mode os.FileMode, uid, gid int) error {
@@ -57,10 +57,11 @@ func fill(f *os.File, data []byte, mode os.FileMode, uid, gid int) error {
 	return f.Sync()
 }
 
-// SyncDir makes the entries of dir durable: a file created, renamed or
-// removed in it survives a crash once it returns (fsync of the directory).
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
+// Sync makes what is at path durable (fsync): a file's data, or the
+// entries of a directory, so that a file created, renamed or removed in
+// it survives a crash once it returns.
+func Sync(path string) error {
+	d, err := os.Open(path)
 	if err != nil {
 		return err
 	}
@@ -69,7 +70,7 @@ func SyncDir(dir string) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
+		return fmt.Errorf("syncing %s: %w", path, err)
 	}
 	return nil
 }

@@ -98,10 +98,13 @@ func TestEmptyDir(t *testing.T) {
 	if err := EmptyDir(dir); !errors.Is(err, fs.ErrExist) {
 		t.Fatalf("a directory with a file: %v, want fs.ErrExist", err)
 	}
-	if err := SyncDir(dir); err != nil {
+	if err := Sync(dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := SyncDir(filepath.Join(dir, "missing")); err == nil {
+	if err := Sync(filepath.Join(dir, "x")); err != nil {
+		t.Fatalf("Sync of a file: %v", err)
+	}
+	if err := Sync(filepath.Join(dir, "missing")); err == nil {
 		t.Fatal("SyncDir of a missing directory succeeded")
 	}
 }

@@ -125,7 +125,7 @@ func exportUser(ctx context.Context, st ExportStore, dir string, u store.User, h
 		total += size
 		n++
 	}
-	if err := atomicfile.SyncDir(filepath.Join(root, "cur")); err != nil {
+	if err := atomicfile.Sync(filepath.Join(root, "cur")); err != nil {
 		return n, total, err
 	}
 	if err := atomicfile.Write(filepath.Join(root, "dovecot-uidlist"), []byte(list.String()), 0o600); err != nil {

@@ -81,7 +81,7 @@ func (s *Store) Backup(ctx context.Context, dir string) error {
 	if err := os.Chmod(dbPath, 0o600); err != nil {
 		return err
 	}
-	if err := syncFile(dbPath); err != nil {
+	if err := atomicfile.Sync(dbPath); err != nil {
 		return err
 	}
 	if backupHook != nil {
@@ -128,11 +128,11 @@ func (s *Store) Backup(ctx context.Context, dir string) error {
 		}
 	}
 	for i := range 256 {
-		if err := atomicfile.SyncDir(filepath.Join(out.dir, fmt.Sprintf("%02x", i))); err != nil {
+		if err := atomicfile.Sync(filepath.Join(out.dir, fmt.Sprintf("%02x", i))); err != nil {
 			return err
 		}
 	}
-	return atomicfile.SyncDir(dir)
+	return atomicfile.Sync(dir)
 }
 
 // copyFile writes r into a new owner-only file at path and syncs it.
@@ -150,18 +150,6 @@ func copyFile(r io.Reader, path string) error {
 		return err
 	}
 	return f.Close()
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // staleLinks is the age after which a .backup-* directory is taken for

@@ -66,7 +66,7 @@ func newFileBlobs(dir string) (*fileBlobs, error) {
 		}
 	}
 	if created {
-		if err := atomicfile.SyncDir(dir); err != nil {
+		if err := atomicfile.Sync(dir); err != nil {
 			return nil, err
 		}
 	}
@@ -145,7 +145,7 @@ func (b *fileBlobs) Put(ctx context.Context, r io.Reader) (id string, size int64
 	if err = os.Rename(f.Name(), final); err != nil {
 		return "", 0, err
 	}
-	if err = atomicfile.SyncDir(filepath.Dir(final)); err != nil {
+	if err = atomicfile.Sync(filepath.Dir(final)); err != nil {
 		os.Remove(final)
 		return "", 0, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -119,6 +120,26 @@ type summaryRow struct {
 	HigherBetter bool    `json:"higher_is_better"`
 	// Advantage is how many times better postoffice is (>1) or worse (<1).
 	Advantage float64 `json:"advantage"`
+}
+
+// MarshalJSON writes a ratio that has no finite value (a figure of 0 on
+// one side, such as the filters' CPU of a server without filters) as
+// null: JSON has no infinity, and encoding/json refuses the whole report
+// for one.
+func (r summaryRow) MarshalJSON() ([]byte, error) {
+	type plain summaryRow
+	return json.Marshal(struct {
+		plain
+		Ratio     *float64 `json:"ratio"`
+		Advantage *float64 `json:"advantage"`
+	}{plain(r), finiteOrNil(r.Ratio), finiteOrNil(r.Advantage)})
+}
+
+func finiteOrNil(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
 }
 
 // metric extracts one figure from a run.

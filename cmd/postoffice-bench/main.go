@@ -293,15 +293,17 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			Reports []workloadReport `json:"reports"`
 		}{time.Now().Format(time.RFC3339), o, reports}
 		if *jsonOut == "-" {
-			writeJSON(stdout, out)
+			if jerr := writeJSON(stdout, out); jerr != nil {
+				return errors.Join(err, jerr)
+			}
 		} else {
 			f, ferr := os.Create(*jsonOut)
 			if ferr != nil {
 				return errors.Join(err, ferr)
 			}
-			writeJSON(f, out)
-			if ferr := f.Close(); ferr != nil {
-				return errors.Join(err, ferr)
+			jerr := writeJSON(f, out)
+			if ferr := f.Close(); jerr != nil || ferr != nil {
+				return errors.Join(err, fmt.Errorf("writing %s: %w", *jsonOut, errors.Join(jerr, ferr)))
 			}
 		}
 	}

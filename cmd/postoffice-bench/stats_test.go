@@ -135,6 +135,40 @@ func TestSummarizeRuns(t *testing.T) {
 	}
 }
 
+// TestSummaryJSONNotFinite: a ratio against a figure of 0 (the filters'
+// CPU of a server without filters) is written as null, and the report
+// still encodes; the ratios that are finite are kept.
+func TestSummaryJSONNotFinite(t *testing.T) {
+	rows := []summaryRow{
+		{Metric: "filters CPU ms/message", Postoffice: 0, Peer: 5.2, Ratio: 0, Advantage: math.Inf(1)},
+		{Metric: "x", Postoffice: 0, Peer: 0, Ratio: math.NaN(), Advantage: math.NaN()},
+		{Metric: "messages/s", Postoffice: 900, Peer: 300, Ratio: 3, Advantage: 3, HigherBetter: true},
+	}
+	var b bytes.Buffer
+	if err := writeJSON(&b, workloadReport{Workload: "intake", Summary: rows}); err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Summary []map[string]any `json:"summary"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Summary) != 3 {
+		t.Fatalf("%d rows back: %s", len(back.Summary), b.String())
+	}
+	first, last := back.Summary[0], back.Summary[2]
+	if first["advantage"] != nil || first["ratio"] != 0.0 || first["peer"] != 5.2 || first["metric"] != "filters CPU ms/message" {
+		t.Errorf("row against 0: %v", first)
+	}
+	if back.Summary[1]["ratio"] != nil {
+		t.Errorf("NaN ratio: %v", back.Summary[1])
+	}
+	if last["ratio"] != 3.0 || last["advantage"] != 3.0 || last["higher_is_better"] != true {
+		t.Errorf("finite row: %v", last)
+	}
+}
+
 // The idle share comes from /proc/stat's idle column alone: I/O wait,
 // the writes settle waits for, counts as busy.
 func TestCPUTimes(t *testing.T) {

@@ -1,10 +1,12 @@
 package testlib
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -66,10 +68,40 @@ func PostfixAvailable(t testing.TB) {
 
 // StartPostfix starts a private Postfix; it is stopped at the end of the
 // test, its log shown if the test failed. It returns the ports of the
-// Listen services once each accepts connections.
+// Listen services once Postfix greets on each.
+//
+// The ports are picked free and then bound by Postfix's master, and
+// another test may take one in between: master then exits ("Address
+// already in use"), and Postfix is started again on other ports, up to
+// three times.
 func StartPostfix(t testing.TB, cfg PostfixConfig) (*Postfix, []int) {
 	t.Helper()
+	return startPostfixPicking(t, cfg, freePortInt)
+}
+
+// startPostfixPicking is StartPostfix with the ports picked by pick.
+func startPostfixPicking(t testing.TB, cfg PostfixConfig, pick func(testing.TB) int) (*Postfix, []int) {
+	t.Helper()
 	PostfixAvailable(t)
+	for attempt := 1; ; attempt++ {
+		p, ports, err := startPostfix(t, cfg, pick)
+		if err == nil {
+			return p, ports
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("postfix, attempt %d: %v; starting again on other ports", attempt, err)
+	}
+}
+
+// errPortTaken: master could not bind a port picked for it.
+var errPortTaken = errors.New("a port was taken before postfix bound it")
+
+// startPostfix is one attempt of StartPostfix. An error after Postfix was
+// started comes with Postfix stopped and its directory removed.
+func startPostfix(t testing.TB, cfg PostfixConfig, pick func(testing.TB) int) (*Postfix, []int, error) {
+	t.Helper()
 	owner, _ := user.Lookup("postfix")
 	dir, err := os.MkdirTemp("", "postoffice-postfix-")
 	if err != nil {
@@ -119,7 +151,7 @@ in_flow_delay = 0
 	var ports []int
 	var master strings.Builder
 	for _, opts := range cfg.Listen {
-		p := freePortInt(t)
+		p := pick(t)
 		ports = append(ports, p)
 		fmt.Fprintf(&master, "127.0.0.1:%d inet n - n - - smtpd %s\n", p, opts)
 	}
@@ -143,7 +175,7 @@ in_flow_delay = 0
 		t.Fatal(err)
 	}
 	go func() { p.cmd.Wait(); out.Close(); close(p.exited) }()
-	t.Cleanup(func() {
+	stop := func() {
 		exec.Command("postfix", "-c", etc, "stop").Run()
 		select {
 		case <-p.exited:
@@ -151,32 +183,63 @@ in_flow_delay = 0
 			p.cmd.Process.Kill()
 			<-p.exited
 		}
+	}
+	for _, port := range ports {
+		if err := p.waitGreeting(port, 60*time.Second); err != nil {
+			stop()
+			os.RemoveAll(dir)
+			return nil, nil, err
+		}
+	}
+	t.Cleanup(func() {
+		stop()
 		if t.Failed() {
 			mo, _ := os.ReadFile(filepath.Join(dir, "master.out"))
 			t.Logf("postfix log:\n%s\nmaster output:\n%s", tail([]byte(p.Log()), 300), mo)
 		}
 		os.RemoveAll(dir)
 	})
-	for _, port := range ports {
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			select {
-			case <-p.exited:
-				mo, _ := os.ReadFile(filepath.Join(dir, "master.out"))
-				t.Fatalf("postfix exited: %s", mo)
-			default:
+	return p, ports, nil
+}
+
+// waitGreeting waits until Postfix's smtpd greets on port. A greeting that
+// is not Postfix's is another test's server on a port taken before
+// master bound it, and master soon exits for it.
+func (p *Postfix) waitGreeting(port int, within time.Duration) error {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(within)
+	for {
+		select {
+		case <-p.exited:
+			mo, _ := os.ReadFile(filepath.Join(p.Dir, "master.out"))
+			why := string(mo) + p.Log()
+			if strings.Contains(why, "Address already in use") {
+				return fmt.Errorf("%w: %s", errPortTaken, tail([]byte(why), 300))
 			}
-			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-				c.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("postfix does not listen on port %d", port)
-			}
-			time.Sleep(100 * time.Millisecond)
+			return fmt.Errorf("postfix exited: %s", tail([]byte(why), 2000))
+		default:
 		}
+		if greeting(addr) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("postfix does not greet on port %d", port)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return p, ports
+}
+
+// greeting reports whether the server at addr greets as Postfix's smtpd
+// does by default ("220 host ESMTP Postfix").
+func greeting(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, "220 ") && strings.Contains(line, "Postfix")
 }
 
 // Log is Postfix's log so far.

@@ -1,6 +1,8 @@
 package testlib
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -90,7 +92,7 @@ func StartDovecot(t testing.TB, cfg DovecotConfig) *Dovecot {
 	uid, _ := strconv.Atoi(nobody.Uid)
 	gid, _ := strconv.Atoi(nobody.Gid)
 	d := &Dovecot{Dir: dir, MailRoot: filepath.Join(dir, "mail"), Passwd: filepath.Join(dir, "passwd"),
-		Conf: filepath.Join(dir, "dovecot.conf"), Port: freePortInt(t), uid: uid}
+		Conf: filepath.Join(dir, "dovecot.conf"), uid: uid}
 	for _, sub := range []string{"run", "state"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			t.Fatal(err)
@@ -107,7 +109,12 @@ func StartDovecot(t testing.TB, cfg DovecotConfig) *Dovecot {
 	if cfg.UIDLFormat != "" {
 		uidl = "pop3_uidl_format = " + cfg.UIDLFormat
 	}
-	conf := fmt.Sprintf(`base_dir = %[1]s/run
+	// The port is picked free and bound later by Dovecot: another test
+	// may take it in between, and Dovecot then exits ("Address already
+	// in use") and is started again on another port, up to three times.
+	for attempt := 1; ; attempt++ {
+		d.Port = freePortInt(t)
+		conf := fmt.Sprintf(`base_dir = %[1]s/run
 state_dir = %[1]s/state
 log_path = %[1]s/dovecot.log
 listen = 127.0.0.1
@@ -144,12 +151,36 @@ protocol lda {
 }
 %[7]s
 `, dir, d.MailRoot, d.Passwd, uid, gid, d.Port, uidl)
+		err := d.start(t, conf)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("dovecot, attempt %d: %v; starting again on another port", attempt, err)
+	}
+	t.Cleanup(func() {
+		d.Stop()
+		if t.Failed() {
+			t.Logf("dovecot log:\n%s", d.Log())
+		}
+	})
+	return d
+}
+
+// start writes conf and starts Dovecot with it, then waits for its POP3
+// greeting on d.Port. An error comes with Dovecot stopped.
+func (d *Dovecot) start(t testing.TB, conf string) error {
+	t.Helper()
 	if err := os.WriteFile(d.Conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A log of its own: an earlier attempt's must not be read as this one's.
+	os.Remove(filepath.Join(d.Dir, "dovecot.log"))
 	d.cmd = exec.Command(dovecotBin, "-F", "-c", d.Conf)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := os.Create(filepath.Join(dir, "dovecot.out"))
+	out, err := os.Create(filepath.Join(d.Dir, "dovecot.out"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,31 +189,42 @@ protocol lda {
 		t.Fatalf("starting dovecot: %v", err)
 	}
 	d.exited = make(chan struct{})
-	go func() { d.cmd.Wait(); out.Close(); close(d.exited) }()
-	t.Cleanup(func() {
-		d.Stop()
-		if t.Failed() {
-			t.Logf("dovecot log:\n%s", d.Log())
-		}
-	})
+	cmd, exited := d.cmd, d.exited
+	go func() { cmd.Wait(); out.Close(); close(exited) }()
+	addr := fmt.Sprintf("127.0.0.1:%d", d.Port)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", d.Port), time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
 		select {
 		case <-d.exited:
-			t.Fatalf("dovecot exited:\n%s", d.Log())
+			if strings.Contains(d.Log(), "Address already in use") {
+				return fmt.Errorf("%w:\n%s", errPortTaken, d.Log())
+			}
+			return fmt.Errorf("dovecot exited:\n%s", d.Log())
 		default:
 		}
+		if dovecotGreets(addr) {
+			return nil
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("dovecot not listening after 30s:\n%s", d.Log())
+			d.Stop()
+			return fmt.Errorf("dovecot does not greet on %s after 30s:\n%s", addr, d.Log())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return d
+}
+
+// dovecotGreets reports whether the server at addr greets as Dovecot's
+// POP3 does by default ("+OK Dovecot (Debian) ready."): not another
+// test's server on a port taken before Dovecot bound it.
+func dovecotGreets(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, "+OK") && strings.Contains(line, "Dovecot")
 }
 
 // Deliver delivers msg to user with dovecot-lda, Dovecot's own delivery

@@ -1,10 +1,8 @@
 package testlib
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -202,7 +200,8 @@ func (d *Dovecot) start(t testing.TB, conf string) error {
 			return fmt.Errorf("dovecot exited:\n%s", d.Log())
 		default:
 		}
-		if dovecotGreets(addr) {
+		// Dovecot's default greeting: "+OK Dovecot (Debian) ready.".
+		if greets(addr, "+OK", "Dovecot") {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -211,20 +210,6 @@ func (d *Dovecot) start(t testing.TB, conf string) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// dovecotGreets reports whether the server at addr greets as Dovecot's
-// POP3 does by default ("+OK Dovecot (Debian) ready."): not another
-// test's server on a port taken before Dovecot bound it.
-func dovecotGreets(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "+OK") && strings.Contains(line, "Dovecot")
 }
 
 // Deliver delivers msg to user with dovecot-lda, Dovecot's own delivery

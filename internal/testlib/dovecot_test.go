@@ -14,26 +14,12 @@ import (
 // and says so.
 func TestDovecotPortTaken(t *testing.T) {
 	DovecotAvailable(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "+OK other POP3 server ready\r\n")
-			c.Close()
-		}
-	}()
-	if dovecotGreets(l.Addr().String()) {
+	l := otherServer(t, "+OK other POP3 server ready")
+	if greets(l.Addr().String(), "+OK", "Dovecot") {
 		t.Fatal("the other server's greeting taken for Dovecot's")
 	}
 	d := StartDovecot(t, DovecotConfig{})
-	if !dovecotGreets(fmt.Sprintf("127.0.0.1:%d", d.Port)) {
+	if !greets(fmt.Sprintf("127.0.0.1:%d", d.Port), "+OK", "Dovecot") {
 		t.Fatalf("no Dovecot greeting on port %d:\n%s", d.Port, d.Log())
 	}
 	// Dovecot on the held port: it exits, and start says the port was

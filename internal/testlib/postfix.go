@@ -219,7 +219,8 @@ func (p *Postfix) waitGreeting(port int, within time.Duration) error {
 			return fmt.Errorf("postfix exited: %s", tail([]byte(why), 2000))
 		default:
 		}
-		if greeting(addr) {
+		// smtpd's default banner: "220 host ESMTP Postfix".
+		if greets(addr, "220 ", "Postfix") {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -229,9 +230,10 @@ func (p *Postfix) waitGreeting(port int, within time.Duration) error {
 	}
 }
 
-// greeting reports whether the server at addr greets as Postfix's smtpd
-// does by default ("220 host ESMTP Postfix").
-func greeting(addr string) bool {
+// greets reports whether the server at addr sends a first line that
+// begins with prefix and names server: its own greeting, not another
+// test's server on a port taken before it bound it.
+func greets(addr, prefix, server string) bool {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return false
@@ -239,7 +241,7 @@ func greeting(addr string) bool {
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "220 ") && strings.Contains(line, "Postfix")
+	return err == nil && strings.HasPrefix(line, prefix) && strings.Contains(line, server)
 }
 
 // Log is Postfix's log so far.

@@ -1,7 +1,6 @@
 package testlib
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -107,10 +106,8 @@ func StartDovecot(t testing.TB, cfg DovecotConfig) *Dovecot {
 	if cfg.UIDLFormat != "" {
 		uidl = "pop3_uidl_format = " + cfg.UIDLFormat
 	}
-	// The port is picked free and bound later by Dovecot: another test
-	// may take it in between, and Dovecot then exits ("Address already
-	// in use") and is started again on another port, up to three times.
-	for attempt := 1; ; attempt++ {
+	// The port is picked free and bound later (greeting.go).
+	startOnFreePorts(t, "dovecot", func() error {
 		d.Port = freePortInt(t)
 		conf := fmt.Sprintf(`base_dir = %[1]s/run
 state_dir = %[1]s/state
@@ -149,15 +146,8 @@ protocol lda {
 }
 %[7]s
 `, dir, d.MailRoot, d.Passwd, uid, gid, d.Port, uidl)
-		err := d.start(t, conf)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, errPortTaken) || attempt == 3 {
-			t.Fatal(err)
-		}
-		t.Logf("dovecot, attempt %d: %v; starting again on another port", attempt, err)
-	}
+		return d.start(t, conf)
+	})
 	t.Cleanup(func() {
 		d.Stop()
 		if t.Failed() {
@@ -189,27 +179,12 @@ func (d *Dovecot) start(t testing.TB, conf string) error {
 	d.exited = make(chan struct{})
 	cmd, exited := d.cmd, d.exited
 	go func() { cmd.Wait(); out.Close(); close(exited) }()
-	addr := fmt.Sprintf("127.0.0.1:%d", d.Port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-d.exited:
-			if strings.Contains(d.Log(), "Address already in use") {
-				return fmt.Errorf("%w:\n%s", errPortTaken, d.Log())
-			}
-			return fmt.Errorf("dovecot exited:\n%s", d.Log())
-		default:
-		}
-		// Dovecot's default greeting: "+OK Dovecot (Debian) ready.".
-		if greets(addr, "+OK", "Dovecot") {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			d.Stop()
-			return fmt.Errorf("dovecot does not greet on %s after 30s:\n%s", addr, d.Log())
-		}
-		time.Sleep(100 * time.Millisecond)
+	// Dovecot's default greeting: "+OK Dovecot (Debian) ready.".
+	err = awaitGreeting(fmt.Sprintf("127.0.0.1:%d", d.Port), "+OK", "Dovecot", 30*time.Second, d.exited, d.Log)
+	if err != nil {
+		d.Stop()
 	}
+	return err
 }
 
 // Deliver delivers msg to user with dovecot-lda, Dovecot's own delivery

@@ -1,12 +1,10 @@
 package testlib
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -68,12 +66,8 @@ func PostfixAvailable(t testing.TB) {
 
 // StartPostfix starts a private Postfix; it is stopped at the end of the
 // test, its log shown if the test failed. It returns the ports of the
-// Listen services once Postfix greets on each.
-//
-// The ports are picked free and then bound by Postfix's master, and
-// another test may take one in between: master then exits ("Address
-// already in use"), and Postfix is started again on other ports, up to
-// three times.
+// Listen services once Postfix greets on each (greeting.go: a port taken
+// before master bound it is replaced).
 func StartPostfix(t testing.TB, cfg PostfixConfig) (*Postfix, []int) {
 	t.Helper()
 	return startPostfixPicking(t, cfg, freePortInt)
@@ -83,20 +77,14 @@ func StartPostfix(t testing.TB, cfg PostfixConfig) (*Postfix, []int) {
 func startPostfixPicking(t testing.TB, cfg PostfixConfig, pick func(testing.TB) int) (*Postfix, []int) {
 	t.Helper()
 	PostfixAvailable(t)
-	for attempt := 1; ; attempt++ {
-		p, ports, err := startPostfix(t, cfg, pick)
-		if err == nil {
-			return p, ports
-		}
-		if !errors.Is(err, errPortTaken) || attempt == 3 {
-			t.Fatal(err)
-		}
-		t.Logf("postfix, attempt %d: %v; starting again on other ports", attempt, err)
-	}
+	var p *Postfix
+	var ports []int
+	startOnFreePorts(t, "postfix", func() (err error) {
+		p, ports, err = startPostfix(t, cfg, pick)
+		return err
+	})
+	return p, ports
 }
-
-// errPortTaken: master could not bind a port picked for it.
-var errPortTaken = errors.New("a port was taken before postfix bound it")
 
 // startPostfix is one attempt of StartPostfix. An error after Postfix was
 // started comes with Postfix stopped and its directory removed.
@@ -184,8 +172,13 @@ in_flow_delay = 0
 			<-p.exited
 		}
 	}
+	logs := func() string {
+		mo, _ := os.ReadFile(filepath.Join(dir, "master.out"))
+		return string(mo) + p.Log()
+	}
 	for _, port := range ports {
-		if err := p.waitGreeting(port, 60*time.Second); err != nil {
+		// smtpd's default banner: "220 host ESMTP Postfix".
+		if err := awaitGreeting(fmt.Sprintf("127.0.0.1:%d", port), "220 ", "Postfix", 60*time.Second, p.exited, logs); err != nil {
 			stop()
 			os.RemoveAll(dir)
 			return nil, nil, err
@@ -200,48 +193,6 @@ in_flow_delay = 0
 		os.RemoveAll(dir)
 	})
 	return p, ports, nil
-}
-
-// waitGreeting waits until Postfix's smtpd greets on port. A greeting that
-// is not Postfix's is another test's server on a port taken before
-// master bound it, and master soon exits for it.
-func (p *Postfix) waitGreeting(port int, within time.Duration) error {
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(within)
-	for {
-		select {
-		case <-p.exited:
-			mo, _ := os.ReadFile(filepath.Join(p.Dir, "master.out"))
-			why := string(mo) + p.Log()
-			if strings.Contains(why, "Address already in use") {
-				return fmt.Errorf("%w: %s", errPortTaken, tail([]byte(why), 300))
-			}
-			return fmt.Errorf("postfix exited: %s", tail([]byte(why), 2000))
-		default:
-		}
-		// smtpd's default banner: "220 host ESMTP Postfix".
-		if greets(addr, "220 ", "Postfix") {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("postfix does not greet on port %d", port)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// greets reports whether the server at addr sends a first line that
-// begins with prefix and names server: its own greeting, not another
-// test's server on a port taken before it bound it.
-func greets(addr, prefix, server string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, prefix) && strings.Contains(line, server)
 }
 
 // Log is Postfix's log so far.

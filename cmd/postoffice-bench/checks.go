@@ -158,21 +158,24 @@ func (e *checksEnv) stop() {
 	}
 }
 
-// filterCPU is the CPU time the filters have used so far: rspamd's,
-// OpenDKIM's and OpenDMARC's processes.
-func (e *checksEnv) filterCPU() (float64, error) {
-	var sum float64
+// filterCPU is the CPU time the filters have used so far: all of them
+// (rspamd's, OpenDKIM's and OpenDMARC's processes), and rspamd's alone,
+// the one filter both servers use.
+func (e *checksEnv) filterCPU() (all, rspamd float64, err error) {
 	for _, d := range []*daemon{e.rspamd, e.opendkim, e.opendmarc} {
 		if d == nil {
 			continue
 		}
 		c, err := treeCPU(d.cmd.Process.Pid)
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", filepath.Base(d.cmd.Path), err)
+			return 0, 0, fmt.Errorf("%s: %w", filepath.Base(d.cmd.Path), err)
 		}
-		sum += c
+		all += c
+		if d == e.rspamd {
+			rspamd = c
+		}
 	}
-	return sum, nil
+	return all, rspamd, nil
 }
 
 // zone is the DNS data: sender.example with its mail host, SPF, DKIM and

@@ -164,7 +164,8 @@ func p99(op string) func(Result) float64 {
 // msPer is the CPU time under Values[key] (seconds) per operation op,
 // in milliseconds: server_cpu_s (the server's), client_cpu_s (the load
 // generator's, which shares the cores: a faster server leaves it more of
-// them) or filter_cpu_s (the milters' with --checks).
+// them), filter_cpu_s (the milters' with --checks) or rspamd_cpu_s
+// (rspamd's alone).
 func msPer(key, op string) func(Result) float64 {
 	return func(r Result) float64 {
 		n := r.Ops[op].Ops
@@ -191,10 +192,12 @@ func intakeMetrics(extra []metric) []metric {
 		metric{"peak RSS MiB", false, value("peak_rss_mib")})
 }
 
-// filterMetrics are the milters' CPU with --checks (rspamd's, OpenDKIM's
-// and OpenDMARC's processes).
+// filterMetrics are the milters' CPU with --checks: all of them (rspamd's,
+// OpenDKIM's and OpenDMARC's processes), and rspamd's alone, the milter
+// both servers pass every message through.
 var filterMetrics = []metric{
 	{"filters CPU ms/message", false, msPer("filter_cpu_s", "message")},
+	{"rspamd CPU ms/message", false, msPer("rspamd_cpu_s", "message")},
 	{"server+filters CPU ms/message", false, func(r Result) float64 {
 		return msPer("server_cpu_s", "message")(r) + msPer("filter_cpu_s", "message")(r)
 	}},
@@ -1006,9 +1009,9 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 	if err != nil {
 		return Result{}, err
 	}
-	var filtersBefore float64
+	var filtersBefore, rspamdBefore float64
 	if o.checks != nil {
-		if filtersBefore, err = o.checks.filterCPU(); err != nil {
+		if filtersBefore, rspamdBefore, err = o.checks.filterCPU(); err != nil {
 			return Result{}, err
 		}
 	}
@@ -1033,11 +1036,14 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 	res.Values["server_cpu_s"] = after - before
 	res.Values["client_cpu_s"] = selfAfter - selfBefore
 	if o.checks != nil {
-		filters, err := o.checks.filterCPU()
+		filters, rspamd, err := o.checks.filterCPU()
 		if err != nil {
 			return res, err
 		}
 		res.Values["filter_cpu_s"] = filters - filtersBefore
+		if o.checks.rspamd != nil {
+			res.Values["rspamd_cpu_s"] = rspamd - rspamdBefore
+		}
 		res.Workload += "-checks"
 	}
 	res.Values["peak_rss_mib"] = float64(top.RSS) / (1 << 20)

@@ -7,6 +7,7 @@ import (
 	"encoding/base32"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/postoffice-mail/postoffice/internal/message"
 )
@@ -16,7 +17,19 @@ import (
 // heap.
 const spoolMemory = 1 << 20
 
+// spoolBuffers are the in-memory spools' buffers, reused from one
+// message to the next. A message received over SMTP may be spooled three
+// times (the checks, the milters, the router), and a buffer grown from
+// nothing each time was, with the garbage collector's and the scavenger's
+// share, about 8 % of the intake's CPU with the checks and a milter.
+var spoolBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledSpool is the largest buffer kept for reuse: the rare bigger
+// message does not leave its size held in the pool.
+const maxPooledSpool = 256 << 10
+
 type spooled struct {
+	buf  *bytes.Buffer // mem's buffer, back to spoolBuffers on Close
 	mem  []byte
 	file *os.File
 	size int64
@@ -27,11 +40,13 @@ type spooled struct {
 // os.TempDir()).
 func spool(r io.Reader, dir string) (*spooled, error) {
 	cr := message.Canonical(r)
-	var buf bytes.Buffer
-	n, err := io.CopyN(&buf, cr, spoolMemory+1)
+	buf := spoolBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	n, err := io.CopyN(buf, cr, spoolMemory+1)
 	if err == io.EOF {
-		return &spooled{mem: buf.Bytes(), size: n}, nil
+		return &spooled{buf: buf, mem: buf.Bytes(), size: n}, nil
 	}
+	defer putSpoolBuffer(buf)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +103,19 @@ type Spooled interface {
 // message. dir is as SpoolDir.
 func Spool(r io.Reader, dir string) (Spooled, error) { return spool(r, dir) }
 
+func putSpoolBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledSpool {
+		spoolBuffers.Put(b)
+	}
+}
+
+// Close frees the spool: its file, or its buffer for the next message.
+// What Open and ReadAt gave is not to be read after it.
 func (s *spooled) Close() error {
+	if s.buf != nil {
+		putSpoolBuffer(s.buf)
+		s.buf, s.mem = nil, nil
+	}
 	if s.file != nil {
 		return s.file.Close()
 	}

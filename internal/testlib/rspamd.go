@@ -1,7 +1,6 @@
 package testlib
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -86,17 +85,34 @@ func (r *Rspamd) Log() string {
 // are kept for later runs in the user's cache directory.
 func StartRspamd(t testing.TB, dnsAddr string, options ...string) *Rspamd {
 	t.Helper()
+	return startRspamdPicking(t, freePort, dnsAddr, options...)
+}
+
+// startRspamdPicking is StartRspamd with the milter's address picked by
+// pick.
+func startRspamdPicking(t testing.TB, pick func(testing.TB) string, dnsAddr string, options ...string) *Rspamd {
+	t.Helper()
 	bin, err := exec.LookPath("rspamd")
 	if err != nil {
 		t.Skip("rspamd not installed (Debian package rspamd)")
 	}
+	var r *Rspamd
+	startOnFreePorts(t, "rspamd", func() (err error) {
+		r, err = startRspamd(t, bin, pick(t), dnsAddr, options)
+		return err
+	})
+	return r
+}
+
+// startRspamd is one attempt of StartRspamd, its milter on addr.
+func startRspamd(t testing.TB, bin, addr, dnsAddr string, options []string) (*Rspamd, error) {
+	t.Helper()
 	dir := t.TempDir()
 	for _, sub := range []string{"local.d", "db", "run", "log"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
-	addr := freePort(t)
 	files := map[string]string{
 		"rspamd.conf":                 fmt.Sprintf(rspamdConf, addr),
 		"local.d/options.inc":         fmt.Sprintf(rspamdOptions, dnsAddr) + hsCache() + strings.Join(options, "\n") + "\n",
@@ -114,8 +130,8 @@ func StartRspamd(t testing.TB, dnsAddr string, options ...string) *Rspamd {
 		args = append(args, "-i")
 	}
 	cmd := exec.Command(bin, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	// Its own process group: the workers it forks go with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -123,7 +139,7 @@ func StartRspamd(t testing.TB, dnsAddr string, options ...string) *Rspamd {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
+	stop := func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-exited:
@@ -131,22 +147,30 @@ func StartRspamd(t testing.TB, dnsAddr string, options ...string) *Rspamd {
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-exited
 		}
-	})
+	}
 	logFile := filepath.Join(dir, "log", "rspamd.log")
+	log := func() string {
+		b, _ := os.ReadFile(logFile)
+		return out.String() + "\n" + tail(b, 3000)
+	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		select {
 		case err := <-exited:
-			log, _ := os.ReadFile(logFile)
-			t.Fatalf("rspamd exited: %v\n%s\n%s", err, out.Bytes(), tail(log, 3000))
+			why := log()
+			if strings.Contains(why, "Address already in use") {
+				return nil, fmt.Errorf("%w: %s", errPortTaken, tail([]byte(why), 300))
+			}
+			t.Fatalf("rspamd exited: %v\n%s", err, why)
 		default:
 		}
 		if milterAnswers(addr) {
-			return &Rspamd{Milter: "tcp:" + addr, log: logFile}
+			t.Cleanup(stop)
+			return &Rspamd{Milter: "tcp:" + addr, log: logFile}, nil
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logFile)
-			t.Fatalf("rspamd did not answer the milter negotiation in 3 minutes\n%s", tail(log, 3000))
+			stop()
+			t.Fatalf("rspamd did not answer the milter negotiation in 3 minutes\n%s", log())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -10,11 +10,12 @@ import (
 	"time"
 )
 
-// The servers the tests start (Postfix, Dovecot) get ports picked free
-// and bind them later: another test may take one in between. The server
-// then exits ("Address already in use") and is started again on other
-// ports; and until it greets, a connection to the port may reach the
-// other test's server, so it is ready when its own greeting comes.
+// The servers the tests start (Postfix, Dovecot, rspamd) get ports picked
+// free and bind them later: another test may take one in between. The
+// server then exits ("Address already in use") and is started again on
+// other ports; and until it greets (rspamd: answers the milter
+// negotiation), a connection to the port may reach the other test's
+// server, so it is ready when its own greeting comes.
 
 // errPortTaken: a server could not bind a port picked for it.
 var errPortTaken = errors.New("a port was taken before the server bound it")

@@ -176,6 +176,20 @@ func msPer(key, op string) func(Result) float64 {
 	}
 }
 
+// perOp is the count under Values[key] per operation op: server_minflt,
+// the server's minor page faults (memory mapped in without I/O; on a VM
+// whose host takes back the memory its guest frees, each of those on
+// memory new to the guest is a fault on the host too).
+func perOp(key, op string) func(Result) float64 {
+	return func(r Result) float64 {
+		n := r.Ops[op].Ops
+		if n == 0 {
+			return math.NaN()
+		}
+		return r.Values[key] / float64(n)
+	}
+}
+
 // intakeMetrics are the intake's figures, with extra (the filters' CPU
 // with --checks) after the server's CPU.
 func intakeMetrics(extra []metric) []metric {
@@ -184,6 +198,7 @@ func intakeMetrics(extra []metric) []metric {
 		{"250 p50 ms", false, p50("message")},
 		{"250 p99 ms", false, p99("message")},
 		{"server CPU ms/message", false, msPer("server_cpu_s", "message")},
+		{"server page faults/message", false, perOp("server_minflt", "message")},
 		{"load generator CPU ms/message", false, msPer("client_cpu_s", "message")},
 	}
 	ms = append(ms, extra...)
@@ -230,6 +245,7 @@ var metrics = map[string][]metric{
 		{"RETR p50 ms", false, p50("retr")},
 		{"session p50 ms", false, p50("session")},
 		{"server CPU ms/message", false, msPer("server_cpu_s", "retr")},
+		{"server page faults/message", false, perOp("server_minflt", "retr")},
 		{"load generator CPU ms/message", false, msPer("client_cpu_s", "retr")},
 		{"peak memory MiB (PSS)", false, value("peak_pss_mib")},
 		{"peak RSS MiB", false, value("peak_rss_mib")},
@@ -1005,7 +1021,7 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 	if err != nil {
 		return Result{}, err
 	}
-	before, err := treeCPU(pid)
+	before, err := treeUsage(pid)
 	if err != nil {
 		return Result{}, err
 	}
@@ -1026,14 +1042,15 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 	if err != nil {
 		return res, err
 	}
-	after, err := treeCPU(pid)
+	after, err := treeUsage(pid)
 	if err != nil {
 		return res, err
 	}
 	if res.Values == nil {
 		res.Values = map[string]float64{}
 	}
-	res.Values["server_cpu_s"] = after - before
+	res.Values["server_cpu_s"] = after.cpu - before.cpu
+	res.Values["server_minflt"] = float64(after.minflt - before.minflt)
 	res.Values["client_cpu_s"] = selfAfter - selfBefore
 	if o.checks != nil {
 		filters, rspamd, err := o.checks.filterCPU()

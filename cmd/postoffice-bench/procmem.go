@@ -199,11 +199,25 @@ const clockTicks = 100
 // were waited for (cutime, cstime): the whole cost of a multi-process
 // server such as Dovecot or Postfix.
 func treeCPU(root int) (float64, error) {
+	u, err := treeUsage(root)
+	return u.cpu, err
+}
+
+// procUsage is what treeUsage adds up.
+type procUsage struct {
+	cpu    float64 // seconds, user and system
+	minflt int64   // minor page faults: memory mapped in without I/O
+}
+
+// treeUsage returns the CPU time and the minor page faults of root and
+// its descendants, with those of descendants which ended and were waited
+// for (cutime, cstime, cminflt).
+func treeUsage(root int) (procUsage, error) {
 	pids, err := descendants(root)
 	if err != nil {
-		return 0, err
+		return procUsage{}, err
 	}
-	var ticks int64
+	var ticks, faults int64
 	found := false
 	for _, pid := range pids {
 		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
@@ -214,8 +228,9 @@ func treeCPU(root int) (float64, error) {
 		if i < 0 {
 			continue
 		}
-		// After "pid (comm)": state ppid ... utime(14) stime(15) cutime(16)
-		// cstime(17), counted from 1 with pid.
+		// proc(5), after "pid (comm)", counted from 1 with pid: minflt(10)
+		// cminflt(11) ... utime(14) stime(15) cutime(16) cstime(17); f[0]
+		// is state(3).
 		f := strings.Fields(string(b[i+1:]))
 		if len(f) < 15 {
 			continue
@@ -224,10 +239,14 @@ func treeCPU(root int) (float64, error) {
 			v, _ := strconv.ParseInt(f[k], 10, 64)
 			ticks += v
 		}
+		for _, k := range []int{7, 8} {
+			v, _ := strconv.ParseInt(f[k], 10, 64)
+			faults += v
+		}
 		found = true
 	}
 	if !found {
-		return 0, fmt.Errorf("process %d: not running", root)
+		return procUsage{}, fmt.Errorf("process %d: not running", root)
 	}
-	return float64(ticks) / clockTicks, nil
+	return procUsage{cpu: float64(ticks) / clockTicks, minflt: faults}, nil
 }

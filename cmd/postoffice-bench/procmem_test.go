@@ -101,3 +101,37 @@ func TestDescendants(t *testing.T) {
 		t.Errorf("statm's resident size %d, smaps_rollup's %d", rss, smapsRSS)
 	}
 }
+
+// TestTreeUsageFaults: touching 8 MiB new to the process, page by page
+// (no huge pages), counts at least a minor fault a page.
+func TestTreeUsageFaults(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	const size, page = 8 << 20, 4096
+	mem, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(mem)
+	if err := syscall.Madvise(mem, syscall.MADV_NOHUGEPAGE); err != nil {
+		t.Fatal(err)
+	}
+	before, err := treeUsage(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < size; i += page {
+		mem[i] = 1
+	}
+	after, err := treeUsage(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := after.minflt - before.minflt; n < size/page {
+		t.Errorf("%d minor faults for %d new pages", n, size/page)
+	}
+	if after.cpu < before.cpu {
+		t.Errorf("CPU time went back: %v, then %v", before.cpu, after.cpu)
+	}
+}

@@ -178,8 +178,8 @@ func msPer(key, op string) func(Result) float64 {
 
 // perOp is the count under Values[key] per operation op: server_minflt,
 // the server's minor page faults (memory mapped in without I/O; on a VM
-// whose host takes back the memory its guest frees, each of those on
-// memory new to the guest is a fault on the host too).
+// whose host takes back the memory its guest frees, a fault on a page the
+// host took back is a fault on the host too).
 func perOp(key, op string) func(Result) float64 {
 	return func(r Result) float64 {
 		n := r.Ops[op].Ops

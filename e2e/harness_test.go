@@ -97,6 +97,8 @@ type instance struct {
 	logs   bytes.Buffer
 	addrs  map[string]string // service -> host:port, from the "listening" log lines
 	exited chan struct{}
+	// serveArgs are added to serve's command line (e.g. its profiles).
+	serveArgs []string
 }
 
 // newInstance writes a config with loopback listeners on ephemeral ports.
@@ -161,7 +163,7 @@ var listenRE = regexp.MustCompile(`msg=listening service=(\S+) addr=(\S+)`)
 // start runs serve and waits until it is ready.
 func (in *instance) start() {
 	in.t.Helper()
-	cmd := exec.Command(binary, "serve", "--config", in.cfgPath)
+	cmd := exec.Command(binary, append([]string{"serve", "--config", in.cfgPath}, in.serveArgs...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		in.t.Fatal(err)

@@ -34,7 +34,8 @@ type compareOpts struct {
 	BenchDir  string // templates
 	TmpDir    string
 	Keep      bool
-	// CPUProfile: directory for postoffice's CPU profiles, "" for none.
+	// CPUProfile: directory for postoffice's CPU and allocation profiles,
+	// "" for none.
 	CPUProfile string
 	Password   string
 	Domain     string

@@ -191,7 +191,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.BenchDir, "bench-dir", "bench", "directory of the config templates")
 	fs.StringVar(&o.TmpDir, "tmp", "", "parent of the throwaway data directory (default: $TMPDIR)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the data directory")
-	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "directory for a CPU profile of each postoffice round (serve --cpuprofile)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "directory for a CPU profile and an allocation profile of each postoffice round (serve --cpuprofile, --allocprofile)")
 	fs.StringVar(&o.Password, "password", "bench-password", "password of every user")
 	fs.StringVar(&o.Domain, "domain", "bench.test", "mail domain of the users")
 	jsonOut := fs.String("json", "", "also write every round's results and the summary as JSON to this file (- for stdout)")

@@ -166,7 +166,8 @@ type postoffice struct {
 	pop3, smtp         int
 	submission         int // 0: no submission listener
 	d                  *daemon
-	// profile, when set, is the path prefix of a CPU profile per start.
+	// profile, when set, is the path prefix of a CPU profile and an
+	// allocation profile per start (PREFIX-N.pprof, PREFIX-N.allocs.pprof).
 	profile string
 	starts  int
 }
@@ -216,7 +217,8 @@ func (p *postoffice) Start(ctx context.Context) error {
 	args := []string{"serve", "--config", p.config()}
 	if p.profile != "" {
 		p.starts++
-		args = append(args, "--cpuprofile", fmt.Sprintf("%s-%d.pprof", p.profile, p.starts))
+		args = append(args, "--cpuprofile", fmt.Sprintf("%s-%d.pprof", p.profile, p.starts),
+			"--allocprofile", fmt.Sprintf("%s-%d.allocs.pprof", p.profile, p.starts))
 	}
 	d, err := startDaemon(filepath.Join(p.dir, "postoffice.log"), p.bin, args...)
 	if err != nil {

@@ -37,7 +37,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		{name: "serve", usage: "[--cpuprofile FILE]", needs: needsServe, flags: []option{optCPUProfile},
+		{name: "serve", usage: "[--cpuprofile FILE] [--allocprofile FILE]", needs: needsServe, flags: []option{optCPUProfile, optAllocProfile},
 			summary: serveSummary, help: serveHelp, run: runServe},
 		{name: "domain", usage: "add|del|list|records|check [DOMAIN]", summary: "manage the mail domains this host receives mail for, and their DNS records", sub: []*command{
 			{name: "add", usage: "DOMAIN", args: [2]int{1, 1}, needs: needsNewStore,

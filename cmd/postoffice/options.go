@@ -16,6 +16,7 @@ type opts struct {
 	quota         config.Size
 	json          bool
 	cpuProfile    string
+	allocProfile  string
 	to, sender    string // deliver
 	bounce        bool
 	grace         time.Duration
@@ -52,6 +53,9 @@ var (
 	}
 	optCPUProfile option = func(fs *flag.FlagSet, o *opts) {
 		fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this file until shutdown")
+	}
+	optAllocProfile option = func(fs *flag.FlagSet, o *opts) {
+		fs.StringVar(&o.allocProfile, "allocprofile", "", "write an allocation profile (go tool pprof: every allocation since the start, sampled) to this file at shutdown")
 	}
 	optTo     option = func(fs *flag.FlagSet, o *opts) { fs.StringVar(&o.to, "to", "", "recipient address (required)") }
 	optSender option = func(fs *flag.FlagSet, o *opts) {

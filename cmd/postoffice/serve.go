@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -55,6 +57,15 @@ func runServe(c *call) error {
 			return fail(exitFailure, "cpu profile: %v", err)
 		}
 		defer stop()
+	}
+	if c.allocProfile != "" {
+		// Checked now, written at shutdown: a path that cannot be
+		// created fails the start, not the end.
+		f, err := os.Create(c.allocProfile)
+		if err != nil {
+			return fail(exitFailure, "allocation profile: %v", err)
+		}
+		defer writeAllocProfile(f)
 	}
 	cfg, err := c.config()
 	if err != nil {
@@ -153,6 +164,17 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// writeAllocProfile writes the allocations made since the start (the
+// runtime's sampled "allocs" profile; go tool pprof -sample_index
+// alloc_space) to f and closes it.
+func writeAllocProfile(f *os.File) {
+	runtime.GC() // the profile is as of the last collection
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "allocation profile: %v\n", err)
+	}
+	f.Close()
 }
 
 // newLogger makes the process's one logger from [log]: serve hands it to

@@ -1,7 +1,6 @@
 package mailauth
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/postoffice-mail/postoffice/internal/bufpool"
 	"github.com/postoffice-mail/postoffice/internal/resolver"
 )
 
@@ -106,7 +106,8 @@ func (c *Checker) Check(ctx context.Context, env Envelope, spf *SPFResults, msg 
 	}
 	// The header once, for the From domains; the whole message then goes
 	// to the DKIM verifier.
-	br := bufio.NewReaderSize(msg, 32*1024)
+	br := bufpool.Reader(msg)
+	defer bufpool.Put(br) // readHeader copies what it keeps
 	consumed, fields, err := readHeader(br)
 	if err != nil {
 		return nil, err

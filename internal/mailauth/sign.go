@@ -1,7 +1,6 @@
 package mailauth
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -11,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/postoffice-mail/postoffice/internal/bufpool"
 )
 
 // The header fields signed (RFC 6376 section 5.4). Section 5.4.1 lists
@@ -123,7 +124,8 @@ func (s *Signer) Sign(ctx context.Context, msg io.Reader) (string, error) {
 // keys of the From domains), also when signing with them failed: nil
 // when there are none, or when looking them up failed.
 func (s *Signer) SignKeys(ctx context.Context, msg io.Reader) (string, []Key, error) {
-	br := bufio.NewReaderSize(msg, 32*1024)
+	br := bufpool.Reader(msg)
+	defer bufpool.Put(br) // readHeader copies what it keeps
 	consumed, fields, err := readHeader(br)
 	if err != nil {
 		return "", nil, err

@@ -1,7 +1,6 @@
 package mailauth
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-msgauth/dkim"
+	"github.com/postoffice-mail/postoffice/internal/bufpool"
 	"github.com/postoffice-mail/postoffice/internal/resolver"
 )
 
@@ -65,7 +65,8 @@ func signatureTags(v string) map[string]string {
 // per signature in the order of the fields, none for an unsigned
 // message. An error is only a failure to read msg.
 func VerifyDKIM(ctx context.Context, r resolver.Resolver, msg io.Reader) ([]DKIMResult, error) {
-	br := bufio.NewReaderSize(msg, 32*1024)
+	br := bufpool.Reader(msg)
+	defer bufpool.Put(br) // readHeader copies what it keeps
 	consumed, fields, err := readHeader(br)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,8 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+
+	"github.com/postoffice-mail/postoffice/internal/bufpool"
 )
 
 // Canonical returns a reader of r's bytes with every bare LF and bare CR
@@ -17,6 +19,22 @@ import (
 // Empty input stays empty. All other bytes, 8-bit included, pass unchanged.
 func Canonical(r io.Reader) io.Reader {
 	return &canonReader{src: bufio.NewReaderSize(r, 32*1024)}
+}
+
+// CanonicalBuffered is Canonical reading through a buffer lent by
+// bufpool: Close gives it back, and the reader is not read after it.
+func CanonicalBuffered(r io.Reader) io.ReadCloser {
+	return &lentCanon{canonReader{src: bufpool.Reader(r)}}
+}
+
+type lentCanon struct{ canonReader }
+
+func (c *lentCanon) Close() error {
+	if c.src != nil {
+		bufpool.Put(c.src)
+		c.src = nil
+	}
+	return nil
 }
 
 type canonReader struct {

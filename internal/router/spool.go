@@ -39,7 +39,8 @@ type spooled struct {
 // CRLF) into memory or, past spoolMemory, a temporary file in dir ("" is
 // os.TempDir()).
 func spool(r io.Reader, dir string) (*spooled, error) {
-	cr := message.Canonical(r)
+	cr := message.CanonicalBuffered(r)
+	defer cr.Close() // read to its end, or failed, before spool returns
 	buf := spoolBuffers.Get().(*bytes.Buffer)
 	buf.Reset()
 	n, err := io.CopyN(buf, cr, spoolMemory+1)

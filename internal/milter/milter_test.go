@@ -221,29 +221,46 @@ func TestUnixSocket(t *testing.T) {
 	}
 }
 
-// A body of many chunks arrives whole.
-func TestLargeBody(t *testing.T) {
+// A body arrives whole, in chunks of at most chunkSize octets, the
+// fewest that hold it: one for a short body, one for exactly a chunk,
+// several for a large one; an empty body as one empty chunk, and its end
+// of message (the client library refused to end a message without a
+// chunk: every message without a body was refused).
+func TestBodyChunks(t *testing.T) {
 	ctx := context.Background()
-	sc := &script{}
-	c, _ := newClient(t, Config{Address: startScript(t, sc)})
-	s := c.Session(testConn)
-	defer s.Close()
-	body := strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n", 5000) // 330 KB
-	msg := "From: a@example.net\r\nSubject: big\r\n\r\n" + body
-	res := end(t, ctx, transaction(t, ctx, s, "bob@example.org"), msg)
-	if res.Action != Continue {
-		t.Fatalf("%+v", res.Verdict)
-	}
-	if sc.Body() != body {
-		t.Errorf("the milter got %d octets of the %d-octet body", len(sc.Body()), len(body))
-	}
-	chunks := 0
-	for _, e := range sc.Events() {
-		if strings.HasPrefix(e, "body ") {
-			chunks++
+	for _, body := range []string{
+		"",
+		"short\r\n",
+		strings.Repeat("x", chunkSize-2) + "\r\n",
+		strings.Repeat("x", chunkSize-1) + "\r\n",
+		strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n", 5000), // 330 KB
+	} {
+		sc := &script{}
+		c, _ := newClient(t, Config{Address: startScript(t, sc)})
+		s := c.Session(testConn)
+		msg := "From: a@example.net\r\nSubject: big\r\n\r\n" + body
+		res := end(t, ctx, transaction(t, ctx, s, "bob@example.org"), msg)
+		s.Close()
+		if res.Action != Continue {
+			t.Fatalf("%d octets: %+v", len(body), res.Verdict)
+		}
+		if sc.Body() != body {
+			t.Errorf("the milter got %d octets of the %d-octet body", len(sc.Body()), len(body))
+		}
+		chunks, eom := 0, false
+		for _, e := range sc.Events() {
+			chunks += bool2int(strings.HasPrefix(e, "body "))
+			eom = eom || strings.HasPrefix(e, "eom")
+		}
+		if want := max(1, (len(body)+chunkSize-1)/chunkSize); chunks != want || !eom {
+			t.Errorf("%d octets: %d chunks, want %d; end of message seen: %v", len(body), chunks, want, eom)
 		}
 	}
-	if chunks != (len(body)+chunkSize-1)/chunkSize {
-		t.Errorf("%d chunks", chunks)
+}
+
+func bool2int(b bool) int {
+	if b {
+		return 1
 	}
+	return 0
 }

@@ -72,4 +72,17 @@ func TestRspamd(t *testing.T) {
 	if added == 0 {
 		t.Errorf("no header changes recorded: %+v", res.Changes)
 	}
+
+	// A message without a body (its one empty chunk): rspamd scans it
+	// and lets it pass, with its fields, the empty body kept.
+	empty := "From: Alice <alice@example.net>\r\nTo: Bob <bob@example.org>\r\nSubject: see subject\r\n" +
+		"Message-ID: <empty-1@example.net>\r\nDate: " + time.Now().Format(time.RFC1123Z) + "\r\n\r\n"
+	res = end(t, ctx, transactionFrom(t, ctx, s, "alice@example.net", "bob@example.org"), empty)
+	if res.Action != Continue {
+		t.Fatalf("message without a body: %+v (%q)\nlog: %s\nrspamd's log:\n%s", res.Verdict, res.Reply.String(), log, rs.Log())
+	}
+	msg = readAll(t, res.Message())
+	if head, body, _ := strings.Cut(msg, "\r\n\r\n"); !strings.Contains(head, "X-Spamd-Result:") || body != "" {
+		t.Errorf("the message without a body after rspamd:\n%s", msg)
+	}
 }

@@ -322,21 +322,35 @@ func (t *Transaction) message(ctx context.Context, m *msession, c *content, res 
 		return v, err
 	}
 	body := io.NewSectionReader(c.body, 0, c.body.Size())
-	buf := make([]byte, chunkSize)
-	for !m.cs.Skip() {
-		n, rerr := io.ReadFull(body, buf)
-		if n > 0 {
-			if v, stop, err := step(false, func() (*gomilter.Action, error) {
-				return m.cs.BodyChunk(buf[:n])
-			}); stop {
-				return v, err
+	// A chunk's buffer no larger than the body: most bodies are far below
+	// the 64 KiB a chunk may hold. An empty body goes as one empty chunk
+	// (SMFIC_BODY of no octets): the client library ends a message only
+	// after a chunk, and refused the end of an empty one.
+	size := min(int64(chunkSize), c.body.Size())
+	if size == 0 {
+		if v, stop, err := step(false, func() (*gomilter.Action, error) {
+			return m.cs.BodyChunk(nil)
+		}); stop {
+			return v, err
+		}
+	}
+	if size > 0 {
+		buf := make([]byte, size)
+		for !m.cs.Skip() {
+			n, rerr := io.ReadFull(body, buf)
+			if n > 0 {
+				if v, stop, err := step(false, func() (*gomilter.Action, error) {
+					return m.cs.BodyChunk(buf[:n])
+				}); stop {
+					return v, err
+				}
 			}
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			break
-		}
-		if rerr != nil {
-			return Verdict{}, &readError{rerr}
+			if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+				break
+			}
+			if rerr != nil {
+				return Verdict{}, &readError{rerr}
+			}
 		}
 	}
 

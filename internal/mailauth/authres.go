@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"io"
 	"strings"
+
+	"github.com/postoffice-mail/postoffice/internal/bufpool"
 )
 
 // resinfo is one result of an Authentication-Results field (RFC 8601
@@ -210,7 +212,7 @@ func sameID(a, b string) bool {
 // header section is done; call it after DKIM verification, whose
 // signatures may cover such fields.
 func StripAuthResults(msg io.Reader, authservID string) io.Reader {
-	return &stripper{br: bufio.NewReaderSize(msg, 32*1024), id: authservID}
+	return &stripper{br: bufio.NewReaderSize(msg, bufpool.Size), id: authservID}
 }
 
 type stripper struct {

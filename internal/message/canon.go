@@ -18,7 +18,7 @@ import (
 // turned into CRLF, and a CRLF appended when the data does not end with one.
 // Empty input stays empty. All other bytes, 8-bit included, pass unchanged.
 func Canonical(r io.Reader) io.Reader {
-	return &canonReader{src: bufio.NewReaderSize(r, 32*1024)}
+	return &canonReader{src: bufio.NewReaderSize(r, bufpool.Size)}
 }
 
 // CanonicalBuffered is Canonical reading through a buffer lent by

@@ -3,6 +3,7 @@ package mailauth
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 
@@ -210,9 +211,10 @@ func sameID(a, b string) bool {
 // host inside its boundary, so that a sender cannot forge our verdicts.
 // Fields of other authserv-ids stay. The body passes unread until the
 // header section is done; call it after DKIM verification, whose
-// signatures may cover such fields.
-func StripAuthResults(msg io.Reader, authservID string) io.Reader {
-	return &stripper{br: bufio.NewReaderSize(msg, bufpool.Size), id: authservID}
+// signatures may cover such fields. It reads through a buffer lent by
+// bufpool: Close gives it back, and the reader is not read after it.
+func StripAuthResults(msg io.Reader, authservID string) io.ReadCloser {
+	return &stripper{br: bufpool.Reader(msg), id: authservID}
 }
 
 type stripper struct {
@@ -245,4 +247,13 @@ func (s *stripper) Read(p []byte) (int, error) {
 		s.out = io.MultiReader(&kept, s.br)
 	}
 	return s.out.Read(p)
+}
+
+func (s *stripper) Close() error {
+	if s.br != nil {
+		bufpool.Put(s.br)
+		s.br, s.out = nil, nil
+		s.errd = errors.New("mailauth: read after Close")
+	}
+	return nil
 }

@@ -79,3 +79,27 @@ func TestStripAuthResults(t *testing.T) {
 		t.Errorf("huge header: %v", err)
 	}
 }
+
+// The stripper's buffer is lent: after Close a read is an error, not
+// another message's bytes, and a second Close is harmless.
+func TestStripAuthResultsClose(t *testing.T) {
+	msg := "Authentication-Results: mx.example.org; spf=pass\r\nSubject: x\r\n\r\nbody\r\n"
+	r := StripAuthResults(strings.NewReader(msg), "mx.example.org")
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != "Subject: x\r\n\r\nbody\r\n" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	r.Close()
+	if n, err := r.Read(make([]byte, 10)); n != 0 || err == nil || err == io.EOF {
+		t.Errorf("read after Close: %d, %v", n, err)
+	}
+	r.Close()
+	// Closed before its end: the next stripper reads its own message.
+	r = StripAuthResults(strings.NewReader(msg), "mx.example.org")
+	r.Close()
+	r = StripAuthResults(strings.NewReader("Subject: y\r\n\r\nother\r\n"), "mx.example.org")
+	defer r.Close()
+	if got, err := io.ReadAll(r); err != nil || string(got) != "Subject: y\r\n\r\nother\r\n" {
+		t.Errorf("next stripper read %q, %v", got, err)
+	}
+}

@@ -196,7 +196,9 @@ func (c *inboundChecks) atData(ctx context.Context, env *smtpd.Envelope, body io
 		return nil, nil, reply
 	}
 	head := v.AuthResults
-	msg := mailauth.StripAuthResults(sp.Open(), c.checker.AuthServID)
+	stripped := mailauth.StripAuthResults(sp.Open(), c.checker.AuthServID)
+	release = func() { stripped.Close(); sp.Close() }
+	var msg io.Reader = stripped
 	if tx.quarantined() {
 		// RFC 7489 section 6.3: quarantine, for a POP3 user a message
 		// marked as spam (spam.go): X-Spam below our field, and the
@@ -204,14 +206,14 @@ func (c *inboundChecks) atData(ctx context.Context, env *smtpd.Envelope, body io
 		head += SpamHeader
 		if msg, err = markSpam(msg, false, c.subjectTag); err != nil {
 			// Not the header's size: Check bounded it the same.
-			sp.Close()
+			release()
 			return nil, nil, smtpreply.New(451, "4.3.0", "Error reading the message, try again later")
 		}
 	}
 	// RFC 8601 section 4: the field goes on top, as a trace field does;
 	// the router's Received goes above it.
 	out = io.MultiReader(strings.NewReader(head), msg)
-	return out, func() { sp.Close() }, nil
+	return out, release, nil
 }
 
 // authenticated hands on a message from a user who logged in
@@ -222,7 +224,7 @@ func (c *inboundChecks) atData(ctx context.Context, env *smtpd.Envelope, body io
 func (c *inboundChecks) authenticated(env *smtpd.Envelope, body io.Reader) (io.Reader, func(), error) {
 	stripped := mailauth.StripAuthResults(body, c.checker.AuthServID)
 	head := mailauth.AuthResultsSubmission(c.checker.AuthServID, env.AuthUser)
-	return io.MultiReader(strings.NewReader(head), stripped), func() {}, nil
+	return io.MultiReader(strings.NewReader(head), stripped), func() { stripped.Close() }, nil
 }
 
 // decide returns the refusal for a verdict, nil to deliver. Beyond the

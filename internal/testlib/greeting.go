@@ -37,9 +37,14 @@ func startOnFreePorts(t testing.TB, server string, start func() error) {
 }
 
 // awaitGreeting waits until the server at addr greets with a line that
-// begins with prefix and names server. If exited is closed first, the
-// error says why from log(): errPortTaken for a port in use.
+// begins with prefix and names server, as awaitReady.
 func awaitGreeting(addr, prefix, server string, within time.Duration, exited <-chan struct{}, log func() string) error {
+	return awaitReady(func() bool { return greets(addr, prefix, server) }, server, within, exited, log)
+}
+
+// awaitReady waits until ready reports true. If exited is closed first,
+// the error says why from log(): errPortTaken for a port in use.
+func awaitReady(ready func() bool, server string, within time.Duration, exited <-chan struct{}, log func() string) error {
 	deadline := time.Now().Add(within)
 	for {
 		select {
@@ -51,11 +56,11 @@ func awaitGreeting(addr, prefix, server string, within time.Duration, exited <-c
 			return fmt.Errorf("%s exited: %s", server, tail([]byte(why), 2000))
 		default:
 		}
-		if greets(addr, prefix, server) {
+		if ready() {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s does not greet on %s after %v:\n%s", server, addr, within, tail([]byte(log()), 2000))
+			return fmt.Errorf("%s not ready after %v:\n%s", server, within, tail([]byte(log()), 2000))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

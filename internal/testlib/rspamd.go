@@ -137,8 +137,8 @@ func startRspamd(t testing.TB, bin, addr, dnsAddr string, options []string) (*Rs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	stop := func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
@@ -153,27 +153,13 @@ func startRspamd(t testing.TB, bin, addr, dnsAddr string, options []string) (*Rs
 		b, _ := os.ReadFile(logFile)
 		return out.String() + "\n" + tail(b, 3000)
 	}
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		select {
-		case err := <-exited:
-			why := log()
-			if strings.Contains(why, "Address already in use") {
-				return nil, fmt.Errorf("%w: %s", errPortTaken, tail([]byte(why), 300))
-			}
-			t.Fatalf("rspamd exited: %v\n%s", err, why)
-		default:
-		}
-		if milterAnswers(addr) {
-			t.Cleanup(stop)
-			return &Rspamd{Milter: "tcp:" + addr, log: logFile}, nil
-		}
-		if time.Now().After(deadline) {
-			stop()
-			t.Fatalf("rspamd did not answer the milter negotiation in 3 minutes\n%s", log())
-		}
-		time.Sleep(200 * time.Millisecond)
+	// Ready when it answers the milter negotiation.
+	if err := awaitReady(func() bool { return milterAnswers(addr) }, "rspamd", 3*time.Minute, exited, log); err != nil {
+		stop()
+		return nil, err
 	}
+	t.Cleanup(stop)
+	return &Rspamd{Milter: "tcp:" + addr, log: logFile}, nil
 }
 
 // hsCache keeps rspamd's compiled regular expressions between runs.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,12 +25,14 @@ import (
 
 // The intake workload with mail authentication (compare --checks): both
 // servers sign the mail their users submit, check SPF, DKIM and DMARC of
-// the mail other hosts send, and pass every message through one milter,
-// rspamd (Debian's package and default configuration, self-scanning, no
-// Redis). postoffice does it all itself, with rspamd as its [[milter]];
-// Postfix with the milters Debian packages for it: OpenDKIM (signing and
-// verification), OpenDMARC (SPF and DMARC), then rspamd, as its
-// smtpd_milters.
+// the mail other hosts send, and pass every message through one milter
+// (--checks-milter): rspamd (Debian's package and default configuration,
+// self-scanning, no Redis), or the pass milter (passmilter.go), which
+// takes everything and does nearly nothing, to measure the servers'
+// milter clients apart from what a scanner costs. postoffice does it all
+// itself, with that milter as its [[milter]]; Postfix with the milters
+// Debian packages for it: OpenDKIM (signing and verification), OpenDMARC
+// (SPF and DMARC), then that milter, as its smtpd_milters.
 //
 // Half the connections are inbound mail from another domain,
 // sender.example, from 127.0.0.2 to the SMTP port, each message DKIM-signed
@@ -79,31 +82,38 @@ type checksEnv struct {
 
 	dnsServers []*dns.Server
 	dnsAddress string // added to lo by this run, removed at the end
-	rspamd     *daemon
+	milter     *daemon // the one milter, nil with none
 	opendkim   *daemon
 	opendmarc  *daemon
-	// Milter addresses, host:port; rspamdAddr "" without rspamd.
-	rspamdAddr, opendkimAddr, opendmarcAddr string
+	// Milter addresses, host:port; milterAddr "" with none.
+	milterAddr, opendkimAddr, opendmarcAddr string
+	// milterKind is one of checksMilters.
+	milterKind string
 	// rspamdWorkers is how many rspamd processes scan: Debian's
 	// configuration has one (its normal worker, behind the milter proxy).
 	rspamdWorkers int
 }
 
-// startChecks starts the DNS zone, OpenDKIM and OpenDMARC, and rspamd
-// with rspamdWorkers scanning processes; none with 0 (compare
-// --checks-milter=false: the checks and signing alone, to tell their cost
-// from the milter's).
-func startChecks(ctx context.Context, dir, domain string, rspamdWorkers int) (_ *checksEnv, err error) {
-	withoutMilter := rspamdWorkers == 0
+// checksMilters are the milters --checks-milter can name.
+var checksMilters = []string{"rspamd", "pass", "none"}
+
+// startChecks starts the DNS zone, OpenDKIM and OpenDMARC, and the milter
+// of milterKind: rspamd with rspamdWorkers scanning processes, the pass
+// milter, or none (the checks and signing alone, to tell their cost from
+// the milter's).
+func startChecks(ctx context.Context, dir, domain, milterKind string, rspamdWorkers int) (_ *checksEnv, err error) {
+	if !slices.Contains(checksMilters, milterKind) {
+		return nil, fmt.Errorf("milter %q: want one of %s", milterKind, strings.Join(checksMilters, ", "))
+	}
 	for _, tool := range []struct{ bin, pkg string }{{"rspamd", "rspamd"}, {"opendkim", "opendkim"}, {"opendmarc", "opendmarc"}, {"unshare", "util-linux"}, {"ip", "iproute2"}} {
-		if tool.bin == "rspamd" && withoutMilter {
+		if tool.bin == "rspamd" && milterKind != "rspamd" {
 			continue
 		}
 		if _, err := exec.LookPath(tool.bin); err != nil {
 			return nil, fmt.Errorf("--checks needs %s (Debian package %s)", tool.bin, tool.pkg)
 		}
 	}
-	e := &checksEnv{dir: dir, domain: domain, rspamdWorkers: rspamdWorkers}
+	e := &checksEnv{dir: dir, domain: domain, milterKind: milterKind, rspamdWorkers: rspamdWorkers}
 	defer func() {
 		if err != nil {
 			e.stop()
@@ -122,8 +132,8 @@ func startChecks(ctx context.Context, dir, domain string, rspamdWorkers int) (_ 
 		return nil, err
 	}
 	addrs := []*string{&e.opendkimAddr, &e.opendmarcAddr}
-	if !withoutMilter {
-		addrs = append(addrs, &e.rspamdAddr)
+	if milterKind != "none" {
+		addrs = append(addrs, &e.milterAddr)
 	}
 	for _, p := range addrs {
 		port, err := freePort()
@@ -132,10 +142,14 @@ func startChecks(ctx context.Context, dir, domain string, rspamdWorkers int) (_ 
 		}
 		*p = "127.0.0.1:" + strconv.Itoa(port)
 	}
-	if !withoutMilter {
-		if err := e.startRspamd(ctx); err != nil {
-			return nil, err
-		}
+	switch milterKind {
+	case "rspamd":
+		err = e.startRspamd(ctx)
+	case "pass":
+		err = e.startPassMilter(ctx)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if err := e.startOpenDKIM(ctx); err != nil {
 		return nil, err
@@ -147,7 +161,7 @@ func startChecks(ctx context.Context, dir, domain string, rspamdWorkers int) (_ 
 }
 
 func (e *checksEnv) stop() {
-	for _, d := range []*daemon{e.opendmarc, e.opendkim, e.rspamd} {
+	for _, d := range []*daemon{e.opendmarc, e.opendkim, e.milter} {
 		d.stop(30 * time.Second)
 	}
 	for _, s := range e.dnsServers {
@@ -159,10 +173,10 @@ func (e *checksEnv) stop() {
 }
 
 // filterCPU is the CPU time the filters have used so far: all of them
-// (rspamd's, OpenDKIM's and OpenDMARC's processes), and rspamd's alone,
-// the one filter both servers use.
-func (e *checksEnv) filterCPU() (all, rspamd float64, err error) {
-	for _, d := range []*daemon{e.rspamd, e.opendkim, e.opendmarc} {
+// (the milter's, OpenDKIM's and OpenDMARC's processes), and the milter's
+// alone, the one filter both servers use.
+func (e *checksEnv) filterCPU() (all, milter float64, err error) {
+	for _, d := range []*daemon{e.milter, e.opendkim, e.opendmarc} {
 		if d == nil {
 			continue
 		}
@@ -171,11 +185,11 @@ func (e *checksEnv) filterCPU() (all, rspamd float64, err error) {
 			return 0, 0, fmt.Errorf("%s: %w", filepath.Base(d.cmd.Path), err)
 		}
 		all += c
-		if d == e.rspamd {
-			rspamd = c
+		if d == e.milter {
+			milter = c
 		}
 	}
-	return all, rspamd, nil
+	return all, milter, nil
 }
 
 // zone is the DNS data: sender.example with its mail host, SPF, DKIM and
@@ -363,7 +377,7 @@ func (e *checksEnv) startRspamd(ctx context.Context) error {
 		}
 	}
 	files := map[string]string{
-		"rspamd.conf":         fmt.Sprintf(checksRspamdConf, e.rspamdAddr, e.rspamdWorkers),
+		"rspamd.conf":         fmt.Sprintf(checksRspamdConf, e.milterAddr, e.rspamdWorkers),
 		"local.d/options.inc": fmt.Sprintf("dns { nameserver = [%q]; timeout = 1s; retransmits = 1; }\n", checksDNSAddr),
 	}
 	for name, content := range files {
@@ -378,10 +392,29 @@ func (e *checksEnv) startRspamd(ctx context.Context) error {
 		return err
 	}
 	d.group = true // its workers
-	e.rspamd = d
+	e.milter = d
 	// rspamd compiles its rules at the first start: minutes on 2 cores.
-	if err := waitListening(ctx, e.rspamdAddr, 5*time.Minute, d.exited); err != nil {
+	if err := waitListening(ctx, e.milterAddr, 5*time.Minute, d.exited); err != nil {
 		return fmt.Errorf("rspamd: %w (see %s/log/rspamd.log)", err, dir)
+	}
+	return nil
+}
+
+// startPassMilter runs the pass milter: this program, as a process of its
+// own (`postoffice-bench milter-pass`).
+func (e *checksEnv) startPassMilter(ctx context.Context) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	log := filepath.Join(e.dir, "milter-pass.out")
+	d, err := startDaemon(log, self, "milter-pass", "--listen", e.milterAddr)
+	if err != nil {
+		return err
+	}
+	e.milter = d
+	if err := waitListening(ctx, e.milterAddr, time.Minute, d.exited); err != nil {
+		return fmt.Errorf("pass milter: %w (see %s)", err, log)
 	}
 	return nil
 }

@@ -65,9 +65,11 @@ type compareOpts struct {
 	IdleHash string
 
 	// Checks: the intake workload with signing, SPF/DKIM/DMARC checks and
-	// rspamd on both sides (checks.go); checks is what it runs.
-	Checks       bool
-	ChecksMilter bool // rspamd as a milter of both (default)
+	// one milter on both sides (checks.go); checks is what it runs.
+	Checks bool
+	// ChecksMilter is that milter, one of checksMilters: rspamd
+	// (default), pass (passmilter.go) or none.
+	ChecksMilter string
 	// ChecksRspamdWorkers is how many rspamd processes scan (1, as
 	// Debian's configuration has it).
 	ChecksRspamdWorkers int
@@ -165,8 +167,8 @@ func p99(op string) func(Result) float64 {
 // msPer is the CPU time under Values[key] (seconds) per operation op,
 // in milliseconds: server_cpu_s (the server's), client_cpu_s (the load
 // generator's, which shares the cores: a faster server leaves it more of
-// them), filter_cpu_s (the milters' with --checks) or rspamd_cpu_s
-// (rspamd's alone).
+// them), filter_cpu_s (the filters' with --checks) or milter_cpu_s
+// (the one milter's alone).
 func msPer(key, op string) func(Result) float64 {
 	return func(r Result) float64 {
 		n := r.Ops[op].Ops
@@ -208,12 +210,12 @@ func intakeMetrics(extra []metric) []metric {
 		metric{"peak RSS MiB", false, value("peak_rss_mib")})
 }
 
-// filterMetrics are the milters' CPU with --checks: all of them (rspamd's,
-// OpenDKIM's and OpenDMARC's processes), and rspamd's alone, the milter
-// both servers pass every message through.
+// filterMetrics are the filters' CPU with --checks: all of them (the
+// milter's, OpenDKIM's and OpenDMARC's processes), and the milter's alone,
+// the one both servers pass every message through.
 var filterMetrics = []metric{
 	{"filters CPU ms/message", false, msPer("filter_cpu_s", "message")},
-	{"rspamd CPU ms/message", false, msPer("rspamd_cpu_s", "message")},
+	{"milter CPU ms/message", false, msPer("milter_cpu_s", "message")},
 	{"server+filters CPU ms/message", false, func(r Result) float64 {
 		return msPer("server_cpu_s", "message")(r) + msPer("filter_cpu_s", "message")(r)
 	}},
@@ -380,7 +382,7 @@ func (o *compareOpts) ensurePackages(peers map[string]bool) error {
 	}
 	if peers["postfix"] {
 		want("postfix", "postfix")
-		if o.Checks && o.ChecksMilter {
+		if o.Checks && o.ChecksMilter == "rspamd" {
 			want("rspamd", "rspamd")
 		}
 		if o.Checks {
@@ -827,12 +829,8 @@ func (o *compareOpts) compareIntake(ctx context.Context, dir, peer, hash string,
 		return err
 	}
 	if o.Checks {
-		o.logf("starting the checks: DNS zone on %s, OpenDKIM, OpenDMARC, rspamd %v", checksDNSAddr, o.ChecksMilter)
-		workers := max(o.ChecksRspamdWorkers, 1)
-		if !o.ChecksMilter {
-			workers = 0
-		}
-		chk, err := startChecks(ctx, filepath.Join(dir, "checks"), o.Domain, workers)
+		o.logf("starting the checks: DNS zone on %s, OpenDKIM, OpenDMARC, milter %s", checksDNSAddr, o.ChecksMilter)
+		chk, err := startChecks(ctx, filepath.Join(dir, "checks"), o.Domain, o.ChecksMilter, max(o.ChecksRspamdWorkers, 1))
 		if err != nil {
 			return err
 		}
@@ -883,11 +881,16 @@ func (o *compareOpts) compareIntake(ctx context.Context, dir, peer, hash string,
 	}
 	rep.Notes = append(rep.Notes, "postoffice: mail is retrievable when 250 is sent; Postfix: when virtual(8) has put every message into the maildirs (counted)")
 	if o.checks != nil {
-		milter := fmt.Sprintf("rspamd as milter on both (%d scanning processes)", o.checks.rspamdWorkers)
-		if !o.ChecksMilter {
-			milter = "no rspamd (--checks-milter=false)"
+		var milter string
+		switch o.checks.milterKind {
+		case "rspamd":
+			milter = fmt.Sprintf("rspamd as milter on both (%d scanning processes)", o.checks.rspamdWorkers)
+		case "pass":
+			milter = "the pass milter on both (every stage of every message, one field added, accepted)"
+		default:
+			milter = "no milter beyond Postfix's OpenDKIM and OpenDMARC (--checks-milter=none)"
 		}
-		rep.Notes = append(rep.Notes, "checks: half the connections inbound from "+senderDomain+" (DKIM-signed, SPF/DKIM/DMARC pass, p=reject), half submitted by "+users[0].Name+" and signed by the server (RSA-2048); "+milter+"; Postfix with OpenDKIM and OpenDMARC; filters CPU: rspamd, OpenDKIM, OpenDMARC")
+		rep.Notes = append(rep.Notes, "checks: half the connections inbound from "+senderDomain+" (DKIM-signed, SPF/DKIM/DMARC pass, p=reject), half submitted by "+users[0].Name+" and signed by the server (RSA-2048); "+milter+"; Postfix with OpenDKIM and OpenDMARC; filters CPU: the milter, OpenDKIM, OpenDMARC")
 	}
 	return nil
 }
@@ -1026,9 +1029,9 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 	if err != nil {
 		return Result{}, err
 	}
-	var filtersBefore, rspamdBefore float64
+	var filtersBefore, milterBefore float64
 	if o.checks != nil {
-		if filtersBefore, rspamdBefore, err = o.checks.filterCPU(); err != nil {
+		if filtersBefore, milterBefore, err = o.checks.filterCPU(); err != nil {
 			return Result{}, err
 		}
 	}
@@ -1054,13 +1057,13 @@ func (o *compareOpts) measured(ctx context.Context, s instance, workload string,
 	res.Values["server_minflt"] = float64(after.minflt - before.minflt)
 	res.Values["client_cpu_s"] = selfAfter - selfBefore
 	if o.checks != nil {
-		filters, rspamd, err := o.checks.filterCPU()
+		filters, milter, err := o.checks.filterCPU()
 		if err != nil {
 			return res, err
 		}
 		res.Values["filter_cpu_s"] = filters - filtersBefore
-		if o.checks.rspamd != nil {
-			res.Values["rspamd_cpu_s"] = rspamd - rspamdBefore
+		if o.checks.milter != nil {
+			res.Values["milter_cpu_s"] = milter - milterBefore
 		}
 		res.Workload += "-checks"
 	}

@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,6 +51,7 @@ const usage = `usage:
   postoffice-bench run --workload NAME --addr HOST:PORT [flags]   load one server
   postoffice-bench compare [flags]                                 postoffice vs Dovecot/Postfix
   postoffice-bench cluster [flags]                                 SQLite vs 1, 2, 3 nodes on one PostgreSQL (bench/cluster.sh)
+  postoffice-bench milter-pass --listen HOST:PORT                  a milter that passes all mail (compare --checks-milter=pass)
   postoffice-bench help [run|compare]
 
 workloads:
@@ -75,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdCompare(ctx, args[1:], stdout, stderr)
 	case "cluster":
 		err = cmdCluster(ctx, args[1:], stdout, stderr)
+	case "milter-pass":
+		err = cmdMilterPass(ctx, args[1:], stderr)
 	case "help", "-h", "--help":
 		if len(args) > 1 {
 			return run(ctx, []string{args[1], "--help"}, stdout, stderr)
@@ -216,9 +220,9 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&o.IdleSessions, "idle-sessions", 0, "idle: sessions held open (one user each)")
 	fs.IntVar(&o.IdleConcurrency, "idle-concurrency", 50, "idle: logins at once")
 	fs.DurationVar(&o.IdleHold, "idle-hold", 5*time.Second, "idle: how long the sessions are held before memory is read")
-	fs.BoolVar(&o.Checks, "checks", false, "intake: DKIM signing, SPF/DKIM/DMARC checks and rspamd as milter on both sides (Postfix with OpenDKIM and OpenDMARC; needs rspamd, opendkim, opendmarc)")
+	fs.BoolVar(&o.Checks, "checks", false, "intake: DKIM signing, SPF/DKIM/DMARC checks and one milter (--checks-milter) on both sides (Postfix with OpenDKIM and OpenDMARC; needs opendkim, opendmarc, and rspamd for its milter)")
 	fs.IntVar(&o.ChecksRspamdWorkers, "checks-rspamd-workers", 1, "with --checks: rspamd's scanning processes (1, as in Debian's configuration: one normal worker)")
-	fs.BoolVar(&o.ChecksMilter, "checks-milter", true, "with --checks: rspamd as a milter of both servers (false: the checks and signing alone)")
+	fs.StringVar(&o.ChecksMilter, "checks-milter", "rspamd", "with --checks: the milter of both servers: rspamd, pass (a milter that takes every stage of every message and accepts it: the servers' milter clients' cost) or none (the checks and signing alone)")
 	fs.StringVar(&o.IdleHash, "idle-hash", "cheap", "idle: password hash cost on both sides (cheap: memory of sessions, not of hashing)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -260,6 +264,9 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if o.Rounds < 1 {
 		return fmt.Errorf("--rounds %d: want at least 1", o.Rounds)
+	}
+	if !slices.Contains(checksMilters, o.ChecksMilter) {
+		return fmt.Errorf("--checks-milter %q: want one of %s", o.ChecksMilter, strings.Join(checksMilters, ", "))
 	}
 	if o.BenchDir, err = filepath.Abs(o.BenchDir); err != nil {
 		return err

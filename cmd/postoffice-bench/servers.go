@@ -50,9 +50,10 @@ type tmplData struct {
 	ClientLimit  int
 
 	// compare --checks (checks.go).
-	Checks         bool   // postoffice: [auth_checks], dns_server, rspamd as milter
+	Checks         bool   // postoffice: [auth_checks], dns_server, the milter
 	DNSServer      string // host:port
 	Milter         string // postoffice's milter, host:port
+	MilterName     string // its name (checksMilters)
 	SubmissionPort int    // postoffice's submission listener (0: none)
 	MyNetworks     string // Postfix: the trusted submitters
 	Milters        string // Postfix: smtpd_milters
@@ -191,7 +192,7 @@ func newPostoffice(bin, benchDir, dir string, chk *checksEnv) (*postoffice, erro
 		if p.submission, err = freePort(); err != nil {
 			return nil, err
 		}
-		data.Checks, data.DNSServer, data.Milter, data.SubmissionPort = true, checksDNSAddr, chk.rspamdAddr, p.submission
+		data.Checks, data.DNSServer, data.Milter, data.MilterName, data.SubmissionPort = true, checksDNSAddr, chk.milterAddr, chk.milterKind, p.submission
 	}
 	if err := renderTemplate(benchDir, "postoffice.toml.tmpl", p.config(), data); err != nil {
 		return nil, err
@@ -381,8 +382,8 @@ func newPostfix(benchDir, dir, domain string, users []account, chk *checksEnv) (
 	if chk != nil {
 		data.MyNetworks = "127.0.0.1/32"
 		data.Milters = "inet:" + chk.opendkimAddr + ", inet:" + chk.opendmarcAddr
-		if chk.rspamdAddr != "" {
-			data.Milters += ", inet:" + chk.rspamdAddr
+		if chk.milterAddr != "" {
+			data.Milters += ", inet:" + chk.milterAddr
 		}
 	}
 	if err := renderTemplate(benchDir, "postfix-main.cf.tmpl", filepath.Join(dir, "etc", "main.cf"), data); err != nil {

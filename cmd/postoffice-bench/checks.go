@@ -81,7 +81,7 @@ type checksEnv struct {
 	localKey  *rsa.PrivateKey // the users' domain's key, for OpenDKIM
 
 	dnsServers []*dns.Server
-	dnsAddress string // added to lo by this run, removed at the end
+	dnsAddress string  // added to lo by this run, removed at the end
 	milter     *daemon // the one milter, nil with none
 	opendkim   *daemon
 	opendmarc  *daemon

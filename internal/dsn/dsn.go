@@ -123,7 +123,11 @@ func Build(r Report) []byte {
 	fmt.Fprintf(&msg, "To: %s\r\n", path(r.To))
 	fmt.Fprintf(&msg, "Subject: %s\r\n", subject)
 	fmt.Fprintf(&msg, "Date: %s\r\n", date.Format(time.RFC1123Z))
-	fmt.Fprintf(&msg, "Message-ID: <%d.%s@%s>\r\n", date.UnixNano(), strings.ToLower(r.ID), r.ReportingMTA)
+	left := strconv.FormatInt(date.UnixNano(), 10)
+	if r.ID != "" {
+		left += "." + idLeft(r.ID)
+	}
+	fmt.Fprintf(&msg, "Message-ID: <%s@%s>\r\n", left, r.ReportingMTA)
 	// RFC 3834 section 5: automatic responses are marked so that other
 	// automata do not answer them.
 	msg.WriteString("Auto-Submitted: auto-replied\r\n")
@@ -170,7 +174,7 @@ func (rc Recipient) humanDiagnostic() string {
 	if rc.Action == Delivered || rc.Action == Relayed {
 		parts = append(parts, rc.Action)
 		if rc.RemoteMTA != "" {
-			parts[0] += " to " + rc.RemoteMTA
+			parts[0] += " to " + OneLine(rc.RemoteMTA)
 		}
 	}
 	if rc.Detail != "" {
@@ -240,6 +244,22 @@ func mailbox(s string) string {
 		return q
 	}
 	return strconv.QuoteToASCII(s)
+}
+
+// idLeft is id in the form a Message-ID's left side takes, dot-atom-text
+// (RFC 5322 section 3.6.4): lower-case letters, digits, '-' and '_' as
+// they are, anything else (a '.' too, which may not start, end or double
+// there) as '-'.
+func idLeft(id string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '-'
+	}, id)
 }
 
 // path is mailbox in angle brackets (RFC 5322 section 3.4, angle-addr).

@@ -247,9 +247,9 @@ func mailbox(s string) string {
 }
 
 // idLeft is id in the form a Message-ID's left side takes, dot-atom-text
-// (RFC 5322 section 3.6.4): lower-case letters, digits, '-' and '_' as
-// they are, anything else (a '.' too, which may not start, end or double
-// there) as '-'.
+// (RFC 5322 section 3.6.4): ASCII letters in lower case, digits, '-' and
+// '_' as they are, anything else (a '.' too, which may not start, end or
+// double there) as '-'.
 func idLeft(id string) string {
 	return strings.Map(func(r rune) rune {
 		switch {

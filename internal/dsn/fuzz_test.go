@@ -57,6 +57,8 @@ func FuzzBuild(f *testing.F) {
 	})
 }
 
+// nonEmpty is instead where s is not empty: the harmless stand-in leaves
+// an optional field present or absent as the fuzzed report has it.
 func nonEmpty(s, instead string) string {
 	if s == "" {
 		return ""

@@ -134,8 +134,8 @@ func TestAddressesWritten(t *testing.T) {
 }
 
 // parts returns the Content-Type and content of each part of a
-// notification, and its Subject.
-func parts(t *testing.T, raw []byte) (subject string, types []string, bodies []string) {
+// notification, and its header.
+func parts(t *testing.T, raw []byte) (header mail.Header, types []string, bodies []string) {
 	t.Helper()
 	m, err := mail.ReadMessage(bytes.NewReader(raw))
 	if err != nil {
@@ -158,7 +158,7 @@ func parts(t *testing.T, raw []byte) (subject string, types []string, bodies []s
 		types = append(types, p.Header.Get("Content-Type"))
 		bodies = append(bodies, string(b))
 	}
-	return m.Header.Get("Subject"), types, bodies
+	return m.Header, types, bodies
 }
 
 // RFC 3464 sections 2.2.1 and 2.3.1: ENVID comes back first among the
@@ -198,8 +198,8 @@ func TestSuccessReport(t *testing.T) {
 			{Final: "a@example.net", Action: Relayed, Status: "2.0.0", RemoteMTA: "mx.example.net", Reply: smtpreply.New(250, "2.0.0", "Ok: queued as X1")},
 			{Final: "b@local.test", Action: Delivered, Status: "2.0.0"},
 		}})
-	subject, types, bodies := parts(t, raw)
-	if subject != "Successful Mail Delivery Report" || types[2] != "text/rfc822-headers" {
+	header, types, bodies := parts(t, raw)
+	if subject := header.Get("Subject"); subject != "Successful Mail Delivery Report" || types[2] != "text/rfc822-headers" {
 		t.Errorf("subject %q, parts %q", subject, types)
 	}
 	for _, want := range []string{"Action: relayed\r\n", "Action: delivered\r\n", "Diagnostic-Code: smtp; 250 2.0.0 Ok: queued as X1\r\n", "Remote-MTA: dns; mx.example.net\r\n"} {

@@ -62,8 +62,15 @@ func TestCommandLineSlips(t *testing.T) {
 	if out := in.must("", "status"); !strings.Contains(out, "queue: 1 message\n") {
 		t.Errorf("status with one queued message:\n%s", out)
 	}
-	// The journal lists newest first, as the console does.
-	lines := strings.Split(strings.TrimSpace(in.must("", "journal")), "\n")
+	// The journal lists newest first, as the console does. It is written
+	// in batches, after the answer to the submission: wait for both
+	// entries, then look at their order.
+	var lines []string
+	waitFor(t, "the submission's entries in the journal", func() bool {
+		lines = strings.Split(strings.TrimSpace(in.must("", "journal")), "\n")
+		out := strings.Join(lines, "\n")
+		return strings.Contains(out, "queued") && strings.Contains(out, "received")
+	})
 	if len(lines) < 3 || !strings.Contains(lines[len(lines)-2], "queued") || !strings.Contains(lines[len(lines)-1], "received") {
 		t.Errorf("journal not newest first:\n%s", strings.Join(lines, "\n"))
 	}
